@@ -1,0 +1,86 @@
+// Box conversion, validation and the pairwise IoU matrix.
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "curata/boxes.hpp"
+#include "curata/parallel.hpp"
+
+namespace curata {
+
+template <class T>
+void check_boxes(const T* boxes, int64_t n, const char* name, const uint8_t* valid) {
+  // One branch-free pass that only records whether anything is wrong; the slow path that finds
+  // the first offender runs only to build the message.
+  int bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (valid && !valid[i]) continue;
+    const T* b = boxes + 4 * i;
+    bad |= !(std::isfinite(b[0]) && std::isfinite(b[1]) && std::isfinite(b[2]) && std::isfinite(b[3]));
+    bad |= (b[2] < b[0]) | (b[3] < b[1]);
+  }
+  if (!bad) return;
+  for (int64_t i = 0; i < n; ++i) {
+    if (valid && !valid[i]) continue;
+    const T* b = boxes + 4 * i;
+    const std::string where = std::string(name) + "[" + std::to_string(i) + "] = [" +
+                              std::to_string(b[0]) + ", " + std::to_string(b[1]) + ", " +
+                              std::to_string(b[2]) + ", " + std::to_string(b[3]) + "]";
+    if (!(std::isfinite(b[0]) && std::isfinite(b[1]) && std::isfinite(b[2]) && std::isfinite(b[3])))
+      throw std::invalid_argument(std::string(name) + " must be finite, got " + where);
+    if (b[2] < b[0] || b[3] < b[1])
+      throw std::invalid_argument(std::string(name) + " must satisfy x1 <= x2 and y1 <= y2 (xyxy), got " + where);
+  }
+}
+
+template <class T>
+void convert_boxes(const T* in, T* out, int64_t n, BoxFormat src, BoxFormat dst) {
+  const int threads = threads_for(n, 1 << 16);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T xyxy[4] = {};
+    to_xyxy(src, in + 4 * i, xyxy);
+    from_xyxy(dst, xyxy, out + 4 * i);
+  }
+}
+
+template <class T>
+void pairwise_iou(const T* a, int64_t n, const T* b, int64_t m, T* out, bool generalized) {
+  check_boxes(a, n, "a");
+  check_boxes(b, m, "b");
+  // Structure-of-arrays copy of b so the inner loop vectorises over j.
+  std::vector<T> bx1(m), by1(m), bx2(m), by2(m), barea(m);
+  for (int64_t j = 0; j < m; ++j) {
+    bx1[j] = b[4 * j]; by1[j] = b[4 * j + 1]; bx2[j] = b[4 * j + 2]; by2[j] = b[4 * j + 3];
+    barea[j] = box_area(bx1[j], by1[j], bx2[j], by2[j]);
+  }
+  const int threads = threads_for(n * m, 1 << 15);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
+    const T aarea = box_area(ax1, ay1, ax2, ay2);
+    T* row = out + i * m;
+    if (!generalized) {
+      for (int64_t j = 0; j < m; ++j) {
+        const T inter = box_intersection(ax1, ay1, ax2, ay2, bx1[j], by1[j], bx2[j], by2[j]);
+        row[j] = iou_from_parts(inter, aarea, barea[j]);
+      }
+    } else {
+      for (int64_t j = 0; j < m; ++j) {
+        const T bb[4] = {bx1[j], by1[j], bx2[j], by2[j]};
+        const T aa[4] = {ax1, ay1, ax2, ay2};
+        row[j] = box_giou(aa, bb);
+      }
+    }
+  }
+}
+
+#define CURATA_INSTANTIATE(T)                                                              \
+  template void check_boxes<T>(const T*, int64_t, const char*, const uint8_t*);            \
+  template void convert_boxes<T>(const T*, T*, int64_t, BoxFormat, BoxFormat);             \
+  template void pairwise_iou<T>(const T*, int64_t, const T*, int64_t, T*, bool);
+CURATA_INSTANTIATE(float)
+CURATA_INSTANTIATE(double)
+#undef CURATA_INSTANTIATE
+
+}  // namespace curata

@@ -1,0 +1,160 @@
+// YOLO-head post-processing: candidates per image (in parallel), then one grouped NMS call over
+// every (image, class) of the batch.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "curata/boxes.hpp"
+#include "curata/parallel.hpp"
+#include "curata/sort.hpp"
+
+namespace curata {
+namespace {
+
+template <class T> struct Candidates {
+  std::vector<T> boxes;  // xyxy, 4 per candidate
+  std::vector<T> scores;
+  std::vector<int64_t> classes;
+  std::vector<int64_t> anchors;
+
+  void add(const T* cxcywh, T score, int64_t cls, int64_t anchor) {
+    T xyxy[4] = {};
+    to_xyxy(BoxFormat::cxcywh, cxcywh, xyxy);
+    boxes.insert(boxes.end(), xyxy, xyxy + 4);
+    scores.push_back(score);
+    classes.push_back(cls);
+    anchors.push_back(anchor);
+  }
+  int64_t size() const { return static_cast<int64_t>(scores.size()); }
+};
+
+// Candidates of one image, in Ultralytics' order: anchors ascending, and for multi_label the
+// classes of each anchor ascending.
+template <class T>
+void image_candidates(const T* pred, int64_t n_classes, int64_t n_anchors, const PostprocessOptions& o,
+                      const std::vector<uint8_t>& allowed, Candidates<T>& out) {
+  const T* cls0 = pred + 4 * n_anchors;  // channel-first: row c holds class c for every anchor
+  auto allowed_class = [&](int64_t c) { return allowed.empty() || allowed[static_cast<size_t>(c)]; };
+  auto box_of = [&](int64_t a, T* box) {
+    for (int k = 0; k < 4; ++k) box[k] = pred[k * n_anchors + a];
+  };
+  if (o.multi_label && n_classes > 1) {
+    std::vector<uint8_t> any(static_cast<size_t>(n_anchors), 0);
+    for (int64_t c = 0; c < n_classes; ++c) {
+      const T* row = cls0 + c * n_anchors;
+      for (int64_t a = 0; a < n_anchors; ++a) any[a] |= static_cast<double>(row[a]) > o.conf_threshold;
+    }
+    for (int64_t a = 0; a < n_anchors; ++a) {
+      if (!any[a]) continue;
+      T box[4];
+      box_of(a, box);
+      for (int64_t c = 0; c < n_classes; ++c) {
+        const T s = cls0[c * n_anchors + a];
+        if (static_cast<double>(s) > o.conf_threshold && allowed_class(c)) out.add(box, s, c, a);
+      }
+    }
+    return;
+  }
+  // Best class per anchor; the first maximum wins ties (torch.max). A NaN in class 0 stays the
+  // "best" and is never a candidate, as NaN > conf is false in torch too.
+  std::vector<T> best(cls0, cls0 + n_anchors);
+  std::vector<int32_t> best_class(static_cast<size_t>(n_anchors), 0);
+  for (int64_t c = 1; c < n_classes; ++c) {
+    const T* row = cls0 + c * n_anchors;
+    for (int64_t a = 0; a < n_anchors; ++a) {
+      const bool better = row[a] > best[a];
+      best[a] = better ? row[a] : best[a];
+      best_class[a] = better ? static_cast<int32_t>(c) : best_class[a];
+    }
+  }
+  for (int64_t a = 0; a < n_anchors; ++a) {
+    if (!(static_cast<double>(best[a]) > o.conf_threshold) || !allowed_class(best_class[a])) continue;
+    T box[4];
+    box_of(a, box);
+    out.add(box, best[a], best_class[a], a);
+  }
+}
+
+// Keeps the max_nms best-scoring candidates (ties to the earlier candidate), in score order.
+template <class T> void keep_top(Candidates<T>& c, int64_t max_nms) {
+  if (c.size() <= max_nms) return;
+  std::vector<int32_t> order(static_cast<size_t>(c.size()));
+  for (int64_t i = 0; i < c.size(); ++i) order[i] = static_cast<int32_t>(i);
+  sort_by_score_desc(c.scores.data(), order);
+  order.resize(static_cast<size_t>(max_nms));
+  Candidates<T> top;
+  for (int32_t i : order) {
+    top.boxes.insert(top.boxes.end(), c.boxes.begin() + 4 * i, c.boxes.begin() + 4 * i + 4);
+    top.scores.push_back(c.scores[i]);
+    top.classes.push_back(c.classes[i]);
+    top.anchors.push_back(c.anchors[i]);
+  }
+  c = std::move(top);
+}
+
+}  // namespace
+
+template <class T>
+void postprocess(const T* pred, int64_t batch, int64_t n_channels, int64_t n_anchors, const PostprocessOptions& o,
+                 std::vector<T>& rows, std::vector<int64_t>& image_counts, std::vector<int64_t>& anchors) {
+  const int64_t n_classes = n_channels - 4;
+  if (n_classes < 1)
+    throw std::invalid_argument("pred must have shape (batch, 4 + n_classes, n_anchors) with n_classes >= 1, got " +
+                                std::to_string(n_channels) + " channels");
+  std::vector<uint8_t> allowed;
+  if (o.classes) {
+    allowed.assign(static_cast<size_t>(n_classes), 0);
+    for (int64_t k = 0; k < o.n_allowed_classes; ++k)
+      if (o.classes[k] >= 0 && o.classes[k] < n_classes) allowed[static_cast<size_t>(o.classes[k])] = 1;
+  }
+
+  std::vector<Candidates<T>> per_image(static_cast<size_t>(batch));
+  const int threads = threads_for(batch * n_channels * n_anchors, 1 << 16);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t b = 0; b < batch; ++b) {
+    image_candidates(pred + b * n_channels * n_anchors, n_classes, n_anchors, o, allowed, per_image[b]);
+    keep_top(per_image[b], o.max_nms);
+  }
+
+  Candidates<T> all;
+  std::vector<int64_t> image_of;
+  for (int64_t b = 0; b < batch; ++b) {
+    Candidates<T>& c = per_image[b];
+    all.boxes.insert(all.boxes.end(), c.boxes.begin(), c.boxes.end());
+    all.scores.insert(all.scores.end(), c.scores.begin(), c.scores.end());
+    all.classes.insert(all.classes.end(), c.classes.begin(), c.classes.end());
+    all.anchors.insert(all.anchors.end(), c.anchors.begin(), c.anchors.end());
+    image_of.insert(image_of.end(), static_cast<size_t>(c.size()), b);
+    c = Candidates<T>();
+  }
+  check_boxes(all.boxes.data(), all.size(), "pred (decoded candidate boxes)");
+
+  NmsGroups groups;
+  groups.classes = o.agnostic ? nullptr : all.classes.data();
+  groups.image_ids = image_of.data();
+  NmsOptions nms_options;
+  nms_options.iou_threshold = o.iou_threshold;
+  nms_options.max_det = o.max_det;
+  const NmsResult kept = nms(all.boxes.data(), all.scores.data(), all.size(), groups, nms_options);
+
+  image_counts.assign(static_cast<size_t>(batch), 0);
+  for (size_t k = 0; k < kept.image_ids.size(); ++k) image_counts[kept.image_ids[k]] = kept.image_counts[k];
+  rows.resize(kept.keep.size() * 6);
+  anchors.resize(kept.keep.size());
+  for (size_t r = 0; r < kept.keep.size(); ++r) {
+    const int64_t i = kept.keep[r];
+    T* row = rows.data() + 6 * r;
+    for (int k = 0; k < 4; ++k) row[k] = all.boxes[4 * i + k];
+    row[4] = all.scores[i];
+    row[5] = static_cast<T>(all.classes[i]);
+    anchors[r] = all.anchors[i];
+  }
+}
+
+template void postprocess<float>(const float*, int64_t, int64_t, int64_t, const PostprocessOptions&,
+                                 std::vector<float>&, std::vector<int64_t>&, std::vector<int64_t>&);
+template void postprocess<double>(const double*, int64_t, int64_t, int64_t, const PostprocessOptions&,
+                                  std::vector<double>&, std::vector<int64_t>&, std::vector<int64_t>&);
+
+}  // namespace curata

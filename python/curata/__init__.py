@@ -1,0 +1,32 @@
+"""curata: a performance-first engine for the data side of computer vision.
+
+Subpackages: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing) and
+:mod:`curata.scores` (uncertainty scores).
+"""
+
+from __future__ import annotations
+
+from . import boxes, scores
+from ._runtime import (
+    build_info,
+    cuda_unavailable_reason,
+    devices,
+    get_num_threads,
+    set_num_threads,
+    warn_on_bad_thread_env,
+)
+
+__version__ = build_info()["version"]
+
+warn_on_bad_thread_env()
+
+__all__ = [
+    "boxes",
+    "scores",
+    "build_info",
+    "devices",
+    "cuda_unavailable_reason",
+    "set_num_threads",
+    "get_num_threads",
+    "__version__",
+]

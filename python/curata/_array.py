@@ -1,0 +1,226 @@
+"""The array boundary: numpy, torch and CuPy in, the same kind out.
+
+Every public op goes through these helpers, so the rules live in one place:
+
+* numpy arrays, and anything ``np.asarray`` accepts, run on the CPU path. Non-contiguous or
+  wrongly typed input is converted once; float16 is computed in float32.
+* torch CPU tensors are viewed as numpy without a copy (``Tensor.numpy()``), results come back as
+  torch tensors sharing the result's memory.
+* torch CUDA tensors and CuPy arrays go to the CUDA path as raw device pointers on the caller's
+  current stream (zero copy), and results are allocated by the same framework on the same device.
+
+torch and CuPy are imported lazily: ``import curata`` never imports them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _torch():
+    return sys.modules.get("torch")
+
+
+def _cupy():
+    return sys.modules.get("cupy")
+
+
+def kind_of(x: Any) -> str:
+    """'torch', 'cupy' or 'numpy' (anything else is treated as array-like for numpy)."""
+    torch = _torch()
+    if torch is not None and isinstance(x, torch.Tensor):
+        return "torch"
+    cupy = _cupy()
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return "cupy"
+    return "numpy"
+
+
+def on_cuda(x: Any) -> bool:
+    """True for torch CUDA tensors and CuPy arrays."""
+    kind = kind_of(x)
+    if kind == "torch":
+        return bool(x.is_cuda)
+    return kind == "cupy"
+
+
+def _to_numpy_view(x: Any, name: str) -> np.ndarray:
+    kind = kind_of(x)
+    if kind == "torch":
+        if x.is_cuda:
+            return x.detach().cpu().numpy()
+        if x.dtype.is_complex:
+            raise TypeError(f"{name} must be a real array, got torch dtype {x.dtype}")
+        torch = _torch()
+        if x.dtype == torch.bfloat16:
+            x = x.float()  # numpy has no bfloat16
+        return x.detach().resolve_conj().resolve_neg().numpy()
+    if kind == "cupy":
+        return x.get()
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be array-like, got {type(x).__name__}: {exc}") from None
+
+
+def float_array(
+    x: Any,
+    name: str,
+    *,
+    shape: Sequence[int | None] | None = None,
+    dtype: np.dtype | None = None,
+) -> np.ndarray:
+    """A C-contiguous float32/float64 host array for the core library, converted at most once.
+
+    Parameters
+    ----------
+    x : array-like, torch tensor or CuPy array
+    name : str
+        Argument name used in error messages.
+    shape : sequence of int or None, optional
+        Expected shape; ``None`` entries match any length.
+    dtype : numpy dtype, optional
+        Force this compute dtype (float32 or float64). By default float64 stays float64, float32
+        stays float32, float16/bfloat16 and integer input become float32 / float64 respectively.
+    """
+    a = _to_numpy_view(x, name)
+    if a.dtype == np.bool_ or a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must have a real floating or integer dtype, got {a.dtype}")
+    if shape is not None:
+        check_shape(a, name, shape)
+    if dtype is None:
+        if a.dtype in FLOAT_DTYPES:
+            dtype = a.dtype
+        elif a.dtype.kind == "f" and a.dtype.itemsize < 4:
+            dtype = np.dtype(np.float32)
+        else:
+            dtype = np.dtype(np.float64)
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def int_array(x: Any, name: str, *, length: int | None = None) -> np.ndarray:
+    """A C-contiguous int64 vector; floats are accepted only if they hold integers."""
+    a = _to_numpy_view(x, name)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(a.shape)}")
+    if length is not None and a.shape[0] != length:
+        raise ValueError(f"{name} must have length {length}, got {a.shape[0]}")
+    if a.dtype.kind in "iu":
+        if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} has values above the int64 range")
+        return np.ascontiguousarray(a, dtype=np.int64)
+    if a.dtype.kind == "f":
+        if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+            raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
+        return np.ascontiguousarray(a, dtype=np.int64)
+    if a.dtype == np.bool_ and a.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
+
+
+def check_shape(a: Any, name: str, shape: Sequence[int | None]) -> None:
+    got = tuple(a.shape)
+    ok = len(got) == len(shape) and all(s is None or s == g for s, g in zip(shape, got))
+    if not ok:
+        want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise ValueError(f"{name} must have shape {want}, got {got}")
+
+
+def check_probability(value: Any, name: str, *, allow_none: bool = False) -> float | None:
+    """A threshold in [0, 1] as a Python float."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+    v = float(value)
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return v
+
+
+def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int = 0) -> int | None:
+    """A non-negative integer option such as max_det (None = no limit)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def like(result: np.ndarray, reference: Any) -> Any:
+    """Return a host result as the array kind (and device) of ``reference``."""
+    kind = kind_of(reference)
+    if kind == "torch":
+        torch = _torch()
+        t = torch.from_numpy(np.ascontiguousarray(result))
+        return t.to(reference.device) if reference.is_cuda else t
+    if kind == "cupy":
+        return _cupy().asarray(result)
+    return result
+
+
+# ---------------------------------------------------------------------------------- GPU views
+@dataclass
+class DeviceArray:
+    """A zero-copy view of a CUDA array: raw pointer, shape, dtype, device and stream."""
+
+    obj: Any
+    kind: str
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    device: int
+    stream: int
+
+
+def device_array(x: Any, name: str, *, dtypes: Sequence[np.dtype] = FLOAT_DTYPES) -> DeviceArray:
+    """View a torch CUDA tensor or CuPy array; made contiguous (once, on the device) if needed."""
+    kind = kind_of(x)
+    if kind == "torch":
+        torch = _torch()
+        t = x.detach()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        dtype = np.dtype(str(t.dtype).removeprefix("torch."))  # float32, int64, ...
+        if dtype not in dtypes:
+            target = dtypes[0] if t.dtype in (torch.float16, torch.bfloat16) else None
+            if target is None:
+                raise TypeError(f"{name} must have dtype in {[str(d) for d in dtypes]}, got {t.dtype}")
+            t = t.to(getattr(torch, str(target)))
+            dtype = target
+        stream = torch.cuda.current_stream(t.device).cuda_stream
+        return DeviceArray(t, "torch", t.data_ptr(), tuple(t.shape), dtype, t.device.index, stream)
+    if kind == "cupy":
+        cupy = _cupy()
+        a = cupy.ascontiguousarray(x)
+        if a.dtype not in dtypes:
+            if a.dtype == np.float16:
+                a = a.astype(dtypes[0])
+            else:
+                raise TypeError(f"{name} must have dtype in {[str(d) for d in dtypes]}, got {a.dtype}")
+        stream = cupy.cuda.get_current_stream().ptr
+        return DeviceArray(a, "cupy", a.data.ptr, tuple(a.shape), np.dtype(a.dtype), a.device.id, stream)
+    raise TypeError(f"{name} is not a CUDA array (torch CUDA tensor or CuPy array)")
+
+
+def device_empty(ref: DeviceArray, shape: Sequence[int], dtype: Any) -> DeviceArray:
+    """Allocate with the framework of ``ref`` on its device."""
+    dtype = np.dtype(dtype)
+    if ref.kind == "torch":
+        torch = _torch()
+        t = torch.empty(tuple(shape), dtype=getattr(torch, dtype.name), device=ref.obj.device)
+        return DeviceArray(t, "torch", t.data_ptr(), tuple(shape), dtype, ref.device, ref.stream)
+    cupy = _cupy()
+    with cupy.cuda.Device(ref.device):
+        a = cupy.empty(tuple(shape), dtype=dtype)
+    return DeviceArray(a, "cupy", a.data.ptr, tuple(shape), dtype, ref.device, ref.stream)

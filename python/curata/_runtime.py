@@ -1,0 +1,77 @@
+"""Build facts, device listing and the thread count."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import _backend, _core
+
+
+def build_info() -> dict[str, Any]:
+    """What this installation of curata was compiled with.
+
+    Returns
+    -------
+    dict
+        ``version``, ``compiler``, ``openmp`` (bool), ``blas`` (name or None), ``cuda``
+        (toolkit version string or None), ``cuda_archs`` (e.g. ``"80-real;90"`` or None),
+        ``cuda_module`` (bool: ``curata._cuda`` imported).
+    """
+    info = dict(_core.build_info())
+    cuda = _backend._cuda
+    info["cuda_module"] = cuda is not None
+    info["cuda"] = str(cuda.cuda_version) if cuda is not None else None
+    info["cuda_archs"] = str(cuda.archs) if cuda is not None else None
+    return info
+
+
+def devices() -> list[dict[str, Any]]:
+    """Devices usable now: always the CPU, plus each visible CUDA device.
+
+    Each entry has ``type`` (``"cpu"`` or ``"cuda"``), ``index`` and ``name``; the CPU entry also
+    has ``threads``. When no GPU is usable, the reason is in ``curata.cuda_unavailable_reason()``.
+    """
+    found: list[dict[str, Any]] = [
+        {"type": "cpu", "index": 0, "name": "cpu", "threads": get_num_threads()}
+    ]
+    if _backend.HAS_CUDA:
+        for i in range(_backend.CUDA_DEVICE_COUNT):
+            found.append({"type": "cuda", "index": i, "name": _backend._cuda.device_name(i)})
+    return found
+
+
+def cuda_unavailable_reason() -> str:
+    """Why no CUDA device is usable ('' when one is)."""
+    return "" if _backend.HAS_CUDA else _backend.CUDA_REASON
+
+
+def set_num_threads(n: int) -> None:
+    """Set the threads curata's CPU kernels use (process-wide, all calling threads).
+
+    ``n >= 1`` sets the count; ``n == 0`` restores the default (``CURATA_NUM_THREADS`` from the
+    environment at import, else all cores).
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads curata's CPU kernels use."""
+    return int(_core.num_threads())
+
+
+def warn_on_bad_thread_env() -> None:
+    """CURATA_NUM_THREADS that is not a positive integer is ignored; say so once at import."""
+    value = os.environ.get("CURATA_NUM_THREADS")
+    if value is None:
+        return
+    try:
+        ok = int(value) >= 1
+    except ValueError:
+        ok = False
+    if not ok:
+        _backend.log.warning("CURATA_NUM_THREADS=%r is not a positive integer; using all cores", value)

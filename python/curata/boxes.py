@@ -1,0 +1,326 @@
+"""Boxes: format conversion, IoU, NMS for one image or a whole batch, YOLO post-processing.
+
+All functions take numpy arrays, torch tensors or CuPy arrays and return the same kind on the
+same device. Boxes are ``(N, 4)``; float32 and float64 are computed in their own precision,
+float16/bfloat16 in float32 and integers in float64. Coordinates must be finite with
+``x1 <= x2`` and ``y1 <= y2`` (after conversion to xyxy); anything else raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _array, _core
+from ._dispatch import use_cuda
+
+__all__ = ["convert", "iou", "giou", "nms", "batched_nms", "postprocess", "FORMATS"]
+
+FORMATS = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
+
+
+def _format_code(value: Any, name: str) -> int:
+    if not isinstance(value, str) or value not in FORMATS:
+        raise ValueError(f"{name} must be one of {sorted(FORMATS)}, got {value!r}")
+    return FORMATS[value]
+
+
+def _cuda_ops():
+    from . import _cuda_ops  # noqa: PLC0415  (imported only on the GPU path)
+
+    return _cuda_ops
+
+
+def convert(boxes: Any, src: str, dst: str) -> Any:
+    """Convert boxes between ``"xyxy"``, ``"xywh"`` (corner + size) and ``"cxcywh"`` (centre + size).
+
+    Parameters
+    ----------
+    boxes : array (N, 4), float16/32/64
+    src, dst : {"xyxy", "xywh", "cxcywh"}
+
+    Returns
+    -------
+    array (N, 4) of the input dtype (float16 is computed in float32 and cast back).
+
+    Notes
+    -----
+    O(N) time, one output array of memory. No validation of coordinates: any finite or
+    non-finite values are converted arithmetically.
+    """
+    src_code, dst_code = _format_code(src, "src"), _format_code(dst, "dst")
+    in_dtype = _array._to_numpy_view(boxes, "boxes").dtype if not _array.on_cuda(boxes) else None
+    a = _array.float_array(boxes, "boxes", shape=(None, 4))
+    out = _core.convert_boxes(a, src_code, dst_code)
+    if in_dtype is not None and in_dtype.kind == "f" and in_dtype != out.dtype:
+        out = out.astype(in_dtype)
+    return _array.like(out, boxes)
+
+
+def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    x = _array.float_array(a, "a", shape=(None, 4))
+    y = _array.float_array(b, "b", shape=(None, 4))
+    if x.dtype != y.dtype:
+        common = np.result_type(x.dtype, y.dtype)
+        x, y = x.astype(common, copy=False), y.astype(common, copy=False)
+    return x, y
+
+
+def iou(a: Any, b: Any, *, device: str | None = None) -> Any:
+    """Pairwise intersection over union of xyxy boxes.
+
+    Parameters
+    ----------
+    a : array (N, 4)
+    b : array (M, 4)
+    device : {None, "auto", "cpu", "cuda"}
+        None follows the data.
+
+    Returns
+    -------
+    array (N, M), float32 (float32/16 input) or float64. Two empty boxes have IoU 0.
+
+    Notes
+    -----
+    O(N·M) time; the output is the only N×M allocation. Computed as
+    ``inter / (area_a + area_b - inter)`` in the input precision, as torchvision's ``box_iou``.
+    """
+    if use_cuda(a, device, "curata.boxes.iou"):
+        return _cuda_ops().pairwise_iou(a, b, generalized=False)
+    x, y = _pair(a, b)
+    return _array.like(_core.pairwise_iou(x, y, False), a)
+
+
+def giou(a: Any, b: Any, *, device: str | None = None) -> Any:
+    """Pairwise generalised IoU (Rezatofighi et al., 2019) of xyxy boxes, in [-1, 1].
+
+    Same shapes, dtypes and cost as :func:`iou`. ``giou = iou - (hull - union) / hull`` where
+    ``hull`` is the area of the smallest box enclosing both; two identical points give 0.
+    """
+    if use_cuda(a, device, "curata.boxes.giou"):
+        return _cuda_ops().pairwise_iou(a, b, generalized=True)
+    x, y = _pair(a, b)
+    return _array.like(_core.pairwise_iou(x, y, True), a)
+
+
+def _nms_call(boxes, scores, classes, image_ids, valid, per_image, iou_threshold, score_threshold, max_det):
+    """Validated call into the core: returns (keep, image_ids, image_counts) as numpy arrays."""
+    iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")
+    if score_threshold is not None:
+        if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float, np.number)):
+            raise TypeError(f"score_threshold must be a number or None, got {type(score_threshold).__name__}")
+        if np.isnan(score_threshold):
+            raise ValueError("score_threshold must not be NaN")
+        score_threshold = float(score_threshold)
+    max_det = _array.check_count(max_det, "max_det")
+    return _core.nms(
+        boxes, scores, classes, image_ids, per_image, valid, iou_threshold, score_threshold,
+        -1 if max_det is None else max_det,
+    )
+
+
+def _flat_inputs(boxes, scores, classes, image_ids):
+    b = _array.float_array(boxes, "boxes", shape=(None, 4))
+    n = b.shape[0]
+    s = _array.float_array(scores, "scores", dtype=b.dtype)
+    _array.check_shape(s, "scores", (n,))
+    c = None if classes is None else _array.int_array(classes, "classes", length=n)
+    im = None if image_ids is None else _array.int_array(image_ids, "image_ids", length=n)
+    return b, s, c, im
+
+
+def nms(
+    boxes: Any,
+    scores: Any,
+    iou_threshold: float = 0.5,
+    score_threshold: float | None = None,
+    max_det: int | None = None,
+    *,
+    image_ids: Any = None,
+    device: str | None = None,
+) -> Any:
+    """Greedy non-maximum suppression (class-agnostic).
+
+    A box is suppressed when its IoU with an already kept, higher-ranked box is
+    ``> iou_threshold`` (torchvision's rule). Boxes are ranked by descending score, ties by lower
+    index, so the result is deterministic.
+
+    Parameters
+    ----------
+    boxes : array (N, 4), xyxy
+    scores : array (N,); cast to the box dtype. NaN raises ValueError.
+    iou_threshold : float in [0, 1]
+    score_threshold : float, optional
+        Boxes with ``score <= score_threshold`` are dropped before NMS.
+    max_det : int, optional
+        Keep at most this many boxes (per image when ``image_ids`` is given).
+    image_ids : int array (N,), optional
+        Run NMS independently per image in one call (parallel over images).
+    device : {None, "auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    keep : int64 array (K,)
+        Indices into the input of the kept boxes, by descending score; with ``image_ids``, grouped
+        by ascending image id, each group by descending score.
+
+    Notes
+    -----
+    Work is O(N log N + N·K) for K kept boxes, memory O(N). See :func:`batched_nms` for classes.
+    """
+    return batched_nms(
+        boxes, scores, None, iou_threshold, score_threshold, max_det, image_ids=image_ids, device=device
+    )
+
+
+def batched_nms(
+    boxes: Any,
+    scores: Any,
+    classes: Any,
+    iou_threshold: float = 0.5,
+    score_threshold: float | None = None,
+    max_det: int | None = None,
+    *,
+    image_ids: Any = None,
+    valid: Any = None,
+    device: str | None = None,
+) -> Any:
+    """NMS run independently per class (and per image), merged by score.
+
+    Exactly as if :func:`nms` ran on each class separately and the kept boxes were merged by
+    descending score — not torchvision's coordinate-offset trick, which loses suppressions in
+    float16 and at large coordinates.
+
+    Parameters
+    ----------
+    boxes : array (N, 4) xyxy, or (B, N, 4) for a padded batch of B images
+    scores : array (N,) or (B, N)
+    classes : int array (N,) or (B, N), or None for class-agnostic NMS
+    iou_threshold, score_threshold, max_det : as in :func:`nms`; ``max_det`` is per image
+    image_ids : int array (N,), optional
+        Flat input only: the image of each box.
+    valid : bool array (B, N), optional
+        Batched input only: which entries are real boxes (padding is ignored and not validated).
+    device : {None, "auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    keep : int64 array (K,)
+        Flat input: indices of kept boxes by descending score (grouped by ascending image id when
+        ``image_ids`` is given).
+    list of B int64 arrays
+        Batched (B, N, 4) input: for each image, indices into its N boxes by descending score.
+
+    Notes
+    -----
+    One stable sort, then the (image, class) groups run in parallel on the CPU. Work is
+    O(N log N + Σ_groups n_g·k_g), memory O(N).
+    """
+    batched = (boxes.ndim if hasattr(boxes, "ndim") else np.ndim(boxes)) == 3
+    if use_cuda(boxes, device, "curata.boxes.batched_nms"):
+        return _cuda_ops().batched_nms(
+            boxes, scores, classes, iou_threshold, score_threshold, max_det, image_ids=image_ids, valid=valid
+        )
+    if batched:
+        return _batched_3d(boxes, scores, classes, valid, iou_threshold, score_threshold, max_det)
+    if valid is not None:
+        raise ValueError("valid is only accepted with batched (B, N, 4) boxes; use image_ids for flat input")
+    b, s, c, im = _flat_inputs(boxes, scores, classes, image_ids)
+    keep, _, _ = _nms_call(b, s, c, im, None, 0, iou_threshold, score_threshold, max_det)
+    return _array.like(keep, boxes)
+
+
+def _batched_3d(boxes, scores, classes, valid, iou_threshold, score_threshold, max_det):
+    b = _array.float_array(boxes, "boxes", shape=(None, None, 4))
+    n_images, per_image = b.shape[0], b.shape[1]
+    s = _array.float_array(scores, "scores", dtype=b.dtype)
+    _array.check_shape(s, "scores", (n_images, per_image))
+    c = None
+    if classes is not None:
+        c2 = _array._to_numpy_view(classes, "classes")
+        _array.check_shape(c2, "classes", (n_images, per_image))
+        c = _array.int_array(c2.reshape(-1), "classes")
+    v = None
+    if valid is not None:
+        v2 = _array._to_numpy_view(valid, "valid")
+        _array.check_shape(v2, "valid", (n_images, per_image))
+        if v2.dtype != np.bool_:
+            raise TypeError(f"valid must be a bool array, got {v2.dtype}")
+        v = np.ascontiguousarray(v2.reshape(-1)).view(np.uint8)
+    keep, _, counts = _nms_call(
+        b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), iou_threshold, score_threshold, max_det
+    )
+    if per_image == 0:
+        counts = np.zeros(n_images, dtype=np.int64)
+    local = keep - np.repeat(np.arange(n_images, dtype=np.int64) * per_image, counts)
+    parts = np.split(local, np.cumsum(counts)[:-1]) if n_images else []
+    return [_array.like(p, boxes) for p in parts]
+
+
+def postprocess(
+    pred: Any,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    classes: Any = None,
+    agnostic: bool = False,
+    multi_label: bool = False,
+    max_det: int = 300,
+    max_nms: int = 30000,
+    *,
+    device: str | None = None,
+) -> list[Any]:
+    """Detections from a YOLO-style head for a whole batch (Ultralytics' ``non_max_suppression``).
+
+    Parameters
+    ----------
+    pred : array (B, 4 + C, A)
+        Per anchor: cx, cy, w, h, then C class scores (already sigmoid-activated).
+    conf_threshold : float in [0, 1]
+        Candidates have class score ``> conf_threshold``.
+    iou_threshold : float in [0, 1]
+    classes : int sequence, optional
+        Keep only these classes.
+    agnostic : bool
+        One NMS over all classes instead of one per class.
+    multi_label : bool
+        Every (anchor, class) over the threshold is a candidate (else only the best class).
+    max_det : int
+        Detections kept per image, by descending score.
+    max_nms : int
+        Candidates per image entering NMS (the best-scoring ones).
+    device : {None, "auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    list of B arrays (n_i, 6)
+        ``[x1, y1, x2, y2, score, class]`` in the dtype of ``pred``, by descending score.
+
+    Notes
+    -----
+    The same detections as Ultralytics for the same options, except: NMS is exactly per class
+    (Ultralytics offsets boxes by ``class * 7680``, which differs for coordinates beyond that),
+    no image is ever dropped on a time limit, and equal scores are ordered by anchor. Parallel
+    over images; memory O(B·A) for the candidates.
+    """
+    if not isinstance(agnostic, (bool, np.bool_)):
+        raise TypeError(f"agnostic must be a bool, got {type(agnostic).__name__}")
+    if not isinstance(multi_label, (bool, np.bool_)):
+        raise TypeError(f"multi_label must be a bool, got {type(multi_label).__name__}")
+    conf_threshold = _array.check_probability(conf_threshold, "conf_threshold")
+    iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")
+    max_det = _array.check_count(max_det, "max_det", allow_none=False)
+    max_nms = _array.check_count(max_nms, "max_nms", allow_none=False)
+    allowed = None if classes is None else _array.int_array(np.atleast_1d(_array._to_numpy_view(classes, "classes")), "classes")
+    if use_cuda(pred, device, "curata.boxes.postprocess"):
+        return _cuda_ops().postprocess(
+            pred, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
+        )
+    p = _array.float_array(pred, "pred", shape=(None, None, None))
+    if p.shape[1] < 5:
+        raise ValueError(f"pred must have shape (B, 4 + n_classes, A) with n_classes >= 1, got {tuple(p.shape)}")
+    rows, counts, _ = _core.postprocess(
+        p, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
+    )
+    parts = np.split(rows, np.cumsum(counts)[:-1]) if len(counts) else []
+    return [_array.like(r, pred) for r in parts]
