@@ -15,14 +15,9 @@
 
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
+#include "curata/simd.hpp"
 #include "curata/sort.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// One copy of the suppression loop per vector width, picked at load time for the running CPU.
-#define CURATA_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CURATA_SIMD_CLONES
-#endif
 
 namespace curata {
 namespace {
@@ -54,7 +49,7 @@ template <class T> struct KeptBoxes {
 // Padding entries are empty boxes at the origin: their intersection with anything is 0, so they
 // never suppress.
 template <class T>
-__attribute__((always_inline)) inline int64_t greedy_group(const T* boxes, const int32_t* positions,
+CURATA_ALWAYS_INLINE int64_t greedy_group(const T* boxes, const int32_t* positions,
                                                            int64_t len, T threshold, int64_t max_keep,
                                                            uint8_t* kept, KeptBoxes<T>& k) {
   k.reset(std::min(len, max_keep));
