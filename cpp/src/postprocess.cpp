@@ -7,6 +7,7 @@
 
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
+#include "curata/simd.hpp"
 #include "curata/sort.hpp"
 
 namespace curata {
@@ -29,6 +30,19 @@ template <class T> struct Candidates {
   int64_t size() const { return static_cast<int64_t>(scores.size()); }
 };
 
+// best[a] = max over classes of rows[c * n_anchors + a]; NaN if any class score is NaN, as torch's
+// amax, so such an anchor is never a candidate.
+template <class T>
+CURATA_ALWAYS_INLINE void class_max_impl(const T* rows, int64_t n_classes, int64_t n_anchors, T* best) {
+  for (int64_t a = 0; a < n_anchors; ++a) best[a] = rows[a];
+  for (int64_t c = 1; c < n_classes; ++c) {
+    const T* row = rows + c * n_anchors;
+    for (int64_t a = 0; a < n_anchors; ++a) best[a] = (row[a] > best[a] || row[a] != row[a]) ? row[a] : best[a];
+  }
+}
+CURATA_SIMD_CLONES void class_max(const float* rows, int64_t c, int64_t n, float* best) { class_max_impl(rows, c, n, best); }
+CURATA_SIMD_CLONES void class_max(const double* rows, int64_t c, int64_t n, double* best) { class_max_impl(rows, c, n, best); }
+
 // Candidates of one image, in Ultralytics' order: anchors ascending, and for multi_label the
 // classes of each anchor ascending.
 template <class T>
@@ -39,40 +53,25 @@ void image_candidates(const T* pred, int64_t n_classes, int64_t n_anchors, const
   auto box_of = [&](int64_t a, T* box) {
     for (int k = 0; k < 4; ++k) box[k] = pred[k * n_anchors + a];
   };
-  if (o.multi_label && n_classes > 1) {
-    std::vector<uint8_t> any(static_cast<size_t>(n_anchors), 0);
-    for (int64_t c = 0; c < n_classes; ++c) {
-      const T* row = cls0 + c * n_anchors;
-      for (int64_t a = 0; a < n_anchors; ++a) any[a] |= static_cast<double>(row[a]) > o.conf_threshold;
-    }
-    for (int64_t a = 0; a < n_anchors; ++a) {
-      if (!any[a]) continue;
-      T box[4];
-      box_of(a, box);
+  // Best score per anchor in one contiguous pass (vectorised); classes are looked up only for the
+  // few anchors that pass the threshold. The first maximum wins ties (torch.max).
+  std::vector<T> best(static_cast<size_t>(n_anchors));
+  class_max(cls0, n_classes, n_anchors, best.data());
+  const bool multi_label = o.multi_label && n_classes > 1;
+  for (int64_t a = 0; a < n_anchors; ++a) {
+    if (!(static_cast<double>(best[a]) > o.conf_threshold)) continue;
+    T box[4];
+    box_of(a, box);
+    if (multi_label) {
       for (int64_t c = 0; c < n_classes; ++c) {
         const T s = cls0[c * n_anchors + a];
         if (static_cast<double>(s) > o.conf_threshold && allowed_class(c)) out.add(box, s, c, a);
       }
+      continue;
     }
-    return;
-  }
-  // Best class per anchor; the first maximum wins ties (torch.max). A NaN in class 0 stays the
-  // "best" and is never a candidate, as NaN > conf is false in torch too.
-  std::vector<T> best(cls0, cls0 + n_anchors);
-  std::vector<int32_t> best_class(static_cast<size_t>(n_anchors), 0);
-  for (int64_t c = 1; c < n_classes; ++c) {
-    const T* row = cls0 + c * n_anchors;
-    for (int64_t a = 0; a < n_anchors; ++a) {
-      const bool better = row[a] > best[a];
-      best[a] = better ? row[a] : best[a];
-      best_class[a] = better ? static_cast<int32_t>(c) : best_class[a];
-    }
-  }
-  for (int64_t a = 0; a < n_anchors; ++a) {
-    if (!(static_cast<double>(best[a]) > o.conf_threshold) || !allowed_class(best_class[a])) continue;
-    T box[4];
-    box_of(a, box);
-    out.add(box, best[a], best_class[a], a);
+    int64_t best_class = 0;
+    while (cls0[best_class * n_anchors + a] != best[a]) ++best_class;
+    if (allowed_class(best_class)) out.add(box, best[a], best_class, a);
   }
 }
 
