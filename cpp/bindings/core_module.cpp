@@ -12,6 +12,7 @@
 #include "numpy_util.hpp"
 
 namespace py = pybind11;
+void bind_drift(py::module_& m);  // drift_bindings.cpp
 using curata_py::carray;
 using curata_py::optional_data;
 using curata_py::vector_to_numpy;
@@ -133,4 +134,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
   bind_typed<float>(m);
   bind_typed<double>(m);
+  bind_drift(m);
 }

@@ -1,0 +1,100 @@
+// Per-column two-sample formulas shared by the CPU core and the CUDA kernels (CURATA_HD).
+//
+// Every two-sample statistic of curata.drift is computed from one walk over the two sorted
+// columns, one tie group (a run of equal values in the pooled sample) at a time. The quantities
+// below are what each group contributes; the walk itself and the p-values live in cpp/src/drift_*.
+//
+// The arithmetic is written so that the floating-point results are the ones of the usual
+// searchsorted/rankdata formulation (as scipy.stats computes them): ECDF values are count / size
+// divisions, ranks are half-integers carried exactly as integers, and sums of squared rank
+// differences are exact integers converted to double once.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "curata/hd.hpp"
+
+namespace curata {
+namespace drift {
+
+using int128 = __int128;
+
+// Unsigned key whose order is the numeric order of non-NaN doubles. -0.0 and +0.0 share a key,
+// so equal values (in the == sense) always form one tie group.
+CURATA_HD uint64_t order_key(double v) {
+  if (v == 0.0) v = 0.0;
+  uint64_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+}
+
+CURATA_HD double key_value(uint64_t k) {
+  const uint64_t u = (k & 0x8000000000000000ull) ? (k & 0x7fffffffffffffffull) : ~k;
+  double v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// F_ref(v) - F_cur(v) once `c_ref` of `n_ref` and `c_cur` of `n_cur` values are <= v.
+CURATA_HD double ecdf_gap(int64_t c_ref, int64_t n_ref, int64_t c_cur, int64_t n_cur) {
+  return static_cast<double>(c_ref) / static_cast<double>(n_ref) -
+         static_cast<double>(c_cur) / static_cast<double>(n_cur);
+}
+
+// A tie group: `below` pooled values are smaller, it holds `size` values, `mine` of them from the
+// sample at hand, which has `seen` values below the group. Pooled midrank (1-based) of the group,
+// doubled so it is an integer: 2 * below + size + 1.
+CURATA_HD int128 doubled_midrank(int64_t below, int64_t size) {
+  return static_cast<int128>(2) * below + size + 1;
+}
+
+// 4 * sum over the group's members from this sample of (pooled midrank - rank within the sample)^2.
+// Member k (1..mine) has rank seen + k, so the terms are (c - 2k)^2 with c = 2*midrank - 2*seen;
+// summed in closed form: mine*c^2 - 2*c*mine*(mine+1) + 2*mine*(mine+1)*(2*mine+1)/3.
+CURATA_HD int128 cvm_group_term(int64_t below, int64_t size, int64_t mine, int64_t seen) {
+  if (mine == 0) return 0;
+  const int128 c = doubled_midrank(below, size) - static_cast<int128>(2) * seen;
+  const int128 a = mine;
+  return a * c * c - 2 * c * a * (a + 1) + (2 * a * (a + 1) * (2 * a + 1)) / 3;
+}
+
+// Tie correction term t^3 - t of one group (0 for a value seen once).
+CURATA_HD int128 tie_term(int64_t size) {
+  const int128 t = size;
+  return t * t * t - t;
+}
+
+// Cramér-von Mises T (Anderson 1962, eq. 9) from U = n1 * sum (r_i - i)^2 + n2 * sum (s_j - j)^2.
+CURATA_HD double cvm_statistic(double u, int64_t n1, int64_t n2) {
+  const int64_t k = n1 * n2, total = n1 + n2;
+  return u / static_cast<double>(static_cast<int128>(k) * total) -
+         static_cast<double>(4 * k - 1) / static_cast<double>(6 * total);
+}
+
+// Standard normal survival function P(Z > z), evaluated through erf/erfc on z / sqrt(2) with the
+// branch point the Cephes ndtr uses, so small and tail values keep full relative accuracy.
+CURATA_HD double normal_sf(double z) {
+  const double x = -z * 0.70710678118654752440;  // M_SQRT1_2
+  const double ax = x < 0 ? -x : x;
+  if (ax < 1.0) return 0.5 + 0.5 * erf(x);
+  const double y = 0.5 * erfc(ax);
+  return x > 0 ? 1.0 - y : y;
+}
+
+// Normal approximation of the Mann-Whitney U statistic with the tie correction
+// sigma^2 = n1 n2 / 12 * ((n + 1) - sum(t^3 - t) / (n (n - 1))) and an optional continuity
+// correction of -0.5 (the p-value is always a survival function, so the correction is one-sided).
+CURATA_HD double mwu_z(double u, int64_t n1, int64_t n2, double tie_sum, bool continuity) {
+  const int64_t n = n1 + n2;
+  const double mu = static_cast<double>(n1 * n2) / 2.0;
+  const double s = sqrt(static_cast<double>(n1 * n2) / 12.0 *
+                        (static_cast<double>(n + 1) - tie_sum / static_cast<double>(n * (n - 1))));
+  double numerator = u - mu;
+  if (continuity) numerator -= 0.5;
+  return numerator / s;
+}
+
+}  // namespace drift
+}  // namespace curata

@@ -1,0 +1,198 @@
+// Per-column two-sample summaries: gather, sort, one merged walk over the two sorted samples.
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "curata/drift.hpp"
+#include "curata/drift_math.hpp"
+#include "curata/parallel.hpp"
+#include "drift_internal.hpp"
+
+namespace curata {
+namespace drift {
+namespace {
+
+using detail::kBlock;
+
+struct Walk {
+  // KS: extremes over groups holding ref values (1) and cur values (2), with first locations.
+  double max1 = -std::numeric_limits<double>::infinity(), max2 = max1;
+  double min1 = std::numeric_limits<double>::infinity(), min2 = min1;
+  double at_max1 = 0, at_max2 = 0, at_min1 = 0, at_min2 = 0;
+  int128 cvm_ref = 0, cvm_cur = 0;  // 4 * sum (midrank - rank within sample)^2
+  int128 rank_sum_x2 = 0;           // 2 * sum of the pooled midranks of ref values
+  int128 ties = 0;                  // sum of t^3 - t
+  bool any_tie = false;
+  long double w_sum = 0, e_sum = 0;  // sum |gap| * dv and gap^2 * dv
+};
+
+void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, unsigned what, Walk& w) {
+  const bool want_ks = what & kKs, want_cvm = what & kCvm, want_mwu = what & kMwu;
+  const bool want_dist = what & (kWasserstein | kEnergy);
+  int64_t i = 0, k = 0;
+  bool have_prev = false;
+  double prev_v = 0, prev_gap = 0;
+  while (i < n1 || k < n2) {
+    const uint64_t key = (k >= n2 || (i < n1 && a[i] <= b[k])) ? a[i] : b[k];
+    int64_t ca = 0, cb = 0;
+    while (i + ca < n1 && a[i + ca] == key) ++ca;
+    while (k + cb < n2 && b[k + cb] == key) ++cb;
+    const int64_t below = i + k, size = ca + cb;
+    const double v = key_value(key);
+    if (want_dist && have_prev) {
+      // numpy's formulation: |F_u - F_v| at each pooled value times the gap to the next one.
+      const double dv = v - prev_v;
+      w.w_sum += std::fabs(prev_gap) * dv;
+      w.e_sum += prev_gap * prev_gap * dv;
+    }
+    if (want_cvm) {
+      w.cvm_ref += cvm_group_term(below, size, ca, i);
+      w.cvm_cur += cvm_group_term(below, size, cb, k);
+    }
+    if (want_mwu) {
+      w.rank_sum_x2 += static_cast<int128>(ca) * doubled_midrank(below, size);
+      if (size > 1) {
+        w.ties += tie_term(size);
+        w.any_tie = true;
+      }
+    }
+    i += ca;
+    k += cb;
+    const double gap = ecdf_gap(i, n1, k, n2);
+    if (want_ks) {
+      if (ca > 0) {
+        if (gap > w.max1) { w.max1 = gap; w.at_max1 = v; }
+        if (gap < w.min1) { w.min1 = gap; w.at_min1 = v; }
+      }
+      if (cb > 0) {
+        if (gap > w.max2) { w.max2 = gap; w.at_max2 = v; }
+        if (gap < w.min2) { w.min2 = gap; w.at_min2 = v; }
+      }
+    }
+    if (want_dist) {
+      if (size > 1) {
+        // Equal neighbours contribute |gap| * (v - v): zero, or NaN for a repeated infinity.
+        const double same = v - v;
+        w.w_sum += std::fabs(gap) * same;
+        w.e_sum += gap * gap * same;
+      }
+      prev_v = v;
+      prev_gap = gap;
+      have_prev = true;
+    }
+  }
+}
+
+void store(const Walk& w, unsigned what, int64_t n1, int64_t n2, int64_t j, ColumnSummaries& out) {
+  if (what & kKs) {
+    // argmax over concat(sorted ref, sorted cur): a ref value attaining the extreme comes first.
+    const bool ref_max = w.max1 >= w.max2, ref_min = w.min1 <= w.min2;
+    out.gap_max[j] = ref_max ? w.max1 : w.max2;
+    out.gap_max_at[j] = ref_max ? w.at_max1 : w.at_max2;
+    out.gap_min[j] = ref_min ? w.min1 : w.min2;
+    out.gap_min_at[j] = ref_min ? w.at_min1 : w.at_min2;
+  }
+  if (what & kCvm) {
+    // sum (r - i)^2 is a multiple of 1/4; exact integers, rounded once like a float64 sum of them.
+    const double sx = static_cast<double>(w.cvm_ref) / 4.0, sy = static_cast<double>(w.cvm_cur) / 4.0;
+    out.cvm_u[j] = static_cast<double>(n1) * sx + static_cast<double>(n2) * sy;
+  }
+  if (what & kMwu) {
+    const double r1 = static_cast<double>(w.rank_sum_x2) / 2.0;
+    out.mwu_u1[j] = r1 - static_cast<double>(static_cast<int128>(n1) * (n1 + 1)) / 2.0;
+    out.mwu_tie_sum[j] = static_cast<double>(w.ties);
+    out.mwu_ties[j] = w.any_tie ? 1 : 0;
+  }
+  if (what & kWasserstein) out.wasserstein[j] = static_cast<double>(w.w_sum);
+  if (what & kEnergy) out.energy[j] = std::sqrt(2.0) * std::sqrt(static_cast<double>(w.e_sum));
+}
+
+std::string count_message(const char* sample, int64_t column, int64_t have, int64_t nan, int64_t need,
+                          const char* test) {
+  std::string msg = std::string(sample) + " column " + std::to_string(column) + " has " + std::to_string(have) +
+                    " value" + (have == 1 ? "" : "s");
+  if (nan > 0) msg += " after omitting " + std::to_string(nan) + " NaN";
+  return msg + "; " + test + " needs at least " + std::to_string(need) + " per column";
+}
+
+}  // namespace
+
+template <class T>
+ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
+                          unsigned what, NanPolicy nan_policy, int64_t min_size, const char* test) {
+  if (n_ref < 0 || n_cur < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
+  ColumnSummaries out;
+  out.columns = columns;
+  const size_t d = static_cast<size_t>(columns);
+  out.n_ref.assign(d, 0);
+  out.n_cur.assign(d, 0);
+  out.nan_ref.assign(d, 0);
+  out.nan_cur.assign(d, 0);
+  if (what & kKs) {
+    out.gap_max.assign(d, 0);
+    out.gap_min.assign(d, 0);
+    out.gap_max_at.assign(d, 0);
+    out.gap_min_at.assign(d, 0);
+  }
+  if (what & kCvm) out.cvm_u.assign(d, 0);
+  if (what & kMwu) {
+    out.mwu_u1.assign(d, 0);
+    out.mwu_tie_sum.assign(d, 0);
+    out.mwu_ties.assign(d, 0);
+  }
+  if (what & kWasserstein) out.wasserstein.assign(d, 0);
+  if (what & kEnergy) out.energy.assign(d, 0);
+  if (columns == 0) return out;
+
+  const int64_t blocks = (columns + kBlock - 1) / kBlock;
+  const int threads = threads_for(blocks * (n_ref + n_cur + 1), int64_t(1) << 16);
+  detail::ErrorSlot error;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<uint64_t> ref_keys, cur_keys, scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t j0 = blk * kBlock, width = std::min(kBlock, columns - j0);
+      ref_keys.resize(static_cast<size_t>(width * n_ref));
+      cur_keys.resize(static_cast<size_t>(width * n_cur));
+      int64_t cnt_ref[kBlock], cnt_cur[kBlock], nan_ref[kBlock], nan_cur[kBlock];
+      detail::gather_block(ref, n_ref, columns, j0, width, ref_keys.data(), cnt_ref, nan_ref);
+      detail::gather_block(cur, n_cur, columns, j0, width, cur_keys.data(), cnt_cur, nan_cur);
+      for (int64_t c = 0; c < width; ++c) {
+        const int64_t j = j0 + c;
+        out.n_ref[j] = cnt_ref[c];
+        out.n_cur[j] = cnt_cur[c];
+        out.nan_ref[j] = nan_ref[c];
+        out.nan_cur[j] = nan_cur[c];
+        if (nan_policy == NanPolicy::kRaise && (nan_ref[c] > 0 || nan_cur[c] > 0)) {
+          error.offer(j, std::string(nan_ref[c] > 0 ? "ref" : "cur") + " contains NaN (column " +
+                             std::to_string(j) + "); pass nan_policy='omit' to drop NaN values per column");
+          continue;
+        }
+        if (cnt_ref[c] < min_size || cnt_cur[c] < min_size) {
+          const bool bad_ref = cnt_ref[c] < min_size;
+          error.offer(j, count_message(bad_ref ? "ref" : "cur", j, bad_ref ? cnt_ref[c] : cnt_cur[c],
+                                       bad_ref ? nan_ref[c] : nan_cur[c], min_size, test));
+          continue;
+        }
+        uint64_t* a = ref_keys.data() + c * n_ref;
+        uint64_t* b = cur_keys.data() + c * n_cur;
+        detail::sort_keys(a, cnt_ref[c], scratch);
+        detail::sort_keys(b, cnt_cur[c], scratch);
+        Walk w;
+        walk(a, cnt_ref[c], b, cnt_cur[c], what, w);
+        store(w, what, cnt_ref[c], cnt_cur[c], j, out);
+      }
+    }
+  }
+  error.raise();
+  return out;
+}
+
+template ColumnSummaries summarize<float>(const float*, int64_t, const float*, int64_t, int64_t, unsigned,
+                                          NanPolicy, int64_t, const char*);
+template ColumnSummaries summarize<double>(const double*, int64_t, const double*, int64_t, int64_t, unsigned,
+                                           NanPolicy, int64_t, const char*);
+
+}  // namespace drift
+}  // namespace curata
