@@ -26,9 +26,18 @@ struct Walk {
   long double w_sum = 0, e_sum = 0;  // sum |gap| * dv and gap^2 * dv
 };
 
-void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, unsigned what, Walk& w) {
-  const bool want_ks = what & kKs, want_cvm = what & kCvm, want_mwu = what & kMwu;
-  const bool want_dist = what & (kWasserstein | kEnergy);
+// One pass over the two sorted runs, a tie group at a time. `What` is a compile-time set of
+// Summary bits so each combination gets a loop without the unused bookkeeping; accumulators are
+// locals (registers), written to `w` once at the end.
+template <unsigned What>
+void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, Walk& w) {
+  constexpr bool want_ks = What & kKs, want_cvm = What & kCvm, want_mwu = What & kMwu;
+  constexpr bool want_w = What & kWasserstein, want_e = What & kEnergy, want_dist = want_w || want_e;
+  double max1 = w.max1, max2 = w.max2, min1 = w.min1, min2 = w.min2;
+  double at_max1 = 0, at_max2 = 0, at_min1 = 0, at_min2 = 0;
+  int128 cvm_ref = 0, cvm_cur = 0, rank_sum_x2 = 0, ties = 0;
+  bool any_tie = false;
+  long double w_sum = 0, e_sum = 0;
   int64_t i = 0, k = 0;
   bool have_prev = false;
   double prev_v = 0, prev_gap = 0;
@@ -42,18 +51,18 @@ void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, unsigned
     if (want_dist && have_prev) {
       // numpy's formulation: |F_u - F_v| at each pooled value times the gap to the next one.
       const double dv = v - prev_v;
-      w.w_sum += std::fabs(prev_gap) * dv;
-      w.e_sum += prev_gap * prev_gap * dv;
+      if (want_w) w_sum += std::fabs(prev_gap) * dv;
+      if (want_e) e_sum += prev_gap * prev_gap * dv;
     }
     if (want_cvm) {
-      w.cvm_ref += cvm_group_term(below, size, ca, i);
-      w.cvm_cur += cvm_group_term(below, size, cb, k);
+      cvm_ref += cvm_group_term(below, size, ca, i);
+      cvm_cur += cvm_group_term(below, size, cb, k);
     }
     if (want_mwu) {
-      w.rank_sum_x2 += static_cast<int128>(ca) * doubled_midrank(below, size);
+      rank_sum_x2 += static_cast<int128>(ca) * doubled_midrank(below, size);
       if (size > 1) {
-        w.ties += tie_term(size);
-        w.any_tie = true;
+        ties += tie_term(size);
+        any_tie = true;
       }
     }
     i += ca;
@@ -61,25 +70,41 @@ void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, unsigned
     const double gap = ecdf_gap(i, n1, k, n2);
     if (want_ks) {
       if (ca > 0) {
-        if (gap > w.max1) { w.max1 = gap; w.at_max1 = v; }
-        if (gap < w.min1) { w.min1 = gap; w.at_min1 = v; }
+        if (gap > max1) { max1 = gap; at_max1 = v; }
+        if (gap < min1) { min1 = gap; at_min1 = v; }
       }
       if (cb > 0) {
-        if (gap > w.max2) { w.max2 = gap; w.at_max2 = v; }
-        if (gap < w.min2) { w.min2 = gap; w.at_min2 = v; }
+        if (gap > max2) { max2 = gap; at_max2 = v; }
+        if (gap < min2) { min2 = gap; at_min2 = v; }
       }
     }
     if (want_dist) {
       if (size > 1) {
         // Equal neighbours contribute |gap| * (v - v): zero, or NaN for a repeated infinity.
         const double same = v - v;
-        w.w_sum += std::fabs(gap) * same;
-        w.e_sum += gap * gap * same;
+        if (want_w) w_sum += std::fabs(gap) * same;
+        if (want_e) e_sum += gap * gap * same;
       }
       prev_v = v;
       prev_gap = gap;
       have_prev = true;
     }
+  }
+  w.max1 = max1; w.max2 = max2; w.min1 = min1; w.min2 = min2;
+  w.at_max1 = at_max1; w.at_max2 = at_max2; w.at_min1 = at_min1; w.at_min2 = at_min2;
+  w.cvm_ref = cvm_ref; w.cvm_cur = cvm_cur; w.rank_sum_x2 = rank_sum_x2; w.ties = ties; w.any_tie = any_tie;
+  w.w_sum = w_sum; w.e_sum = e_sum;
+}
+
+template <unsigned What = 31>
+void walk_any(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, unsigned what, Walk& w) {
+  switch (what) {
+    case kKs: return walk<kKs>(a, n1, b, n2, w);
+    case kCvm: return walk<kCvm>(a, n1, b, n2, w);
+    case kMwu: return walk<kMwu>(a, n1, b, n2, w);
+    case kWasserstein: return walk<kWasserstein>(a, n1, b, n2, w);
+    case kEnergy: return walk<kEnergy>(a, n1, b, n2, w);
+    default: return walk<What>(a, n1, b, n2, w);
   }
 }
 
@@ -180,7 +205,7 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
         detail::sort_keys(a, cnt_ref[c], scratch);
         detail::sort_keys(b, cnt_cur[c], scratch);
         Walk w;
-        walk(a, cnt_ref[c], b, cnt_cur[c], what, w);
+        walk_any(a, cnt_ref[c], b, cnt_cur[c], what, w);
         store(w, what, cnt_ref[c], cnt_cur[c], j, out);
       }
     }
