@@ -32,12 +32,12 @@ template <class T> void check_pair(const carray<T>& ref, const carray<T>& cur) {
     throw std::invalid_argument("ref and cur must be 2-D with the same number of columns");
 }
 
-py::dict result_dict(dr::TestResult&& r) {
+py::dict result_dict(dr::TestResult&& r, bool ks = false) {
   py::dict out;
   out["statistic"] = as_numpy(std::move(r.statistic));
   out["pvalue"] = as_numpy(std::move(r.pvalue));
   out["exact"] = as_numpy(std::move(r.exact));
-  if (!r.location.empty()) {
+  if (ks) {
     out["location"] = as_numpy(std::move(r.location));
     out["sign"] = as_numpy(std::move(r.sign));
     out["fell_back"] = as_numpy(std::move(r.fell_back));
@@ -56,7 +56,7 @@ py::dict ks(const carray<T>& ref, const carray<T>& cur, int alternative, int met
                      static_cast<dr::Alternative>(alternative), static_cast<dr::PMethod>(method),
                      static_cast<dr::NanPolicy>(nan_policy));
   }
-  return result_dict(std::move(r));
+  return result_dict(std::move(r), true);
 }
 
 template <class T> py::dict cvm(const carray<T>& ref, const carray<T>& cur, int method, int nan_policy) {

@@ -425,7 +425,7 @@ def mannwhitneyu(
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
     meth = _choice(method, "method", _METHODS)
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    if use_continuity not in (True, False):
+    if not isinstance(use_continuity, (bool, np.bool_)):
         raise TypeError(f"use_continuity must be a bool, got {use_continuity!r}")
     a, b = _pair(ref, cur, 1)
     r = _core.drift_mwu(a, b, alt, meth, bool(use_continuity), nan)
@@ -627,7 +627,7 @@ def chi2(
     The p-value ``chi2.sf(statistic, dof)`` needs scipy (``scipy.special.chdtrc``). Histograms
     of numeric columns in O((n + m) log(n + m) * D) in C++; the table arithmetic is O(D K).
     """
-    if correction not in (True, False):
+    if not isinstance(correction, (bool, np.bool_)):
         raise TypeError(f"correction must be a bool, got {correction!r}")
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     obs_r = rc.astype(np.float64)
