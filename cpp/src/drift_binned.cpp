@@ -40,7 +40,7 @@ BinnedCounts quantile_bin_counts(const T* ref, int64_t n_ref, const T* cur, int6
   out.nan_cur.assign(D, 0);
   if (columns == 0) return out;
   const int64_t blocks = (columns + detail::kBlock - 1) / detail::kBlock;
-  const int threads = threads_for(blocks * (n_ref + n_cur + 1), int64_t(1) << 16);
+  const int threads = threads_for(blocks * (n_ref + n_cur + 1), int64_t(1) << 12);
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {

@@ -170,7 +170,7 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   if (columns == 0) return out;
 
   const int64_t blocks = (columns + kBlock - 1) / kBlock;
-  const int threads = threads_for(blocks * (n_ref + n_cur + 1), int64_t(1) << 16);
+  const int threads = threads_for(blocks * (n_ref + n_cur + 1), int64_t(1) << 12);
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {

@@ -37,24 +37,21 @@ void gather_block(const T* x, int64_t rows, int64_t columns, int64_t j0, int64_t
   }
 }
 
-// Ascending sort of keys. LSD radix sort with 11-bit digits; a digit shared by every key (the low
-// mantissa bits of float32 data, the exponent bits of data in one binade) costs no pass.
-inline void sort_keys(uint64_t* keys, int64_t n, std::vector<uint64_t>& scratch) {
-  if (n < 512 || n > static_cast<int64_t>(UINT32_MAX)) {
-    std::sort(keys, keys + n);
-    return;
-  }
-  constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = 6;
-  std::vector<uint32_t> hist(static_cast<size_t>(kPasses) * kBuckets, 0);
+// LSD radix sort of keys with kBits-bit digits; a digit shared by every key (the low mantissa
+// bits of float32 data, the exponent bits of data in one binade) costs no pass.
+template <int kBits>
+void radix_sort_keys(uint64_t* keys, int64_t n, std::vector<uint64_t>& scratch) {
+  constexpr int kBuckets = 1 << kBits, kPasses = (64 + kBits - 1) / kBits;
+  uint32_t hist[kPasses][kBuckets] = {};
   for (int64_t i = 0; i < n; ++i) {
     const uint64_t k = keys[i];
-    for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + ((k >> (p * kBits)) & (kBuckets - 1))];
+    for (int p = 0; p < kPasses; ++p) ++hist[p][(k >> (p * kBits)) & (kBuckets - 1)];
   }
-  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(static_cast<size_t>(n));
   uint64_t* src = keys;
   uint64_t* dst = scratch.data();
   for (int p = 0; p < kPasses; ++p) {
-    uint32_t* h = hist.data() + p * kBuckets;
+    uint32_t* h = hist[p];
     const int shift = p * kBits;
     if (h[(keys[0] >> shift) & (kBuckets - 1)] == static_cast<uint32_t>(n)) continue;
     uint32_t running = 0;
@@ -70,6 +67,18 @@ inline void sort_keys(uint64_t* keys, int64_t n, std::vector<uint64_t>& scratch)
     std::swap(src, dst);
   }
   if (src != keys) std::copy(src, src + n, keys);
+}
+
+// Ascending sort of keys: comparison sort for tiny runs, 8-bit digits while the 11-bit digits'
+// 6 x 2048 histogram would cost more than the data, 11-bit digits above (~6 ns a key).
+inline void sort_keys(uint64_t* keys, int64_t n, std::vector<uint64_t>& scratch) {
+  if (n < 64 || n > static_cast<int64_t>(UINT32_MAX)) {
+    std::sort(keys, keys + n);
+  } else if (n < 4096) {
+    radix_sort_keys<8>(keys, n, scratch);
+  } else {
+    radix_sort_keys<11>(keys, n, scratch);
+  }
 }
 
 // First-error capture for OpenMP regions (exceptions must not leave a parallel region).

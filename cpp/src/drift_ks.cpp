@@ -30,6 +30,7 @@ namespace drift {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr int64_t kMinParallelWork = int64_t(1) << 15;  // below, waking a thread costs more
 constexpr double kPi = 3.14159265358979323846;
 
 double clip01(double p) { return std::isnan(p) ? p : std::min(1.0, std::max(0.0, p)); }
@@ -584,7 +585,15 @@ TestResult ks_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, in
   }
   const int64_t n_unique = static_cast<int64_t>(starts.size());
   {
-    const int threads = threads_for(n_unique, 1);
+    // Rough cost of one exact p-value: O(n) for equal sizes, the band width times m otherwise.
+    int64_t work = 0;
+    for (size_t t0 : starts) {
+      const auto& task = exact_tasks[t0];
+      const int64_t a = std::get<0>(task), b = std::get<1>(task), h = std::get<2>(task);
+      const int64_t big = std::max(a, b), small = std::min(a, b), g = std::gcd(a, b);
+      work += a == b ? a + h : big * std::min(small + 1, 2 * h / (big / g) + 2);
+    }
+    const int threads = threads_for(work, kMinParallelWork);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
     for (int64_t u = 0; u < n_unique; ++u) {
       const size_t t0 = starts[u], t1 = u + 1 < n_unique ? starts[u + 1] : exact_tasks.size();
@@ -604,7 +613,10 @@ TestResult ks_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, in
   }
   // Asymptotic p-values.
   {
-    const int threads = threads_for(columns, 1);
+    int64_t work = 0;  // Smirnov's series is O(n); the other branches are cheap
+    for (int64_t j = 0; j < columns; ++j)
+      if (!r.exact[j]) work += std::min(s.n_ref[j], s.n_cur[j]);
+    const int threads = threads_for(work, kMinParallelWork);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
     for (int64_t j = 0; j < columns; ++j) {
       if (r.exact[j]) continue;
