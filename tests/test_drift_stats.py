@@ -394,7 +394,8 @@ def test_one_dimensional_integer_noncontiguous_and_torch_inputs():
 
 def test_results_do_not_depend_on_the_thread_count():
     rng = np.random.default_rng(6)
-    ref, cur = columns(rng, 3000, 19), columns(rng, 2500, 19, shift=0.3, ties=4.0)
+    # large enough (~1e6 values) for the sorting phase to use several threads
+    ref, cur = columns(rng, 21000, 24), columns(rng, 19000, 24, shift=0.3, ties=4.0)
     before = curata.get_num_threads()
     try:
         out = []

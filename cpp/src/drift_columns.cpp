@@ -170,7 +170,9 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   if (columns == 0) return out;
 
   const int64_t blocks = (columns + kBlock - 1) / kBlock;
-  const int threads = threads_for(blocks * (n_ref + n_cur + 1), int64_t(1) << 12);
+  // ~15 ns per value: a thread is worth waking for a few milliseconds of work (on a busy machine
+  // a sleeping worker can take that long to be scheduled).
+  const int threads = std::min<int>(threads_for(columns * (n_ref + n_cur + 1), int64_t(1) << 18), static_cast<int>(blocks));
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {

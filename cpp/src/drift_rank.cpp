@@ -214,7 +214,7 @@ TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, i
   detail::ErrorSlot error;
   int64_t work = 0;  // the frequency tables grow roughly like (m n)^2
   for (const auto& g : groups) work += g.first.first * g.first.first * g.first.second * g.first.second;
-  const int threads = threads_for(work, int64_t(1) << 15);
+  const int threads = threads_for(work, int64_t(1) << 17);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
   for (int64_t g = 0; g < n_groups; ++g) {
     try {
@@ -266,7 +266,7 @@ TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur
   const int64_t n_groups = static_cast<int64_t>(groups.size());
   int64_t work = 0;  // O(min(n1, n2) * n1 * n2) per distinct pair of sizes
   for (const auto& g : groups) work += g.first.first * g.first.first * g.first.second;
-  const int threads = threads_for(work, int64_t(1) << 15);
+  const int threads = threads_for(work, int64_t(1) << 17);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
   for (int64_t g = 0; g < n_groups; ++g) {
     const int64_t a = groups[g].first.first, b = groups[g].first.second;

@@ -265,14 +265,15 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     Notes
     -----
     Exact p-values: two-sided from Hodges' lattice-path counts (an alternating sum when n == m,
-    Viehmann's probability-scale recursion otherwise, O(max(n, m) * D * min(n, m)) worst case);
-    one-sided from Hodges' path count, which overflows for n + m above ~1030 and then uses the
-    asymptotic formula. Asymptotic two-sided: the one-sample distribution kstwo at
-    ``round(n m / (n + m))`` (Simard & L'Ecuyer's choice among Durbin's matrix, Pomeranz, Pelz-Good
-    and Smirnov's series); one-sided: Hodges' exponential approximation. p-values computed once per
-    distinct (n, m, statistic). Below n m / (n + m) <= 140 with ``method="asymp"`` curata's
-    Pomeranz recursion runs in extended precision and differs from scipy's by up to ~1e-11
-    relative for p-values near 1e-3 (scipy's own error there, checked against 50 digits).
+    Viehmann's probability-scale recursion otherwise, O(max(n, m) * band width) per distinct
+    statistic); one-sided from Hodges' path count, which overflows once C(n + m, n) leaves the
+    double range (n != m; e.g. n + m above ~1030 for similar sizes) and then uses the asymptotic
+    formula. Asymptotic two-sided: the one-sample distribution kstwo at ``round(n m / (n + m))``
+    (Simard & L'Ecuyer's choice among Durbin's matrix, Pomeranz, Pelz-Good and Smirnov's series);
+    one-sided: Hodges' exponential approximation. p-values are computed once per distinct
+    (n, m, statistic). With ``method="asymp"`` and n m / (n + m) <= 140, curata's Pomeranz
+    recursion runs in extended precision and differs from scipy's by up to ~2e-11 relative for
+    p-values near 1e-3 (scipy's own error there, checked against a 40-digit evaluation).
 
     O((n + m) log(n + m) * D) time (radix sort), parallel over blocks of 8 columns; peak extra
     memory ~ 8 * 8 * (n + m) bytes per thread (plus one float64 copy of an input that is neither
