@@ -9,6 +9,7 @@
 
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
+#include "ensemble_bindings.hpp"
 #include "numpy_util.hpp"
 
 namespace py = pybind11;
@@ -133,4 +134,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
   bind_typed<float>(m);
   bind_typed<double>(m);
+  curata_py::bind_ensemble(m);
 }

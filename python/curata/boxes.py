@@ -14,8 +14,10 @@ import numpy as np
 
 from . import _array, _core
 from ._dispatch import use_cuda
+from ._ensemble import MatchResult, match, soft_nms, wbf
 
 __all__ = ["convert", "iou", "giou", "nms", "batched_nms", "postprocess", "FORMATS"]
+__all__ += ["wbf", "soft_nms", "match", "MatchResult"]
 
 FORMATS = {"xyxy": 0, "xywh": 1, "cxcywh": 2}
 

@@ -28,6 +28,10 @@ template <class T> CURATA_HD T iou_from_parts(T inter, T area_a, T area_b) {
   return uni > T(0) ? inter / uni : T(0);
 }
 
+// Intersection over the area of box a (COCO's IoU against a crowd region, a = the prediction):
+// 0 when a is empty.
+template <class T> CURATA_HD T ioa_from_parts(T inter, T area_a) { return area_a > T(0) ? inter / area_a : T(0); }
+
 template <class T> CURATA_HD T box_iou(const T* a, const T* b) {
   const T inter = box_intersection(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
   return iou_from_parts(inter, box_area(a[0], a[1], a[2], a[3]), box_area(b[0], b[1], b[2], b[3]));
