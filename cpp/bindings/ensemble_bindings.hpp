@@ -43,8 +43,8 @@ py::tuple wbf(const carray<T>& boxes, const carray<T>& scores, const carray<int6
                         vector_to_numpy(std::move(r.image_ids), {k}), r.n_clipped, r.n_swapped, r.n_zero_area);
 }
 
-template <class T>
-py::tuple soft_nms(const carray<T>& boxes, const carray<T>& scores, const std::optional<carray<int64_t>>& classes,
+template <class B, class T>
+py::tuple soft_nms(const carray<B>& boxes, const carray<T>& scores, const std::optional<carray<int64_t>>& classes,
                    const std::optional<carray<int64_t>>& image_ids, double iou_threshold, double sigma, int method,
                    double score_threshold) {
   curata::SoftNmsOptions o;
@@ -52,7 +52,7 @@ py::tuple soft_nms(const carray<T>& boxes, const carray<T>& scores, const std::o
   o.sigma = sigma;
   o.method = static_cast<curata::SoftNmsMethod>(method);
   o.score_threshold = score_threshold;
-  const T* pb = boxes.data();
+  const B* pb = boxes.data();
   const T* ps = scores.data();
   const int64_t* pc = optional_data(classes);
   const int64_t* pi = optional_data(image_ids);
@@ -110,8 +110,11 @@ template <class T> void bind_ensemble_typed(py::module_& m) {
   m.def("wbf", &wbf<T>, py::arg("boxes"), py::arg("scores"), py::arg("labels"), py::arg("image_ids"),
         py::arg("model_offsets"), py::arg("weights"), py::arg("iou_threshold"), py::arg("skip_box_threshold"),
         py::arg("conf_type"), py::arg("allows_overflow"));
-  m.def("soft_nms", &soft_nms<T>, py::arg("boxes"), py::arg("scores"), py::arg("classes"), py::arg("image_ids"),
-        py::arg("iou_threshold"), py::arg("sigma"), py::arg("method"), py::arg("score_threshold"));
+  // Boxes of either dtype with scores of dtype T.
+  m.def("soft_nms", &soft_nms<float, T>, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
+        py::arg("image_ids"), py::arg("iou_threshold"), py::arg("sigma"), py::arg("method"), py::arg("score_threshold"));
+  m.def("soft_nms", &soft_nms<double, T>, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
+        py::arg("image_ids"), py::arg("iou_threshold"), py::arg("sigma"), py::arg("method"), py::arg("score_threshold"));
   m.def("match", &match<T>, py::arg("pred_boxes"), py::arg("pred_scores"), py::arg("pred_classes"),
         py::arg("gt_boxes"), py::arg("gt_classes"), py::arg("gt_crowd"), py::arg("pred_image_ids"),
         py::arg("gt_image_ids"), py::arg("iou_threshold"));

@@ -208,8 +208,8 @@ void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
   }
 }
 
-template <class T>
-void soft_nms_group(const T* boxes, const T* scores, const int32_t* positions, int64_t len, const SoftNmsOptions& o,
+template <class B, class T>
+void soft_nms_group(const B* boxes, const T* scores, const int32_t* positions, int64_t len, const SoftNmsOptions& o,
                     Remaining<T>& r, std::vector<int64_t>& keep, std::vector<T>& kept_scores) {
   // The threshold is compared in the score dtype (numpy 2 compares a float32 array with a Python
   // float in float32).
@@ -219,7 +219,7 @@ void soft_nms_group(const T* boxes, const T* scores, const int32_t* positions, i
   for (int64_t p = 0; p < len; ++p) {
     const int64_t i = positions[p];
     if (prune && !(scores[i] > threshold)) continue;
-    const T* b = boxes + 4 * i;
+    const B* b = boxes + 4 * i;
     const int64_t k = r.size++;
     r.x1[k] = static_cast<double>(b[0]); r.y1[k] = static_cast<double>(b[1]);
     r.x2[k] = static_cast<double>(b[2]); r.y2[k] = static_cast<double>(b[3]);
@@ -227,7 +227,10 @@ void soft_nms_group(const T* boxes, const T* scores, const int32_t* positions, i
     r.score[k] = scores[i];
     r.index[k] = i;
   }
-  if (r.size >= kGridMinBoxes) {
+  // The lazy heap needs scores that only decrease under decay: true when none is negative.
+  bool nonnegative = true;
+  for (int64_t k = 0; k < r.size; ++k) nonnegative &= r.score[k] >= T(0);
+  if (r.size >= kGridMinBoxes && nonnegative) {
     soft_nms_grid(o, threshold, prune, r, keep, kept_scores);
     return;
   }
@@ -262,8 +265,8 @@ void soft_nms_group(const T* boxes, const T* scores, const int32_t* positions, i
 
 }  // namespace
 
-template <class T>
-SoftNmsResult<T> soft_nms(const T* boxes, const T* scores, int64_t n, const int64_t* classes, const int64_t* image_ids,
+template <class B, class T>
+SoftNmsResult<T> soft_nms(const B* boxes, const T* scores, int64_t n, const int64_t* classes, const int64_t* image_ids,
                           const SoftNmsOptions& o) {
   if (n > std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("soft_nms supports at most 2^31 - 1 boxes, got " + std::to_string(n));
@@ -331,9 +334,13 @@ SoftNmsResult<T> soft_nms(const T* boxes, const T* scores, int64_t n, const int6
   return result;
 }
 
-template SoftNmsResult<float> soft_nms<float>(const float*, const float*, int64_t, const int64_t*, const int64_t*,
-                                              const SoftNmsOptions&);
-template SoftNmsResult<double> soft_nms<double>(const double*, const double*, int64_t, const int64_t*, const int64_t*,
-                                                const SoftNmsOptions&);
+#define CURATA_INSTANTIATE(B, T)                                                                          \
+  template SoftNmsResult<T> soft_nms<B, T>(const B*, const T*, int64_t, const int64_t*, const int64_t*, \
+                                           const SoftNmsOptions&);
+CURATA_INSTANTIATE(float, float)
+CURATA_INSTANTIATE(double, double)
+CURATA_INSTANTIATE(float, double)
+CURATA_INSTANTIATE(double, float)
+#undef CURATA_INSTANTIATE
 
 }  // namespace curata

@@ -260,7 +260,7 @@ def soft_nms(
         Any coordinates (not clipped); finite with ``x1 <= x2`` and ``y1 <= y2`` else
         ``ValueError``. Zero-area boxes are kept (they overlap nothing).
     scores : array (N,)
-        Finite, else ``ValueError``. Computed in the common dtype of ``boxes`` and ``scores``.
+        Finite, else ``ValueError``. Decays are stored in the scores' dtype (float16: float32).
     iou_threshold : float in [0, 1]
     sigma : float > 0
     method : {"linear", "gaussian"}
@@ -277,7 +277,7 @@ def soft_nms(
         Indices into the input, by descending decayed score, equal scores by lower index; with
         ``image_ids`` grouped by ascending image id first.
     scores : array (K,)
-        The decayed scores of those boxes, in the compute dtype. The inputs are not modified.
+        The decayed scores of those boxes, in the scores' dtype. The inputs are not modified.
 
     Notes
     -----
@@ -293,8 +293,6 @@ def soft_nms(
     n = b.shape[0]
     s = _array.float_array(scores, "scores")
     _array.check_shape(s, "scores", (n,))
-    dtype = np.result_type(b.dtype, s.dtype)
-    b, s = b.astype(dtype, copy=False), s.astype(dtype, copy=False)
     c = None if classes is None else _array.int_array(classes, "classes", length=n)
     im = None if image_ids is None else _array.int_array(image_ids, "image_ids", length=n)
     iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")

@@ -72,9 +72,10 @@ template <class T> struct SoftNmsResult {
 
 // Soft-NMS (Bodla et al. 2017) independently per (image, class) group. classes and image_ids
 // may be null. Per image, kept boxes are ordered by descending decayed score, ties by lower index.
+// IoU is computed in double whatever B is; decayed scores are stored in T (the scores' dtype).
 // Work: O(n log n + sum over groups of n_g * k_g) for k_g selections; memory O(n).
-template <class T>
-SoftNmsResult<T> soft_nms(const T* boxes, const T* scores, int64_t n, const int64_t* classes,
+template <class B, class T>
+SoftNmsResult<T> soft_nms(const B* boxes, const T* scores, int64_t n, const int64_t* classes,
                           const int64_t* image_ids, const SoftNmsOptions& options);
 
 // ---------------------------------------------------------------------------------- match
