@@ -380,3 +380,19 @@ def test_bad_input():
         cb.wbf(b, s, lab, image_ids=[])
     with pytest.raises(TypeError, match="allows_overflow must be a bool"):
         cb.wbf(b, s, lab, allows_overflow=1)
+
+
+def test_skip_threshold_is_compared_in_the_score_dtype():
+    thr = 0.1  # float32(0.1) > 0.1, and the next float32 below it is < 0.1
+    lo = np.nextafter(np.float32(thr), np.float32(0))
+    b = [np.array([[0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.6, 0.6]], dtype=np.float64)]
+    for s in (np.array([np.float32(thr), lo], dtype=np.float32), np.array([thr, 0.1 - 1e-12])):
+        got = cb.wbf(b, [s], [[0, 0]], skip_box_threshold=thr)
+        assert_same(got, peer_wbf(b, [s], [[0, 0]], skip_box_thr=thr))
+        assert len(got[0]) == 1
+    thr = 0.7  # float32(0.7) < 0.7: a float32 score equal to it passes, as in ensemble-boxes
+    assert float(np.float32(thr)) < thr
+    s = np.array([np.float32(thr), 0.9], dtype=np.float32)
+    got = cb.wbf(b, [s], [[0, 0]], skip_box_threshold=thr)
+    assert len(got[0]) == 2
+    assert_same(got, peer_wbf(b, [s], [[0, 0]], skip_box_thr=thr))

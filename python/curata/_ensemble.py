@@ -198,6 +198,10 @@ def wbf(
         if images_seq is not None:
             images.append(_labels(images_seq[m], f"image_ids[{m}]", n))
     dtype = np.result_type(*[a.dtype for a in boxes + scores]) if n_models else np.dtype(np.float64)
+    if n_models:
+        # ensemble-boxes compares each score with the threshold in the score's dtype (numpy 2 casts
+        # the Python float to float32 for a float32 score): round the threshold the same way.
+        skip = float(np.asarray(skip, dtype=np.result_type(*[a.dtype for a in scores])))
     offsets = np.zeros(n_models + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([b.shape[0] for b in boxes])
     flat_boxes = np.concatenate(boxes).astype(dtype, copy=False) if n_models else np.zeros((0, 4), dtype)
