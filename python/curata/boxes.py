@@ -218,6 +218,10 @@ def batched_nms(
     O(N log N + Σ_groups n_g·k_g), memory O(N).
     """
     batched = (boxes.ndim if hasattr(boxes, "ndim") else np.ndim(boxes)) == 3
+    if batched and image_ids is not None:
+        raise ValueError(
+            "image_ids is only accepted with flat (N, 4) boxes; batched (B, N, 4) input is per image already"
+        )
     if use_cuda(boxes, device, "curata.boxes.batched_nms"):
         return _cuda_ops().batched_nms(
             boxes, scores, classes, iou_threshold, score_threshold, max_det, image_ids=image_ids, valid=valid
