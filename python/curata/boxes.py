@@ -281,7 +281,9 @@ def postprocess(
     pred : array (B, 4 + C, A)
         Per anchor: cx, cy, w, h, then C class scores (already sigmoid-activated).
     conf_threshold : float in [0, 1]
-        Candidates have class score ``> conf_threshold``.
+        Candidates have class score ``> conf_threshold``, compared in the compute dtype (the
+        threshold rounded to float32 for float16/float32 ``pred``), as torch compares a tensor
+        with a Python float in Ultralytics. NaN class scores raise ValueError.
     iou_threshold : float in [0, 1]
     classes : int sequence, optional
         Keep only these classes.
