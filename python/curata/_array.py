@@ -169,6 +169,22 @@ def like(result: np.ndarray, reference: Any) -> Any:
     return result
 
 
+def like_float(result: np.ndarray, reference: Any) -> Any:
+    """:func:`like`, and a float16/bfloat16 ``reference`` gets its dtype back (results computed in
+    float32 are cast down), so float outputs keep the input's float dtype."""
+    out = like(result, reference)
+    kind = kind_of(reference)
+    if kind == "torch":
+        torch = _torch()
+        if reference.dtype in (torch.float16, torch.bfloat16) and out.dtype != reference.dtype:
+            return out.to(reference.dtype)
+        return out
+    dtype = getattr(reference, "dtype", None)
+    if dtype is not None and np.dtype(dtype) == np.float16 and out.dtype != np.float16:
+        return out.astype(np.float16)
+    return out
+
+
 # ---------------------------------------------------------------------------------- GPU views
 @dataclass
 class DeviceArray:

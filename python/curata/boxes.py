@@ -42,7 +42,8 @@ def convert(boxes: Any, src: str, dst: str) -> Any:
 
     Returns
     -------
-    array (N, 4) of the input dtype (float16 is computed in float32 and cast back).
+    array (N, 4) of the input dtype (float16 and bfloat16 are computed in float32 and cast
+    back; integer input gives float64).
 
     Notes
     -----
@@ -50,12 +51,9 @@ def convert(boxes: Any, src: str, dst: str) -> Any:
     non-finite values are converted arithmetically.
     """
     src_code, dst_code = _format_code(src, "src"), _format_code(dst, "dst")
-    in_dtype = _array._to_numpy_view(boxes, "boxes").dtype if not _array.on_cuda(boxes) else None
     a = _array.float_array(boxes, "boxes", shape=(None, 4))
     out = _core.convert_boxes(a, src_code, dst_code)
-    if in_dtype is not None and in_dtype.kind == "f" and in_dtype != out.dtype:
-        out = out.astype(in_dtype)
-    return _array.like(out, boxes)
+    return _array.like_float(out, boxes)
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +298,8 @@ def postprocess(
     Returns
     -------
     list of B arrays (n_i, 6)
-        ``[x1, y1, x2, y2, score, class]`` in the dtype of ``pred``, by descending score.
+        ``[x1, y1, x2, y2, score, class]`` in the dtype of ``pred`` (float16/bfloat16 are
+        computed in float32 and cast back; integer input gives float64), by descending score.
 
     Notes
     -----
@@ -329,4 +328,4 @@ def postprocess(
         p, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
     )
     parts = np.split(rows, np.cumsum(counts)[:-1]) if len(counts) else []
-    return [_array.like(r, pred) for r in parts]
+    return [_array.like_float(r, pred) for r in parts]
