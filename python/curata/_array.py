@@ -97,8 +97,9 @@ def float_array(
     if shape is not None:
         check_shape(a, name, shape)
     if dtype is None:
-        if a.dtype in FLOAT_DTYPES:
-            dtype = a.dtype
+        native = a.dtype.newbyteorder("=")  # a big-endian float32 is still float32
+        if native in FLOAT_DTYPES:
+            dtype = native
         elif a.dtype.kind == "f" and a.dtype.itemsize < 4:
             dtype = np.dtype(np.float32)
         else:
@@ -180,7 +181,7 @@ def like_float(result: np.ndarray, reference: Any) -> Any:
             return out.to(reference.dtype)
         return out
     dtype = getattr(reference, "dtype", None)
-    if dtype is not None and np.dtype(dtype) == np.float16 and out.dtype != np.float16:
+    if dtype is not None and np.dtype(dtype).newbyteorder("=") == np.float16 and out.dtype != np.float16:
         return out.astype(np.float16)
     return out
 
