@@ -199,7 +199,8 @@ def batched_nms(
     image_ids : int array (N,), optional
         Flat input only: the image of each box.
     valid : bool array (B, N), optional
-        Batched input only: which entries are real boxes (padding is ignored and not validated).
+        Batched input only: which entries are real boxes (padding boxes, scores and classes are
+        ignored and not validated).
     device : {None, "auto", "cpu", "cuda"}
 
     Returns
@@ -238,18 +239,20 @@ def _batched_3d(boxes, scores, classes, valid, iou_threshold, score_threshold, m
     n_images, per_image = b.shape[0], b.shape[1]
     s = _array.float_array(scores, "scores", dtype=b.dtype)
     _array.check_shape(s, "scores", (n_images, per_image))
-    c = None
-    if classes is not None:
-        c2 = _array._to_numpy_view(classes, "classes")
-        _array.check_shape(c2, "classes", (n_images, per_image))
-        c = _array.int_array(c2.reshape(-1), "classes")
-    v = None
+    v = v2 = None
     if valid is not None:
         v2 = _array._to_numpy_view(valid, "valid")
         _array.check_shape(v2, "valid", (n_images, per_image))
         if v2.dtype != np.bool_:
             raise TypeError(f"valid must be a bool array, got {v2.dtype}")
         v = np.ascontiguousarray(v2.reshape(-1)).view(np.uint8)
+    c = None
+    if classes is not None:
+        c2 = _array._to_numpy_view(classes, "classes")
+        _array.check_shape(c2, "classes", (n_images, per_image))
+        if v2 is not None and c2.dtype.kind == "f":
+            c2 = np.where(v2, c2, 0)  # padding may hold NaN like its boxes and scores
+        c = _array.int_array(c2.reshape(-1), "classes")
     keep, _, counts = _nms_call(
         b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), iou_threshold, score_threshold, max_det
     )
