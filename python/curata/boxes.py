@@ -324,8 +324,8 @@ def postprocess(
         return _cuda_ops().postprocess(
             pred, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
         )
-    p = _array.float_array(pred, "pred", shape=(None, None, None))
-    if p.shape[1] < 5:
+    p = _array.float_array(pred, "pred")
+    if p.ndim != 3 or p.shape[1] < 5:
         raise ValueError(f"pred must have shape (B, 4 + n_classes, A) with n_classes >= 1, got {tuple(p.shape)}")
     rows, counts, _ = _core.postprocess(
         p, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
