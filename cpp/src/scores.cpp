@@ -111,30 +111,37 @@ CURATA_ROW_KERNEL int margin_range(const T* p, T* out, int64_t lo, int64_t hi, i
   return bad;
 }
 
+// Sample-major over the block: each sample's rows [lo, hi) are read as one contiguous stretch
+// (better streaming than hopping between S distant rows per item); per item the additions still
+// run in sample order, so results do not depend on the block size.
 template <class T>
 CURATA_ROW_KERNEL int bald_range(const T* p, T* out, int64_t samples, int64_t rows, int64_t lo, int64_t hi,
                                  int64_t cols, bool check, T tol) {
   int bad = 0;
   const int64_t stride = rows * cols;
-  std::vector<T> mean(static_cast<size_t>(cols));
-  T* m = mean.data();
-  for (int64_t r = lo; r < hi; ++r) {
-    for (int64_t c = 0; c < cols; ++c) m[c] = T(0);
-    T sum_plogp = T(0);
-    for (int64_t s = 0; s < samples; ++s) {
-      const T* row = p + s * stride + r * cols;
+  const int64_t n = hi - lo;
+  std::vector<T> mean(static_cast<size_t>(n * cols), T(0));
+  std::vector<T> sum_plogp(static_cast<size_t>(n), T(0));
+  for (int64_t s = 0; s < samples; ++s) {
+    const T* block = p + s * stride + lo * cols;
+    for (int64_t i = 0; i < n; ++i) {
+      const T* row = block + i * cols;
       RowCheck<T> rc;
-      sum_plogp += score_math::row_plogp(row, cols, rc);
+      sum_plogp[i] += score_math::row_plogp(row, cols, rc);
       bad |= !score_math::row_ok(rc, check, tol);
+      T* m = mean.data() + i * cols;
       for (int64_t c = 0; c < cols; ++c) m[c] += row[c];
     }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    T* m = mean.data() + i * cols;
     for (int64_t c = 0; c < cols; ++c) m[c] = m[c] / static_cast<T>(samples);
     RowCheck<T> ignored;
-    const T entropy_of_mean = -score_math::row_plogp(m, cols, ignored);
-    const T mean_entropy = -sum_plogp / static_cast<T>(samples);
+    const T entropy_of_mean = T(0) - score_math::row_plogp(m, cols, ignored);
+    const T mean_entropy = T(0) - sum_plogp[i] / static_cast<T>(samples);
     const T score = entropy_of_mean - mean_entropy;
     // Jensen: the true value is >= 0; only rounding can make it negative.
-    out[r] = score > T(0) ? score : T(0);
+    out[lo + i] = score > T(0) ? score : T(0);
   }
   return bad;
 }

@@ -316,10 +316,11 @@ def bald(mc_probs: Any, axis: int = -1, *, check: bool = True) -> Any:
 
     Notes
     -----
-    O(S·N·C) time in one pass over memory (each item's S rows are read once, fused with the
-    checks), parallel over items. Extra memory: one length-C row per thread, plus a converted
-    copy of the input if it is not C-contiguous float32/float64 with the classes last. The GPU
-    path materialises the (N, C) mean and the (S, N) entropies.
+    O(S·N·C) time in one pass over memory (every row is read once, fused with the checks),
+    parallel over blocks of items. Extra memory: a block of per-item means, max(16384, C)
+    values per thread, plus a converted copy of the input if it is not C-contiguous
+    float32/float64 with the classes last. The GPU path materialises the (N, C) mean and the
+    (S, N) entropies.
     """
     name = "mc_probs"
     check = _check_flag(check)

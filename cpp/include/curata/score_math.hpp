@@ -3,15 +3,17 @@
 // Why a hand-written log and exp: glibc's scalar logf costs ~2 ns per call and GCC only
 // vectorises libm calls under -ffast-math, which the project forbids (results must not depend on
 // the optimiser). The functions below are branch-free arithmetic on the IEEE bit patterns, so the
-// 8-lane loops in this file vectorise with any instruction set, and every lane performs the same
-// operations in the same order: results are identical for any ISA, thread count or row order.
+// kLanes-wide row loops in this file vectorise with any instruction set, and every lane performs
+// the same operations in the same order: results are identical for any ISA, thread count or row
+// order (checked by hashing outputs built for x86-64, x86-64-v3, x86-64-v4 and at -O0).
 //
-// Accuracy (measured against a float64/mpmath reference over their whole domains): log_positive
-// and exp_nonpositive are within 2 ulp in float32 and float64.
+// Accuracy, measured against glibc over 2e6 points spanning the normal and subnormal range:
+// log_positive <= 1.0 ulp (float64) / 0.83 ulp (float32); exp_nonpositive <= 1.0 ulp (float64) /
+// 1.15 ulp (float32). The series coefficients are exact Taylor coefficients, not fitted ones.
 //
 // Row reductions use kLanes independent accumulators combined in a fixed order (no reassociation
 // by the compiler, hence deterministic), which is also what lets them vectorise without
-// -ffast-math.
+// -ffast-math. 16 lanes fill one AVX-512 register of floats.
 #pragma once
 
 #include <cstdint>

@@ -37,7 +37,7 @@ template <class T> void least_confidence(const T* p, T* out, int64_t rows, int64
 template <class T> void margin(const T* p, T* out, int64_t rows, int64_t cols, const ProbabilityCheck& check);
 
 // p is (samples, rows, cols). out[r] = max(0, H(mean_s p[s, r]) - mean_s H(p[s, r])).
-// Memory: one row of `cols` per thread.
+// Memory: a block of item means, max(16384, cols) values per thread.
 template <class T>
 void bald(const T* p, T* out, int64_t samples, int64_t rows, int64_t cols, const ProbabilityCheck& check);
 
