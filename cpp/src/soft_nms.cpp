@@ -127,14 +127,20 @@ void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
       for (int x = rc[0]; x <= rc[1]; ++x) ++start[static_cast<size_t>(y) * gx + x + 1];
   }
   for (size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
-  std::vector<int32_t> items(static_cast<size_t>(start.back()));
+  // Cells hold a copy of each box so the overlap test reads one contiguous record.
+  struct CellItem {
+    double x1, y1, x2, y2;
+    int64_t id;
+  };
+  std::vector<CellItem> items(static_cast<size_t>(start.back()));
   std::vector<int64_t> stop(start.begin() + 1, start.end());  // end of each cell's live items
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t j = 0; j < n; ++j) {
       rect(j, rc);
+      const CellItem item{r.x1[j], r.y1[j], r.x2[j], r.y2[j], j};
       for (int y = rc[2]; y <= rc[3]; ++y)
-        for (int x = rc[0]; x <= rc[1]; ++x) items[fill[static_cast<size_t>(y) * gx + x]++] = static_cast<int32_t>(j);
+        for (int x = rc[0]; x <= rc[1]; ++x) items[fill[static_cast<size_t>(y) * gx + x]++] = item;
     }
   }
 
@@ -168,10 +174,12 @@ void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
       keep.push_back(r.index[b]);
       kept_scores.push_back(r.score[b]);
     }
-    // Every remaining box sharing a cell with b, once.
+    // Every remaining box that overlaps b, once. A box whose x or y range does not strictly
+    // overlap b's has intersection 0, so IoU 0 and weight exactly 1: it is skipped unchanged.
     ++step;
     int64_t k = 0;
     rect(b, rc);
+    const double bx1 = r.x1[b], by1 = r.y1[b], bx2 = r.x2[b], by2 = r.y2[b];
     for (int y = rc[2]; y <= rc[3]; ++y) {
       for (int x = rc[0]; x <= rc[1]; ++x) {
         // Removed boxes are dropped from the cell as they are met, so cells shrink as the loop
@@ -179,23 +187,28 @@ void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
         const size_t c = static_cast<size_t>(y) * gx + x;
         int64_t end = stop[c];
         for (int64_t q = start[c]; q < end;) {
-          const int32_t j = items[q];
+          const CellItem& it = items[q];
+          const int64_t j = it.id;
           if (removed[j]) {
             items[q] = items[--end];
             continue;
           }
           ++q;
-          if (stamp[j] == step) continue;
-          stamp[j] = step;
-          cand[k] = j;
-          cx1[k] = r.x1[j]; cy1[k] = r.y1[j]; cx2[k] = r.x2[j]; cy2[k] = r.y2[j]; carea[k] = r.area[j];
-          cscore[k] = r.score[j];
-          ++k;
+          // Branch-free append: the record is always written and kept only when it counts.
+          const bool hit = (it.x1 < bx2) & (it.x2 > bx1) & (it.y1 < by2) & (it.y2 > by1) & (stamp[j] != step);
+          stamp[j] = hit ? step : stamp[j];
+          cand[k] = static_cast<int32_t>(j);
+          cx1[k] = it.x1; cy1[k] = it.y1; cx2[k] = it.x2; cy2[k] = it.y2;
+          k += hit;
         }
         stop[c] = end;
       }
     }
     if (k == 0) continue;
+    for (int64_t q = 0; q < k; ++q) {
+      carea[q] = r.area[cand[q]];
+      cscore[q] = r.score[cand[q]];
+    }
     const double sel[4] = {r.x1[b], r.y1[b], r.x2[b], r.y2[b]};
     iou_row(cx1.data(), cy1.data(), cx2.data(), cy2.data(), carea.data(), k, sel, r.area[b], ciou.data());
     if (o.method == SoftNmsMethod::linear) decay_linear(cscore.data(), ciou.data(), k, o.iou_threshold);
