@@ -332,6 +332,10 @@ template <class T> WbfResult wbf(const WbfInput<T>& in, const WbfOptions& o) {
       throw std::invalid_argument("weights must be finite and > 0, got weights[" + std::to_string(k) +
                                   "] = " + std::to_string(in.weights[k]));
   }
+  for (int64_t k = 0; k < in.n_models; ++k) {
+    if ((k == 0 && in.model_offsets[0] != 0) || in.model_offsets[k + 1] < in.model_offsets[k])
+      throw std::invalid_argument("model_offsets must start at 0 and be non-decreasing");
+  }
   const int64_t n = in.n_models > 0 ? in.model_offsets[in.n_models] : 0;
   if (n > std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("wbf supports at most 2^31 - 1 boxes, got " + std::to_string(n));
