@@ -51,6 +51,8 @@ def _per_model(x: Any, name: str) -> list[Any]:
 
 
 def _model_boxes(b: Any, name: str) -> np.ndarray:
+    if type(b) is np.ndarray and b.dtype in _array.FLOAT_DTYPES and b.ndim == 2 and b.shape[1] == 4:
+        return b  # fast path: the per-call overhead matters for a few hundred boxes
     a = _array.float_array(b, name)
     if a.ndim == 1 and a.shape[0] == 0:  # [] is a model with no boxes
         return a.reshape(0, 4)
@@ -58,13 +60,19 @@ def _model_boxes(b: Any, name: str) -> np.ndarray:
     return a
 
 
-def _model_vector(x: Any, name: str, n: int) -> np.ndarray:
+def _model_scores(x: Any, name: str, n: int, dtype: np.dtype) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype in _array.FLOAT_DTYPES and x.shape == (n,):
+        return x
     a = _array.float_array(x, name)
+    if a.ndim == 1 and a.shape[0] == 0 and n == 0:
+        return a.astype(dtype)
     _array.check_shape(a, name, (n,))
     return a
 
 
 def _labels(x: Any, name: str, n: int) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype == np.int64 and x.shape == (n,):
+        return x
     a = _array._to_numpy_view(x, name)
     if a.ndim == 1 and a.shape[0] == 0 and n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -188,10 +196,7 @@ def wbf(
     for m in range(n_models):
         b = _model_boxes(boxes_seq[m], f"boxes_list[{m}]")
         n = b.shape[0]
-        s = _array.float_array(scores_seq[m], f"scores_list[{m}]")
-        if s.ndim == 1 and s.shape[0] == 0 and n == 0:
-            s = s.astype(b.dtype)
-        _array.check_shape(s, f"scores_list[{m}]", (n,))
+        s = _model_scores(scores_seq[m], f"scores_list[{m}]", n, b.dtype)
         boxes.append(b)
         scores.append(s)
         labels.append(_labels(labels_seq[m], f"labels_list[{m}]", n))
