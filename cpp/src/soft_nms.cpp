@@ -5,16 +5,21 @@
 //   linear:   s *= (1 - iou) when iou > iou_threshold (else unchanged)
 //   gaussian: s *= exp(-(iou * iou) / sigma)
 // Kept are the selected boxes whose score (final once selected) is > score_threshold, compared in
-// the score dtype. The IoU is
-// computed in double, inter / (area_selected + area_other - inter); the product weight * score is
-// evaluated in double and stored in the score dtype, as ensemble-boxes stores it in its score
-// array, so float32 scores round after every decay exactly as there.
+// the score dtype. The IoU is computed in double, inter / (area_selected + area_other - inter);
+// the product weight * score is evaluated in double and stored in the score dtype, as
+// ensemble-boxes stores it in its score array, so float32 scores round after every decay exactly
+// as there. exp is curata's own (exp_nonpositive, within 1 ulp of libm's), so the decay loops
+// vectorise and give the same bits on every machine.
 //
 // Pruning: weights are in [0, 1], so a score that is <= score_threshold (>= 0) stays so; such a
 // box can never be kept and, being selected only after every box above the threshold, never
 // decays a box that could be. It is dropped at once, which changes no result.
+//
+// Two equivalent loops: a vectorised quadratic one (every step decays all remaining boxes), and
+// for large groups with sparse overlap a heap + grid one that visits only overlapping boxes.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -70,15 +75,136 @@ template <class T> CURATA_ALWAYS_INLINE void decay_linear_impl(T* score, const d
 CURATA_SIMD_CLONES void decay_linear(float* s, const double* iou, int64_t m, double thr) { decay_linear_impl(s, iou, m, thr); }
 CURATA_SIMD_CLONES void decay_linear(double* s, const double* iou, int64_t m, double thr) { decay_linear_impl(s, iou, m, thr); }
 
-// exp(-0) is exactly 1, so boxes that do not overlap keep their score bit for bit and only the
-// overlapping ones pay for exp.
-template <class T> void decay_gaussian(T* score, const double* iou, int64_t m, double sigma) {
+// exp(x) for x <= 0 in plain IEEE arithmetic, so loops calling it vectorise and every machine
+// gets the same bits (libm's exp may differ between versions). Within about 1 ulp of the exact
+// value; exp(-0) and exp(0) are exactly 1 and results underflow to 0 below -745.
+// Method: x = k ln2 + r with |r| <= ln2 / 2 (k by the round-to-nearest magic constant, ln2 split
+// in two so k * ln2_hi is exact), exp(r) by its Taylor polynomial of degree 13 (remainder below
+// 2^-56), then the scaling by 2^k done in two exactly representable halves so that results in
+// the subnormal range are rounded once.
+CURATA_ALWAYS_INLINE double exp_nonpositive(double x) {
+  constexpr double kLog2e = 1.4426950408889634074;
+  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // 32 significant bits
+  constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  x = x < -745.5 ? -745.5 : x;
+  const double t = x * kLog2e + kShift;
+  const double kd = t - kShift;
+  int64_t t_bits;
+  std::memcpy(&t_bits, &t, sizeof t_bits);
+  const int64_t k = static_cast<int64_t>(static_cast<int32_t>(static_cast<uint32_t>(t_bits)));  // kd as an integer
+  const double r = (x - kd * kLn2Hi) - kd * kLn2Lo;
+  double p = 1.0 / 6227020800.0;  // 1/13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t k_half = k / 2, k_rest = k - k_half;  // both >= -538: normal powers of two
+  const int64_t bits_half = (k_half + 1023) << 52, bits_rest = (k_rest + 1023) << 52;
+  double s_half, s_rest;
+  std::memcpy(&s_half, &bits_half, sizeof s_half);
+  std::memcpy(&s_rest, &bits_rest, sizeof s_rest);
+  return p * s_rest * s_half;
+}
+
+// score *= exp(-(iou^2) / sigma). iou 0 gives exp(-0) = 1 exactly, so boxes that do not overlap
+// keep their score bit for bit. Returns whether a score fell to <= threshold.
+template <class T>
+CURATA_ALWAYS_INLINE bool decay_gaussian_impl(T* score, const double* iou, int64_t m, double sigma, T threshold) {
+  int drop = 0;
   for (int64_t j = 0; j < m; ++j) {
-    if (iou[j] > 0.0) score[j] = static_cast<T>(std::exp(-(iou[j] * iou[j]) / sigma) * static_cast<double>(score[j]));
+    const T s = static_cast<T>(exp_nonpositive(-(iou[j] * iou[j]) / sigma) * static_cast<double>(score[j]));
+    score[j] = s;
+    drop |= !(s > threshold);
   }
+  return drop != 0;
+}
+CURATA_SIMD_CLONES bool decay_gaussian(float* s, const double* iou, int64_t m, double sigma, float threshold) {
+  return decay_gaussian_impl(s, iou, m, sigma, threshold);
+}
+CURATA_SIMD_CLONES bool decay_gaussian(double* s, const double* iou, int64_t m, double sigma, double threshold) {
+  return decay_gaussian_impl(s, iou, m, sigma, threshold);
 }
 
 template <class T> inline bool better(T sa, int64_t ia, T sb, int64_t ib) { return sa > sb || (sa == sb && ia < ib); }
+
+// Linear decay of the first m remaining boxes by their IoU with the selected box b, fused into one
+// pass; returns whether a score fell to <= threshold.
+template <class T>
+CURATA_ALWAYS_INLINE bool decay_linear_row_impl(const double* x1, const double* y1, const double* x2, const double* y2,
+                                                const double* area, T* score, int64_t m, const double* b, double b_area,
+                                                double iou_threshold, T threshold) {
+  int drop = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    const double inter = box_intersection(b[0], b[1], b[2], b[3], x1[j], y1[j], x2[j], y2[j]);
+    const double v = iou_from_parts(inter, b_area, area[j]);
+    const double w = v > iou_threshold ? 1.0 - v : 1.0;
+    const T s = static_cast<T>(w * static_cast<double>(score[j]));
+    score[j] = s;
+    drop |= !(s > threshold);
+  }
+  return drop != 0;
+}
+CURATA_SIMD_CLONES bool decay_linear_row(const double* x1, const double* y1, const double* x2, const double* y2,
+                                         const double* area, float* score, int64_t m, const double* b, double b_area,
+                                         double iou_threshold, float threshold) {
+  return decay_linear_row_impl(x1, y1, x2, y2, area, score, m, b, b_area, iou_threshold, threshold);
+}
+CURATA_SIMD_CLONES bool decay_linear_row(const double* x1, const double* y1, const double* x2, const double* y2,
+                                         const double* area, double* score, int64_t m, const double* b, double b_area,
+                                         double iou_threshold, double threshold) {
+  return decay_linear_row_impl(x1, y1, x2, y2, area, score, m, b, b_area, iou_threshold, threshold);
+}
+
+// Position of the highest score, ties by lower index, over m >= 1 entries: 8 independent lanes
+// updated with selects (vectorised), then merged with the same rule.
+template <class T> CURATA_ALWAYS_INLINE int64_t argmax_impl(const T* s, const int64_t* idx, int64_t m) {
+  constexpr int64_t L = 8;
+  int64_t best = 0;
+  if (m >= 2 * L) {
+    T bs[L];
+    int64_t bi[L], bp[L];
+    for (int64_t l = 0; l < L; ++l) { bs[l] = s[l]; bi[l] = idx[l]; bp[l] = l; }
+    int64_t i = L;
+    for (; i + L <= m; i += L) {
+      for (int64_t l = 0; l < L; ++l) {
+        const bool take = (s[i + l] > bs[l]) | ((s[i + l] == bs[l]) & (idx[i + l] < bi[l]));
+        bs[l] = take ? s[i + l] : bs[l];
+        bi[l] = take ? idx[i + l] : bi[l];
+        bp[l] = take ? i + l : bp[l];
+      }
+    }
+    best = bp[0];
+    for (int64_t l = 1; l < L; ++l)
+      if (better(bs[l], bi[l], s[best], idx[best])) best = bp[l];
+    for (; i < m; ++i)
+      if (better(s[i], idx[i], s[best], idx[best])) best = i;
+    return best;
+  }
+  for (int64_t j = 1; j < m; ++j)
+    if (better(s[j], idx[j], s[best], idx[best])) best = j;
+  return best;
+}
+CURATA_SIMD_CLONES int64_t argmax(const float* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
+CURATA_SIMD_CLONES int64_t argmax(const double* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
+
+// Whether any of the m scores is <= threshold.
+template <class T> CURATA_ALWAYS_INLINE bool any_at_most_impl(const T* s, int64_t m, T threshold) {
+  int hit = 0;
+  for (int64_t j = 0; j < m; ++j) hit |= !(s[j] > threshold);
+  return hit != 0;
+}
+CURATA_SIMD_CLONES bool any_at_most(const float* s, int64_t m, float t) { return any_at_most_impl(s, m, t); }
+CURATA_SIMD_CLONES bool any_at_most(const double* s, int64_t m, double t) { return any_at_most_impl(s, m, t); }
 
 // Groups with at least this many boxes above the threshold use the grid and the heap.
 constexpr int64_t kGridMinBoxes = 96;
@@ -89,8 +215,9 @@ constexpr int64_t kGridMinBoxes = 96;
 // x, so overlapping boxes share a cell. The heap is lazy: a decayed box keeps its old (higher)
 // entry, which is refreshed when it surfaces; since scores only decrease, the first fresh entry
 // popped is the maximum, and ordering entries by (score desc, index asc) keeps the tie rule.
+// Returns false, having done nothing, when the overlap is too dense for the grid to pay.
 template <class T>
-void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T>& r, std::vector<int64_t>& keep,
+bool soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T>& r, std::vector<int64_t>& keep,
                    std::vector<T>& kept_scores) {
   const int64_t n = r.size;
   double min_x = r.x1[0], max_x = r.x2[0], min_y = r.y1[0], max_y = r.y2[0], mean_w = 0.0, mean_h = 0.0;
@@ -127,6 +254,17 @@ void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
       for (int x = rc[0]; x <= rc[1]; ++x) ++start[static_cast<size_t>(y) * gx + x + 1];
   }
   for (size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
+  // Boxes a selection would scan, on average. When that is a large share of the group (dense
+  // overlap: proposals piled on a few objects) the grid saves little and the vectorised
+  // quadratic loop is faster (measured: 1000 clustered proposals 0.36 vs 0.60 ms, 1000 scattered
+  // boxes 0.44 vs 0.13 ms).
+  int64_t scanned = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    rect(j, rc);
+    for (int y = rc[2]; y <= rc[3]; ++y)
+      scanned += start[static_cast<size_t>(y) * gx + rc[1] + 1] - start[static_cast<size_t>(y) * gx + rc[0]];
+  }
+  if (4 * scanned > n * n) return false;
   // Cells hold a copy of each box so the overlap test reads one contiguous record.
   struct CellItem {
     double x1, y1, x2, y2;
@@ -212,13 +350,14 @@ void soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
     const double sel[4] = {r.x1[b], r.y1[b], r.x2[b], r.y2[b]};
     iou_row(cx1.data(), cy1.data(), cx2.data(), cy2.data(), carea.data(), k, sel, r.area[b], ciou.data());
     if (o.method == SoftNmsMethod::linear) decay_linear(cscore.data(), ciou.data(), k, o.iou_threshold);
-    else decay_gaussian(cscore.data(), ciou.data(), k, o.sigma);
+    else decay_gaussian(cscore.data(), ciou.data(), k, o.sigma, threshold);
     for (int64_t q = 0; q < k; ++q) {
       const int32_t j = cand[q];
       r.score[j] = cscore[q];
       if (prune && !(cscore[q] > threshold)) removed[j] = 1;
     }
   }
+  return true;
 }
 
 template <class B, class T>
@@ -243,14 +382,9 @@ void soft_nms_group(const B* boxes, const T* scores, const int32_t* positions, i
   // The lazy heap needs scores that only decrease under decay: true when none is negative.
   bool nonnegative = true;
   for (int64_t k = 0; k < r.size; ++k) nonnegative &= r.score[k] >= T(0);
-  if (r.size >= kGridMinBoxes && nonnegative) {
-    soft_nms_grid(o, threshold, prune, r, keep, kept_scores);
-    return;
-  }
+  if (r.size >= kGridMinBoxes && nonnegative && soft_nms_grid(o, threshold, prune, r, keep, kept_scores)) return;
   while (r.size > 0) {
-    int64_t best = 0;
-    for (int64_t j = 1; j < r.size; ++j)
-      if (better(r.score[j], r.index[j], r.score[best], r.index[best])) best = j;
+    const int64_t best = argmax(r.score.data(), r.index.data(), r.size);
     const double sel[4] = {r.x1[best], r.y1[best], r.x2[best], r.y2[best]};
     const double sel_area = r.area[best];
     if (r.score[best] > threshold) {
@@ -260,10 +394,15 @@ void soft_nms_group(const B* boxes, const T* scores, const int32_t* positions, i
     r.move(--r.size, best);
     const int64_t m = r.size;
     if (m == 0) break;
-    iou_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), r.area.data(), m, sel, sel_area, r.iou.data());
-    if (o.method == SoftNmsMethod::linear) decay_linear(r.score.data(), r.iou.data(), m, o.iou_threshold);
-    else decay_gaussian(r.score.data(), r.iou.data(), m, o.sigma);
-    if (prune) {
+    bool dropped;
+    if (o.method == SoftNmsMethod::linear) {
+      dropped = decay_linear_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), r.area.data(), r.score.data(), m,
+                                 sel, sel_area, o.iou_threshold, threshold);
+    } else {
+      iou_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), r.area.data(), m, sel, sel_area, r.iou.data());
+      dropped = decay_gaussian(r.score.data(), r.iou.data(), m, o.sigma, threshold);
+    }
+    if (prune && dropped) {
       int64_t w = 0;
       for (int64_t j = 0; j < m; ++j) {
         if (r.score[j] > threshold) {
