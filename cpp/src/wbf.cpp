@@ -101,10 +101,31 @@ CURATA_SIMD_CLONES bool iou_row_f64(const double* x1, const double* y1, const do
 // Uniform grid over [0, 1]^2 holding each cluster in every cell its fused box touches, so that a
 // box visits only the clusters it may overlap (a cluster it does not overlap has IoU 0, which is
 // never > iou_threshold >= 0). The cell of x is floor(x * g) clamped to [0, g - 1]; that is
-// monotone in x, so two boxes whose x ranges overlap share an x cell, and likewise for y.
+// monotone in x, so two boxes whose x ranges overlap share an x cell, and likewise for y. Each cell
+// stores its clusters' boxes as a structure of arrays, so a query runs the vectorised IoU row on
+// the cell directly, with no gather; a cluster's copies are rewritten when its fused box changes.
 struct ClusterGrid {
+  struct Cell {
+    std::vector<double> x1, y1, x2, y2, area;
+    std::vector<int32_t> id;
+    void clear() {
+      for (auto* v : {&x1, &y1, &x2, &y2, &area}) v->clear();
+      id.clear();
+    }
+    size_t find(int32_t c) const { return static_cast<size_t>(std::find(id.begin(), id.end(), c) - id.begin()); }
+    void set(size_t k, const double* b, double a) { x1[k] = b[0]; y1[k] = b[1]; x2[k] = b[2]; y2[k] = b[3]; area[k] = a; }
+    void push(int32_t c, const double* b, double a) {
+      x1.push_back(b[0]); y1.push_back(b[1]); x2.push_back(b[2]); y2.push_back(b[3]); area.push_back(a);
+      id.push_back(c);
+    }
+    void erase(size_t k) {
+      for (auto* v : {&x1, &y1, &x2, &y2, &area}) { (*v)[k] = v->back(); v->pop_back(); }
+      id[k] = id.back();
+      id.pop_back();
+    }
+  };
   int gx = 1, gy = 1;
-  std::vector<std::vector<int32_t>> cells;
+  std::vector<Cell> cells;
   std::vector<std::array<int, 4>> rects;  // x0, x1, y0, y1 cell range of each cluster
 
   static int cell(double v, int g) {
@@ -114,36 +135,34 @@ struct ClusterGrid {
   std::array<int, 4> rect(const double* b) const {
     return {cell(b[0], gx), cell(b[2], gx), cell(b[1], gy), cell(b[3], gy)};
   }
+  Cell& at(int x, int y) { return cells[static_cast<size_t>(y) * gx + x]; }
   void reset(int nx, int ny) {
     gx = nx; gy = ny;
     cells.resize(static_cast<size_t>(gx) * gy);
     for (auto& c : cells) c.clear();
     rects.clear();
   }
-  void insert(int32_t id, const std::array<int, 4>& r) {
-    for (int y = r[2]; y <= r[3]; ++y)
-      for (int x = r[0]; x <= r[1]; ++x) cells[static_cast<size_t>(y) * gx + x].push_back(id);
-  }
-  void erase(int32_t id, const std::array<int, 4>& r) {
-    for (int y = r[2]; y <= r[3]; ++y)
-      for (int x = r[0]; x <= r[1]; ++x) {
-        auto& v = cells[static_cast<size_t>(y) * gx + x];
-        auto it = std::find(v.begin(), v.end(), id);
-        *it = v.back();
-        v.pop_back();
-      }
-  }
-  void add(const double* b) {
-    const int32_t id = static_cast<int32_t>(rects.size());
+  void add(const double* b, double a) {
+    const int32_t c = static_cast<int32_t>(rects.size());
     rects.push_back(rect(b));
-    insert(id, rects.back());
+    const auto& r = rects.back();
+    for (int y = r[2]; y <= r[3]; ++y)
+      for (int x = r[0]; x <= r[1]; ++x) at(x, y).push(c, b, a);
   }
-  void move(int32_t id, const double* b) {
-    const std::array<int, 4> r = rect(b);
-    if (r == rects[id]) return;
-    erase(id, rects[id]);
-    insert(id, r);
-    rects[id] = r;
+  void update(int32_t c, const double* b, double a) {
+    const std::array<int, 4> r = rect(b), old = rects[c];
+    for (int y = old[2]; y <= old[3]; ++y) {
+      for (int x = old[0]; x <= old[1]; ++x) {
+        Cell& cl = at(x, y);
+        const size_t k = cl.find(c);
+        if (x >= r[0] && x <= r[1] && y >= r[2] && y <= r[3]) cl.set(k, b, a);
+        else cl.erase(k);
+      }
+    }
+    for (int y = r[2]; y <= r[3]; ++y)
+      for (int x = r[0]; x <= r[1]; ++x)
+        if (!(x >= old[0] && x <= old[1] && y >= old[2] && y <= old[3])) at(x, y).push(c, b, a);
+    rects[c] = r;
   }
 };
 
@@ -152,8 +171,6 @@ constexpr int64_t kGridMinBoxes = 128;
 
 struct GroupScratch {
   ClusterGrid grid;
-  std::vector<int32_t> cand;                              // grid path: candidate clusters
-  std::vector<double> gx1, gy1, gx2, gy2, garea, giou;    // and their boxes, gathered
   std::vector<double> x1, y1, x2, y2, area, iou;
   std::vector<Cluster> clusters;
   std::vector<int64_t> member_cluster;  // cluster of each box of the group, in visiting order
@@ -194,31 +211,23 @@ void fuse_group(const std::vector<Entry>& entries, const int32_t* order, int64_t
     if (use_grid) {
       // Highest IoU among overlapping clusters, the lowest cluster on ties (ensemble-boxes'
       // argmax over all clusters in creation order).
-      // Gather the clusters listed in the visited cells (a cluster in several of them is simply
-      // evaluated again: the maximum and its tie rule do not change), then one vectorised IoU row.
+      // IoU row on each visited cell; a cluster listed in several of them is simply evaluated
+      // again, which changes neither the maximum nor its tie rule.
+      double best_iou = o.iou_threshold;
       const std::array<int, 4> r = s.grid.rect(e.c);
-      s.cand.clear();
       for (int y = r[2]; y <= r[3]; ++y) {
         for (int x = r[0]; x <= r[1]; ++x) {
-          const auto& cell = s.grid.cells[static_cast<size_t>(y) * s.grid.gx + x];
-          s.cand.insert(s.cand.end(), cell.begin(), cell.end());
-        }
-      }
-      const int64_t k = static_cast<int64_t>(s.cand.size());
-      if (static_cast<int64_t>(s.gx1.size()) < k) {
-        for (auto* v : {&s.gx1, &s.gy1, &s.gx2, &s.gy2, &s.garea, &s.giou}) v->resize(static_cast<size_t>(2 * k));
-      }
-      for (int64_t q = 0; q < k; ++q) {
-        const int32_t j = s.cand[q];
-        s.gx1[q] = s.x1[j]; s.gy1[q] = s.y1[j]; s.gx2[q] = s.x2[j]; s.gy2[q] = s.y2[j]; s.garea[q] = s.area[j];
-      }
-      if (k > 0 && iou_row_f64(s.gx1.data(), s.gy1.data(), s.gx2.data(), s.gy2.data(), s.garea.data(), k, e.c, e_area,
-                               o.iou_threshold, s.giou.data())) {
-        double best_iou = -1.0;
-        for (int64_t q = 0; q < k; ++q) {
-          const double v = s.giou[q];
-          const int32_t j = s.cand[q];
-          if (v > best_iou || (v == best_iou && j < best)) { best_iou = v; best = j; }
+          const ClusterGrid::Cell& cl = s.grid.at(x, y);
+          const int64_t k = static_cast<int64_t>(cl.id.size());
+          if (static_cast<int64_t>(s.iou.size()) < k) s.iou.resize(static_cast<size_t>(2 * k));
+          if (k == 0 || !iou_row_f64(cl.x1.data(), cl.y1.data(), cl.x2.data(), cl.y2.data(), cl.area.data(), k, e.c,
+                                     e_area, o.iou_threshold, s.iou.data()))
+            continue;
+          for (int64_t q = 0; q < k; ++q) {
+            const double v = s.iou[q];
+            const int32_t j = cl.id[q];
+            if (v > best_iou || (v == best_iou && best >= 0 && j < best)) { best_iou = v; best = j; }
+          }
         }
       }
     } else if (m > 0 && iou_row_f64(s.x1.data(), s.y1.data(), s.x2.data(), s.y2.data(), s.area.data(), m, e.c,
@@ -243,7 +252,7 @@ void fuse_group(const std::vector<Entry>& entries, const int32_t* order, int64_t
       c.count = 1;
       s.clusters.push_back(c);
       s.x1[m] = e.c[0]; s.y1[m] = e.c[1]; s.x2[m] = e.c[2]; s.y2[m] = e.c[3]; s.area[m] = e_area;
-      if (use_grid) s.grid.add(e.c);
+      if (use_grid) s.grid.add(e.c, e_area);
       s.member_cluster[p] = m;
       ++m;
       continue;
@@ -263,7 +272,7 @@ void fuse_group(const std::vector<Entry>& entries, const int32_t* order, int64_t
     }
     s.x1[best] = c.box[0]; s.y1[best] = c.box[1]; s.x2[best] = c.box[2]; s.y2[best] = c.box[3];
     s.area[best] = box_area(c.box[0], c.box[1], c.box[2], c.box[3]);
-    if (use_grid) s.grid.move(static_cast<int32_t>(best), c.box);
+    if (use_grid) s.grid.update(static_cast<int32_t>(best), c.box, s.area[best]);
     s.member_cluster[p] = best;
   }
 
