@@ -29,15 +29,6 @@ namespace {
 
 constexpr int64_t kChunk = 16;
 
-// The comparison "iou > threshold" is done in the box dtype. For float boxes the double threshold
-// is replaced by the largest float <= threshold, which decides every float IoU exactly as the
-// double comparison torchvision makes.
-template <class T> T threshold_in(double threshold) {
-  T t = static_cast<T>(threshold);
-  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<T>::infinity());
-  return t;
-}
-
 template <class T> struct KeptBoxes {
   std::vector<T> x1, y1, x2, y2, area;
   int64_t size = 0;
