@@ -104,8 +104,8 @@ def giou(a: Any, b: Any, *, device: str | None = None) -> Any:
     return _array.like(_core.pairwise_iou(x, y, True), a)
 
 
-def _nms_call(boxes, scores, classes, image_ids, valid, per_image, iou_threshold, score_threshold, max_det):
-    """Validated call into the core: returns (keep, image_ids, image_counts) as numpy arrays."""
+def _nms_options(iou_threshold, score_threshold, max_det):
+    """Checked (iou_threshold, score_threshold or None, max_det or None); shared with the CUDA path."""
     iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")
     if score_threshold is not None:
         if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float, np.number)):
@@ -114,6 +114,12 @@ def _nms_call(boxes, scores, classes, image_ids, valid, per_image, iou_threshold
             raise ValueError("score_threshold must not be NaN")
         score_threshold = float(score_threshold)
     max_det = _array.check_count(max_det, "max_det")
+    return iou_threshold, score_threshold, max_det
+
+
+def _nms_call(boxes, scores, classes, image_ids, valid, per_image, iou_threshold, score_threshold, max_det):
+    """Validated call into the core: returns (keep, image_ids, image_counts) as numpy arrays."""
+    iou_threshold, score_threshold, max_det = _nms_options(iou_threshold, score_threshold, max_det)
     return _core.nms(
         boxes, scores, classes, image_ids, per_image, valid, iou_threshold, score_threshold,
         -1 if max_det is None else max_det,
