@@ -285,6 +285,12 @@ def test_nms_ties_resolve_to_lower_index(fw):
         cpu = B.nms(boxes, s, 0.5)
         np.testing.assert_array_equal(fw.host(B.nms(fw.to(boxes), fw.to(s), 0.5)), cpu)
     np.testing.assert_array_equal(fw.host(B.nms(fw.to(boxes), fw.to(np.zeros(4, np.float32)), 0.5)), [0, 1])
+    # -0.0 and +0.0 are the same score: disjoint boxes come back in index order.
+    disjoint = np.array([[10 * i, 0, 10 * i + 5, 5] for i in range(4)], np.float32)
+    signed_zeros = np.array([-0.0, 0.0, -0.0, 0.0], np.float32)
+    for dtype in FLOATS:
+        keep = fw.host(B.nms(fw.to(disjoint.astype(dtype)), fw.to(signed_zeros.astype(dtype)), 0.5))
+        np.testing.assert_array_equal(keep, [0, 1, 2, 3])
 
 
 @pytest.mark.gpu
