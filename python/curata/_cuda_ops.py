@@ -163,7 +163,9 @@ class _Frame:
         if dt != "bool":
             raise TypeError(f"{name} must be a bool array, got {dt}")
         flat = x.reshape(-1)
-        return flat.view(self.xp.uint8)
+        if _array.kind_of(flat) == "torch":  # the array's own framework
+            return flat.view(_array._torch().uint8)
+        return flat.view(np.uint8)
 
     # ----------------------------------------------------------------- outputs
     def fit(self, obj: Any, used: int) -> Any:
