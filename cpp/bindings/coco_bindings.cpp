@@ -34,16 +34,25 @@ struct Field {
 
 std::string type_name(PyObject* o) { return Py_TYPE(o)->tp_name; }
 
-std::string where(const std::string& name, size_t i, const std::string& key) {
-  return name + "[" + std::to_string(i) + "]['" + key + "']";
-}
+// Where a value sits, formatted only when an error is raised: "dt[12]['bbox'][2]".
+struct Where {
+  const std::string& name;
+  size_t index;
+  const std::string& key;
+  int element = -1;
+  std::string str() const {
+    std::string s = name + "[" + std::to_string(index) + "]['" + key + "']";
+    if (element >= 0) s += "[" + std::to_string(element) + "]";
+    return s;
+  }
+};
 
 [[noreturn]] void raise_type(const std::string& msg) { throw py::type_error(msg); }
 [[noreturn]] void raise_value(const std::string& msg) { throw py::value_error(msg); }
 
 bool is_text(PyObject* o) { return PyUnicode_Check(o) || PyBytes_Check(o) || PyByteArray_Check(o); }
 
-int64_t read_integer(PyObject* o, const std::string& at) {
+int64_t read_integer(PyObject* o, const Where& at) {
   PyObject* as_long = nullptr;
   if (PyLong_Check(o)) {
     as_long = o;
@@ -52,28 +61,28 @@ int64_t read_integer(PyObject* o, const std::string& at) {
     as_long = PyNumber_Index(o);  // numpy integer scalars
     if (!as_long) {
       PyErr_Clear();
-      raise_type(at + " must be an integer, got " + type_name(o));
+      raise_type(at.str() + " must be an integer, got " + type_name(o));
     }
   } else {
-    raise_type(at + " must be an integer, got " + type_name(o));
+    raise_type(at.str() + " must be an integer, got " + type_name(o));
   }
   int overflow = 0;
   const long long v = PyLong_AsLongLongAndOverflow(as_long, &overflow);
   Py_DECREF(as_long);
   if (overflow != 0 || (v == -1 && PyErr_Occurred())) {
     PyErr_Clear();
-    raise_value(at + " must fit in a 64-bit integer");
+    raise_value(at.str() + " must fit in a 64-bit integer");
   }
   return static_cast<int64_t>(v);
 }
 
-double read_number(PyObject* o, const std::string& at) {
+double read_number(PyObject* o, const Where& at) {
   if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
   if (PyLong_Check(o)) {
     const double v = PyLong_AsDouble(o);
     if (v == -1.0 && PyErr_Occurred()) {
       PyErr_Clear();
-      raise_value(at + " is too large for a float64");
+      raise_value(at.str() + " is too large for a float64");
     }
     return v;
   }
@@ -89,26 +98,26 @@ double read_number(PyObject* o, const std::string& at) {
       PyErr_Clear();
     }
   }
-  raise_type(at + " must be a number, got " + type_name(o));
+  raise_type(at.str() + " must be a number, got " + type_name(o));
 }
 
-void read_box(PyObject* o, const std::string& at, double* out) {
+void read_box(PyObject* o, const Where& at, double* out) {
   if (is_text(o) || PyDict_Check(o) || !PySequence_Check(o)) {
-    raise_type(at + " must be a list of 4 numbers [x, y, w, h], got " + type_name(o));
+    raise_type(at.str() + " must be a list of 4 numbers [x, y, w, h], got " + type_name(o));
   }
   PyObject* seq = PySequence_Fast(o, "");
   if (!seq) {
     PyErr_Clear();
-    raise_type(at + " must be a list of 4 numbers [x, y, w, h], got " + type_name(o));
+    raise_type(at.str() + " must be a list of 4 numbers [x, y, w, h], got " + type_name(o));
   }
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
   if (n != 4) {
     Py_DECREF(seq);
-    raise_value(at + " must be 4 numbers [x, y, w, h], got " + std::to_string(n));
+    raise_value(at.str() + " must be 4 numbers [x, y, w, h], got " + std::to_string(n));
   }
   PyObject** items = PySequence_Fast_ITEMS(seq);
   try {
-    for (int c = 0; c < 4; ++c) out[c] = read_number(items[c], at + "[" + std::to_string(c) + "]");
+    for (int c = 0; c < 4; ++c) out[c] = read_number(items[c], Where{at.name, at.index, at.key, c});
   } catch (...) {
     Py_DECREF(seq);
     throw;
@@ -116,12 +125,12 @@ void read_box(PyObject* o, const std::string& at, double* out) {
   Py_DECREF(seq);
 }
 
-uint8_t read_flag(PyObject* o, const std::string& at) {
+uint8_t read_flag(PyObject* o, const Where& at) {
   if (PyFloat_Check(o) || is_text(o) || !(PyLong_Check(o) || PyIndex_Check(o))) {
-    raise_type(at + " must be 0 or 1, got " + type_name(o));
+    raise_type(at.str() + " must be 0 or 1, got " + type_name(o));
   }
   const int64_t v = read_integer(o, at);
-  if (v != 0 && v != 1) raise_value(at + " must be 0 or 1, got " + std::to_string(v));
+  if (v != 0 && v != 1) raise_value(at.str() + " must be 0 or 1, got " + std::to_string(v));
   return static_cast<uint8_t>(v);
 }
 
@@ -184,20 +193,20 @@ py::list read_records(py::handle records, const std::string& name, const std::ve
       switch (f.kind) {
         case FieldKind::integer:
           static_cast<int64_t*>(data[j])[i] =
-              v ? read_integer(v, where(name, i, f.key)) : static_cast<int64_t>(f.default_value);
+              v ? read_integer(v, Where{name, i, f.key}) : static_cast<int64_t>(f.default_value);
           break;
         case FieldKind::number:
-          static_cast<double*>(data[j])[i] = v ? read_number(v, where(name, i, f.key)) : f.default_value;
+          static_cast<double*>(data[j])[i] = v ? read_number(v, Where{name, i, f.key}) : f.default_value;
           break;
         case FieldKind::box: {
           double* out = static_cast<double*>(data[j]) + 4 * i;
-          if (v) read_box(v, where(name, i, f.key), out);
+          if (v) read_box(v, Where{name, i, f.key}, out);
           else out[0] = out[1] = out[2] = out[3] = f.default_value;
           break;
         }
         case FieldKind::flag:
           static_cast<uint8_t*>(data[j])[i] =
-              v ? read_flag(v, where(name, i, f.key)) : static_cast<uint8_t>(f.default_value != 0.0);
+              v ? read_flag(v, Where{name, i, f.key}) : static_cast<uint8_t>(f.default_value != 0.0);
           break;
       }
     }

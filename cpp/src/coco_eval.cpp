@@ -148,12 +148,76 @@ void evaluate_group(const CocoEvalInput& in, const int64_t* gts, int64_t G, cons
   }
 }
 
+// Per-thread buffers of the accumulation. A category's detections are gathered once, in score
+// order, into contiguous arrays (status transposed to [area][threshold][detection]) so that the
+// A * M * T passes over them read memory sequentially.
 struct Accumulator {
-  std::vector<std::vector<double>> pr;     // per threshold: precision at each true positive
-  std::vector<std::vector<double>> score;  // per threshold: score of each true positive
-  std::vector<int64_t> tp, fp;
-  std::vector<uint8_t> first_is_tp;
+  std::vector<double> score;
+  std::vector<int64_t> rank;
+  std::vector<uint8_t> status;    // (A * T, n)
+  std::vector<int64_t> included;  // detections within the current max_det
+  std::vector<double> pr;          // precision at each true positive
+  std::vector<int64_t> tp_entry;   // which detection each true positive is
+  std::vector<int64_t> fp_before;  // false positives ranked above each true positive
 };
+
+// Fills precision/scores (R entries with the given stride) and returns the recall for one
+// (category, area, max_det, threshold), given the statuses of the included detections.
+template <class Entries>
+double accumulate_one(const uint8_t* st, const Entries& entries, int64_t nd, int64_t first, double n_pos,
+                      const double* score, const double* recall_thresholds, int64_t R, Accumulator& acc,
+                      double* precision, double* scores, int64_t stride) {
+  for (int64_t r = 0; r < R; ++r) {
+    precision[r * stride] = 0.0;
+    scores[r * stride] = 0.0;
+  }
+  if (nd == 0) return 0.0;
+  // Branch-free scan (statuses are random, a branch per detection mispredicts a third of the
+  // time): every step writes a candidate slot and advances only on a true positive.
+  acc.tp_entry.resize(static_cast<size_t>(nd + 1));
+  acc.fp_before.resize(static_cast<size_t>(nd + 1));
+  int64_t* tp_entry = acc.tp_entry.data();
+  int64_t* fp_before = acc.fp_before.data();
+  int64_t tp = 0, fp = 0;
+  for (int64_t i = 0; i < nd; ++i) {
+    const int64_t e = entries(i);
+    const uint8_t v = st[e];
+    tp_entry[tp] = e;
+    fp_before[tp] = fp;
+    tp += v == kTruePositive;
+    fp += v == kFalsePositive;
+  }
+  acc.pr.resize(static_cast<size_t>(tp));
+  for (int64_t c = 0; c < tp; ++c) {
+    const double tpd = static_cast<double>(c + 1), fpd = static_cast<double>(fp_before[c]);
+    acc.pr[c] = tpd / ((fpd + tpd) + kEps);
+  }
+  std::vector<double>& pr = acc.pr;
+  const int64_t n_tp = tp;
+  for (int64_t c = n_tp - 1; c > 0; --c) {
+    if (pr[c] > pr[c - 1]) pr[c - 1] = pr[c];
+  }
+  const double rc_first = st[first] == kTruePositive ? 1.0 / n_pos : 0.0;
+  // Recall at true positive c is (c + 1) / n_pos, non-decreasing in c: for ascending thresholds
+  // the "first c with recall >= v" only moves forward (a smaller threshold restarts the walk).
+  int64_t c = 0;
+  double previous = -std::numeric_limits<double>::infinity();
+  for (int64_t r = 0; r < R; ++r) {
+    const double v = recall_thresholds[r];
+    if (!(rc_first < v)) {  // the lookup lands on the first detection, whatever it is
+      precision[r * stride] = n_tp ? pr[0] : 0.0;
+      scores[r * stride] = score[first];
+      continue;
+    }
+    if (v < previous) c = 0;
+    previous = v;
+    while (c < n_tp && static_cast<double>(c + 1) / n_pos < v) ++c;
+    if (c == n_tp) break;  // past the last recall reached: this and later entries stay 0
+    precision[r * stride] = pr[c];
+    scores[r * stride] = score[acc.tp_entry[c]];
+  }
+  return static_cast<double>(tp) / n_pos;
+}
 
 }  // namespace
 
@@ -259,82 +323,53 @@ void coco_eval(const CocoEvalInput& in, CocoEvalOutput& out) {
 #pragma omp parallel num_threads(cat_threads)
   {
     Accumulator acc;
-    acc.pr.resize(static_cast<size_t>(T));
-    acc.score.resize(static_cast<size_t>(T));
-    acc.tp.resize(static_cast<size_t>(T));
-    acc.fp.resize(static_cast<size_t>(T));
-    acc.first_is_tp.resize(static_cast<size_t>(T));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t k = 0; k < K; ++k) {
       int64_t* list = by_category.data() + cat_start[k];
-      const int64_t n_list = cat_start[k + 1] - cat_start[k];
+      const int64_t n = cat_start[k + 1] - cat_start[k];
       const int64_t* order = dt_order.data();
       const double* sc = in.dt_score;
-      std::stable_sort(list, list + n_list, [order, sc](int64_t x, int64_t y) { return sc[order[x]] > sc[order[y]]; });
-      for (int64_t a = 0; a < A; ++a) {
-        const int64_t npig = n_positive[k * A + a];
-        if (npig == 0) continue;
-        const double n_pos = static_cast<double>(npig);
-        for (int64_t m = 0; m < M; ++m) {
-          const int64_t limit = in.max_dets[m];
-          int64_t nd = 0, first = -1;
-          for (int64_t t = 0; t < T; ++t) {
-            acc.pr[t].clear();
-            acc.score[t].clear();
-            acc.tp[t] = acc.fp[t] = 0;
-            acc.first_is_tp[t] = 0;
+      std::stable_sort(list, list + n, [order, sc](int64_t x, int64_t y) { return sc[order[x]] > sc[order[y]]; });
+      acc.score.resize(static_cast<size_t>(n));
+      acc.rank.resize(static_cast<size_t>(n));
+      acc.status.resize(static_cast<size_t>(A * T * n));
+      for (int64_t e = 0; e < n; ++e) {
+        const int64_t p = list[e];
+        acc.score[e] = sc[order[p]];
+        acc.rank[e] = dt_rank[p];
+        const uint8_t* st = status.data() + p * A * T;
+        for (int64_t j = 0; j < A * T; ++j) acc.status[j * n + e] = st[j];
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t limit = in.max_dets[m];
+        const bool all_in = limit >= max_det;
+        acc.included.clear();
+        if (!all_in) {
+          for (int64_t e = 0; e < n; ++e) {
+            if (acc.rank[e] < limit) acc.included.push_back(e);
           }
-          for (int64_t e = 0; e < n_list; ++e) {
-            const int64_t p = list[e];
-            if (dt_rank[p] >= limit) continue;
-            if (nd == 0) first = p;
-            ++nd;
-            const uint8_t* st = status.data() + (p * A + a) * T;
-            const double s = sc[order[p]];
-            for (int64_t t = 0; t < T; ++t) {
-              if (st[t] == kTruePositive) {
-                const int64_t tp = ++acc.tp[t];
-                if (nd == 1) acc.first_is_tp[t] = 1;
-                const double tpd = static_cast<double>(tp), fpd = static_cast<double>(acc.fp[t]);
-                acc.pr[t].push_back(tpd / ((fpd + tpd) + kEps));
-                acc.score[t].push_back(s);
-              } else if (st[t] == kFalsePositive) {
-                ++acc.fp[t];
-              }
-            }
-          }
+        }
+        const int64_t nd = all_in ? n : static_cast<int64_t>(acc.included.size());
+        const int64_t first = nd == 0 ? 0 : (all_in ? 0 : acc.included[0]);
+        for (int64_t a = 0; a < A; ++a) {
+          const int64_t npig = n_positive[k * A + a];
+          if (npig == 0) continue;
+          const double n_pos = static_cast<double>(npig);
           for (int64_t t = 0; t < T; ++t) {
-            const int64_t rec_at = ((t * K + k) * A + a) * M + m;
-            auto prec_at = [&](int64_t r) { return (((t * R + r) * K + k) * A + a) * M + m; };
-            out.recall[rec_at] = nd ? static_cast<double>(acc.tp[t]) / n_pos : 0.0;
-            for (int64_t r = 0; r < R; ++r) {
-              out.precision[prec_at(r)] = 0.0;
-              out.scores[prec_at(r)] = 0.0;
+            const uint8_t* st = acc.status.data() + (a * T + t) * n;
+            double* prec = out.precision.data() + (((t * R) * K + k) * A + a) * M + m;
+            double* scr = out.scores.data() + (((t * R) * K + k) * A + a) * M + m;
+            const int64_t stride = K * A * M;
+            double rec;
+            if (all_in) {
+              rec = accumulate_one(st, [](int64_t i) { return i; }, nd, first, n_pos, acc.score.data(),
+                                   in.recall_thresholds, R, acc, prec, scr, stride);
+            } else {
+              const int64_t* inc = acc.included.data();
+              rec = accumulate_one(st, [inc](int64_t i) { return inc[i]; }, nd, first, n_pos, acc.score.data(),
+                                   in.recall_thresholds, R, acc, prec, scr, stride);
             }
-            if (nd == 0) continue;
-            std::vector<double>& pr = acc.pr[t];
-            const int64_t n_tp = static_cast<int64_t>(pr.size());
-            for (int64_t c = n_tp - 1; c > 0; --c) {
-              if (pr[c] > pr[c - 1]) pr[c - 1] = pr[c];
-            }
-            const double rc_first = acc.first_is_tp[t] ? 1.0 / n_pos : 0.0;
-            for (int64_t r = 0; r < R; ++r) {
-              const double v = in.recall_thresholds[r];
-              if (!(rc_first < v)) {
-                out.precision[prec_at(r)] = n_tp ? pr[0] : 0.0;
-                out.scores[prec_at(r)] = sc[order[first]];
-                continue;
-              }
-              // First true positive c with (c + 1) / n_pos >= v.
-              int64_t lo = 0, hi = n_tp;
-              while (lo < hi) {
-                const int64_t mid = lo + (hi - lo) / 2;
-                if (static_cast<double>(mid + 1) / n_pos < v) lo = mid + 1; else hi = mid;
-              }
-              if (lo == n_tp) break;  // past the last recall reached: this and later entries stay 0
-              out.precision[prec_at(r)] = pr[lo];
-              out.scores[prec_at(r)] = acc.score[t][lo];
-            }
+            out.recall[((t * K + k) * A + a) * M + m] = rec;
           }
         }
       }
