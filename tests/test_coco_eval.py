@@ -225,6 +225,23 @@ def test_random_datasets_match_pycocotools(seed):
     assert result.category_ids.tolist() == sorted(c["id"] for c in gt["categories"])
 
 
+def test_large_sparse_and_negative_ids():
+    # ids far apart take the binary-search path of the id lookup, small ones the table path
+    gt, dt = random_dataset(10)
+    remap = {img["id"]: (img["id"] * 7919 - 40) * 10**12 for img in gt["images"]}
+    remap[gt["images"][0]["id"]] = -(2**62)
+    for img in gt["images"]:
+        img["id"] = remap[img["id"]]
+    for a in gt["annotations"] + dt:
+        a["image_id"] = remap[a["image_id"]]
+    for a in gt["annotations"]:
+        a["id"] = a["id"] * 10**15 - 2**61
+    check(gt, dt)
+    dt[0]["image_id"] = 2**62
+    with pytest.raises(ValueError, match=r"dt\[0\]\['image_id'\] is 4611686018427387904, not an id"):
+        coco_eval(gt, dt)
+
+
 def test_categories_without_ground_truth_and_images_without_detections():
     gt, dt = random_dataset(11, extra_categories=3, extra_images=4)
     extra_cats = sorted(c["id"] for c in gt["categories"])

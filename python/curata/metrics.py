@@ -117,14 +117,27 @@ def _dense_ids(ids: np.ndarray) -> np.ndarray:
 
 
 def _index_of(values: np.ndarray, known: np.ndarray, describe) -> np.ndarray:
-    """Positions of `values` in the sorted array `known`; ValueError naming the first unknown one."""
-    pos = np.searchsorted(known, values)
-    if values.size:
-        safe = np.minimum(pos, max(known.size - 1, 0))
-        bad = (pos >= known.size) | (known[safe] != values) if known.size else np.ones(values.size, bool)
-        if bad.any():
-            i = _first(bad)
-            raise ValueError(describe(i, int(values[i])))
+    """Positions of `values` in the sorted unique array `known`; ValueError naming the first
+    unknown one. A lookup table when the ids span a small range (the usual 1..N ids), else a
+    binary search."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if known.size == 0:
+        raise ValueError(describe(0, int(values[0])))
+    lo, hi = int(known[0]), int(known[-1])
+    if hi - lo <= 4 * known.size + (1 << 16):
+        table = np.full(hi - lo + 2, -1, dtype=np.int64)  # last slot: anything out of range
+        table[known - lo] = np.arange(known.size)
+        offset = values - lo  # int64; ids far outside [lo, hi] may wrap, so check both ends
+        offset[(values < lo) | (values > hi)] = hi - lo + 1
+        pos = table[offset]
+        bad = pos < 0
+    else:
+        pos = np.searchsorted(known, values)
+        bad = (pos >= known.size) | (known[np.minimum(pos, known.size - 1)] != values)
+    if bad.any():
+        i = _first(bad)
+        raise ValueError(describe(i, int(values[i])))
     return pos.astype(np.int64, copy=False)
 
 
