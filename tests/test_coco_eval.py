@@ -320,6 +320,7 @@ def test_annotation_id_zero_quirk_is_reproduced():
 def test_custom_iou_thresholds_area_ranges_and_max_dets():
     gt, dt = random_dataset(12)
     check(gt, dt, iou_thresholds=[0.3, 0.5, 0.7])
+    check(gt, dt, iou_thresholds=[0.75, 0.5, 0.5, 0.0])  # unsorted, repeated, zero
     r, _ = check(gt, dt, iou_thresholds=[0.6, 0.8])  # no 0.5 / 0.75: those stats are -1
     assert r.stats[1] == -1 and r.stats[2] == -1
     r, _ = check(gt, dt, max_dets=(1, 10, 300))  # first AP reads maxDets=100: absent -> -1
@@ -327,6 +328,14 @@ def test_custom_iou_thresholds_area_ranges_and_max_dets():
     ranges = {"all": (0, 1e10), "tiny": (0, 100), "small": (100, 1024.5), "large": (1024.5, float("inf"))}
     r, _ = check(gt, dt, area_ranges=ranges)
     assert r.stats[4] == -1  # no "medium" label
+
+
+def test_repeated_image_and_category_entries_count_once():
+    gt, dt = random_dataset(19)
+    gt["images"] = gt["images"] + gt["images"][:3]
+    gt["categories"] = gt["categories"][:1] + gt["categories"]
+    r, _ = check(gt, dt)
+    assert r.precision.shape[2] == len({c["id"] for c in gt["categories"]})
 
 
 def test_per_class_ap_matches_pycocotools_precision():
