@@ -79,6 +79,19 @@ def _curata(gt, dt):
     return lambda: coco_eval(gt, dt)
 
 
+def _curata_table(gt, dt):
+    """curata given the detections as a table of arrays (built once, outside the timing)."""
+    from curata.metrics import coco_eval
+
+    table = {
+        "image_id": np.array([d["image_id"] for d in dt], dtype=np.int64),
+        "category_id": np.array([d["category_id"] for d in dt], dtype=np.int64),
+        "bbox": np.array([d["bbox"] for d in dt], dtype=np.float64),
+        "score": np.array([d["score"] for d in dt], dtype=np.float64),
+    }
+    return lambda: coco_eval(gt, table)
+
+
 def _arrays(result) -> dict[str, np.ndarray]:
     if hasattr(result, "precision"):  # curata
         return {"stats": result.stats, "precision": result.precision, "recall": result.recall}
@@ -111,7 +124,9 @@ def machine_line() -> str:
             versions.append(f"{mod} {version(mod.replace('_', '-'))}")
         except Exception:  # noqa: BLE001
             versions.append(f"{mod} missing")
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, numpy {np.__version__}; " + ", ".join(versions)
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {n_cpus} CPUs available, Python {platform.python_version()}, numpy {np.__version__}; "
+            + ", ".join(versions) + f"; load average {os.getloadavg()[0]:.2f}")
 
 
 def run_case(name, n_images, n_gt, per_image, repeats, peer_repeats, seed=0):
@@ -119,7 +134,7 @@ def run_case(name, n_images, n_gt, per_image, repeats, peer_repeats, seed=0):
     gt, dt = synthetic_coco(n_images, n_gt, per_image, seed=seed)
     print(f"# {name}: generated {len(gt['annotations'])} GT, {len(dt)} detections in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
-    contenders = {"curata": _curata(gt, dt)}
+    contenders = {"curata": _curata(gt, dt), "curata (dt as arrays)": _curata_table(gt, dt)}
     skipped = {}
     for label, make in (("faster-coco-eval", _faster), ("pycocotools", _pycocotools)):
         try:
@@ -172,6 +187,7 @@ def main(argv=None) -> int:
     p.add_argument("--peer-repeats", type=int, default=None,
                    help="rounds for pycocotools (default: 3 for the small case, 1 at COCO-val size)")
     p.add_argument("--only", default=None, help="regular expression on case names")
+    p.add_argument("--write", action="store_true", help="also write benchmarks/results/coco-cpu-<N>c.md")
     args = p.parse_args(argv)
     cases = dict(CASES)
     if args.quick:
@@ -179,15 +195,24 @@ def main(argv=None) -> int:
         args.repeats = min(args.repeats, 3)
     if args.only:
         cases = {k: v for k, v in cases.items() if re.search(args.only, k)}
-    print(f"machine: {machine_line()}\n")
+    lines = [f"machine at start: {machine_line()}", ""]
     all_rows = []
     for name, (n_images, n_gt, per_image) in cases.items():
         peer = args.peer_repeats if args.peer_repeats is not None else (3 if n_images <= 1000 else 1)
         all_rows += run_case(name, n_images, n_gt, per_image, args.repeats, peer)
-    print("| case | contender | median s | rounds | time / curata |")
-    print("|---|---|---:|---:|---:|")
+    lines += ["| case | contender | median s | rounds | time / curata |", "|---|---|---:|---:|---:|"]
     for name, label, med, n, ratio in all_rows:
-        print(f"| {name} | {label} | {med:.3f} | {n} | {ratio:.1f}× |")
+        lines.append(f"| {name} | {label} | {med:.3f} | {n} | {ratio:.2f}× |")
+    lines += ["", f"load average at end: {os.getloadavg()[0]:.2f}"]
+    text = "\n".join(lines)
+    print(text)
+    if args.write and not args.quick and not args.only:
+        n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"coco-cpu-{n_cpus}c.md")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as f:
+            f.write("# coco_eval benchmark (python -m benchmarks.coco --write)\n\n" + text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

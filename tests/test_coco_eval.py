@@ -407,6 +407,13 @@ def test_table_forms_and_paths_equal_the_list_form(tmp_path):
     gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
     gt_path.write_text(json.dumps(gt))
     dt_path.write_text(json.dumps(dt))
+    structured = np.zeros(len(dt), dtype=[("image_id", "i8"), ("category_id", "i4"), ("bbox", "f8", (4,)), ("score", "f4")])
+    for key in ("image_id", "category_id", "bbox"):
+        structured[key] = table[key]
+    structured["score"] = table["score"]
+    ref32 = coco_eval(gt, dict(table, score=table["score"].astype(np.float32)))  # float32 scores, as stored
+    r = coco_eval(gt, structured)
+    assert np.array_equal(r.precision, ref32.precision) and np.array_equal(r.scores, ref32.scores)
     forms = [
         (gt, table),
         (gt, rows),

@@ -221,6 +221,8 @@ def _read_ground_truth(gt: Any) -> _GroundTruth:
 def _read_detections(dt: Any, gt: _GroundTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if _is_path(dt):
         dt = _load_json(dt, "dt")
+    if isinstance(dt, np.ndarray) and dt.dtype.names is not None:  # structured array = a table
+        dt = {name: dt[name] for name in dt.dtype.names}
     if isinstance(dt, (list, tuple)):
         img, cat, box, score = _core.read_records(
             dt, "dt", [("image_id", "int", None), ("category_id", "int", None), ("bbox", "box", None), ("score", "float", None)]
@@ -393,7 +395,8 @@ def coco_eval(
     dt : list of dicts, dict of arrays, (N, 7) array, or path
         Detections: dicts with ``image_id``, ``category_id``, ``bbox`` [x, y, w, h] and ``score``
         (other keys are not read); or a table ``{"image_id": (N,), "category_id": (N,), "bbox":
-        (N, 4), "score": (N,)}`` of numpy arrays / torch tensors (no per-detection Python work);
+        (N, 4), "score": (N,)}`` of numpy arrays / torch tensors, or a numpy structured array
+        with those fields (no per-detection Python work);
         or pycocotools' (N, 7) array ``[image_id, x, y, w, h, score, category_id]``; or the path
         of a JSON list of dicts. A detection's area for area ranges is ``w * h``. Score ties keep
         input order.
