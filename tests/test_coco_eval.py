@@ -353,7 +353,9 @@ def test_per_class_ap_matches_pycocotools_precision():
 
 
 def test_thread_count_does_not_change_results():
-    gt, dt = random_dataset(14, n_images=40)
+    # large enough (> 8192 annotations) for both parallel phases to use 2 threads
+    gt, dt = random_dataset(14, n_images=500, dt_per_image=40)
+    assert len(dt) + len(gt["annotations"]) > 2 * 4096
     before = curata.get_num_threads()
     try:
         curata.set_num_threads(1)
@@ -364,6 +366,7 @@ def test_thread_count_does_not_change_results():
         curata.set_num_threads(before)
     for name in ("stats", "precision", "recall", "scores"):
         assert np.array_equal(getattr(one, name), getattr(two, name))
+    assert_same(two, run_pycocotools(gt, dt)[0])
 
 
 def test_no_detections_gives_zero_where_ground_truth_exists():
