@@ -458,6 +458,10 @@ def coco_eval(
 
     g = _read_ground_truth(gt)
     d_image, d_category, d_box, d_score = _read_detections(dt, g)
+    logger.debug(
+        "coco_eval: %d images, %d categories, %d ground-truth boxes, %d detections",
+        g.image_ids.size, g.category_ids.size, g.image.size, d_image.size,
+    )
     precision, recall, scores = _core.coco_eval(
         g.image,
         g.category,
