@@ -441,7 +441,8 @@ def coco_eval(
     Complexity: O(Σ_groups D·G·(1 + A·T)) matching over (image, category) groups with D
     detections (≤ max(max_dets)) and G ground truths, plus O(N log N + K·A·M·(N_k·T + R·log N_k))
     accumulation; parallel over images, then categories (``curata.set_num_threads``). Peak memory
-    about N_dt·(A·T + 40) + N_gt·60 bytes beyond the inputs, plus the (T, R, K, A, M) outputs.
+    about N_dt·(A·T + 40) + N_gt·60 bytes beyond the inputs, plus per thread the largest
+    category's N_k·(A·T + 16), plus the (T, R, K, A, M) outputs.
     """
     if not isinstance(iou_type, str):
         raise TypeError(f"iou_type must be a str, got {type(iou_type).__name__}")

@@ -67,7 +67,8 @@ struct CocoEvalOutput {
 
 // Runs the evaluation. Parallel over images (matching) and over categories (accumulation).
 // Throws std::invalid_argument for out-of-range indices or inconsistent sizes.
-// Peak memory: O(n_gt + n_dt * (A * T + 8)) bytes plus the outputs.
+// Peak memory: O(n_gt + n_dt * (A * T + 16)) bytes, plus per thread the largest category's
+// n_k * (A * T + 16), plus the outputs.
 void coco_eval(const CocoEvalInput& in, CocoEvalOutput& out);
 
 // pycocotools' bbox IoU of a detection and a ground-truth box, both x, y, w, h.
