@@ -71,6 +71,8 @@ struct PostprocessDeviceResult {
 // [x1, y1, x2, y2, score, class] of the pred dtype, grouped by image, each by descending score:
 // the same rows as curata::postprocess. out_rows holds `capacity` rows; the caller sizes it with
 // batch * min(max_det, max_nms, anchors * (multi-label ? n_classes : 1)), which is never exceeded.
+// Scores are compared with conf_threshold rounded to the pred dtype; a NaN class score raises
+// std::invalid_argument naming the first one (image, channel, anchor), as the CPU does.
 // Three host syncs: candidate count, mask workspace size, result count.
 PostprocessDeviceResult postprocess(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels,
                                     int64_t anchors, const DevicePostprocessOptions& options, std::uintptr_t out_rows,

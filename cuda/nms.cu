@@ -385,12 +385,14 @@ __global__ void __launch_bounds__(kThreads)
 
 // Candidates of one (image, anchor): the best class (first maximum, as torch.max) when it beats the
 // threshold and is allowed, or every allowed class above it with multi-label. Scores are compared
-// in double, as on the CPU. count has slots + 1 entries (the last one 0) for the exclusive scan.
+// with the threshold rounded to T, as on the CPU (torch compares a tensor with a Python float so).
+// A NaN class score anywhere is an error: the lowest (image, class, anchor) one is recorded, in the
+// order the CPU reports it. count has slots + 1 entries (the last one 0) for the exclusive scan.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    pp_count(const T* __restrict__ pred, int64_t anchors, int64_t channels, double conf,
+    pp_count(const T* __restrict__ pred, int64_t anchors, int64_t channels, T conf,
              const uint8_t* __restrict__ allowed, bool multi, int64_t slots, int64_t* __restrict__ count,
-             int32_t* __restrict__ best_class) {
+             int32_t* __restrict__ best_class, unsigned long long* first_nan) {
   const int64_t g = thread_index();
   if (g > slots) return;
   if (g == slots) {
@@ -400,33 +402,34 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t b = g / anchors, a = g % anchors;
   const int64_t n_classes = channels - 4;
   const T* cls0 = pred + (b * channels + 4) * anchors + a;  // class c of this anchor: cls0[c * anchors]
-  if (multi) {
-    int64_t c_count = 0;
-    for (int64_t c = 0; c < n_classes; ++c) {
-      const T s = cls0[c * anchors];
-      c_count += (static_cast<double>(s) > conf && (!allowed || allowed[c])) ? 1 : 0;
-    }
-    count[g] = c_count;
-    return;
-  }
+  int64_t nan_class = -1;
+  int64_t c_count = 0;
   T best = cls0[0];
   int32_t bc = 0;
-  for (int64_t c = 1; c < n_classes; ++c) {
-    const T v = cls0[c * anchors];
-    if (v > best) {  // NaN never wins; a NaN in class 0 stays "best" and fails the threshold
-      best = v;
+  for (int64_t c = 0; c < n_classes; ++c) {
+    const T s = cls0[c * anchors];
+    if (isnan(s) && nan_class < 0) nan_class = c;
+    if (multi) {
+      c_count += (s > conf && (!allowed || allowed[c])) ? 1 : 0;
+    } else if (s > best) {  // strictly greater: the first maximum wins
+      best = s;
       bc = static_cast<int32_t>(c);
     }
   }
-  count[g] = (static_cast<double>(best) > conf && (!allowed || allowed[bc])) ? 1 : 0;
-  best_class[g] = bc;
+  if (nan_class >= 0)
+    atomicMin(first_nan, static_cast<unsigned long long>((b * n_classes + nan_class) * anchors + a));
+  if (!multi) {
+    c_count = (best > conf && (!allowed || allowed[bc])) ? 1 : 0;
+    best_class[g] = bc;
+  }
+  count[g] = c_count;
 }
 
 // Writes the candidates of each (image, anchor) at its scanned offset, in the CPU's candidate
 // order (image, anchor, class): decoded xyxy box, score, class, image, anchor, score key, index.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    pp_emit(const T* __restrict__ pred, int64_t anchors, int64_t channels, double conf,
+    pp_emit(const T* __restrict__ pred, int64_t anchors, int64_t channels, T conf,
             const uint8_t* __restrict__ allowed, bool multi, int64_t slots, const int64_t* __restrict__ offsets,
             const int32_t* __restrict__ best_class, T* __restrict__ cbox, T* __restrict__ cscore,
             int32_t* __restrict__ ccls, int32_t* __restrict__ cimg, int32_t* __restrict__ canchor,
@@ -455,7 +458,7 @@ __global__ void __launch_bounds__(kThreads)
   if (multi) {
     for (int64_t c = 0; c < n_classes; ++c) {
       const T s = cls0[c * anchors];
-      if (static_cast<double>(s) > conf && (!allowed || allowed[c])) put(s, c);
+      if (s > conf && (!allowed || allowed[c])) put(s, c);
     }
   } else {
     const int32_t c = best_class[g];
@@ -727,12 +730,25 @@ PostprocessDeviceResult postprocess_impl(const T* pred, int64_t batch, int64_t c
   int64_t* counts = ws.alloc<int64_t>(static_cast<size_t>(slots) + 1);
   int64_t* offsets = ws.alloc<int64_t>(static_cast<size_t>(slots) + 1);
   int32_t* best_class = multi ? nullptr : ws.alloc<int32_t>(static_cast<size_t>(slots));
-  pp_count<T><<<blocks_for(slots + 1, kThreads), kThreads, 0, s>>>(pred, anchors, channels, o.conf_threshold, allowed,
-                                                                   multi, slots, counts, best_class);
+  unsigned long long* first_nan = ws.alloc<unsigned long long>(1, "error flag");
+  CURATA_CUDA_CHECK(cudaMemsetAsync(first_nan, 0xFF, sizeof(unsigned long long), s));
+  const T conf = static_cast<T>(o.conf_threshold);  // rounded to T exactly as the CPU does
+  pp_count<T><<<blocks_for(slots + 1, kThreads), kThreads, 0, s>>>(pred, anchors, channels, conf, allowed, multi,
+                                                                   slots, counts, best_class, first_nan);
   CURATA_CUDA_CHECK_LAUNCH();
   exclusive_sum(counts, offsets, static_cast<int>(slots + 1), ws);
   ws.release(counts);
-  const int64_t n_total = copy_value_and_wait(offsets + slots, s);
+  int64_t n_total = 0;
+  unsigned long long nan_at = kNone;
+  CURATA_CUDA_CHECK(cudaMemcpyAsync(&n_total, offsets + slots, sizeof(int64_t), cudaMemcpyDeviceToHost, s));
+  CURATA_CUDA_CHECK(cudaMemcpyAsync(&nan_at, first_nan, sizeof(unsigned long long), cudaMemcpyDeviceToHost, s));
+  CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (nan_at != kNone) {
+    const auto at = static_cast<int64_t>(nan_at);
+    const int64_t a = at % anchors, c = (at / anchors) % n_classes, b = at / anchors / n_classes;
+    throw std::invalid_argument("pred class scores must not be NaN, got NaN at pred[" + std::to_string(b) + ", " +
+                                std::to_string(4 + c) + ", " + std::to_string(a) + "]");
+  }
   if (n_total == 0) return result;
   if (n_total >= INT32_MAX)
     throw std::invalid_argument("postprocess on the GPU supports at most 2^31 - 2 candidates, got " +
@@ -749,7 +765,7 @@ PostprocessDeviceResult postprocess_impl(const T* pred, int64_t batch, int64_t c
   K* score_key_sorted = ws.alloc<K>(n);
   int32_t* buffer_a = ws.alloc<int32_t>(n);
   int32_t* order1 = ws.alloc<int32_t>(n);
-  pp_emit<T><<<blocks_for(slots, kThreads), kThreads, 0, s>>>(pred, anchors, channels, o.conf_threshold, allowed, multi,
+  pp_emit<T><<<blocks_for(slots, kThreads), kThreads, 0, s>>>(pred, anchors, channels, conf, allowed, multi,
                                                               slots, offsets, best_class, cbox, cscore, ccls, cimg,
                                                               canchor, score_key, buffer_a);
   CURATA_CUDA_CHECK_LAUNCH();

@@ -5,6 +5,7 @@
 
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
+#include "curata/simd.hpp"
 
 namespace curata {
 
@@ -47,35 +48,62 @@ void convert_boxes(const T* in, T* out, int64_t n, BoxFormat src, BoxFormat dst)
   }
 }
 
+namespace {
+
+// Boxes of one side of the IoU matrix as a structure of arrays, so rows vectorise over j.
+template <class T> struct BoxColumns {
+  std::vector<T> x1, y1, x2, y2, area;
+  explicit BoxColumns(const T* b, int64_t m) : x1(m), y1(m), x2(m), y2(m), area(m) {
+    for (int64_t j = 0; j < m; ++j) {
+      x1[j] = b[4 * j]; y1[j] = b[4 * j + 1]; x2[j] = b[4 * j + 2]; y2[j] = b[4 * j + 3];
+      area[j] = box_area(x1[j], y1[j], x2[j], y2[j]);
+    }
+  }
+};
+
+template <class T>
+CURATA_ALWAYS_INLINE void iou_row(const T* a, const BoxColumns<T>& b, int64_t m, T* row, bool generalized) {
+  const T ax1 = a[0], ay1 = a[1], ax2 = a[2], ay2 = a[3];
+  const T aarea = box_area(ax1, ay1, ax2, ay2);
+  const T *bx1 = b.x1.data(), *by1 = b.y1.data(), *bx2 = b.x2.data(), *by2 = b.y2.data();
+  const T* barea = b.area.data();
+  if (!generalized) {
+    for (int64_t j = 0; j < m; ++j) {
+      const T inter = box_intersection(ax1, ay1, ax2, ay2, bx1[j], by1[j], bx2[j], by2[j]);
+      row[j] = iou_from_parts(inter, aarea, barea[j]);
+    }
+    return;
+  }
+  for (int64_t j = 0; j < m; ++j) {
+    const T aa[4] = {ax1, ay1, ax2, ay2};
+    const T bb[4] = {bx1[j], by1[j], bx2[j], by2[j]};
+    row[j] = box_giou(aa, bb);
+  }
+}
+
+CURATA_SIMD_CLONES void iou_row_f32(const float* a, const BoxColumns<float>& b, int64_t m, float* row, bool g) {
+  iou_row(a, b, m, row, g);
+}
+CURATA_SIMD_CLONES void iou_row_f64(const double* a, const BoxColumns<double>& b, int64_t m, double* row, bool g) {
+  iou_row(a, b, m, row, g);
+}
+inline void run_iou_row(const float* a, const BoxColumns<float>& b, int64_t m, float* row, bool g) {
+  iou_row_f32(a, b, m, row, g);
+}
+inline void run_iou_row(const double* a, const BoxColumns<double>& b, int64_t m, double* row, bool g) {
+  iou_row_f64(a, b, m, row, g);
+}
+
+}  // namespace
+
 template <class T>
 void pairwise_iou(const T* a, int64_t n, const T* b, int64_t m, T* out, bool generalized) {
   check_boxes(a, n, "a");
   check_boxes(b, m, "b");
-  // Structure-of-arrays copy of b so the inner loop vectorises over j.
-  std::vector<T> bx1(m), by1(m), bx2(m), by2(m), barea(m);
-  for (int64_t j = 0; j < m; ++j) {
-    bx1[j] = b[4 * j]; by1[j] = b[4 * j + 1]; bx2[j] = b[4 * j + 2]; by2[j] = b[4 * j + 3];
-    barea[j] = box_area(bx1[j], by1[j], bx2[j], by2[j]);
-  }
+  const BoxColumns<T> columns(b, m);
   const int threads = threads_for(n * m, 1 << 15);
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
-    const T aarea = box_area(ax1, ay1, ax2, ay2);
-    T* row = out + i * m;
-    if (!generalized) {
-      for (int64_t j = 0; j < m; ++j) {
-        const T inter = box_intersection(ax1, ay1, ax2, ay2, bx1[j], by1[j], bx2[j], by2[j]);
-        row[j] = iou_from_parts(inter, aarea, barea[j]);
-      }
-    } else {
-      for (int64_t j = 0; j < m; ++j) {
-        const T bb[4] = {bx1[j], by1[j], bx2[j], by2[j]};
-        const T aa[4] = {ax1, ay1, ax2, ay2};
-        row[j] = box_giou(aa, bb);
-      }
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) run_iou_row(a + 4 * i, columns, m, out + i * m, generalized);
 }
 
 #define CURATA_INSTANTIATE(T)                                                              \

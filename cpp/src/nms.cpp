@@ -15,84 +15,135 @@
 
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
+#include "curata/simd.hpp"
 #include "curata/sort.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// One copy of the suppression loop per vector width, picked at load time for the running CPU.
-#define CURATA_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CURATA_SIMD_CLONES
-#endif
 
 namespace curata {
 namespace {
 
 constexpr int64_t kChunk = 16;
 
+// Boxes kept so far in one group, as a structure of arrays. Entries past `size` are empty boxes at
+// the origin (intersection 0 with anything), so scans may read whole chunks past the end and the
+// padding never suppresses.
 template <class T> struct KeptBoxes {
   std::vector<T> x1, y1, x2, y2, area;
   int64_t size = 0;
 
   void reset(int64_t capacity) {
-    const int64_t padded = (capacity + kChunk - 1) / kChunk * kChunk;
+    const int64_t padded = (capacity + kChunk - 1) / kChunk * kChunk + kChunk;
     for (auto* v : {&x1, &y1, &x2, &y2, &area}) v->assign(static_cast<size_t>(padded), T(0));
     size = 0;
   }
+  void push(T bx1, T by1, T bx2, T by2, T barea) {
+    x1[size] = bx1; y1[size] = by1; x2[size] = bx2; y2[size] = by2; area[size] = barea;
+    ++size;
+  }
 };
 
-// Runs greedy NMS over one score-ordered group. `positions` are indices into `boxes`; kept[p] is
-// set for each kept position p. Returns the number kept (at most max_keep).
-// Padding entries are empty boxes at the origin: their intersection with anything is 0, so they
-// never suppress.
+// Does the box overlap (IoU > threshold) any kept box in [from, to)? Scans fixed chunks of 16 with
+// no branch inside a chunk, so the compiler vectorises it.
 template <class T>
-__attribute__((always_inline)) inline int64_t greedy_group(const T* boxes, const int32_t* positions,
-                                                           int64_t len, T threshold, int64_t max_keep,
-                                                           uint8_t* kept, KeptBoxes<T>& k) {
-  k.reset(std::min(len, max_keep));
-  T* kx1 = k.x1.data(); T* ky1 = k.y1.data(); T* kx2 = k.x2.data(); T* ky2 = k.y2.data();
-  T* karea = k.area.data();
-  int64_t n_kept = 0;
-  for (int64_t p = 0; p < len && n_kept < max_keep; ++p) {
-    const T* b = boxes + 4 * static_cast<int64_t>(positions[p]);
-    const T cx1 = b[0], cy1 = b[1], cx2 = b[2], cy2 = b[3];
-    const T carea = box_area(cx1, cy1, cx2, cy2);
-    bool suppressed = false;
-    for (int64_t c0 = 0; c0 < n_kept && !suppressed; c0 += kChunk) {
-      int hit = 0;
-      for (int64_t j = c0; j < c0 + kChunk; ++j) {
-        const T inter = box_intersection(kx1[j], ky1[j], kx2[j], ky2[j], cx1, cy1, cx2, cy2);
-        hit |= iou_from_parts(inter, karea[j], carea) > threshold;
-      }
-      suppressed = hit != 0;
+CURATA_ALWAYS_INLINE bool overlaps_kept(const KeptBoxes<T>& k, int64_t from, int64_t to, const T* b, T threshold) {
+  const T cx1 = b[0], cy1 = b[1], cx2 = b[2], cy2 = b[3];
+  const T carea = box_area(cx1, cy1, cx2, cy2);
+  const T *kx1 = k.x1.data(), *ky1 = k.y1.data(), *kx2 = k.x2.data(), *ky2 = k.y2.data(), *karea = k.area.data();
+  for (int64_t c0 = from; c0 < to; c0 += kChunk) {
+    int hit = 0;
+    for (int64_t j = c0; j < c0 + kChunk; ++j) {
+      const T inter = box_intersection(kx1[j], ky1[j], kx2[j], ky2[j], cx1, cy1, cx2, cy2);
+      hit |= iou_from_parts(inter, karea[j], carea) > threshold;
     }
-    if (suppressed) continue;
-    kx1[n_kept] = cx1; ky1[n_kept] = cy1; kx2[n_kept] = cx2; ky2[n_kept] = cy2;
-    karea[n_kept] = carea;
-    ++n_kept;
+    if (hit) return true;
+  }
+  return false;
+}
+
+// Greedy NMS over positions [p0, p1) of a score-ordered group: a candidate is kept unless it
+// overlaps a box kept before it. `skip` (may be null) marks candidates already known to be
+// suppressed by boxes kept before `from_kept`, which then need checking only against boxes kept
+// from `from_kept` on. Sets kept[p] for kept positions.
+template <class T>
+CURATA_ALWAYS_INLINE void greedy_range(const T* boxes, const int32_t* positions, int64_t p0, int64_t p1,
+                                       const uint8_t* skip, int64_t from_kept, T threshold, int64_t max_keep,
+                                       uint8_t* kept, KeptBoxes<T>& k) {
+  for (int64_t p = p0; p < p1 && k.size < max_keep; ++p) {
+    if (skip && skip[p - p0]) continue;
+    const T* b = boxes + 4 * static_cast<int64_t>(positions[p]);
+    if (overlaps_kept(k, from_kept, k.size, b, threshold)) continue;
+    k.push(b[0], b[1], b[2], b[3], box_area(b[0], b[1], b[2], b[3]));
     kept[p] = 1;
   }
-  return n_kept;
 }
 
-CURATA_SIMD_CLONES int64_t greedy_group_f32(const float* boxes, const int32_t* positions, int64_t len,
-                                            float threshold, int64_t max_keep, uint8_t* kept,
-                                            KeptBoxes<float>& k) {
-  return greedy_group(boxes, positions, len, threshold, max_keep, kept, k);
+// suppressed[p - p0] = candidate p overlaps one of the first n_kept kept boxes.
+template <class T>
+CURATA_ALWAYS_INLINE void presuppress_range(const T* boxes, const int32_t* positions, int64_t p0, int64_t p1,
+                                            int64_t n_kept, T threshold, const KeptBoxes<T>& k, uint8_t* suppressed) {
+  for (int64_t p = p0; p < p1; ++p)
+    suppressed[p - p0] = overlaps_kept(k, 0, n_kept, boxes + 4 * static_cast<int64_t>(positions[p]), threshold);
 }
 
-CURATA_SIMD_CLONES int64_t greedy_group_f64(const double* boxes, const int32_t* positions, int64_t len,
-                                            double threshold, int64_t max_keep, uint8_t* kept,
-                                            KeptBoxes<double>& k) {
-  return greedy_group(boxes, positions, len, threshold, max_keep, kept, k);
+// Vector-width clones of the two loops, one pair per dtype.
+#define CURATA_NMS_CLONES(T, SUFFIX)                                                                         \
+  CURATA_SIMD_CLONES void greedy_range_##SUFFIX(const T* boxes, const int32_t* positions, int64_t p0,        \
+                                                int64_t p1, const uint8_t* skip, int64_t from_kept, T thr,   \
+                                                int64_t max_keep, uint8_t* kept, KeptBoxes<T>& k) {          \
+    greedy_range(boxes, positions, p0, p1, skip, from_kept, thr, max_keep, kept, k);                          \
+  }                                                                                                           \
+  CURATA_SIMD_CLONES void presuppress_range_##SUFFIX(const T* boxes, const int32_t* positions, int64_t p0,   \
+                                                     int64_t p1, int64_t n_kept, T thr, const KeptBoxes<T>& k, \
+                                                     uint8_t* suppressed) {                                   \
+    presuppress_range(boxes, positions, p0, p1, n_kept, thr, k, suppressed);                                  \
+  }                                                                                                           \
+  inline void run_greedy_range(const T* boxes, const int32_t* positions, int64_t p0, int64_t p1,              \
+                               const uint8_t* skip, int64_t from_kept, T thr, int64_t max_keep, uint8_t* kept, \
+                               KeptBoxes<T>& k) {                                                             \
+    greedy_range_##SUFFIX(boxes, positions, p0, p1, skip, from_kept, thr, max_keep, kept, k);                 \
+  }                                                                                                           \
+  inline void run_presuppress_range(const T* boxes, const int32_t* positions, int64_t p0, int64_t p1,         \
+                                    int64_t n_kept, T thr, const KeptBoxes<T>& k, uint8_t* suppressed) {     \
+    presuppress_range_##SUFFIX(boxes, positions, p0, p1, n_kept, thr, k, suppressed);                         \
+  }
+CURATA_NMS_CLONES(float, f32)
+CURATA_NMS_CLONES(double, f64)
+#undef CURATA_NMS_CLONES
+
+// One group with a single thread.
+template <class T>
+void nms_group_serial(const T* boxes, const int32_t* positions, int64_t len, T threshold, int64_t max_keep,
+                      uint8_t* kept, KeptBoxes<T>& k) {
+  k.reset(std::min(len, max_keep));
+  run_greedy_range(boxes, positions, 0, len, nullptr, 0, threshold, max_keep, kept, k);
 }
 
-inline int64_t run_group(const float* b, const int32_t* p, int64_t len, float t, int64_t mk, uint8_t* kept,
-                         KeptBoxes<float>& k) {
-  return greedy_group_f32(b, p, len, t, mk, kept, k);
-}
-inline int64_t run_group(const double* b, const int32_t* p, int64_t len, double t, int64_t mk, uint8_t* kept,
-                         KeptBoxes<double>& k) {
-  return greedy_group_f64(b, p, len, t, mk, kept, k);
+// One large group with several threads. Candidates go in blocks: first every thread tests its
+// share of the block against the boxes kept before the block (independent, the bulk of the work),
+// then one thread runs the greedy pass over the block's survivors, checking them only against
+// boxes kept within the block. A candidate is kept iff no box kept before it overlaps it — the same
+// decision as the serial loop.
+template <class T>
+void nms_group_parallel(const T* boxes, const int32_t* positions, int64_t len, T threshold, int64_t max_keep,
+                        uint8_t* kept, KeptBoxes<T>& k, int threads) {
+  constexpr int64_t kBlock = 512;
+  k.reset(std::min(len, max_keep));
+  std::vector<uint8_t> suppressed(kBlock);
+#pragma omp parallel num_threads(threads)
+  {
+    for (int64_t b0 = 0; b0 < len; b0 += kBlock) {
+      const int64_t b1 = std::min(len, b0 + kBlock);
+      const int64_t kept_before = k.size;  // every thread reads it after the same barrier
+      if (kept_before >= max_keep) break;
+#pragma omp for schedule(static)
+      for (int64_t p = b0; p < b1; p += kChunk) {
+        const int64_t e = std::min(b1, p + kChunk);
+        run_presuppress_range(boxes, positions, p, e, kept_before, threshold, k, suppressed.data() + (p - b0));
+      }
+#pragma omp single
+      run_greedy_range(boxes, positions, b0, b1, suppressed.data(), kept_before, threshold, max_keep, kept, k);
+    }
+  }
 }
 
 // Image of box i under the grouping rules of NmsGroups.
@@ -164,15 +215,26 @@ NmsResult nms(const T* boxes, const T* scores, int64_t n, const NmsGroups& group
   const T threshold = threshold_in<T>(options.iou_threshold);
   const int64_t max_keep = options.max_det >= 0 ? options.max_det : std::numeric_limits<int64_t>::max();
   std::vector<uint8_t> kept(static_cast<size_t>(n_cand), 0);
-  const int threads = n_groups > 1 ? threads_for(n_cand, 2048) : 1;
-#pragma omp parallel num_threads(threads)
+  const int threads = threads_for(n_cand, 2048);
+  // A group too large to share out (more than a thread's share of all candidates) runs alone with
+  // every thread inside it; the other groups run in parallel, one thread each, largest first.
+  auto group_len = [&](int64_t g) { return group_start[g + 1] - group_start[g]; };
+  int64_t n_large = 0;
+  KeptBoxes<T> scratch;
+  while (threads > 1 && n_large < n_groups && group_len(group_order[n_large]) >= 4096 &&
+         group_len(group_order[n_large]) * threads > n_cand) {
+    const int64_t g = group_order[n_large++];
+    nms_group_parallel(boxes, order.data() + group_start[g], group_len(g), threshold, max_keep,
+                       kept.data() + group_start[g], scratch, threads);
+  }
+#pragma omp parallel num_threads(n_groups - n_large > 1 ? threads : 1)
   {
-    KeptBoxes<T> scratch;
+    KeptBoxes<T> local;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t gi = 0; gi < n_groups; ++gi) {
+    for (int64_t gi = n_large; gi < n_groups; ++gi) {
       const int64_t g = group_order[gi];
-      const int64_t start = group_start[g], len = group_start[g + 1] - start;
-      run_group(boxes, order.data() + start, len, threshold, max_keep, kept.data() + start, scratch);
+      nms_group_serial(boxes, order.data() + group_start[g], group_len(g), threshold, max_keep,
+                       kept.data() + group_start[g], local);
     }
   }
 

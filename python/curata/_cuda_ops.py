@@ -183,6 +183,15 @@ class _Frame:
             start += int(c)
         return parts
 
+    def finish_float(self, obj: Any, reference: Any) -> Any:
+        """:meth:`finish` for float results computed in float32 from float16/bfloat16 input: they
+        get the input's dtype back, as on the CPU (:func:`_array.like_float`)."""
+        if self.host_input:
+            host = obj.cpu().numpy() if self.kind == "torch" else obj.get()
+            return _array.like_float(host, reference)
+        small = _dtype_name(reference)
+        return self.astype(obj, small) if small in _SMALL_FLOATS else obj
+
     def finish(self, obj: Any, reference: Any) -> Any:
         """A device result as the kind of `reference` (host input comes back to the host)."""
         if not self.host_input:
@@ -259,12 +268,16 @@ def _batched_3d(frame, boxes, scores, classes, valid, iou_threshold, score_thres
     n_images, per_image = b.shape[0], b.shape[1]
     s = frame.float_(scores, "scores", dtype=_dtype_name(b))
     _array.check_shape(s, "scores", (n_images, per_image))
+    v = None if valid is None else frame.bool_mask(valid, "valid", (n_images, per_image))
     c = None
     if classes is not None:
         c2 = classes if _array.on_cuda(classes) else _array._to_numpy_view(classes, "classes")
         _array.check_shape(c2, "classes", (n_images, per_image))
+        if v is not None and _dtype_name(c2) in _FLOATS + _SMALL_FLOATS:
+            # Padding may hold NaN like its boxes and scores (the CPU rule); a rare host round trip.
+            valid_host = _array._to_numpy_view(valid, "valid")
+            c2 = np.where(valid_host, _array._to_numpy_view(c2, "classes"), 0)
         c = frame.int_(c2.reshape(-1), "classes")
-    v = None if valid is None else frame.bool_mask(valid, "valid", (n_images, per_image))
     options = _nms_options(iou_threshold, score_threshold, max_det)
     keep, n_keep, image_ids, image_counts = _run_nms(
         frame, b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), options, True
@@ -294,12 +307,11 @@ def postprocess(
     """
     frame = _Frame.of(pred)
     with frame.active():
-        p = frame.float_(pred, "pred", shape=(None, None, None))
-        n_images, channels, n_anchors = (int(d) for d in p.shape)
-        if channels < 5:
-            raise ValueError(
-                f"pred must have shape (B, 4 + n_classes, A) with n_classes >= 1, got {tuple(int(d) for d in p.shape)}"
-            )
+        p = frame.float_(pred, "pred")
+        shape = tuple(int(d) for d in p.shape)
+        if len(shape) != 3 or shape[1] < 5:
+            raise ValueError(f"pred must have shape (B, 4 + n_classes, A) with n_classes >= 1, got {shape}")
+        n_images, channels, n_anchors = shape
         n_classes = channels - 4
         per_anchor = n_classes if (multi_label and n_classes > 1) else 1
         capacity = n_images * min(max_det, max_nms, n_anchors * per_anchor)
@@ -309,5 +321,5 @@ def postprocess(
             dp.ptr, n_images, channels, n_anchors, conf_threshold, iou_threshold, allowed, bool(agnostic),
             bool(multi_label), max_det, max_nms, out.ptr, capacity, dp.dtype == np.float64, dp.device, dp.stream,
         )
-        parts = frame.split(frame.fit(out.obj, int(n_rows)), counts)
-        return [frame.finish(r, pred) for r in parts]
+        rows = frame.finish_float(frame.fit(out.obj, int(n_rows)), pred)
+        return frame.split(rows, counts)

@@ -329,7 +329,9 @@ def test_batched_3d_with_valid_mask_matches_cpu(fw, dtype, seed):
     boxes[~valid] = np.nan  # padding is neither validated nor used
     scores[~valid] = np.nan
     max_det = [None, 3][seed % 2]
-    for cls in (None, classes):
+    float_classes = classes.astype(np.float64)
+    float_classes[~valid] = np.nan  # padding may hold NaN classes too
+    for cls in (None, classes, float_classes):
         cpu = B.batched_nms(boxes, scores, cls, 0.45, None, max_det, valid=valid)
         gpu = B.batched_nms(
             fw.to(boxes), fw.to(scores), None if cls is None else fw.to(cls), 0.45, None, max_det, valid=fw.to(valid)
@@ -488,13 +490,20 @@ def test_postprocess_edge_cases(fw):
     assert B.postprocess(fw.to(np.zeros((0, 6, 10), np.float32))) == []
     parts = B.postprocess(fw.to(np.zeros((2, 6, 0), np.float32)))
     assert len(parts) == 2 and all(fw.host(p).shape == (0, 6) for p in parts)
-    pred = _pred(rng, 2, 3, 500, dtype=np.float32)
-    pred[0, 4, ::7] = np.nan  # NaN scores are never candidates
-    for g, c in zip(B.postprocess(fw.to(pred)), B.postprocess(pred)):
+    pred = _pred(rng, 3, 3, 500, dtype=np.float32)
+    half = pred.astype(np.float16)  # computed in float32, rows cast back to float16 as on the CPU
+    gpu_half = B.postprocess(fw.to(half))
+    assert gpu_half[0].dtype == fw.to(half).dtype
+    for g, c in zip(gpu_half, B.postprocess(half)):
         _assert_bit_equal(fw.host(g), c)
-    half = pred.astype(np.float16)
-    for g, c in zip(B.postprocess(fw.to(half)), B.postprocess(half)):
-        _assert_bit_equal(fw.host(g), c)
+    pred[2, 6, 40] = np.nan  # NaN class scores raise; the first one (image, class, anchor) is named
+    pred[1, 5, 300] = np.nan
+    pred[1, 6, 7] = np.nan
+    with pytest.raises(ValueError) as cpu_error:
+        B.postprocess(pred)
+    with pytest.raises(ValueError) as gpu_error:
+        B.postprocess(fw.to(pred))
+    assert str(gpu_error.value) == str(cpu_error.value) == "pred class scores must not be NaN, got NaN at pred[1, 5, 300]"
 
 
 @pytest.mark.gpu

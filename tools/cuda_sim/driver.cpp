@@ -121,7 +121,12 @@ template <class T> void check_postprocess(std::mt19937& g, int trial) {
   std::vector<int64_t> allowed = {0, 2, 99, -1};
   if (trial % 6 == 5) { o.classes = allowed.data(); o.n_allowed_classes = allowed.size(); }
   std::vector<T> rows; std::vector<int64_t> counts, anchors_out;
-  postprocess(pred.data(), batch, ch, anchors, o, rows, counts, anchors_out);
+  std::string cpu_error;
+  try {
+    postprocess(pred.data(), batch, ch, anchors, o, rows, counts, anchors_out);
+  } catch (const std::invalid_argument& e) {
+    cpu_error = e.what();
+  }
   cuda::DevicePostprocessOptions d;
   d.conf_threshold = o.conf_threshold; d.iou_threshold = o.iou_threshold; d.agnostic = o.agnostic; d.multi_label = o.multi_label;
   d.max_det = o.max_det; d.max_nms = o.max_nms;
@@ -129,7 +134,14 @@ template <class T> void check_postprocess(std::mt19937& g, int trial) {
   const int64_t per_anchor = (o.multi_label && C > 1) ? C : 1;
   const int64_t cap = int64_t(batch) * std::min<int64_t>({o.max_det, o.max_nms, anchors * per_anchor});
   std::vector<T> out(size_t(cap) * 6 + 6, T(-99));
-  auto r = cuda::postprocess(sizeof(T) == 8, (uintptr_t)pred.data(), batch, ch, anchors, d, (uintptr_t)out.data(), cap, 0, 0);
+  cuda::PostprocessDeviceResult r;
+  try {
+    r = cuda::postprocess(sizeof(T) == 8, (uintptr_t)pred.data(), batch, ch, anchors, d, (uintptr_t)out.data(), cap, 0, 0);
+  } catch (const std::invalid_argument& e) {
+    EXPECT(cpu_error == e.what(), "pp trial %d: GPU error '%s', CPU error '%s'", trial, e.what(), cpu_error.c_str());
+    return;
+  }
+  EXPECT(cpu_error.empty(), "pp trial %d: CPU raised '%s', GPU did not", trial, cpu_error.c_str());
   EXPECT(r.image_counts == counts, "pp trial %d: counts differ (B=%d A=%d C=%d)", trial, batch, anchors, C);
   EXPECT((size_t)r.n_rows * 6 == rows.size(), "pp trial %d: rows %ld vs %zu", trial, (long)r.n_rows, rows.size() / 6);
   if ((size_t)r.n_rows * 6 == rows.size())
