@@ -20,6 +20,10 @@ using curata_py::carray;
 using curata_py::optional_data;
 using curata_py::vector_to_numpy;
 
+namespace curata_py {
+void bind_coco_eval(py::module_& m);  // coco_bindings.cpp
+}
+
 namespace {
 
 py::dict build_info() {
@@ -223,5 +227,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
   bind_typed<float>(m);
   bind_typed<double>(m);
+  curata_py::bind_coco_eval(m);
   curata_py::bind_ensemble(m);
 }

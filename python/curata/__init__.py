@@ -6,7 +6,7 @@ Subpackages: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing) an
 
 from __future__ import annotations
 
-from . import boxes, scores
+from . import boxes, metrics, scores
 from ._runtime import (
     build_info,
     cuda_unavailable_reason,
@@ -22,6 +22,7 @@ warn_on_bad_thread_env()
 
 __all__ = [
     "boxes",
+    "metrics",
     "scores",
     "build_info",
     "devices",
