@@ -155,7 +155,7 @@ def test_matches_pycocotools(thr):
         assert_result(r, ref_match(*scene[:5], iou_threshold=thr, gt_crowd=scene[5]))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n_pred=st.integers(0, 40), n_gt=st.integers(0, 25),
        n_classes=st.integers(1, 3), thr=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]),
        p_crowd=st.sampled_from([0.0, 0.3, 1.0]))

@@ -96,7 +96,7 @@ def test_matches_ensemble_boxes_and_reference(method, clustered, dtype):
               sigma=float(rng.choice([0.1, 0.5, 2.0])), score_threshold=float(rng.choice([0.001, 0.1, 0.5])))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 220), clustered=st.booleans(),
        method=st.sampled_from(["linear", "gaussian"]), thr=st.sampled_from([0.0, 0.3, 0.7]),
        score_threshold=st.sampled_from([0.0, 0.001, 0.2]))

@@ -153,7 +153,7 @@ def test_large_groups_use_the_same_rule():
         assert_same(got, peer_wbf(*data))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     n_models=st.integers(1, 4),
@@ -171,7 +171,7 @@ def test_fuzz_identical_to_ensemble_boxes(seed, n_models, n_objects, n_labels, t
     assert_same(got, peer_wbf(*data, weights=weights, iou_thr=thr, conf_type=conf_type))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 8), st.integers(0, 8), st.integers(1, 4),
                           st.integers(1, 4), st.integers(0, 1)), max_size=25))
 def test_fuzz_grid_coordinates_reference(rows):
