@@ -177,7 +177,8 @@ struct GroupScratch {
   std::vector<uint8_t> present;         // models present per cluster (conf types that need it)
 };
 
-struct GroupOut {
+// Cache-line aligned: neighbouring groups are filled by different threads.
+struct alignas(64) GroupOut {
   std::vector<double> boxes, scores;
 };
 
