@@ -145,10 +145,11 @@ def test_skip_threshold_and_overflow(allows_overflow):
 
 
 def test_large_groups_use_the_same_rule():
-    """Groups of >= 128 boxes take the grid path; results must not change."""
+    """Groups of >= 512 boxes take the grid path; results must not change."""
     rng = np.random.default_rng(3)
     for n_labels, size in ((1, 0.05), (2, 0.3), (1, 0.9)):
-        data = make_models(rng, 3, 150, n_labels, jitter=0.01, max_size=size)
+        data = make_models(rng, 3, 300 * n_labels, n_labels, jitter=0.01, max_size=size)
+        assert min(np.bincount(np.concatenate(data[2]))) >= 512
         got = cb.wbf(*data)
         assert_same(got, peer_wbf(*data))
 
