@@ -170,6 +170,26 @@ struct ClusterGrid {
 // measured faster below ~500 boxes.
 constexpr int64_t kGridMinBoxes = 512;
 
+// Position of the first maximum of v[0..m) (m >= 1, no NaN): the maximum from 8 independent
+// lanes (vectorised), then the first position holding it.
+CURATA_ALWAYS_INLINE int64_t first_max_impl(const double* v, int64_t m) {
+  constexpr int64_t L = 8;
+  double mx = v[0];
+  int64_t i = 0;
+  if (m >= L) {
+    double lane[L];
+    for (int64_t l = 0; l < L; ++l) lane[l] = v[l];
+    for (i = L; i + L <= m; i += L)
+      for (int64_t l = 0; l < L; ++l) lane[l] = v[i + l] > lane[l] ? v[i + l] : lane[l];
+    for (int64_t l = 0; l < L; ++l) mx = lane[l] > mx ? lane[l] : mx;
+  }
+  for (; i < m; ++i) mx = v[i] > mx ? v[i] : mx;
+  int64_t j = 0;
+  while (v[j] != mx) ++j;
+  return j;
+}
+CURATA_SIMD_CLONES int64_t first_max(const double* v, int64_t m) { return first_max_impl(v, m); }
+
 struct GroupScratch {
   ClusterGrid grid;
   std::vector<double> x1, y1, x2, y2, area, iou;
@@ -234,10 +254,7 @@ void fuse_group(const std::vector<Entry>& entries, const int32_t* order, int64_t
       }
     } else if (m > 0 && iou_row_f64(s.x1.data(), s.y1.data(), s.x2.data(), s.y2.data(), s.area.data(), m, e.c,
                                     e_area, o.iou_threshold, s.iou.data())) {
-      double best_iou = -1.0;
-      for (int64_t j = 0; j < m; ++j) {
-        if (s.iou[j] > best_iou) { best_iou = s.iou[j]; best = j; }
-      }
+      best = first_max(s.iou.data(), m);
     }
     if (best < 0) {
       Cluster c;
