@@ -151,7 +151,7 @@ MatchResult match(const T* pred_boxes, const T* pred_scores, int64_t n_pred, con
   std::vector<uint8_t> pred_crowd(static_cast<size_t>(n_pred), 0), gt_taken(static_cast<size_t>(n_gt), 0);
   const double bar0 = std::min(iou_threshold, 1.0 - 1e-10);
   const int64_t n_pairs = static_cast<int64_t>(pairs.size());
-  const int threads = n_pairs > 1 ? threads_for(n_pred + n_gt, 1024) : 1;
+  const int threads = n_pairs > 1 ? threads_for(n_pred + n_gt, 4096) : 1;
 #pragma omp parallel num_threads(threads)
   {
     std::vector<int32_t> gt_order;
