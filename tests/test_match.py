@@ -299,3 +299,22 @@ def test_bad_input():
         cb.match(np.array([[2.0, 0, 1, 1]]), [0.5], [0], b, [0])
     with pytest.raises(ValueError, match="gt_boxes must be finite"):
         cb.match(b, [0.5], [0], np.array([[0, 0, np.inf, 1]]), [0])
+
+
+def test_thread_count_does_not_change_results():
+    import curata
+
+    rng = np.random.default_rng(29)
+    scenes = [integer_scene(rng, 120, 60, 3) for _ in range(60)]  # > 8192 boxes: two threads
+    cat = [np.concatenate([s[k] for s in scenes]) for k in range(6)]
+    pi = np.concatenate([np.full(len(s[1]), i) for i, s in enumerate(scenes)])
+    gi = np.concatenate([np.full(len(s[3]), i) for i, s in enumerate(scenes)])
+    results = []
+    try:
+        for threads in (1, 2):
+            curata.set_num_threads(threads)
+            results.append(cb.match(*cat[:5], gt_crowd=cat[5], pred_image_ids=pi, gt_image_ids=gi))
+    finally:
+        curata.set_num_threads(0)
+    for name in results[0].__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))

@@ -243,3 +243,21 @@ def test_bad_input():
         cb.soft_nms(b, s, classes=[0, 1])
     with pytest.raises(TypeError, match="score_threshold must be a number"):
         cb.soft_nms(b, s, score_threshold="0.1")
+
+
+def test_thread_count_does_not_change_results():
+    import curata
+
+    rng = np.random.default_rng(23)
+    boxes, scores = make_boxes(rng, 6000, False)  # > 4096 boxes in many groups: two threads
+    classes = rng.integers(0, 4, 6000)
+    images = rng.integers(0, 8, 6000)
+    results = []
+    try:
+        for threads in (1, 2):
+            curata.set_num_threads(threads)
+            results.append(cb.soft_nms(boxes, scores, method="gaussian", classes=classes, image_ids=images))
+    finally:
+        curata.set_num_threads(0)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

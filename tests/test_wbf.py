@@ -397,3 +397,24 @@ def test_skip_threshold_is_compared_in_the_score_dtype():
     got = cb.wbf(b, [s], [[0, 0]], skip_box_threshold=thr)
     assert len(got[0]) == 2
     assert_same(got, peer_wbf(b, [s], [[0, 0]], skip_box_thr=thr))
+
+
+def test_thread_count_does_not_change_results():
+    import curata
+
+    rng = np.random.default_rng(17)
+    per_image = [make_models(rng, 3, 150, 5) for _ in range(48)]  # > 16k boxes: two threads
+    boxes_list = [np.concatenate([img[0][m] for img in per_image]) for m in range(3)]
+    scores_list = [np.concatenate([img[1][m] for img in per_image]) for m in range(3)]
+    labels_list = [np.concatenate([img[2][m] for img in per_image]) for m in range(3)]
+    ids_list = [np.concatenate([np.full(len(img[1][m]), k) for k, img in enumerate(per_image)]) for m in range(3)]
+    assert sum(len(s) for s in scores_list) >= 16384
+    results = []
+    try:
+        for threads in (1, 2):
+            curata.set_num_threads(threads)
+            results.append(cb.wbf(boxes_list, scores_list, labels_list, image_ids=ids_list))
+    finally:
+        curata.set_num_threads(0)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
