@@ -1,7 +1,7 @@
 # curata — two commands on a fresh machine:
 #   make demo   create .venv, build, run the post-processing demo on generated data
 #   make test   create .venv, build, run the whole test suite
-# Other targets: build, bench SUITE=boxes, gpu-check, clean.
+# Other targets: build, bench SUITE=boxes, gpu-check, cuda-sim, clean.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,12 +10,12 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 # torch is pinned to the CPU wheel available offline; it is a test dependency, never a runtime one.
-TEST_DEPS := pytest hypothesis scipy torch==2.13.0
+TEST_DEPS := pytest hypothesis scipy torch==2.13.0 pycocotools==2.0.11 faster-coco-eval==1.8.0 ensemble-boxes==1.0.9
 BUILD_DEPS := scikit-build-core pybind11 numpy cmake ninja
 SOURCES := $(shell find cpp cuda python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.py' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 SUITE ?= boxes
 
-.PHONY: demo test build bench gpu-check clean venv
+.PHONY: demo test build bench gpu-check cuda-sim clean venv
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ gpu-check: venv
 	CURATA_REQUIRE_GPU=1 $(PY) -m pytest -q -p no:cacheprovider tests
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(PY) -m pytest -q -p no:cacheprovider -m gpu tests/gpu
 	$(PY) -m benchmarks.run boxes --device cuda
+
+# No GPU needed: the CUDA kernels' source run on a host simulation against the CPU library and
+# through the GPU tests (tools/cuda_sim/README.md says what this can and cannot show).
+cuda-sim: build
+	tools/cuda_sim/build.sh && build/cuda_sim/driver 60
+	PYMODULE=1 tools/cuda_sim/build.sh && $(PY) tools/cuda_sim/run_gpu_tests.py
 
 clean:
 	rm -rf build $(VENV) *.egg-info

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace curata::cuda {
 
@@ -19,5 +20,62 @@ DeviceReport device_report();
 std::string device_name(int device);
 int runtime_version();
 int driver_version();
+
+// All launchers below: `device` is the CUDA device the pointers live on (made current for the call,
+// the caller's current device is restored after), `stream` the caller's stream (every kernel, copy
+// and temporary allocation is ordered on it). `is_double` selects float64, else float32. Inputs are
+// C-contiguous device arrays; optional inputs are 0 when absent. Bad values (non-finite boxes,
+// x2 < x1, NaN scores) are detected on the device and raised as std::invalid_argument with the same
+// message as the CPU library; the GIL is released by the bindings around each call.
+
+// out (n x m) = pairwise IoU (or GIoU when `generalized`) of xyxy boxes a (n x 4) and b (m x 4),
+// bit-identical to curata::pairwise_iou. One host sync (to raise on invalid boxes).
+void pairwise_iou(bool is_double, std::uintptr_t a, int64_t n, std::uintptr_t b, int64_t m, std::uintptr_t out,
+                  bool generalized, int device, std::uintptr_t stream);
+
+struct NmsDeviceResult {
+  int64_t n_keep = 0;                 // entries written to `out`
+  std::vector<int64_t> image_ids;     // distinct image ids with candidates, ascending
+  std::vector<int64_t> image_counts;  // kept boxes of each of those images
+};
+
+// Segmented greedy NMS with the semantics of curata::nms: groups are (image, class); the image of
+// box i is image_ids[i], else i / per_image when per_image > 0, else 0; classes may be 0 (one class);
+// valid (uint8, may be 0) masks padding out. Writes the kept indices (grouped by ascending image,
+// each image by descending score, ties by index; at most max_det per image when max_det >= 0) to
+// out (int64, capacity n). With `local_indices` an index is written as i % per_image (the position
+// within its padded image). Two host syncs: one to size the suppression-mask workspace, one for the
+// result count.
+NmsDeviceResult batched_nms(bool is_double, std::uintptr_t boxes, std::uintptr_t scores, int64_t n,
+                            std::uintptr_t classes, std::uintptr_t image_ids, int64_t per_image, std::uintptr_t valid,
+                            double iou_threshold, bool use_score_threshold, double score_threshold, int64_t max_det,
+                            bool local_indices, std::uintptr_t out, int device, std::uintptr_t stream);
+
+struct DevicePostprocessOptions {
+  double conf_threshold = 0.25;
+  double iou_threshold = 0.45;
+  std::vector<int64_t> allowed_classes;  // host values; used only when `filter_classes`
+  bool filter_classes = false;
+  bool agnostic = false;
+  bool multi_label = false;
+  int64_t max_det = 300;
+  int64_t max_nms = 30000;
+};
+
+struct PostprocessDeviceResult {
+  int64_t n_rows = 0;                 // rows written to out_rows
+  std::vector<int64_t> image_counts;  // rows of each image (length batch)
+};
+
+// YOLO head (batch, channels = 4 + n_classes, anchors), cxcywh boxes, to detection rows
+// [x1, y1, x2, y2, score, class] of the pred dtype, grouped by image, each by descending score:
+// the same rows as curata::postprocess. out_rows holds `capacity` rows; the caller sizes it with
+// batch * min(max_det, max_nms, anchors * (multi-label ? n_classes : 1)), which is never exceeded.
+// Scores are compared with conf_threshold rounded to the pred dtype; a NaN class score raises
+// std::invalid_argument naming the first one (image, channel, anchor), as the CPU does.
+// Three host syncs: candidate count, mask workspace size, result count.
+PostprocessDeviceResult postprocess(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels,
+                                    int64_t anchors, const DevicePostprocessOptions& options, std::uintptr_t out_rows,
+                                    int64_t capacity, int device, std::uintptr_t stream);
 
 }  // namespace curata::cuda

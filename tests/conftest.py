@@ -24,20 +24,20 @@ REQUIRE_GPU = os.environ.get("CURATA_REQUIRE_GPU", "") not in ("", "0")
 
 
 def pytest_collection_modifyitems(config, items):
-    if _backend.HAS_CUDA:
+    if _backend.HAS_CUDA or REQUIRE_GPU:
         return
     reason = f"no usable CUDA device: {_backend.CUDA_REASON}"
     for item in items:
         if "gpu" in item.keywords:
-            if REQUIRE_GPU:
-                item.add_marker(pytest.mark.usefixtures("_fail_without_gpu"))
-            else:
-                item.add_marker(pytest.mark.skip(reason=reason))
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture
-def _fail_without_gpu():
-    pytest.fail(f"CURATA_REQUIRE_GPU=1 but no usable CUDA device: {_backend.CUDA_REASON}")
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # A failure in setup, before any fixture runs (a usefixtures marker added at collection time
+    # would come too late: the fixture closure is already fixed, and the test would pass).
+    if REQUIRE_GPU and not _backend.HAS_CUDA and "gpu" in item.keywords:
+        pytest.fail(f"CURATA_REQUIRE_GPU=1 but no usable CUDA device: {_backend.CUDA_REASON}", pytrace=False)
 
 
 @pytest.fixture

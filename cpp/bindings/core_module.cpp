@@ -6,16 +6,24 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
+#include "curata/scores.hpp"
+#include "ensemble_bindings.hpp"
 #include "numpy_util.hpp"
 
 namespace py = pybind11;
-void bind_drift(py::module_& m);  // drift_bindings.cpp
 using curata_py::carray;
 using curata_py::optional_data;
 using curata_py::vector_to_numpy;
+
+namespace curata_py {
+void bind_coco_eval(py::module_& m);  // coco_bindings.cpp
+void bind_drift(py::module_& m);      // drift_bindings.cpp
+}
 
 namespace {
 
@@ -115,6 +123,81 @@ py::tuple postprocess(const carray<T>& pred, double conf_threshold, double iou_t
                         vector_to_numpy(std::move(source_anchors), {total}));
 }
 
+// ---------------------------------------------------------------- scores
+// Shapes come validated from python/curata/scores.py (rows x cols, C-contiguous); `name` is the
+// user's argument name for error messages.
+template <class T> py::array_t<T> softmax(const carray<T>& x, const std::string& name) {
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  py::array_t<T> out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+  const T* px = x.data();
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    curata::softmax(px, o, rows, cols, name.c_str());
+  }
+  return out;
+}
+
+template <class T> py::array_t<T> sigmoid(const carray<T>& x, const std::string& name) {
+  const int64_t n = x.shape(0);
+  py::array_t<T> out(static_cast<py::ssize_t>(n));
+  const T* px = x.data();
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    curata::sigmoid(px, o, n, name.c_str());
+  }
+  return out;
+}
+
+template <class T>
+using RowScore = void (*)(const T*, T*, int64_t, int64_t, const curata::ProbabilityCheck&);
+
+template <class T, RowScore<T> Score>
+py::array_t<T> row_score(const carray<T>& p, bool check, double tolerance, const std::string& name) {
+  const int64_t rows = p.shape(0), cols = p.shape(1);
+  py::array_t<T> out(static_cast<py::ssize_t>(rows));
+  const T* pp = p.data();
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    Score(pp, o, rows, cols, curata::ProbabilityCheck{check, tolerance, name.c_str()});
+  }
+  return out;
+}
+
+template <class T> py::array_t<T> bald(const carray<T>& p, bool check, double tolerance, const std::string& name) {
+  const int64_t samples = p.shape(0), rows = p.shape(1), cols = p.shape(2);
+  py::array_t<T> out(static_cast<py::ssize_t>(rows));
+  const T* pp = p.data();
+  T* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    curata::bald(pp, o, samples, rows, cols, curata::ProbabilityCheck{check, tolerance, name.c_str()});
+  }
+  return out;
+}
+
+template <class T>
+py::tuple aggregate(const carray<T>& values, const carray<int64_t>& groups, int64_t n_groups, int how, double fill_value) {
+  const int64_t n = values.shape(0);
+  if (groups.shape(0) != n)
+    throw std::invalid_argument("groups must have length " + std::to_string(n) + ", got " +
+                                std::to_string(groups.shape(0)));
+  if (n_groups < 0) throw std::invalid_argument("n_groups must be >= 0, got " + std::to_string(n_groups));
+  py::array_t<T> out(static_cast<py::ssize_t>(n_groups));
+  py::array_t<int64_t> counts(static_cast<py::ssize_t>(n_groups));
+  const T* pv = values.data();
+  const int64_t* pg = groups.data();
+  T* o = out.mutable_data();
+  int64_t* c = counts.mutable_data();
+  {
+    py::gil_scoped_release release;
+    curata::aggregate(pv, pg, n, n_groups, static_cast<curata::Reduction>(how), static_cast<T>(fill_value), o, c);
+  }
+  return py::make_tuple(out, counts);
+}
+
 template <class T> void bind_typed(py::module_& m) {
   m.def("convert_boxes", &convert<T>, py::arg("boxes"), py::arg("src"), py::arg("dst"));
   m.def("pairwise_iou", &pairwise_iou<T>, py::arg("a"), py::arg("b"), py::arg("generalized"));
@@ -123,16 +206,29 @@ template <class T> void bind_typed(py::module_& m) {
         py::arg("max_det"));
   m.def("postprocess", &postprocess<T>, py::arg("pred"), py::arg("conf_threshold"), py::arg("iou_threshold"),
         py::arg("classes"), py::arg("agnostic"), py::arg("multi_label"), py::arg("max_det"), py::arg("max_nms"));
+  m.def("softmax", &softmax<T>, py::arg("x"), py::arg("name"));
+  m.def("sigmoid", &sigmoid<T>, py::arg("x"), py::arg("name"));
+  m.def("entropy", &row_score<T, curata::entropy<T>>, py::arg("p"), py::arg("check"), py::arg("tolerance"),
+        py::arg("name"));
+  m.def("least_confidence", &row_score<T, curata::least_confidence<T>>, py::arg("p"), py::arg("check"),
+        py::arg("tolerance"), py::arg("name"));
+  m.def("margin", &row_score<T, curata::margin<T>>, py::arg("p"), py::arg("check"), py::arg("tolerance"),
+        py::arg("name"));
+  m.def("bald", &bald<T>, py::arg("p"), py::arg("check"), py::arg("tolerance"), py::arg("name"));
+  m.def("aggregate", &aggregate<T>, py::arg("values"), py::arg("groups"), py::arg("n_groups"), py::arg("how"),
+        py::arg("fill_value"));
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "curata core library (CPU): boxes, NMS, post-processing";
+  m.doc() = "curata core library (CPU): boxes, NMS, post-processing, uncertainty scores";
   m.def("build_info", &build_info);
   m.def("num_threads", &curata::num_threads);
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
   bind_typed<float>(m);
   bind_typed<double>(m);
-  bind_drift(m);
+  curata_py::bind_coco_eval(m);
+  curata_py::bind_ensemble(m);
+  curata_py::bind_drift(m);
 }

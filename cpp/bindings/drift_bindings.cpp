@@ -157,6 +157,8 @@ template <class T> void bind_typed(py::module_& m) {
 
 }  // namespace
 
+namespace curata_py {
+
 void bind_drift(py::module_& m) {
   bind_typed<float>(m);
   bind_typed<double>(m);
@@ -170,3 +172,5 @@ void bind_drift(py::module_& m) {
   m.def("drift_cvm_exact_sf", [](int64_t m_, int64_t n, double u) { return dr::CvmExactNull(m_, n).sf(u); },
         py::arg("m"), py::arg("n"), py::arg("u"));
 }
+
+}  // namespace curata_py

@@ -10,27 +10,30 @@
 namespace curata {
 
 template <class T>
+std::string invalid_box_message(const T* b, const char* name, const std::string& label) {
+  if (box_is_valid(b)) return std::string();
+  const std::string where = label + " = [" + std::to_string(b[0]) + ", " + std::to_string(b[1]) + ", " +
+                            std::to_string(b[2]) + ", " + std::to_string(b[3]) + "]";
+  if (!(is_finite(b[0]) && is_finite(b[1]) && is_finite(b[2]) && is_finite(b[3])))
+    return std::string(name) + " must be finite, got " + where;
+  return std::string(name) + " must satisfy x1 <= x2 and y1 <= y2 (xyxy), got " + where;
+}
+
+template <class T>
 void check_boxes(const T* boxes, int64_t n, const char* name, const uint8_t* valid) {
   // One branch-free pass that only records whether anything is wrong; the slow path that finds
   // the first offender runs only to build the message.
   int bad = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (valid && !valid[i]) continue;
-    const T* b = boxes + 4 * i;
-    bad |= !(std::isfinite(b[0]) && std::isfinite(b[1]) && std::isfinite(b[2]) && std::isfinite(b[3]));
-    bad |= (b[2] < b[0]) | (b[3] < b[1]);
+    bad |= !box_is_valid(boxes + 4 * i);
   }
   if (!bad) return;
   for (int64_t i = 0; i < n; ++i) {
     if (valid && !valid[i]) continue;
-    const T* b = boxes + 4 * i;
-    const std::string where = std::string(name) + "[" + std::to_string(i) + "] = [" +
-                              std::to_string(b[0]) + ", " + std::to_string(b[1]) + ", " +
-                              std::to_string(b[2]) + ", " + std::to_string(b[3]) + "]";
-    if (!(std::isfinite(b[0]) && std::isfinite(b[1]) && std::isfinite(b[2]) && std::isfinite(b[3])))
-      throw std::invalid_argument(std::string(name) + " must be finite, got " + where);
-    if (b[2] < b[0] || b[3] < b[1])
-      throw std::invalid_argument(std::string(name) + " must satisfy x1 <= x2 and y1 <= y2 (xyxy), got " + where);
+    const std::string message =
+        invalid_box_message(boxes + 4 * i, name, std::string(name) + "[" + std::to_string(i) + "]");
+    if (!message.empty()) throw std::invalid_argument(message);
   }
 }
 
@@ -105,6 +108,7 @@ void pairwise_iou(const T* a, int64_t n, const T* b, int64_t m, T* out, bool gen
 
 #define CURATA_INSTANTIATE(T)                                                              \
   template void check_boxes<T>(const T*, int64_t, const char*, const uint8_t*);            \
+  template std::string invalid_box_message<T>(const T*, const char*, const std::string&);  \
   template void convert_boxes<T>(const T*, T*, int64_t, BoxFormat, BoxFormat);             \
   template void pairwise_iou<T>(const T*, int64_t, const T*, int64_t, T*, bool);
 CURATA_INSTANTIATE(float)

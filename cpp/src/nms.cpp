@@ -24,15 +24,6 @@ namespace {
 
 constexpr int64_t kChunk = 16;
 
-// The comparison "iou > threshold" is done in the box dtype. For float boxes the double threshold
-// is replaced by the largest float <= threshold, which decides every float IoU exactly as the
-// double comparison torchvision makes.
-template <class T> T threshold_in(double threshold) {
-  T t = static_cast<T>(threshold);
-  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<T>::infinity());
-  return t;
-}
-
 // Boxes kept so far in one group, as a structure of arrays. Entries past `size` are empty boxes at
 // the origin (intersection 0 with anything), so scans may read whole chunks past the end and the
 // padding never suppresses.

@@ -30,8 +30,7 @@ template <class T> struct Candidates {
   int64_t size() const { return static_cast<int64_t>(scores.size()); }
 };
 
-// best[a] = max over classes of rows[c * n_anchors + a]; NaN if any class score is NaN, as torch's
-// amax, so such an anchor is never a candidate.
+// best[a] = max over classes of rows[c * n_anchors + a]; NaN if any class score is NaN.
 template <class T>
 CURATA_ALWAYS_INLINE void class_max_impl(const T* rows, int64_t n_classes, int64_t n_anchors, T* best) {
   for (int64_t a = 0; a < n_anchors; ++a) best[a] = rows[a];
@@ -44,28 +43,37 @@ CURATA_SIMD_CLONES void class_max(const float* rows, int64_t c, int64_t n, float
 CURATA_SIMD_CLONES void class_max(const double* rows, int64_t c, int64_t n, double* best) { class_max_impl(rows, c, n, best); }
 
 // Candidates of one image, in Ultralytics' order: anchors ascending, and for multi_label the
-// classes of each anchor ascending.
+// classes of each anchor ascending. The confidence test `score > conf` is made in the compute dtype
+// T with the threshold rounded to T, as torch compares a tensor with a Python float (so float32
+// scores equal to float32(0.1) are not candidates at conf 0.1, exactly as in Ultralytics).
+// Returns false (and adds nothing) when a class score is NaN: candidacy is undefined then, and the
+// caller raises.
 template <class T>
-void image_candidates(const T* pred, int64_t n_classes, int64_t n_anchors, const PostprocessOptions& o,
+bool image_candidates(const T* pred, int64_t n_classes, int64_t n_anchors, const PostprocessOptions& o,
                       const std::vector<uint8_t>& allowed, Candidates<T>& out) {
   const T* cls0 = pred + 4 * n_anchors;  // channel-first: row c holds class c for every anchor
+  const T conf = static_cast<T>(o.conf_threshold);
   auto allowed_class = [&](int64_t c) { return allowed.empty() || allowed[static_cast<size_t>(c)]; };
   auto box_of = [&](int64_t a, T* box) {
     for (int k = 0; k < 4; ++k) box[k] = pred[k * n_anchors + a];
   };
-  // Best score per anchor in one contiguous pass (vectorised); classes are looked up only for the
-  // few anchors that pass the threshold. The first maximum wins ties (torch.max).
+  // Best score per anchor in one contiguous pass (vectorised); it is NaN when any class score of
+  // the anchor is, so one scan of `best` finds every NaN. Classes are looked up only for the few
+  // anchors that pass the threshold; the first maximum wins ties (torch.max).
   std::vector<T> best(static_cast<size_t>(n_anchors));
   class_max(cls0, n_classes, n_anchors, best.data());
+  int has_nan = 0;
+  for (int64_t a = 0; a < n_anchors; ++a) has_nan |= best[a] != best[a];
+  if (has_nan) return false;
   const bool multi_label = o.multi_label && n_classes > 1;
   for (int64_t a = 0; a < n_anchors; ++a) {
-    if (!(static_cast<double>(best[a]) > o.conf_threshold)) continue;
+    if (!(best[a] > conf)) continue;
     T box[4];
     box_of(a, box);
     if (multi_label) {
       for (int64_t c = 0; c < n_classes; ++c) {
         const T s = cls0[c * n_anchors + a];
-        if (static_cast<double>(s) > o.conf_threshold && allowed_class(c)) out.add(box, s, c, a);
+        if (s > conf && allowed_class(c)) out.add(box, s, c, a);
       }
       continue;
     }
@@ -73,6 +81,18 @@ void image_candidates(const T* pred, int64_t n_classes, int64_t n_anchors, const
     while (cls0[best_class * n_anchors + a] != best[a]) ++best_class;
     if (allowed_class(best_class)) out.add(box, best[a], best_class, a);
   }
+  return true;
+}
+
+// Throws for the first NaN class score of image b (called only after a NaN was seen).
+template <class T>
+[[noreturn]] void throw_nan_score(const T* pred, int64_t b, int64_t n_classes, int64_t n_anchors) {
+  for (int64_t c = 0; c < n_classes; ++c)
+    for (int64_t a = 0; a < n_anchors; ++a)
+      if (std::isnan(pred[(4 + c) * n_anchors + a]))
+        throw std::invalid_argument("pred class scores must not be NaN, got NaN at pred[" + std::to_string(b) +
+                                    ", " + std::to_string(4 + c) + ", " + std::to_string(a) + "]");
+  throw std::invalid_argument("pred class scores must not be NaN, got NaN in image " + std::to_string(b));
 }
 
 // Keeps the max_nms best-scoring candidates (ties to the earlier candidate), in score order.
@@ -109,12 +129,16 @@ void postprocess(const T* pred, int64_t batch, int64_t n_channels, int64_t n_anc
   }
 
   std::vector<Candidates<T>> per_image(static_cast<size_t>(batch));
+  std::vector<uint8_t> image_ok(static_cast<size_t>(batch), 1);
   const int threads = threads_for(batch * n_channels * n_anchors, 1 << 16);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t b = 0; b < batch; ++b) {
-    image_candidates(pred + b * n_channels * n_anchors, n_classes, n_anchors, o, allowed, per_image[b]);
+    image_ok[b] = image_candidates(pred + b * n_channels * n_anchors, n_classes, n_anchors, o, allowed, per_image[b]);
     keep_top(per_image[b], o.max_nms);
   }
+  // Exceptions may not leave an OpenMP region: report the first bad image here.
+  for (int64_t b = 0; b < batch; ++b)
+    if (!image_ok[b]) throw_nan_score(pred + b * n_channels * n_anchors, b, n_classes, n_anchors);
 
   Candidates<T> all;
   std::vector<int64_t> image_of;

@@ -1,28 +1,12 @@
 #include "curata/sort.hpp"
 
+#include "curata/sort_keys.hpp"
+
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
 namespace curata {
 namespace {
-
-// Maps a score to an unsigned key whose ascending order is the descending order of the scores.
-inline uint32_t descending_key(float s) {
-  if (s == 0.0f) s = 0.0f;  // fold -0.0 into +0.0
-  uint32_t u;
-  std::memcpy(&u, &s, sizeof u);
-  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending order of s
-  return ~u;
-}
-
-inline uint64_t descending_key(double s) {
-  if (s == 0.0) s = 0.0;
-  uint64_t u;
-  std::memcpy(&u, &s, sizeof u);
-  u = (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
-  return ~u;
-}
 
 // LSD radix sort of (key, value) pairs, 8 bits a pass; passes where every key shares the digit
 // are skipped (common for the high bits of scores in [0, 1]). Stable.
@@ -53,15 +37,15 @@ void radix_sort_pairs(std::vector<K>& keys, std::vector<int32_t>& values) {
 template <class T> void sort_by_score_desc(const T* scores, std::vector<int32_t>& order) {
   const size_t n = order.size();
   if (n < 2) return;
-  using Key = decltype(descending_key(T()));
+  using Key = decltype(descending_score_key(T()));
   if (n < 256) {
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
-      return descending_key(scores[a]) < descending_key(scores[b]);
+      return descending_score_key(scores[a]) < descending_score_key(scores[b]);
     });
     return;
   }
   std::vector<Key> keys(n);
-  for (size_t i = 0; i < n; ++i) keys[i] = descending_key(scores[order[i]]);
+  for (size_t i = 0; i < n; ++i) keys[i] = descending_score_key(scores[order[i]]);
   radix_sort_pairs(keys, order);
 }
 

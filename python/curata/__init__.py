@@ -6,7 +6,7 @@ Subpackages: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing) an
 
 from __future__ import annotations
 
-from . import boxes, drift, scores
+from . import boxes, drift, metrics, scores
 from ._runtime import (
     build_info,
     cuda_unavailable_reason,
@@ -23,6 +23,7 @@ warn_on_bad_thread_env()
 __all__ = [
     "boxes",
     "drift",
+    "metrics",
     "scores",
     "build_info",
     "devices",

@@ -97,8 +97,9 @@ def float_array(
     if shape is not None:
         check_shape(a, name, shape)
     if dtype is None:
-        if a.dtype in FLOAT_DTYPES:
-            dtype = a.dtype
+        native = a.dtype.newbyteorder("=")  # a big-endian float32 is still float32
+        if native in FLOAT_DTYPES:
+            dtype = native
         elif a.dtype.kind == "f" and a.dtype.itemsize < 4:
             dtype = np.dtype(np.float32)
         else:
@@ -167,6 +168,22 @@ def like(result: np.ndarray, reference: Any) -> Any:
     if kind == "cupy":
         return _cupy().asarray(result)
     return result
+
+
+def like_float(result: np.ndarray, reference: Any) -> Any:
+    """:func:`like`, and a float16/bfloat16 ``reference`` gets its dtype back (results computed in
+    float32 are cast down), so float outputs keep the input's float dtype."""
+    out = like(result, reference)
+    kind = kind_of(reference)
+    if kind == "torch":
+        torch = _torch()
+        if reference.dtype in (torch.float16, torch.bfloat16) and out.dtype != reference.dtype:
+            return out.to(reference.dtype)
+        return out
+    dtype = getattr(reference, "dtype", None)
+    if dtype is not None and np.dtype(dtype).newbyteorder("=") == np.float16 and out.dtype != np.float16:
+        return out.astype(np.float16)
+    return out
 
 
 # ---------------------------------------------------------------------------------- GPU views

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from . import _backend, _core
+
+_MAX_THREADS = 2**31 - 1  # the core library stores the count in a C int
 
 
 def build_info() -> dict[str, Any]:
@@ -52,10 +56,13 @@ def set_num_threads(n: int) -> None:
     ``n >= 1`` sets the count; ``n == 0`` restores the default (``CURATA_NUM_THREADS`` from the
     environment at import, else all cores).
     """
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
+    n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if n > _MAX_THREADS:
+        raise ValueError(f"n must be <= {_MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 

@@ -5,6 +5,9 @@
 // in the box dtype, so that a pair sitting exactly at an NMS threshold is decided the same way.
 #pragma once
 
+#include <cmath>
+#include <limits>
+
 #include "curata/hd.hpp"
 
 namespace curata {
@@ -13,6 +16,20 @@ template <class T> CURATA_HD T hd_max(T a, T b) { return a > b ? a : b; }
 template <class T> CURATA_HD T hd_min(T a, T b) { return a < b ? a : b; }
 
 template <class T> CURATA_HD T box_area(T x1, T y1, T x2, T y2) { return (x2 - x1) * (y2 - y1); }
+
+template <class T> CURATA_HD bool is_finite(T v) {
+#if defined(__CUDA_ARCH__)
+  return isfinite(v);
+#else
+  return std::isfinite(v);
+#endif
+}
+
+// The validity rule of every box input: finite coordinates with x1 <= x2 and y1 <= y2.
+template <class T> CURATA_HD bool box_is_valid(const T* b) {
+  // Non-short-circuit & so the CPU loop that checks many boxes stays branch-free.
+  return is_finite(b[0]) & is_finite(b[1]) & is_finite(b[2]) & is_finite(b[3]) & !(b[2] < b[0]) & !(b[3] < b[1]);
+}
 
 template <class T>
 CURATA_HD T box_intersection(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2) {
@@ -28,6 +45,10 @@ template <class T> CURATA_HD T iou_from_parts(T inter, T area_a, T area_b) {
   return uni > T(0) ? inter / uni : T(0);
 }
 
+// Intersection over the area of box a (COCO's IoU against a crowd region, a = the prediction):
+// 0 when a is empty.
+template <class T> CURATA_HD T ioa_from_parts(T inter, T area_a) { return area_a > T(0) ? inter / area_a : T(0); }
+
 template <class T> CURATA_HD T box_iou(const T* a, const T* b) {
   const T inter = box_intersection(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
   return iou_from_parts(inter, box_area(a[0], a[1], a[2], a[3]), box_area(b[0], b[1], b[2], b[3]));
@@ -42,6 +63,15 @@ template <class T> CURATA_HD T box_giou(const T* a, const T* b) {
   const T iou = uni > T(0) ? inter / uni : T(0);
   const T hull = (hd_max(a[2], b[2]) - hd_min(a[0], b[0])) * (hd_max(a[3], b[3]) - hd_min(a[1], b[1]));
   return hull > T(0) ? iou - (hull - uni) / hull : iou;
+}
+
+// NMS compares "iou > threshold" in the box dtype. For float boxes the double threshold is replaced
+// by the largest T <= threshold, which decides every T-valued IoU exactly as the double comparison
+// torchvision makes. Host only (computed once per call, passed to kernels as a T).
+template <class T> T threshold_in(double threshold) {
+  T t = static_cast<T>(threshold);
+  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<T>::infinity());
+  return t;
 }
 
 enum class BoxFormat : int { xyxy = 0, xywh = 1, cxcywh = 2 };

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "curata/box_math.hpp"
@@ -21,6 +22,11 @@ void pairwise_iou(const T* a, int64_t n, const T* b, int64_t m, T* out, bool gen
 // `valid` (may be null) marks the boxes to check.
 template <class T>
 void check_boxes(const T* boxes, int64_t n, const char* name, const uint8_t* valid = nullptr);
+
+// The message check_boxes raises for box b (4 values) of argument `name`, shown as `label`
+// (e.g. "boxes[3]"); "" when the box is valid. The CUDA path reports its errors with it too.
+template <class T>
+std::string invalid_box_message(const T* b, const char* name, const std::string& label);
 
 struct NmsOptions {
   double iou_threshold = 0.5;

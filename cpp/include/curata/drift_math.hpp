@@ -15,26 +15,28 @@
 #include <cstring>
 
 #include "curata/hd.hpp"
+#include "curata/sort_keys.hpp"
 
 namespace curata {
 namespace drift {
 
 using int128 = __int128;
 
-// Unsigned key whose order is the numeric order of non-NaN doubles. -0.0 and +0.0 share a key,
-// so equal values (in the == sense) always form one tie group.
-CURATA_HD uint64_t order_key(double v) {
-  if (v == 0.0) v = 0.0;
-  uint64_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
-}
+// Unsigned key whose order is the numeric (ascending) order of non-NaN doubles: the complement
+// of the shared descending score key. -0.0 and +0.0 share a key, so equal values (in the ==
+// sense) always form one tie group.
+CURATA_HD uint64_t order_key(double v) { return ~descending_score_key(v); }
 
+// Inverse of order_key (-0.0 comes back as +0.0).
 CURATA_HD double key_value(uint64_t k) {
   const uint64_t u = (k & 0x8000000000000000ull) ? (k & 0x7fffffffffffffffull) : ~k;
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
   double v;
   std::memcpy(&v, &u, sizeof v);
   return v;
+#endif
 }
 
 // F_ref(v) - F_cur(v) once `c_ref` of `n_ref` and `c_cur` of `n_cur` values are <= v.

@@ -1,0 +1,96 @@
+"""The CUDA extension on any machine: it imports when built, reports devices (0 with a reason on a
+machine without a GPU or driver) and fails cleanly instead of crashing; build_info says what it
+was compiled for. GPU behaviour itself is tested in tests/gpu/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import curata
+from curata import _backend
+from curata import boxes as B
+
+
+def _built_with_cuda() -> bool:
+    return bool(curata.build_info()["cuda_built"])
+
+
+def test_build_info_reports_cuda_toolkit_and_archs():
+    info = curata.build_info()
+    if not info["cuda_built"]:
+        assert info["cuda_module"] is False and info["cuda"] is None and info["cuda_archs"] is None
+        pytest.skip("curata was built without CUDA (CURATA_CUDA=OFF or no nvcc)")
+    assert info["cuda_module"] is True, f"_cuda was built but does not import: {_backend.CUDA_REASON}"
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?", info["cuda"]), info["cuda"]
+    arch = r"\d+(-real|-virtual)?"
+    assert re.fullmatch(rf"{arch}([,;]{arch})*", info["cuda_archs"]), info["cuda_archs"]
+
+
+def test_cuda_module_reports_devices_with_a_reason():
+    if not _built_with_cuda():
+        pytest.skip("curata was built without CUDA")
+    from curata import _cuda
+
+    count, reason = _cuda.device_report()
+    assert count == _cuda.device_count() == _backend.CUDA_DEVICE_COUNT
+    assert _cuda.runtime_version() > 0  # static cudart answers without a driver
+    if count == 0:
+        assert reason, "zero devices must come with a reason"
+        assert curata.cuda_unavailable_reason() == reason == _backend.CUDA_REASON
+        assert [d["type"] for d in curata.devices()] == ["cpu"]
+    else:
+        assert reason == "" and curata.cuda_unavailable_reason() == ""
+        assert [d["type"] for d in curata.devices()].count("cuda") == count
+
+
+def test_launchers_validate_arguments_before_touching_a_device():
+    if not _built_with_cuda():
+        pytest.skip("curata was built without CUDA")
+    from curata import _cuda
+
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        _cuda.batched_nms(0, 0, -1, 0, 0, 0, 0, 0.5, None, -1, False, 0, False, 0, 0)
+    with pytest.raises(ValueError, match=r"iou_threshold must be in \[0, 1\]"):
+        _cuda.batched_nms(0, 0, 0, 0, 0, 0, 0, 1.5, None, -1, False, 0, False, 0, 0)
+    with pytest.raises(ValueError, match="n_classes >= 1"):
+        _cuda.postprocess(0, 1, 4, 10, 0.25, 0.45, None, False, False, 300, 30000, 0, 0, False, 0, 0)
+    with pytest.raises(ValueError, match="negative box count"):
+        _cuda.pairwise_iou(0, -1, 0, 0, 0, False, False, 0, 0)
+
+
+def test_launchers_raise_runtime_error_without_a_device():
+    if not _built_with_cuda():
+        pytest.skip("curata was built without CUDA")
+    if _backend.HAS_CUDA:
+        pytest.skip("a CUDA device is usable here")
+    from curata import _cuda
+
+    # Empty work, but the launcher still has to select the device: a clean error, not a crash.
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        _cuda.pairwise_iou(0, 0, 0, 0, 0, False, False, 0, 0)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        _cuda.batched_nms(0, 0, 0, 0, 0, 0, 0, 0.5, None, -1, False, 0, False, 0, 0)
+
+
+def test_device_cuda_without_a_gpu_says_why():
+    if _backend.HAS_CUDA:
+        pytest.skip("a CUDA device is usable here")
+    boxes = np.array([[0, 0, 1, 1]], np.float32)
+    with pytest.raises(RuntimeError, match="needs a CUDA device") as error:
+        B.iou(boxes, boxes, device="cuda")
+    assert _backend.CUDA_REASON in str(error.value)
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):
+        B.nms(boxes, np.ones(1, np.float32), device="cuda")
+
+
+def test_cuda_ops_import_leaves_torch_and_cupy_alone():
+    code = (
+        "import sys, curata, curata._cuda_ops; "
+        "assert 'torch' not in sys.modules and 'cupy' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,399 @@
+"""curata.boxes.postprocess against a re-implementation of Ultralytics v8 ``non_max_suppression``
+semantics (box_reference.postprocess_ref), with exact per-class NMS and with the 7680 offset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import curata
+from curata import boxes as cb
+from box_reference import ULTRALYTICS_MAX_WH, postprocess_ref
+
+FLOATS = (np.float32, np.float64)
+
+
+def make_pred(rng, batch, n_classes, anchors, dtype=np.float32, score_levels=None, scale=600.0, p_zero=0.7):
+    """(B, 4 + C, A) head output. Centres and sizes are multiples of 1/8 below 640, so every decoded
+    and class-offset coordinate is exact in float32 (the offset trick then decides as per class)."""
+    pred = np.zeros((batch, 4 + n_classes, anchors))
+    pred[:, 0:2] = np.round(rng.uniform(0, scale, size=(batch, 2, anchors)) * 8) / 8
+    pred[:, 2:4] = np.round(rng.uniform(0, 120, size=(batch, 2, anchors)) * 8) / 8
+    if score_levels is None:
+        scores = rng.random((batch, n_classes, anchors))
+    else:
+        scores = rng.choice(score_levels, size=(batch, n_classes, anchors))
+    scores[rng.random(scores.shape) < p_zero] = 0.0
+    pred[:, 4:] = scores
+    return pred.astype(dtype)
+
+
+def assert_rows_equal(got, expected, dtype=None):
+    got = [np.asarray(g) for g in got]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.ndim == 2 and g.shape[1] == 6
+        if dtype is not None:
+            assert g.dtype == dtype
+        np.testing.assert_array_equal(g, np.asarray(e, dtype=g.dtype))
+
+
+def both_references(pred, **kw):
+    exact = postprocess_ref(pred, **kw)
+    offset = postprocess_ref(pred, class_offset=ULTRALYTICS_MAX_WH, **kw)
+    return exact, offset
+
+
+# ----------------------------------------------------------------------- reference equality
+OPTIONS = [
+    {},
+    {"conf_threshold": 0.1, "iou_threshold": 0.7},
+    {"conf_threshold": 0.5, "iou_threshold": 0.3},
+    {"multi_label": True},
+    {"multi_label": True, "conf_threshold": 0.05, "iou_threshold": 0.6},
+    {"agnostic": True},
+    {"agnostic": True, "multi_label": True},
+    {"classes": [0, 3, 5]},
+    {"classes": [2], "multi_label": True},
+    {"max_det": 7},
+    {"max_nms": 25},
+    {"max_nms": 25, "multi_label": True, "max_det": 10},
+    {"iou_threshold": 0.0},
+    {"iou_threshold": 1.0, "conf_threshold": 0.0},
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_matches_ultralytics_semantics(rng, options, dtype):
+    pred = make_pred(rng, 3, 8, 400, dtype)
+    original = pred.copy()
+    got = cb.postprocess(pred, **options)
+    exact, offset = both_references(pred, **options)
+    assert_rows_equal(got, exact, dtype)
+    assert_rows_equal(got, offset, dtype)
+    np.testing.assert_array_equal(pred, original)  # the input is never modified
+    for rows in got:
+        assert np.all(np.diff(rows[:, 4].astype(np.float64)) <= 0)
+        assert len(rows) <= options.get("max_det", 300)
+    assert sum(len(r) for r in got) > 0
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_many_tied_scores(rng, dtype):
+    # Few score levels: ties in the class max (first class wins), in the max_nms cut and in NMS order.
+    pred = make_pred(rng, 2, 5, 300, dtype, score_levels=[0.3, 0.5, 0.5, 0.8], p_zero=0.3)
+    pred[:, :, 100:110] = pred[:, :, 0:10]  # duplicated anchors
+    for options in ({}, {"multi_label": True}, {"max_nms": 40}, {"max_nms": 40, "multi_label": True},
+                    {"agnostic": True, "max_det": 5}):
+        got = cb.postprocess(pred, **options)
+        exact, offset = both_references(pred, **options)
+        assert_rows_equal(got, exact, dtype)
+        assert_rows_equal(got, offset, dtype)
+
+
+def test_single_label_takes_first_maximum_on_ties():
+    pred = np.zeros((1, 4 + 3, 2), np.float32)
+    pred[0, :4, 0] = [10, 10, 4, 4]
+    pred[0, :4, 1] = [50, 50, 4, 4]
+    pred[0, 4:, 0] = [0.2, 0.6, 0.6]
+    pred[0, 4:, 1] = [0.9, 0.9, 0.1]
+    out = cb.postprocess(pred)[0]
+    np.testing.assert_array_equal(out, np.array([[48, 48, 52, 52, 0.9, 0], [8, 8, 12, 12, 0.6, 1]], np.float32))
+    assert_rows_equal([out], postprocess_ref(pred))
+    multi = cb.postprocess(pred, multi_label=True)[0]
+    assert_rows_equal([multi], postprocess_ref(pred, multi_label=True))
+    assert sorted(multi[:, 5].tolist()) == [0, 1, 1, 2]
+
+
+def test_conf_threshold_is_strict_and_compared_in_pred_dtype():
+    # As in Ultralytics, `score > conf` compares a tensor with a Python float in the tensor's
+    # dtype: float32(0.1) is not > 0.1 for float32 scores, but float64(0.1) + ulp is for float64.
+    pred = np.zeros((1, 5, 4), np.float32)
+    pred[0, :4] = np.array([[10, 40, 70, 100], [10, 10, 10, 10], [4, 4, 4, 4], [4, 4, 4, 4]], np.float32)
+    pred[0, 4] = [0.25, 0.2500001, 0.1, 0.7]
+    for conf in (0.25, 0.1, 0.7, float(np.float32(0.7)), 0.0, np.nextafter(0.1, 0)):
+        got = cb.postprocess(pred, conf_threshold=conf)
+        assert_rows_equal(got, postprocess_ref(pred, conf_threshold=conf))
+    f32 = np.float32
+    assert cb.postprocess(pred, conf_threshold=0.25)[0][:, 4].tolist() == [f32(0.7), f32(0.2500001)]
+    assert len(cb.postprocess(pred, conf_threshold=0.1)[0]) == 3  # float32(0.1) is not a candidate
+    assert len(cb.postprocess(pred, conf_threshold=np.nextafter(0.1, 0))[0]) == 3  # rounds to float32(0.1)
+    assert len(cb.postprocess(pred, conf_threshold=np.nextafter(f32(0.1), f32(0)).item())[0]) == 4
+    assert len(cb.postprocess(pred, conf_threshold=0.7)[0]) == 0
+    pred64 = pred.astype(np.float64)
+    pred64[0, 4, 2] = np.nextafter(0.1, 1)
+    for conf in (0.1, 0.25, 0.7):
+        assert_rows_equal(cb.postprocess(pred64, conf_threshold=conf), postprocess_ref(pred64, conf_threshold=conf))
+    assert len(cb.postprocess(pred64, conf_threshold=0.1)[0]) == 4
+
+
+def test_iou_exactly_at_threshold_is_kept():
+    # Same class, [0,0,1,1] vs [0,0,1,2] (cxcywh below): IoU exactly 0.5.
+    pred = np.zeros((1, 5, 2), np.float32)
+    pred[0, :4, 0] = [0.5, 0.5, 1, 1]
+    pred[0, :4, 1] = [0.5, 1.0, 1, 2]
+    pred[0, 4] = [0.9, 0.8]
+    assert len(cb.postprocess(pred, iou_threshold=0.5)[0]) == 2
+    assert len(cb.postprocess(pred, iou_threshold=np.nextafter(0.5, 0))[0]) == 1
+
+
+def test_classes_filter_variants(rng):
+    pred = make_pred(rng, 2, 6, 200, np.float32)
+    expected = postprocess_ref(pred, classes=[1, 4])
+    for classes in ([1, 4], (4, 1), np.array([4, 1]), torch.tensor([1, 4]), [1.0, 4.0], [1, 4, 99, -1]):
+        assert_rows_equal(cb.postprocess(pred, classes=classes), expected)
+    assert_rows_equal(cb.postprocess(pred, classes=3), postprocess_ref(pred, classes=[3]))
+    assert_rows_equal(cb.postprocess(pred, classes=np.int64(3)), postprocess_ref(pred, classes=[3]))
+    empty = cb.postprocess(pred, classes=[])
+    assert [r.shape for r in empty] == [(0, 6), (0, 6)]
+    assert_rows_equal(cb.postprocess(pred, classes=[]), postprocess_ref(pred, classes=[]))
+
+
+def test_single_class_multi_label_equals_single_label(rng):
+    pred = make_pred(rng, 2, 1, 150, np.float64)
+    assert_rows_equal(cb.postprocess(pred, multi_label=True), cb.postprocess(pred))
+    assert_rows_equal(cb.postprocess(pred), postprocess_ref(pred))
+
+
+def test_max_nms_keeps_best_scores_with_ties_to_the_earlier_candidate():
+    # 6 anchors, all candidates, disjoint boxes; scores with ties; max_nms=3 must keep 0.9 and the
+    # two earliest 0.5s, in score order.
+    pred = np.zeros((1, 5, 6), np.float32)
+    pred[0, 0] = np.arange(6) * 100 + 50
+    pred[0, 1] = 50
+    pred[0, 2:4] = 10
+    pred[0, 4] = [0.5, 0.9, 0.3, 0.5, 0.5, 0.3]
+    out = cb.postprocess(pred, max_nms=3)[0]
+    np.testing.assert_array_equal(out[:, 0], [145, 45, 345])
+    assert_rows_equal([out], postprocess_ref(pred, max_nms=3))
+    for max_nms in (0, 1, 6, 100):
+        assert_rows_equal(cb.postprocess(pred, max_nms=max_nms), postprocess_ref(pred, max_nms=max_nms))
+    assert_rows_equal(cb.postprocess(pred, max_det=0), [np.zeros((0, 6))])
+
+
+def test_per_class_exact_beyond_7680():
+    # Class 0 box at (7750, 7750) and class 1 box at (70, 70): adding 1 * 7680 to class 1 makes
+    # them identical, so Ultralytics' offset trick suppresses one; curata keeps both.
+    pred = np.zeros((1, 6, 2), np.float32)
+    pred[0, :4, 0] = [7750, 7750, 100, 100]
+    pred[0, :4, 1] = [70, 70, 100, 100]
+    pred[0, 4:, 0] = [0.9, 0.0]
+    pred[0, 4:, 1] = [0.0, 0.8]
+    got = cb.postprocess(pred)[0]
+    offset = postprocess_ref(pred, class_offset=ULTRALYTICS_MAX_WH)[0]
+    exact = postprocess_ref(pred)[0]
+    assert len(offset) == 1
+    assert len(got) == 2
+    assert_rows_equal([got], [exact])
+    np.testing.assert_array_equal(got[:, 5], [0, 1])
+    # and agnostic really does merge them
+    assert len(cb.postprocess(pred, agnostic=True)[0]) == 2  # different places: both kept
+    pred[0, :2, 1] = 7750
+    assert len(cb.postprocess(pred, agnostic=True)[0]) == 1
+    assert len(cb.postprocess(pred)[0]) == 2
+
+
+def test_large_coordinates_random_per_class_exact(rng):
+    pred = make_pred(rng, 2, 4, 300, np.float64, scale=20000.0, p_zero=0.5)
+    pred[:, 2:4] *= 40
+    assert_rows_equal(cb.postprocess(pred, conf_threshold=0.2), postprocess_ref(pred, conf_threshold=0.2))
+
+
+# ---------------------------------------------------------------------------- empty / dtypes
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_empty_inputs(dtype):
+    assert cb.postprocess(np.zeros((0, 6, 10), dtype)) == []
+    for out in (cb.postprocess(np.zeros((2, 6, 0), dtype)), cb.postprocess(np.zeros((2, 6, 10), dtype))):
+        assert len(out) == 2
+        assert all(r.shape == (0, 6) and r.dtype == dtype for r in out)
+    # one image with detections and one without
+    pred = np.zeros((2, 5, 1), dtype)
+    pred[1, :, 0] = [5, 5, 2, 2, 0.9]
+    out = cb.postprocess(pred)
+    assert out[0].shape == (0, 6) and out[1].shape == (1, 6)
+    np.testing.assert_array_equal(out[1], np.array([[4, 4, 6, 6, 0.9, 0]], dtype))
+
+
+def test_float16_and_torch_inputs(rng):
+    pred = make_pred(rng, 2, 3, 100, np.float32, scale=200.0)
+    pred16 = pred.astype(np.float16)
+    expected = postprocess_ref(pred16.astype(np.float32))
+    out = cb.postprocess(pred16)
+    assert_rows_equal(out, [e.astype(np.float16) for e in expected], np.float16)
+    t = cb.postprocess(torch.from_numpy(pred))
+    assert all(isinstance(r, torch.Tensor) and r.dtype == torch.float32 for r in t)
+    assert_rows_equal([r.numpy() for r in t], postprocess_ref(pred))
+    t16 = cb.postprocess(torch.from_numpy(pred16))
+    assert all(isinstance(r, torch.Tensor) and r.dtype == torch.float16 for r in t16)
+    assert_rows_equal([r.numpy() for r in t16], [e.astype(np.float16) for e in expected])
+    tbf = cb.postprocess(torch.from_numpy(pred).to(torch.bfloat16))
+    assert all(isinstance(r, torch.Tensor) and r.dtype == torch.bfloat16 for r in tbf)
+    ref_bf = postprocess_ref(torch.from_numpy(pred).to(torch.bfloat16).float().numpy())
+    for r, e in zip(tbf, ref_bf):
+        np.testing.assert_array_equal(r.float().numpy(), torch.from_numpy(e).to(torch.bfloat16).float().numpy())
+    # non-contiguous: an anchor-major array transposed into (B, 4 + C, A)
+    nc = np.ascontiguousarray(pred.transpose(0, 2, 1)).transpose(0, 2, 1)
+    assert not nc.flags.c_contiguous
+    assert_rows_equal(cb.postprocess(nc), postprocess_ref(pred))
+    # integer input is computed in float64
+    ints = np.zeros((1, 5, 2), np.int64)
+    ints[0, :, 0] = [10, 10, 4, 4, 1]
+    out = cb.postprocess(ints, conf_threshold=0.5)
+    assert out[0].dtype == np.float64
+    np.testing.assert_array_equal(out[0], [[8, 8, 12, 12, 1, 0]])
+
+
+# ------------------------------------------------------------------------------- bad input
+def test_bad_pred_shapes_and_dtypes():
+    for shape in [(), (6,), (6, 10), (1, 4, 10), (1, 3, 10), (1, 0, 10), (1, 1, 6, 10)]:
+        with pytest.raises(ValueError, match=r"^pred must have shape \(B, 4 \+ n_classes, A\) with n_classes >= 1"):
+            cb.postprocess(np.zeros(shape, np.float32))
+    for dtype in (np.bool_, np.complex64, np.str_, object):
+        with pytest.raises(TypeError, match=r"^pred must have a real"):
+            cb.postprocess(np.zeros((1, 6, 3)).astype(dtype))
+
+
+def test_bad_options():
+    pred = np.zeros((1, 6, 3), np.float32)
+    for name in ("conf_threshold", "iou_threshold"):
+        for bad in (-0.01, 1.5, np.nan, np.inf):
+            with pytest.raises(ValueError, match=rf"^{name} must be in \[0, 1\]"):
+                cb.postprocess(pred, **{name: bad})
+        for bad in ("0.5", None, True):
+            with pytest.raises(TypeError, match=rf"^{name} must be a number"):
+                cb.postprocess(pred, **{name: bad})
+    for name in ("max_det", "max_nms"):
+        with pytest.raises(ValueError, match=rf"^{name} must be >= 0, got -1"):
+            cb.postprocess(pred, **{name: -1})
+        for bad in (None, 2.0, "3", True):
+            with pytest.raises(TypeError, match=rf"^{name} must be an int"):
+                cb.postprocess(pred, **{name: bad})
+    for name in ("agnostic", "multi_label"):
+        for bad in (1, None, "yes"):
+            with pytest.raises(TypeError, match=rf"^{name} must be a bool"):
+                cb.postprocess(pred, **{name: bad})
+        cb.postprocess(pred, **{name: np.bool_(True)})
+    with pytest.raises(ValueError, match=r"^classes must hold integers"):
+        cb.postprocess(pred, classes=[0.5])
+    with pytest.raises(ValueError, match=r"^classes must hold integers"):
+        cb.postprocess(pred, classes=[np.nan])
+    with pytest.raises(ValueError, match=r"^classes must be 1-D"):
+        cb.postprocess(pred, classes=[[0, 1]])
+    with pytest.raises(TypeError, match=r"^classes must have an integer dtype"):
+        cb.postprocess(pred, classes=["person"])
+    with pytest.raises(ValueError, match="device"):
+        cb.postprocess(pred, device="gpu")
+
+
+def test_bad_candidate_boxes_are_rejected_and_non_candidates_ignored():
+    base = np.zeros((1, 6, 3), np.float32)
+    base[0, :4] = 10
+    base[0, 4, 0] = 0.9  # anchor 0 is the only candidate
+    for channel, value in [(0, np.nan), (1, np.inf), (2, -np.inf), (3, np.nan), (2, -1.0), (3, -0.5)]:
+        pred = base.copy()
+        pred[0, channel, 0] = value
+        with pytest.raises(ValueError, match=r"^pred"):
+            cb.postprocess(pred)
+        # the same garbage in a non-candidate anchor is ignored (it never becomes a box)
+        pred = base.copy()
+        pred[0, channel, 2] = value
+        assert_rows_equal(cb.postprocess(pred), [np.array([[5, 5, 15, 15, 0.9, 0]])])
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("cls", [0, 1])
+def test_nan_class_scores_are_rejected(multi_label, cls):
+    pred = np.zeros((1, 6, 3), np.float32)
+    pred[0, :4] = 10
+    pred[0, 4, 0] = 0.9
+    pred[0, 4 + cls, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^pred .*NaN"):
+        cb.postprocess(pred, multi_label=multi_label)
+
+
+def test_infinite_class_scores_are_ranked():
+    pred = np.zeros((1, 6, 3), np.float64)
+    pred[0, 0] = [10, 100, 200]
+    pred[0, 1] = 10
+    pred[0, 2:4] = 4
+    pred[0, 4] = [0.5, np.inf, -np.inf]
+    pred[0, 5] = [0.1, 0.2, np.inf]
+    got = cb.postprocess(pred)
+    assert_rows_equal(got, postprocess_ref(pred))
+    np.testing.assert_array_equal(got[0][:, 4], [np.inf, np.inf, 0.5])
+
+
+# ------------------------------------------------------------------------------- hypothesis
+@st.composite
+def heads(draw):
+    batch = draw(st.integers(0, 3))
+    n_classes = draw(st.integers(1, 4))
+    anchors = draw(st.integers(0, 14))
+    dtype = draw(st.sampled_from(FLOATS))
+    centre = st.integers(0, 24).map(lambda v: v / 2)
+    size = st.integers(0, 12).map(lambda v: v / 2)
+    score = st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.3, 0.5, 0.9, 1.0])
+    pred = np.zeros((batch, 4 + n_classes, anchors))
+    for b in range(batch):
+        for a in range(anchors):
+            pred[b, :4, a] = [draw(centre), draw(centre), draw(size), draw(size)]
+            pred[b, 4:, a] = [draw(score) for _ in range(n_classes)]
+    options = {
+        "conf_threshold": draw(st.sampled_from([0.0, 0.1, 0.25, 0.3])),
+        "iou_threshold": draw(st.sampled_from([0.0, 0.3, 0.45, 0.5, 1.0])),
+        "multi_label": draw(st.booleans()),
+        "agnostic": draw(st.booleans()),
+        "max_det": draw(st.sampled_from([300, 0, 1, 3])),
+        "max_nms": draw(st.sampled_from([30000, 0, 2, 5])),
+        "classes": draw(st.sampled_from([None, None, [0], [1, 2]])),
+    }
+    return pred.astype(dtype), options
+
+
+@given(heads())
+def test_fuzz_postprocess(head):
+    pred, options = head
+    got = cb.postprocess(pred, **options)
+    exact, offset = both_references(pred, **options)
+    assert_rows_equal(got, exact, pred.dtype)
+    assert_rows_equal(got, offset, pred.dtype)
+    for rows in got:
+        assert np.all(np.diff(rows[:, 4]) <= 0)
+        assert np.all(rows[:, 4] > options["conf_threshold"])
+        assert len(rows) <= options["max_det"]
+
+
+# --------------------------------------------------------------------------------- threads
+def test_thread_count_does_not_change_results():
+    rng = np.random.default_rng(5)
+    pred = make_pred(rng, 8, 20, 2000, np.float32, score_levels=np.linspace(0, 1, 41), p_zero=0.8)
+    before = curata.get_num_threads()
+    try:
+        curata.set_num_threads(1)
+        one = [cb.postprocess(pred, 0.2), cb.postprocess(pred, 0.2, multi_label=True, max_nms=500)]
+        curata.set_num_threads(2)
+        two = [cb.postprocess(pred, 0.2), cb.postprocess(pred, 0.2, multi_label=True, max_nms=500)]
+    finally:
+        curata.set_num_threads(before)
+    for x, y in zip(one, two):
+        assert_rows_equal(x, y)
+    assert_rows_equal(one[0], postprocess_ref(pred, 0.2))
+
+
+# ------------------------------------------------------------- the peer itself, if installed
+def test_against_ultralytics_when_installed(rng):
+    pytest.importorskip("ultralytics")
+    try:
+        from ultralytics.utils.nms import non_max_suppression
+    except ImportError:
+        from ultralytics.utils.ops import non_max_suppression
+    pred = make_pred(rng, 3, 6, 500, np.float32, p_zero=0.6)
+    pred[:, 4:] += rng.random(pred[:, 4:].shape).astype(np.float32) * 1e-4  # no ties (unstable sorts)
+    for options in ({}, {"multi_label": True}, {"agnostic": True}, {"classes": [1, 2]}, {"max_det": 5}):
+        got = cb.postprocess(pred, **options)
+        theirs = non_max_suppression(torch.from_numpy(pred.copy()), **options)
+        assert_rows_equal(got, [t.numpy() for t in theirs])

@@ -1,0 +1,190 @@
+// Randomised comparison of the CUDA launchers (run on the host simulator) with the CPU library:
+// batched_nms vs curata::nms (all grouping modes, ties, thresholds, max_det), pairwise_iou bit for
+// bit, postprocess rows bit for bit, and the error messages. Usage: driver [TRIALS]
+#include <cstdio>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include "cuda_runtime.h"
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include "curata/boxes.hpp"
+#include "launchers.hpp"
+using namespace curata;
+
+static int failures = 0;
+#define EXPECT(c, ...) do { if (!(c)) { ++failures; std::printf("FAIL %s:%d ", __FILE__, __LINE__); std::printf(__VA_ARGS__); std::printf("\n"); } } while (0)
+
+template <class T> std::vector<T> random_boxes(std::mt19937& g, int n, double span, double size, bool grid_snap) {
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<T> b(4 * n);
+  for (int i = 0; i < n; ++i) {
+    double x = u(g) * span, y = u(g) * span, w = u(g) * size, h = u(g) * size;
+    if (grid_snap) { x = std::floor(x); y = std::floor(y); w = std::floor(w) + 1; h = std::floor(h) + 1; }
+    b[4*i] = T(x); b[4*i+1] = T(y); b[4*i+2] = T(x + w); b[4*i+3] = T(y + h);
+  }
+  return b;
+}
+
+template <class T> void check_nms(std::mt19937& g, int trial) {
+  std::uniform_int_distribution<int> un(0, 400);
+  const int n = trial % 7 == 0 ? un(g) % 5 : un(g);
+  const bool snap = trial % 2;
+  auto boxes = random_boxes<T>(g, n, snap ? 20 : 100, snap ? 8 : 40, snap);
+  std::vector<T> scores(n);
+  std::uniform_int_distribution<int> sc(0, 20);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (auto& s : scores) s = trial % 3 == 0 ? T(sc(g) / 20.0) : T(u(g));  // ties when quantised
+  if (n > 3 && trial % 5 == 0) scores[1] = -0.0, scores[2] = 0.0;
+  const int mode = trial % 4;  // 0 plain, 1 classes, 2 image_ids + classes, 3 per_image + valid + classes
+  std::vector<int64_t> classes(n), images(n);
+  std::uniform_int_distribution<int> cl(-2, 3), im(5, 9);
+  for (auto& c : classes) c = trial % 8 == 1 ? cl(g) * 1000000007LL : cl(g);
+  for (auto& v : images) v = im(g) * (trial % 3 == 0 ? -1 : 1);
+  std::vector<uint8_t> valid(n);
+  for (auto& v : valid) v = u(g) < 0.8;
+  int64_t per_image = 0;
+  if (mode == 3) { per_image = 1 + (n > 0 ? un(g) % std::max(1, n / 3 + 1) : 0); }
+  NmsGroups groups;
+  if (mode >= 1) groups.classes = classes.data();
+  if (mode == 2) groups.image_ids = images.data();
+  if (mode == 3) { groups.per_image = per_image; groups.valid = valid.data(); }
+  // make invalid entries garbage to prove they are ignored
+  if (mode == 3) for (int i = 0; i < n; ++i) if (!valid[i]) { boxes[4*i] = NAN; scores[i] = NAN; }
+  NmsOptions o;
+  const double thresholds[] = {0.0, 0.3, 0.5, 0.7, 1.0};
+  o.iou_threshold = thresholds[trial % 5];
+  o.use_score_threshold = trial % 6 == 0;
+  o.score_threshold = 0.4;
+  o.max_det = trial % 9 == 0 ? 3 : (trial % 9 == 1 ? 0 : -1);
+  NmsResult cpu = nms(boxes.data(), scores.data(), n, groups, o);
+  std::vector<int64_t> out(n + 1, -7);
+  const bool local = mode == 3;
+  auto r = cuda::batched_nms(sizeof(T) == 8, (uintptr_t)boxes.data(), (uintptr_t)scores.data(), n,
+                             mode >= 1 ? (uintptr_t)classes.data() : 0, mode == 2 ? (uintptr_t)images.data() : 0,
+                             per_image, mode == 3 ? (uintptr_t)valid.data() : 0, o.iou_threshold, o.use_score_threshold,
+                             o.score_threshold, o.max_det, local, (uintptr_t)out.data(), 0, 0);
+  EXPECT((size_t)r.n_keep == cpu.keep.size(), "trial %d n=%d mode=%d: n_keep %ld vs %zu", trial, n, mode, (long)r.n_keep, cpu.keep.size());
+  for (size_t k = 0; k < cpu.keep.size() && k < (size_t)r.n_keep; ++k) {
+    int64_t want = local ? cpu.keep[k] % per_image : cpu.keep[k];
+    if (out[k] != want) { EXPECT(false, "trial %d n=%d mode=%d: keep[%zu] %ld vs %ld", trial, n, mode, k, (long)out[k], (long)want); break; }
+  }
+  // image lists: the CPU lists all implicit images, the GPU only those with candidates
+  std::vector<int64_t> cpu_ids, cpu_counts;
+  for (size_t k = 0; k < cpu.image_ids.size(); ++k) if (mode != 3 || cpu.image_counts[k] > 0 || true) { cpu_ids.push_back(cpu.image_ids[k]); cpu_counts.push_back(cpu.image_counts[k]); }
+  std::vector<int64_t> dense(64 + 0, 0);
+  if (mode != 3) {
+    EXPECT(r.image_ids == cpu_ids, "trial %d: image ids differ (%zu vs %zu)", trial, r.image_ids.size(), cpu_ids.size());
+    EXPECT(r.image_counts == cpu_counts, "trial %d: image counts differ", trial);
+  } else {
+    for (size_t k = 0; k < r.image_ids.size(); ++k) {
+      auto it = std::find(cpu.image_ids.begin(), cpu.image_ids.end(), r.image_ids[k]);
+      EXPECT(it != cpu.image_ids.end() && cpu.image_counts[it - cpu.image_ids.begin()] == r.image_counts[k], "trial %d: implicit image %ld count", trial, (long)r.image_ids[k]);
+    }
+  }
+}
+
+template <class T> void check_iou(std::mt19937& g, int trial) {
+  std::uniform_int_distribution<int> un(0, 150);
+  const int n = un(g), m = un(g);
+  auto a = random_boxes<T>(g, n, 50, 20, trial % 2);
+  auto b = random_boxes<T>(g, m, 50, 20, trial % 2);
+  if (n > 2) { a[4] = a[6]; a[5] = a[7]; }  // an empty box
+  for (int gen = 0; gen < 2; ++gen) {
+    std::vector<T> cpu(size_t(n) * m + 1), gpu(size_t(n) * m + 1);
+    pairwise_iou(a.data(), n, b.data(), m, cpu.data(), gen);
+    cuda::pairwise_iou(sizeof(T) == 8, (uintptr_t)a.data(), n, (uintptr_t)b.data(), m, (uintptr_t)gpu.data(), gen, 0, 0);
+    EXPECT(std::memcmp(cpu.data(), gpu.data(), sizeof(T) * n * m) == 0, "iou trial %d gen %d n=%d m=%d", trial, gen, n, m);
+  }
+}
+
+template <class T> void check_postprocess(std::mt19937& g, int trial) {
+  std::uniform_int_distribution<int> ub(0, 3), ua(0, 200), uc(1, 6);
+  const int batch = trial % 11 == 0 ? 0 : ub(g) + 1, anchors = trial % 13 == 0 ? 0 : ua(g), C = uc(g), ch = 4 + C;
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<T> pred(size_t(batch) * ch * anchors);
+  for (int b = 0; b < batch; ++b) for (int a = 0; a < anchors; ++a) {
+    T* p = pred.data() + size_t(b) * ch * anchors + a;
+    p[0] = T(std::floor(u(g) * 30)); p[anchors] = T(std::floor(u(g) * 30)); p[2 * anchors] = T(1 + std::floor(u(g) * 10)); p[3 * anchors] = T(1 + std::floor(u(g) * 10));
+    for (int c = 0; c < C; ++c) p[(4 + c) * anchors] = trial % 3 == 0 ? T(std::floor(u(g) * 8) / 8) : T(u(g));
+    if (trial % 17 == 0 && a % 7 == 0) p[4 * anchors] = NAN;
+  }
+  PostprocessOptions o;
+  o.conf_threshold = trial % 4 == 0 ? 0.0 : 0.3;
+  o.iou_threshold = trial % 5 == 0 ? 0.5 : 0.45;
+  o.agnostic = trial % 2;
+  o.multi_label = (trial / 2) % 2;
+  o.max_det = trial % 7 == 0 ? 2 : 300;
+  o.max_nms = trial % 3 == 1 ? 5 : 30000;
+  std::vector<int64_t> allowed = {0, 2, 99, -1};
+  if (trial % 6 == 5) { o.classes = allowed.data(); o.n_allowed_classes = allowed.size(); }
+  std::vector<T> rows; std::vector<int64_t> counts, anchors_out;
+  std::string cpu_error;
+  try {
+    postprocess(pred.data(), batch, ch, anchors, o, rows, counts, anchors_out);
+  } catch (const std::invalid_argument& e) {
+    cpu_error = e.what();
+  }
+  cuda::DevicePostprocessOptions d;
+  d.conf_threshold = o.conf_threshold; d.iou_threshold = o.iou_threshold; d.agnostic = o.agnostic; d.multi_label = o.multi_label;
+  d.max_det = o.max_det; d.max_nms = o.max_nms;
+  if (o.classes) { d.filter_classes = true; d.allowed_classes = allowed; }
+  const int64_t per_anchor = (o.multi_label && C > 1) ? C : 1;
+  const int64_t cap = int64_t(batch) * std::min<int64_t>({o.max_det, o.max_nms, anchors * per_anchor});
+  std::vector<T> out(size_t(cap) * 6 + 6, T(-99));
+  cuda::PostprocessDeviceResult r;
+  try {
+    r = cuda::postprocess(sizeof(T) == 8, (uintptr_t)pred.data(), batch, ch, anchors, d, (uintptr_t)out.data(), cap, 0, 0);
+  } catch (const std::invalid_argument& e) {
+    EXPECT(cpu_error == e.what(), "pp trial %d: GPU error '%s', CPU error '%s'", trial, e.what(), cpu_error.c_str());
+    return;
+  }
+  EXPECT(cpu_error.empty(), "pp trial %d: CPU raised '%s', GPU did not", trial, cpu_error.c_str());
+  EXPECT(r.image_counts == counts, "pp trial %d: counts differ (B=%d A=%d C=%d)", trial, batch, anchors, C);
+  EXPECT((size_t)r.n_rows * 6 == rows.size(), "pp trial %d: rows %ld vs %zu", trial, (long)r.n_rows, rows.size() / 6);
+  if ((size_t)r.n_rows * 6 == rows.size())
+    EXPECT(rows.empty() || std::memcmp(rows.data(), out.data(), rows.size() * sizeof(T)) == 0, "pp trial %d: row values differ", trial);
+}
+
+int main(int argc, char** argv) {
+  int trials = argc > 1 ? std::atoi(argv[1]) : 60;
+  std::mt19937 g(1234);
+  for (int t = 0; t < trials; ++t) { check_nms<float>(g, t); check_nms<double>(g, t); }
+  std::printf("nms done, failures=%d\n", failures);
+  for (int t = 0; t < trials / 3; ++t) { check_iou<float>(g, t); check_iou<double>(g, t); }
+  std::printf("iou done, failures=%d\n", failures);
+  for (int t = 0; t < trials; ++t) { check_postprocess<float>(g, t); check_postprocess<double>(g, t); }
+  std::printf("postprocess done, failures=%d\n", failures);
+  // errors: the first invalid box wins over later ones and over NaN scores, as on the CPU
+  {
+    std::vector<float> b = {0, 0, 1, 1, 0, 0, NAN, 1, 2, 2, 1, 3};
+    std::vector<float> s = {0.5f, 0.6f, NAN};
+    std::vector<int64_t> out(3);
+    auto expect_error = [&](const char* want) {
+      try {
+        cuda::batched_nms(false, (uintptr_t)b.data(), (uintptr_t)s.data(), 3, 0, 0, 0, 0, 0.5, false, 0, -1, false,
+                          (uintptr_t)out.data(), 0, 0);
+        EXPECT(false, "no error, wanted '%s'", want);
+      } catch (const std::invalid_argument& e) {
+        EXPECT(std::string(e.what()) == want, "got '%s', wanted '%s'", e.what(), want);
+      }
+    };
+    expect_error("boxes must be finite, got boxes[1] = [0.000000, 0.000000, nan, 1.000000]");
+    b[6] = 1;
+    expect_error("boxes must satisfy x1 <= x2 and y1 <= y2 (xyxy), got boxes[2] = [2.000000, 2.000000, 1.000000, 3.000000]");
+    b[10] = 3;
+    expect_error("scores must not be NaN, got scores[2] = nan");
+    b[10] = 1;
+    std::vector<float> o2(9);
+    try {
+      cuda::pairwise_iou(false, (uintptr_t)b.data(), 3, (uintptr_t)b.data(), 3, (uintptr_t)o2.data(), false, 0, 0);
+      EXPECT(false, "no iou error");
+    } catch (const std::invalid_argument& e) {
+      EXPECT(std::string(e.what()).rfind("a must satisfy", 0) == 0, "iou error '%s'", e.what());
+    }
+  }
+  std::printf("launches=%ld live_allocs=%ld failures=%d\n", sim::launches, g_live_allocs.load(), failures);
+  return failures != 0;
+}
