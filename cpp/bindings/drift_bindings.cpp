@@ -169,8 +169,6 @@ void bind_drift(py::module_& m) {
     const bool ok = dr::ks_2samp_exact_sf(n1, n2, h, static_cast<dr::Alternative>(alternative), &p);
     return py::make_tuple(ok, p);
   }, py::arg("n1"), py::arg("n2"), py::arg("h"), py::arg("alternative"));
-  m.def("drift_cvm_exact_sf", [](int64_t m_, int64_t n, double u) { return dr::CvmExactNull(m_, n).sf(u); },
-        py::arg("m"), py::arg("n"), py::arg("u"));
 }
 
 }  // namespace curata_py
