@@ -1,7 +1,8 @@
 """curata: a performance-first engine for the data side of computer vision.
 
-Subpackages: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing) and
-:mod:`curata.scores` (uncertainty scores).
+Modules: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing, WBF, soft-NMS,
+matching), :mod:`curata.scores` (uncertainty scores) and :mod:`curata.metrics` (exact COCO
+evaluation).
 """
 
 from __future__ import annotations
