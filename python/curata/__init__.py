@@ -1,8 +1,8 @@
 """curata: a performance-first engine for the data side of computer vision.
 
 Modules: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing, WBF, soft-NMS,
-matching), :mod:`curata.scores` (uncertainty scores) and :mod:`curata.metrics` (exact COCO
-evaluation).
+matching), :mod:`curata.scores` (uncertainty scores), :mod:`curata.metrics` (exact COCO
+evaluation) and :mod:`curata.drift` (per-column two-sample drift tests and distances).
 """
 
 from __future__ import annotations
