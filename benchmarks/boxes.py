@@ -433,3 +433,35 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
     for batch in sizes["postprocess"]:
         plan.append((f"postprocess ({batch}, {4 + N_CLASSES}, 8400)", lambda b=batch: _postprocess_case(b, device)))
     return plan
+
+
+# ----------------------------------------------------------------------------------------- goals
+# Performance goals from the issue that asked for this suite (CPU only).
+GOALS = [
+    ("nms >= 5x torchvision.ops.nms (CPU), 5k-20k boxes", "nms", (5_000, 20_000), "torchvision", 5.0),
+    ("batched_nms >= 5x torchvision.ops.batched_nms (CPU), 5k-20k boxes, 80 classes", "batched_nms",
+     (5_000, 20_000), "torchvision", 5.0),
+    ("iou >= 3x torchvision.ops.box_iou (CPU) at 1k x 1k", "iou", (1_000, 1_000), "torchvision", 3.0),
+]
+
+
+def goals(results: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
+    """Each goal with the ratios of the cases it covers and whether every one reaches it."""
+    if device != "cpu":
+        return []
+    out = []
+    for text, group, (lo, hi), peer, target in GOALS:
+        seen = []
+        for r in results:
+            size = r["params"].get("n_boxes", r["params"].get("n"))
+            if r["group"] != group or size is None or not lo <= size <= hi:
+                continue
+            ratio = r.get("ratios", {}).get(peer, {}).get("ratio")
+            seen.append({"case": r["case"], "ratio": ratio})
+        ratios = [x["ratio"] for x in seen]
+        if not seen or any(x is None for x in ratios):
+            status = "not measured"
+        else:
+            status = "met" if all(x >= target for x in ratios) else "not met"
+        out.append({"goal": text, "target": target, "status": status, "cases": seen})
+    return out
