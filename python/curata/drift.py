@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 
 __all__ = [
     "TestResult",
@@ -60,6 +61,11 @@ __all__ = [
     "hellinger",
     "tvd",
     "correct",
+    "MMDResult",
+    "mmd",
+    "mmd_linear",
+    "median_bandwidth",
+    "permutation_labels",
 ]
 
 log = logging.getLogger("curata.drift")
