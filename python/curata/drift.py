@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 
 __all__ = [
@@ -66,6 +67,11 @@ __all__ = [
     "mmd_linear",
     "median_bandwidth",
     "permutation_labels",
+    "Moments",
+    "Histogram",
+    "QuantileSketch",
+    "SketchKSResult",
+    "ks_from_sketches",
 ]
 
 log = logging.getLogger("curata.drift")
