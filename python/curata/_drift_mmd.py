@@ -215,8 +215,10 @@ def mmd_linear(ref: Any, cur: Any, *, kernel: str = "rbf", bandwidth: Any = "med
     With ``k = min(n, m) // 2`` and the first ``2k`` rows of each sample in the given order,
     ``h_i = k(x_{2i}, x_{2i+1}) + k(y_{2i}, y_{2i+1}) - k(x_{2i}, y_{2i+1}) - k(x_{2i+1}, y_{2i})``;
     ``statistic = mean(h)``, ``std = std(h, ddof=1) / sqrt(k)`` and ``pvalue = P(Z >= statistic /
-    std)`` for standard normal Z (one-sided: MMD^2 > 0 under drift). Rows beyond ``2k`` are not
-    used; shuffle beforehand if the row order is not random.
+    std)`` for standard normal Z (one-sided: MMD^2 > 0 under drift); if every ``h_i`` is equal
+    (``std == 0``) the p-value is 0 for a positive statistic and 1 otherwise. Rows beyond ``2k``
+    are not used; shuffle beforehand if the row order is not random. Computed with numpy in
+    float64 (O(k D) vectorised row differences; no pairwise matrix).
 
     Parameters as :func:`mmd` (``seed`` only seeds the median subsample). Needs at least 4 rows
     per sample. Time O((n + m) D) plus O(min(n, 1000)^2 D) for the median heuristic; memory
