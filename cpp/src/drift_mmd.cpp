@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "curata/fast_math.hpp"
 #include "curata/parallel.hpp"
 #include "curata/simd.hpp"
 
@@ -25,37 +26,6 @@ constexpr int64_t kDepth = 256;  // dot-product depth per pass (cache blocking o
 constexpr int kRows = 8, kCols = 16;  // register block of the multiply kernel (kCols multiple of 8)
 constexpr int64_t kPanel = 16;  // column panel width of packed operands (multiple of kCols)
 
-CURATA_ALWAYS_INLINE double exp_nonpos_inline(double x) {
-  // x = k ln2 + r, |r| <= ln2 / 2; 2^k built in the exponent field. Fixed trip counts, selects.
-  const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  const double log2e = 1.4426950408889634;
-  const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-  const double xc = x < -708.0 ? -708.0 : x;
-  const double t = xc * log2e + shifter;
-  const double kf = t - shifter;
-  const double r = (xc - kf * ln2_hi) - kf * ln2_lo;
-  double p = 1.0 / 6227020800.0;  // 1/13!
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  uint64_t tb;
-  std::memcpy(&tb, &t, sizeof tb);
-  const uint64_t sb = (tb + 1023u) << 52;  // low bits of t hold k (two's complement)
-  double scale;
-  std::memcpy(&scale, &sb, sizeof scale);
-  const double y = p * scale;
-  return x < -708.0 ? 0.0 : y;
-}
 
 // C[r][c] (+)= sum_k L[r * ldl + k] * R(c)[k * ldr + c % kPanel] for r < rows (multiple of
 // kRows), c < cols (multiple of kCols), where R(c) = R + (c / kPanel) * rblock is the column panel
@@ -130,7 +100,7 @@ void kernel_tile(double* G, const double* ni, const double* nj, int64_t rows_val
       double d2 = a + nj[j] - 2.0 * g[j];
       d2 = d2 > 0.0 ? d2 : 0.0;
       d2 = (diagonal && i == j) ? 0.0 : d2;
-      const double k = exp_nonpos_inline(-d2 * inv);
+      const double k = fast_math::exp_nonpositive(-d2 * inv);
       g[j] = (i < rows_valid && j < cols_valid) ? k : 0.0;
     }
   }
@@ -138,7 +108,7 @@ void kernel_tile(double* G, const double* ni, const double* nj, int64_t rows_val
 
 }  // namespace
 
-double exp_nonpositive(double x) { return exp_nonpos_inline(x); }
+double exp_nonpositive(double x) { return fast_math::exp_nonpositive(x); }
 
 template <class T>
 std::vector<double> mmd_permutation_statistics(const T* ref, int64_t n, const T* cur, int64_t m, int64_t d,

@@ -8,7 +8,7 @@
 // the score dtype. The IoU is computed in double, inter / (area_selected + area_other - inter);
 // the product weight * score is evaluated in double and stored in the score dtype, as
 // ensemble-boxes stores it in its score array, so float32 scores round after every decay exactly
-// as there. exp is curata's own (exp_nonpositive, within 1 ulp of libm's), so the decay loops
+// as there. exp is curata's own (fast_math::exp_nonpositive, within 1 ulp of libm's), so the decay loops
 // vectorise and give the same bits on every machine.
 //
 // Pruning: weights are in [0, 1], so a score that is <= score_threshold (>= 0) stays so; such a
@@ -27,6 +27,7 @@
 #include "curata/box_math.hpp"
 #include "curata/boxes.hpp"
 #include "curata/ensemble.hpp"
+#include "curata/fast_math.hpp"
 #include "curata/parallel.hpp"
 #include "curata/simd.hpp"
 #include "curata/sort.hpp"
@@ -75,46 +76,6 @@ template <class T> CURATA_ALWAYS_INLINE void decay_linear_impl(T* score, const d
 CURATA_SIMD_CLONES void decay_linear(float* s, const double* iou, int64_t m, double thr) { decay_linear_impl(s, iou, m, thr); }
 CURATA_SIMD_CLONES void decay_linear(double* s, const double* iou, int64_t m, double thr) { decay_linear_impl(s, iou, m, thr); }
 
-// exp(x) for x <= 0 in plain IEEE arithmetic, so loops calling it vectorise and every machine
-// gets the same bits (libm's exp may differ between versions). Within about 1 ulp of the exact
-// value; exp(-0) and exp(0) are exactly 1 and results underflow to 0 below -745.
-// Method: x = k ln2 + r with |r| <= ln2 / 2 (k by the round-to-nearest magic constant, ln2 split
-// in two so k * ln2_hi is exact), exp(r) by its Taylor polynomial of degree 13 (remainder below
-// 2^-56), then the scaling by 2^k done in two exactly representable halves so that results in
-// the subnormal range are rounded once.
-CURATA_ALWAYS_INLINE double exp_nonpositive(double x) {
-  constexpr double kLog2e = 1.4426950408889634074;
-  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // 32 significant bits
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
-  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  x = x < -745.5 ? -745.5 : x;
-  const double t = x * kLog2e + kShift;
-  const double kd = t - kShift;
-  int64_t t_bits;
-  std::memcpy(&t_bits, &t, sizeof t_bits);
-  const int64_t k = static_cast<int64_t>(static_cast<int32_t>(static_cast<uint32_t>(t_bits)));  // kd as an integer
-  const double r = (x - kd * kLn2Hi) - kd * kLn2Lo;
-  double p = 1.0 / 6227020800.0;  // 1/13!
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  const int64_t k_half = k / 2, k_rest = k - k_half;  // both >= -538: normal powers of two
-  const int64_t bits_half = (k_half + 1023) << 52, bits_rest = (k_rest + 1023) << 52;
-  double s_half, s_rest;
-  std::memcpy(&s_half, &bits_half, sizeof s_half);
-  std::memcpy(&s_rest, &bits_rest, sizeof s_rest);
-  return p * s_rest * s_half;
-}
 
 // score *= exp(-(iou^2) / sigma). iou 0 gives exp(-0) = 1 exactly, so boxes that do not overlap
 // keep their score bit for bit. Returns whether a score fell to <= threshold.
@@ -122,7 +83,7 @@ template <class T>
 CURATA_ALWAYS_INLINE bool decay_gaussian_impl(T* score, const double* iou, int64_t m, double sigma, T threshold) {
   int drop = 0;
   for (int64_t j = 0; j < m; ++j) {
-    const T s = static_cast<T>(exp_nonpositive(-(iou[j] * iou[j]) / sigma) * static_cast<double>(score[j]));
+    const T s = static_cast<T>(fast_math::exp_nonpositive(-(iou[j] * iou[j]) / sigma) * static_cast<double>(score[j]));
     score[j] = s;
     drop |= !(s > threshold);
   }
