@@ -74,6 +74,18 @@ template <class T> T threshold_in(double threshold) {
   return t;
 }
 
+// pycocotools' bbox IoU of a detection and a ground-truth box, both x, y, w, h.
+template <class T> CURATA_HD T coco_box_iou(const T* d, const T* g, T d_area, T g_area, bool crowd) {
+  const T dx2 = d[2] + d[0], gx2 = g[2] + g[0];
+  const T iw = hd_min(dx2, gx2) - hd_max(d[0], g[0]);
+  if (iw <= T(0)) return T(0);
+  const T dy2 = d[3] + d[1], gy2 = g[3] + g[1];
+  const T ih = hd_min(dy2, gy2) - hd_max(d[1], g[1]);
+  if (ih <= T(0)) return T(0);
+  const T inter = iw * ih;
+  return crowd ? ioa_from_parts(inter, d_area) : iou_from_parts(inter, d_area, g_area);
+}
+
 enum class BoxFormat : int { xyxy = 0, xywh = 1, cxcywh = 2 };
 
 // Any format to xyxy. cxcywh uses c - w/2 and c + w/2 (as Ultralytics' xywh2xyxy), which is exact

@@ -17,6 +17,8 @@
 // Precision/recall/scores stay -1 where a (category, area) has no non-ignored ground truth.
 #pragma once
 
+#include "curata/box_math.hpp"
+
 #include <cstdint>
 #include <vector>
 
@@ -71,17 +73,5 @@ struct CocoEvalOutput {
 // n_k * (A * T + 16), plus the outputs.
 void coco_eval(const CocoEvalInput& in, CocoEvalOutput& out);
 
-// pycocotools' bbox IoU of a detection and a ground-truth box, both x, y, w, h.
-inline double coco_box_iou(const double* d, const double* g, double d_area, double g_area, bool crowd) {
-  const double dx2 = d[2] + d[0], gx2 = g[2] + g[0];
-  const double iw = (dx2 < gx2 ? dx2 : gx2) - (d[0] > g[0] ? d[0] : g[0]);
-  if (iw <= 0) return 0.0;
-  const double dy2 = d[3] + d[1], gy2 = g[3] + g[1];
-  const double ih = (dy2 < gy2 ? dy2 : gy2) - (d[1] > g[1] ? d[1] : g[1]);
-  if (ih <= 0) return 0.0;
-  const double inter = iw * ih;
-  const double uni = crowd ? d_area : (d_area + g_area) - inter;
-  return inter / uni;
-}
 
 }  // namespace curata
