@@ -185,23 +185,32 @@ int64_t base_block_rows(int64_t d) {
   return std::clamp<int64_t>(rows, 16, kBaseBlockMax);
 }
 
+// Turn a tile row of dots into scores (larger is better) in place: one branch-free pass per
+// metric so the selection loop below is the same for all of them.
+void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const float* bnorm) {
+  if (metric == Metric::L2) {
+    for (int64_t j = 0; j < nb; ++j) {
+      const float dist = qnorm + bnorm[j] - 2.0f * row[j];
+      row[j] = -(dist > 0.0f ? dist : 0.0f);
+    }
+  } else if (metric == Metric::Cosine) {
+    for (int64_t j = 0; j < nb; ++j) row[j] = row[j] * qnorm * bnorm[j];
+  }
+}
+
 // Feed the candidates of base rows [b0, b0 + nb) for queries [q0, q0 + mq) into heaps[0..mq).
-// tile: mq x nb dots; qnorm: per query squared norm (L2) or inverse norm (cosine).
-void consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, const float* tile,
-                  int64_t ldt, const float* qnorm, TopK* heaps) {
+// tile: mq x nb dots (overwritten by scores); qnorm: per query squared norm (L2) or inverse norm
+// (cosine).
+void consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
+                  const float* qnorm, TopK* heaps) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < mq; ++i) {
     TopK& h = heaps[i];
-    const float* row = tile + i * ldt;
+    float* row = tile + i * ldt;
+    if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
     const int64_t self = p.exclude_self ? q0 + i : -1;
     for (int64_t j = 0; j < nb; ++j) {
       float s = row[j];
-      if (p.metric == Metric::L2) {
-        const float dist = qnorm[i] + p.base_norm[b0 + j] - 2.0f * s;
-        s = -(dist > 0.0f ? dist : 0.0f);
-      } else if (p.metric == Metric::Cosine) {
-        s = s * qnorm[i] * p.base_norm[b0 + j];
-      }
       if (h.size == h.k && !(s >= h.score[0])) continue;  // the common case: not good enough
       if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
       if (b0 + j == self) continue;
