@@ -155,6 +155,28 @@ def test_results_independent_of_batch_and_threads(rng):
         np.testing.assert_array_equal(i3, i[:3])
 
 
+def test_multithreaded_paths_match_single_thread(rng):
+    # Large enough that both the query-block path (64 queries) and the base-split scan path
+    # (7 queries, per-thread heaps merged) use several threads when the machine has them.
+    base = rng.standard_normal((20000, 64)).astype(np.float32)
+    base[15000] = base[10]  # a duplicate across the two halves of the base split
+    queries = np.vstack([base[10:11], rng.standard_normal((63, 64)).astype(np.float32)])
+    for metric in METRICS:
+        for m in (64, 7):
+            d, i = search.knn(base, queries[:m], 12, metric)
+            before = curata.get_num_threads()
+            try:
+                curata.set_num_threads(1)
+                d1, i1 = search.knn(base, queries[:m], 12, metric)
+            finally:
+                curata.set_num_threads(before)
+            np.testing.assert_array_equal(d, d1)
+            np.testing.assert_array_equal(i, i1)
+            check_against_reference(base, queries[:m], 12, metric, d, i)
+        if metric == "l2":
+            assert i[0, 0] == 10 and i[0, 1] == 15000 and d[0, 0] == d[0, 1] == 0.0
+
+
 def test_empty_queries(rng):
     base = rng.standard_normal((5, 3)).astype(np.float32)
     d, i = search.knn(base, np.zeros((0, 3), np.float32), 2)
