@@ -345,3 +345,36 @@ def test_against_sklearn(rng, metric):
     else:
         np.testing.assert_allclose(1 - d, sd, atol=1e-5)
     assert np.mean(i == si) > 0.99
+
+
+def test_eight_lane_kernel_in_subprocess(tmp_path):
+    # AVX-512 machines use a 16-lane kernel; CURATA_KNN_NO_AVX512=1 forces the 8-lane one that
+    # other CPUs run, so both are checked here against the float64 reference.
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import numpy as np, curata\n"
+        "from curata import search\n"
+        "r = np.random.default_rng(7)\n"
+        "b = r.standard_normal((3000, 45)).astype(np.float32)\n"
+        "q = r.standard_normal((50, 45)).astype(np.float32)\n"
+        "out = {}\n"
+        "for metric in ('ip', 'l2', 'cosine'):\n"
+        "    for m in (50, 3):\n"
+        "        d, i = search.knn(b, q[:m], 6, metric)\n"
+        "        out[f'{metric}{m}d'], out[f'{metric}{m}i'] = d, i\n"
+        f"np.savez(r'{tmp_path / 'out.npz'}', **out)\n"
+    )
+    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+    got = np.load(tmp_path / "out.npz")
+    r = np.random.default_rng(7)
+    b = r.standard_normal((3000, 45)).astype(np.float32)
+    q = r.standard_normal((50, 45)).astype(np.float32)
+    for metric in METRICS:
+        np.testing.assert_array_equal(got[f"{metric}3d"], got[f"{metric}50d"][:3])
+        np.testing.assert_array_equal(got[f"{metric}3i"], got[f"{metric}50i"][:3])
+        check_against_reference(b, q, 6, metric, got[f"{metric}50d"], got[f"{metric}50i"])

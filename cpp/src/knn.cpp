@@ -1,15 +1,16 @@
 // Exact kNN: tiled dot products + a bounded heap per query kept in the query's output row.
 //
-// Every dot product, whichever path computes it (3x4 register block, 1x8 scan block, norms), is
-// the same arithmetic: eight lane-wise partial sums over the dimension (a multiply-add per
+// Every dot product, whichever path computes it (register block, 1x8 scan block, norms), is the
+// same arithmetic: W lane-wise partial sums over the dimension (W = 16 on AVX-512 CPUs, else 8) (a multiply-add per
 // element, fused where the CPU has FMA: this file is built with -ffp-contract=fast), a zero-padded
 // tail, then one fixed reduction order. So results do not depend on the batch size or thread
 // count, and a point's squared distance to an exact copy of itself is exactly 0. Distances may
-// differ in the last bits between CPUs with and without FMA.
+// differ in the last bits between CPUs (lane count, FMA or not).
 #include "curata/search.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -23,70 +24,76 @@ namespace curata {
 namespace search {
 namespace {
 
-constexpr int kLanes = 8;
 typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
 
-CURATA_ALWAYS_INLINE v8f load8(const float* p) {
-  v8f v;
+template <class V> CURATA_ALWAYS_INLINE V loadv(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-CURATA_ALWAYS_INLINE float reduce8(v8f v) {
+CURATA_ALWAYS_INLINE float reduce(v8f v) {
   return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
+CURATA_ALWAYS_INLINE float reduce(v16f v) {
+  const v8f lo = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+  const v8f hi = {v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]};
+  return reduce(lo + hi);
+}
 
-// out[r * C + c] = dot(q[r], b[c]) over d elements.
-template <int R, int C>
+// out[r * C + c] = dot(q[r], b[c]) over d elements, W lanes of partial sums.
+template <class V, int W, int R, int C>
 CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b, int64_t d, float* out) {
-  v8f acc[R][C];
+  V acc[R][C];
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = v8f{0, 0, 0, 0, 0, 0, 0, 0};
-  const int64_t full = d / kLanes * kLanes;
-  for (int64_t t = 0; t < full; t += kLanes) {
-    v8f bv[C];
-    for (int c = 0; c < C; ++c) bv[c] = load8(b[c] + t);
+    for (int c = 0; c < C; ++c) acc[r][c] = V{} * 0.0f;
+  const int64_t full = d / W * W;
+  for (int64_t t = 0; t < full; t += W) {
+    V bv[C];
+    for (int c = 0; c < C; ++c) bv[c] = loadv<V>(b[c] + t);
     for (int r = 0; r < R; ++r) {
-      const v8f qv = load8(q[r] + t);
+      const V qv = loadv<V>(q[r] + t);
       for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
     }
   }
   if (full < d) {
     const int64_t rest = d - full;
-    v8f bv[C];
+    V bv[C];
     for (int c = 0; c < C; ++c) {
-      float tmp[kLanes] = {};
+      float tmp[W] = {};
       std::memcpy(tmp, b[c] + full, static_cast<size_t>(rest) * sizeof(float));
-      bv[c] = load8(tmp);
+      bv[c] = loadv<V>(tmp);
     }
     for (int r = 0; r < R; ++r) {
-      float tmp[kLanes] = {};
+      float tmp[W] = {};
       std::memcpy(tmp, q[r] + full, static_cast<size_t>(rest) * sizeof(float));
-      const v8f qv = load8(tmp);
+      const V qv = loadv<V>(tmp);
       for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) out[r * C + c] = reduce8(acc[r][c]);
+    for (int c = 0; c < C; ++c) out[r * C + c] = reduce(acc[r][c]);
 }
 
-constexpr int kMR = 3, kNR = 4, kScanNR = 8;
+constexpr int kScanNR = 8;
 
 // tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb. Edge blocks repeat the last row
 // (results discarded) so every dot goes through the same kernel.
-CURATA_SIMD_CLONES
-void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
-  if (mq >= kMR) {
-    for (int64_t j = 0; j < nb; j += kNR) {
-      const float* bp[kNR];
-      for (int c = 0; c < kNR; ++c) bp[c] = B + std::min(j + c, nb - 1) * d;
-      for (int64_t i = 0; i < mq; i += kMR) {
-        const float* qp[kMR];
-        for (int r = 0; r < kMR; ++r) qp[r] = Q + std::min(i + r, mq - 1) * d;
-        float out[kMR * kNR];
-        dot_block<kMR, kNR>(qp, bp, d, out);
-        for (int r = 0; r < kMR && i + r < mq; ++r)
-          for (int c = 0; c < kNR && j + c < nb; ++c) tile[(i + r) * ldt + j + c] = out[r * kNR + c];
+template <class V, int W, int MR, int NR>
+CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d,
+                                        float* tile, int64_t ldt) {
+  if (mq >= MR) {
+    for (int64_t j = 0; j < nb; j += NR) {
+      const float* bp[NR];
+      for (int c = 0; c < NR; ++c) bp[c] = B + std::min<int64_t>(j + c, nb - 1) * d;
+      for (int64_t i = 0; i < mq; i += MR) {
+        const float* qp[MR];
+        for (int r = 0; r < MR; ++r) qp[r] = Q + std::min<int64_t>(i + r, mq - 1) * d;
+        float out[MR * NR];
+        dot_block<V, W, MR, NR>(qp, bp, d, out);
+        for (int r = 0; r < MR && i + r < mq; ++r)
+          for (int c = 0; c < NR && j + c < nb; ++c) tile[(i + r) * ldt + j + c] = out[r * NR + c];
       }
     }
     return;
@@ -95,20 +102,66 @@ void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d,
     const float* qp[1] = {Q + i * d};
     for (int64_t j = 0; j < nb; j += kScanNR) {
       const float* bp[kScanNR];
-      for (int c = 0; c < kScanNR; ++c) bp[c] = B + std::min(j + c, nb - 1) * d;
+      for (int c = 0; c < kScanNR; ++c) bp[c] = B + std::min<int64_t>(j + c, nb - 1) * d;
       float out[kScanNR];
-      dot_block<1, kScanNR>(qp, bp, d, out);
+      dot_block<V, W, 1, kScanNR>(qp, bp, d, out);
       for (int c = 0; c < kScanNR && j + c < nb; ++c) tile[i * ldt + j + c] = out[c];
     }
   }
 }
 
-CURATA_SIMD_CLONES
-void self_dots(const float* X, int64_t rows, int64_t d, float* out) {
+template <class V, int W> CURATA_ALWAYS_INLINE void self_dots_impl(const float* X, int64_t rows, int64_t d, float* out) {
   for (int64_t i = 0; i < rows; ++i) {
     const float* p[1] = {X + i * d};
-    dot_block<1, 1>(p, p, d, out + i);
+    dot_block<V, W, 1, 1>(p, p, d, out + i);
   }
+}
+
+// Eight lanes (3 x 4 register block: 12 accumulators fit AVX2's 16 registers), one copy per
+// vector width. On AVX-512 CPUs a 16-lane 4 x 4 kernel is used instead (32 registers); every
+// dot product of one process then uses it, so the batch/thread independence holds per machine.
+CURATA_SIMD_CLONES
+void dot_tile_w8(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
+  dot_tile_impl<v8f, 8, 3, 4>(Q, mq, B, nb, d, tile, ldt);
+}
+CURATA_SIMD_CLONES
+void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out) { self_dots_impl<v8f, 8>(X, rows, d, out); }
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CURATA_KNN_W16 1
+__attribute__((target("arch=x86-64-v4"))) void dot_tile_w16(const float* Q, int64_t mq, const float* B, int64_t nb,
+                                                            int64_t d, float* tile, int64_t ldt) {
+  dot_tile_impl<v16f, 16, 4, 4>(Q, mq, B, nb, d, tile, ldt);
+}
+__attribute__((target("arch=x86-64-v4"))) void self_dots_w16(const float* X, int64_t rows, int64_t d, float* out) {
+  self_dots_impl<v16f, 16>(X, rows, d, out);
+}
+#endif
+
+bool use_w16() {
+#ifdef CURATA_KNN_W16
+  // CURATA_KNN_NO_AVX512=1 forces the 8-lane kernel (tests run it on AVX-512 machines too).
+  static const bool yes = !std::getenv("CURATA_KNN_NO_AVX512") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
+#ifdef CURATA_KNN_W16
+  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt);
+#endif
+  dot_tile_w8(Q, mq, B, nb, d, tile, ldt);
+}
+
+void self_dots(const float* X, int64_t rows, int64_t d, float* out) {
+#ifdef CURATA_KNN_W16
+  if (use_w16()) return self_dots_w16(X, rows, d, out);
+#endif
+  self_dots_w8(X, rows, d, out);
 }
 
 // Bounded heap of (score, index), larger score better, ties to the lower index; the root is the
@@ -331,7 +384,7 @@ void knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t 
   // Many queries: blocks of queries across threads, each block sweeps the whole base.
   const int threads = threads_for(work, int64_t(1) << 22);
   int64_t qb = std::min<int64_t>(kQueryBlock, (m + threads - 1) / threads);
-  qb = (qb + kMR - 1) / kMR * kMR;
+  qb = (qb + 11) / 12 * 12;  // whole register blocks of both kernels (3 and 4 rows)
   const int64_t n_blocks = (m + qb - 1) / qb;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {

@@ -4,7 +4,7 @@
 squared Euclidean distance or cosine similarity; :func:`knn_graph` is the self-join of one set
 (each point's neighbours, excluding itself). Both are exact brute force (recall 1.0), computed in
 float32 by the C++ core: blocks of queries are multiplied against blocks of base rows by a
-register-blocked dot-product kernel (AVX-512/AVX2/baseline copies picked at load time, no BLAS),
+register-blocked dot-product kernel (AVX-512/AVX2/baseline variants picked at run time, no BLAS),
 and each query keeps a bounded heap of its best candidates. Fewer than 20 queries split the base
 across threads instead of the queries (a latency path for single lookups).
 
