@@ -1,6 +1,6 @@
 """Exact kNN: curata.search.knn vs faiss-cpu IndexFlatIP / IndexFlatL2 (and scikit-learn brute).
 
-    python -m benchmarks.search [--quick] [--repeats N] [--base N] [--only REGEX]
+    python -m benchmarks.search [--quick] [--repeats N] [--base N] [--only REGEX] [--write]
 
 Data: standard normal float32 vectors, D = 512, k = 10. Cases: a 2000-query batch (the
 throughput case, GEMM path in both libraries), and 64-query and 1-query batches (latency). faiss
@@ -9,7 +9,8 @@ before timing (index agreement with faiss, which can differ only on float32 near
 
 Rounds are interleaved (round r rotates the contender order); the table reports the median per
 contender and the ratio time / curata (> 1: curata is faster). Self-contained: prints a markdown
-table (the shared harness was not on main when this was written).
+table (the shared harness was not on main when this was written); ``--write`` also saves it to
+``benchmarks/results/search-cpu-<cpus>c.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -32,6 +34,7 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=200_000, help="base rows (default 200k)")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--only", default=None, help="regex over case names")
+    ap.add_argument("--write", action="store_true", help="save the table under benchmarks/results/")
     args = ap.parse_args()
     if args.quick:
         args.base, args.repeats = 50_000, 2
@@ -61,6 +64,7 @@ def main() -> None:
         f"{args.base // 1000}k x {args.dim}, 2000 queries, k=10, ip": (2000, 10, "ip"),
         f"{args.base // 1000}k x {args.dim}, 2000 queries, k=10, l2": (2000, 10, "l2"),
         f"{args.base // 1000}k x {args.dim}, 64 queries, k=10, ip": (64, 10, "ip"),
+        f"{args.base // 1000}k x {args.dim}, 16 queries, k=10, ip": (16, 10, "ip"),
         f"{args.base // 1000}k x {args.dim}, 1 query, k=10, ip": (1, 10, "ip"),
     }
     rows = []
@@ -86,17 +90,39 @@ def main() -> None:
         med = {c: statistics.median(v) for c, v in times.items()}
         rows.append((name, med, agreement))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, curata threads={threads}, "
-          f"curata {curata.__version__}, numpy {np.__version__}")
+    lines = [
+        "# kNN benchmark (python -m benchmarks.search)",
+        "",
+        f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, curata {curata.__version__} ({threads} threads), "
+        f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}; data: standard normal float32, "
+        f"{args.repeats} interleaved rounds, median",
+        "",
+    ]
     header = "| case | " + " | ".join(f"{c} (s)" for c in contenders) + " | " + " | ".join(
         f"{c} / curata" for c in contenders if c != "curata") + " | recall vs curata |"
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for name, med, agreement in rows:
         cells = [f"{med[c]:.4g}" for c in contenders]
         ratios = [f"{med[c] / med['curata']:.2f}" for c in contenders if c != "curata"]
         agree = ", ".join(f"{agreement[c]:.4f}" for c in contenders if c != "curata") or "-"
-        print(f"| {name} | " + " | ".join(cells + ratios) + f" | {agree} |")
+        lines.append(f"| {name} | " + " | ".join(cells + ratios) + f" | {agree} |")
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if args.write:
+        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"search-cpu-{os.cpu_count()}c.md")
+        with open(out, "w") as f:
+            f.write(text)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
