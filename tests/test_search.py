@@ -252,6 +252,29 @@ def test_bad_input(rng):
         search.knn(base, badq, 2)
     with pytest.raises(ValueError, match=r"x must be finite.*row 7"):
         search.knn_graph(bad, 2)
+    # Non-finite rows are found through their (non-finite) dot products: check both paths, every
+    # metric, infinities meeting zeros (inf * 0 = NaN) and opposite infinities, and no queries.
+    big = rng.standard_normal((300, 4)).astype(np.float32)
+    for bad_row, value in ((0, np.nan), (123, np.inf), (299, -np.inf)):
+        b2 = big.copy()
+        b2[bad_row, 1] = value
+        b2[bad_row, 3] = -value
+        for m in (0, 1, 25):
+            queries = np.zeros((m, 4), np.float32)
+            queries[:, 1:] = 1.0
+            for metric in METRICS:
+                with pytest.raises(ValueError, match=rf"base must be finite.*row {bad_row}$"):
+                    search.knn(b2, queries, 3, metric)
+        with pytest.raises(ValueError, match=rf"x must be finite.*row {bad_row}$"):
+            search.knn_graph(b2, 3)
+        q2 = np.vstack([big[:30], big[:30]])
+        q2[bad_row % 60, 0] = value
+        with pytest.raises(ValueError, match=rf"queries must be finite.*row {bad_row % 60}$"):
+            search.knn(big, q2, 2, "l2")
+    # Huge finite values overflow float32 dot products: not an error (NaN/inf scores rank last).
+    huge = np.full((5, 4), 1e30, np.float32)
+    d, i = search.knn(huge, huge[:2], 2, "ip")
+    assert i.shape == (2, 2)
     with pytest.raises(ValueError, match=r"queries must have 4 columns"):
         search.knn(base, q[:, :3], 2)
     with pytest.raises(ValueError, match=r"k must be in \[1, 10\]"):

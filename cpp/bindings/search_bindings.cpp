@@ -1,5 +1,6 @@
 // pybind11 glue for curata.search: C-contiguous float32 (n, d) arrays in, (distances, indices) out.
-// Shapes, dtypes and finiteness are checked by python/curata/search.py.
+// Shapes and dtypes are checked by python/curata/search.py; non-finite rows come back as the last
+// two tuple items (row or -1) and python/curata/search.py raises.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -23,19 +24,12 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
   const float* pq = exclude_self ? pb : queries.data();
   float* pd = distances.mutable_data();
   int64_t* pi = indices.mutable_data();
+  curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
-    curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi);
+    status = curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi);
   }
-  return py::make_tuple(distances, indices);
-}
-
-int64_t first_nonfinite_row(const carray<float>& x) {
-  if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
-  const float* p = x.data();
-  const int64_t rows = x.shape(0), d = x.shape(1);
-  py::gil_scoped_release release;
-  return curata::search::first_nonfinite_row(p, rows, d);
+  return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
 }  // namespace
@@ -44,6 +38,5 @@ namespace curata_py {
 void bind_search(py::module_& m) {
   m.def("knn", &knn, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_self") = false);
-  m.def("first_nonfinite_row", &first_nonfinite_row, py::arg("x"));
 }
 }  // namespace curata_py

@@ -9,6 +9,7 @@
 #include "curata/search.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -254,12 +255,18 @@ void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const fl
 // Feed the candidates of base rows [b0, b0 + nb) for queries [q0, q0 + mq) into heaps[0..mq).
 // tile: mq x nb dots (overwritten by scores); qnorm: per query squared norm (L2) or inverse norm
 // (cosine).
-void consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
+// Returns true when a dot product was NaN or infinite: a non-finite input row makes every dot
+// product with it non-finite (NaN propagates, inf * 0 is NaN, inf + -inf is NaN), so this detects
+// bad input without a separate pass over the data; finite rows can also get here by overflow.
+bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
                   const float* qnorm, TopK* heaps) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
+  const float max_float = std::numeric_limits<float>::max();
+  int bad = 0;
   for (int64_t i = 0; i < mq; ++i) {
     TopK& h = heaps[i];
     float* row = tile + i * ldt;
+    for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
     if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
     const int64_t self = p.exclude_self ? q0 + i : -1;
     for (int64_t j = 0; j < nb; ++j) {
@@ -270,6 +277,7 @@ void consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
       h.push(s, b0 + j);
     }
   }
+  return bad != 0;
 }
 
 void query_norms(const Problem& p, const float* Q, int64_t mq, float* out) {
@@ -303,8 +311,13 @@ int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d) {
   return first == rows ? -1 : first;
 }
 
-void knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
-         bool exclude_self, float* distances, int64_t* indices) {
+namespace {
+void search_all(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite);
+}  // namespace
+
+KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
+              bool exclude_self, float* distances, int64_t* indices) {
   if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
   if (d < 1) throw std::invalid_argument("vectors must have at least one dimension, got d = " + std::to_string(d));
   if (metric != Metric::InnerProduct && metric != Metric::L2 && metric != Metric::Cosine)
@@ -313,7 +326,19 @@ void knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t 
   if (exclude_self && m != n) throw std::invalid_argument("exclude_self needs queries == base");
   if (k < 1 || k > candidates)
     throw std::invalid_argument("k must be in [1, " + std::to_string(candidates) + "], got " + std::to_string(k));
-  if (m == 0) return;
+  KnnStatus status;
+  std::atomic<bool> saw_nonfinite{m == 0};  // no dot products: check the base directly
+  if (m > 0) search_all(base, n, queries, m, d, k, metric, exclude_self, distances, indices, saw_nonfinite);
+  if (saw_nonfinite.load()) {
+    status.nonfinite_base_row = first_nonfinite_row(base, n, d);
+    if (!exclude_self) status.nonfinite_query_row = first_nonfinite_row(queries, m, d);
+  }
+  return status;
+}
+
+namespace {
+void search_all(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite) {
 
   std::vector<float> base_norm;
   if (metric != Metric::InnerProduct) {
@@ -360,7 +385,8 @@ void knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t 
       for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, r1 - b0);
         dot_tile(queries, m, base + b0 * d, nb, d, tile.data(), nb_max);
-        consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps);
+        if (consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps))
+          saw_nonfinite.store(true, std::memory_order_relaxed);
       }
     }
     std::vector<TopK> out(static_cast<size_t>(m));
@@ -405,12 +431,14 @@ void knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t 
       for (int64_t b0 = 0; b0 < n; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, n - b0);
         dot_tile(Q, mq, base + b0 * d, nb, d, tile.data(), nb_max);
-        consume_tile(p, q0, mq, b0, nb, tile.data(), nb_max, qnorm.data(), heaps.data());
+        if (consume_tile(p, q0, mq, b0, nb, tile.data(), nb_max, qnorm.data(), heaps.data()))
+          saw_nonfinite.store(true, std::memory_order_relaxed);
       }
       finish_rows(metric, distances + q0 * k, indices + q0 * k, mq, k, heaps.data());
     }
   }
 }
 
+}  // namespace
 }  // namespace search
 }  // namespace curata

@@ -46,10 +46,14 @@ def _vectors(x: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must have shape (N, D), got {tuple(a.shape)}")
     if a.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {tuple(a.shape)}")
-    bad = _core.first_nonfinite_row(a)
-    if bad >= 0:
-        raise ValueError(f"{name} must be finite, got NaN or infinity in row {bad}")
     return a
+
+
+def _raise_nonfinite(row: int, name: str) -> None:
+    # The core finds non-finite rows while searching (every dot product with one is non-finite),
+    # so valid input pays no extra pass over the data.
+    if row >= 0:
+        raise ValueError(f"{name} must be finite, got NaN or infinity in row {row}")
 
 
 def _metric_code(metric: Any) -> int:
@@ -122,7 +126,9 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"queries must have {b.shape[1]} columns like base, got shape {tuple(q.shape)}")
     kk = _k(k, b.shape[0], "number of base rows")
-    distances, indices = _core.knn(b, q, kk, code, False)
+    distances, indices, bad_base, bad_query = _core.knn(b, q, kk, code, False)
+    _raise_nonfinite(bad_base, "base")
+    _raise_nonfinite(bad_query, "queries")
     return _out(distances, indices, queries)
 
 
@@ -157,5 +163,6 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     if a.shape[0] < 2:
         raise ValueError(f"x must have at least 2 rows for a kNN graph, got shape {tuple(a.shape)}")
     kk = _k(k, a.shape[0] - 1, "number of rows of x minus 1")
-    distances, indices = _core.knn(a, a, kk, code, True)
+    distances, indices, bad, _ = _core.knn(a, a, kk, code, True)
+    _raise_nonfinite(bad, "x")
     return _out(distances, indices, x)
