@@ -273,8 +273,14 @@ def test_bad_input(rng):
             search.knn(big, q2, 2, "l2")
     # Huge finite values overflow float32 dot products: not an error (NaN/inf scores rank last).
     huge = np.full((5, 4), 1e30, np.float32)
-    d, i = search.knn(huge, huge[:2], 2, "ip")
-    assert i.shape == (2, 2)
+    huge[1] = [1, 1, 1, 1]
+    huge[3] = [1, 2, 1, 1]
+    for metric in METRICS:
+        d, i = search.knn(huge, np.ones((2, 4), np.float32), 5, metric)
+        if metric == "l2":  # overflowed distances (inf or NaN) rank last, whatever their index
+            np.testing.assert_array_equal(i[0], [1, 3, 0, 2, 4])
+            np.testing.assert_array_equal(d[0, :2], [0, 1])
+            assert np.all(np.isinf(d[0, 2:]))
     with pytest.raises(ValueError, match=r"queries must have 4 columns"):
         search.knn(base, q[:, :3], 2)
     with pytest.raises(ValueError, match=r"k must be in \[1, 10\]"):

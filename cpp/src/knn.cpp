@@ -245,7 +245,8 @@ void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const fl
   if (metric == Metric::L2) {
     for (int64_t j = 0; j < nb; ++j) {
       const float dist = qnorm + bnorm[j] - 2.0f * row[j];
-      row[j] = -(dist > 0.0f ? dist : 0.0f);
+      // NaN (overflowed huge rows) must rank last, not clamp to 0 and rank first.
+      row[j] = dist != dist ? -std::numeric_limits<float>::infinity() : -(dist > 0.0f ? dist : 0.0f);
     }
   } else if (metric == Metric::Cosine) {
     for (int64_t j = 0; j < nb; ++j) row[j] = row[j] * qnorm * bnorm[j];
@@ -287,13 +288,12 @@ void query_norms(const Problem& p, const float* Q, int64_t mq, float* out) {
     for (int64_t i = 0; i < mq; ++i) out[i] = out[i] > 0.0f ? 1.0f / std::sqrt(out[i]) : 0.0f;
 }
 
-void finish_rows(Metric metric, float* distances, int64_t* indices, int64_t rows, int64_t k, TopK* heaps) {
+void finish_rows(Metric metric, float* distances, int64_t rows, int64_t k, TopK* heaps) {
   for (int64_t i = 0; i < rows; ++i) {
     heaps[i].finish();
     if (metric == Metric::L2)
       for (int64_t j = 0; j < k; ++j) distances[i * k + j] = -distances[i * k + j] + 0.0f;  // no -0
   }
-  (void)indices;
 }
 
 }  // namespace
@@ -403,7 +403,7 @@ void search_all(const float* base, int64_t n, const float* queries, int64_t m, i
         for (int64_t e = 0; e < h.size; ++e) out[i].push(h.score[e], h.index[e]);
       }
     }
-    finish_rows(metric, distances, indices, m, k, out.data());
+    finish_rows(metric, distances, m, k, out.data());
     return;
   }
 
@@ -434,7 +434,7 @@ void search_all(const float* base, int64_t n, const float* queries, int64_t m, i
         if (consume_tile(p, q0, mq, b0, nb, tile.data(), nb_max, qnorm.data(), heaps.data()))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
-      finish_rows(metric, distances + q0 * k, indices + q0 * k, mq, k, heaps.data());
+      finish_rows(metric, distances + q0 * k, mq, k, heaps.data());
     }
   }
 }
