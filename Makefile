@@ -1,7 +1,7 @@
 # curata — two commands on a fresh machine:
 #   make demo   create .venv, build, run the post-processing demo on generated data
 #   make test   create .venv, build, run the whole test suite
-# Other targets: build, bench SUITE=boxes, gpu-check, cuda-sim, clean.
+# Other targets: build, bench SUITE=boxes [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,8 +14,16 @@ TEST_DEPS := pytest hypothesis scipy torch==2.13.0 pycocotools==2.0.11 faster-co
 BUILD_DEPS := scikit-build-core pybind11 numpy cmake ninja
 SOURCES := $(shell find cpp cuda python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.py' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 SUITE ?= boxes
+BENCH_ARGS ?=
+# Benchmarks get their own venv: the peers (torchvision needs a matching torch, ~5.5 GB with its
+# CUDA libraries) must never leak into the test venv. Own build dir, so the two never share objects.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.deps-stamp
+BENCH_BUILD_STAMP := $(BENCH_VENV)/.build-stamp
+BENCH_DEPS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test build bench gpu-check cuda-sim clean venv
+.PHONY: demo test build bench bench-venv gpu-check cuda-sim clean venv
 
 venv: $(STAMP)
 
@@ -39,15 +47,37 @@ demo: build
 test: build
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-bench: build
-	$(PY) -m benchmarks.run $(SUITE)
+$(BENCH_STAMP): pyproject.toml Makefile
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q $(BUILD_DEPS) $(BENCH_DEPS)
+	touch $@
 
-# On a machine with a GPU: CUDA build, GPU tests that may not skip, compute-sanitizer, GPU benchmarks.
-gpu-check: venv
-	CURATA_CUDA=ON $(MAKE) build
-	CURATA_REQUIRE_GPU=1 $(PY) -m pytest -q -p no:cacheprovider tests
-	compute-sanitizer --tool memcheck --error-exitcode 1 $(PY) -m pytest -q -p no:cacheprovider -m gpu tests/gpu
-	$(PY) -m benchmarks.run boxes --device cuda
+$(BENCH_BUILD_STAMP): $(BENCH_STAMP) $(SOURCES)
+	$(BENCH_PY) -m pip install -q --no-build-isolation --no-deps -e . \
+		-Cbuild-dir=build/bench -Ccmake.define.CURATA_CUDA=$${CURATA_CUDA:-AUTO}
+	touch $@
+
+bench-venv: $(BENCH_BUILD_STAMP)
+
+# make bench SUITE=boxes BENCH_ARGS="--quick --device cuda"
+bench: bench-venv
+	$(BENCH_PY) -m benchmarks.run $(SUITE) $(BENCH_ARGS)
+
+# On a machine with a GPU. GPU machines have no package index, so this uses the system python there
+# (GPU_PY), which holds CUDA torch, CuPy, pytest and the build tools, instead of .venv. The CPU-only
+# peers (pycocotools, ensemble-boxes, ...) may be missing there: only the GPU tests and the CUDA
+# module's tests run; the CPU suite is CI's job.
+GPU_PY ?= python3
+GPU_ARCHS ?= 90
+GPU_TESTS := tests/gpu tests/test_cuda_module.py
+gpu-check:
+	$(GPU_PY) -m pip install -q --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
+		-Ccmake.define.CURATA_CUDA=ON -Ccmake.define.CURATA_CUDA_ARCHS=$(GPU_ARCHS)
+	CURATA_REQUIRE_GPU=1 $(GPU_PY) -m pytest -q -p no:cacheprovider $(GPU_TESTS)
+	CURATA_REQUIRE_GPU=1 $(GPU_PY) -m pytest -q -p no:cacheprovider -m gpu tests/test_scores.py
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PY) -m pytest -q -p no:cacheprovider -x tests/gpu
+	$(GPU_PY) -m benchmarks.run boxes --device cuda --quick
 
 # No GPU needed: the CUDA kernels' source run on a host simulation against the CPU library and
 # through the GPU tests (tools/cuda_sim/README.md says what this can and cannot show).
@@ -56,4 +86,4 @@ cuda-sim: build
 	PYMODULE=1 tools/cuda_sim/build.sh && $(PY) tools/cuda_sim/run_gpu_tests.py
 
 clean:
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build $(VENV) $(BENCH_VENV) *.egg-info

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "curata/drift.hpp"
+#include "curata/drift_mmd.hpp"
 #include "numpy_util.hpp"
 
 namespace py = pybind11;
@@ -144,7 +145,22 @@ py::array_t<double> smirnov_sf(const carray<int64_t>& n, const carray<double>& d
   return out;
 }
 
+template <class T>
+py::array mmd_stats(const carray<T>& ref, const carray<T>& cur, const carray<uint8_t>& labels, double sigma) {
+  check_pair(ref, cur);
+  if (labels.ndim() != 2 || labels.shape(0) != ref.shape(0) + cur.shape(0))
+    throw std::invalid_argument("labels must have shape (n_ref + n_cur, B)");
+  std::vector<double> s;
+  {
+    py::gil_scoped_release release;
+    s = dr::mmd_permutation_statistics(ref.data(), ref.shape(0), cur.data(), cur.shape(0), ref.shape(1),
+                                       labels.data(), labels.shape(1), sigma);
+  }
+  return as_numpy(std::move(s));
+}
+
 template <class T> void bind_typed(py::module_& m) {
+  m.def("drift_mmd", &mmd_stats<T>, py::arg("ref"), py::arg("cur"), py::arg("labels"), py::arg("sigma"));
   m.def("drift_ks", &ks<T>, py::arg("ref"), py::arg("cur"), py::arg("alternative"), py::arg("method"),
         py::arg("nan_policy"));
   m.def("drift_cvm", &cvm<T>, py::arg("ref"), py::arg("cur"), py::arg("method"), py::arg("nan_policy"));
@@ -163,6 +179,7 @@ void bind_drift(py::module_& m) {
   bind_typed<float>(m);
   bind_typed<double>(m);
   m.def("drift_kstwo_sf", &kstwo_sf, py::arg("n"), py::arg("d"));
+  m.def("drift_exp_nonpositive", &dr::exp_nonpositive, py::arg("x"));
   m.def("drift_smirnov_sf", &smirnov_sf, py::arg("n"), py::arg("d"));
   m.def("drift_ks_exact_sf", [](int64_t n1, int64_t n2, int64_t h, int alternative) {
     double p = 0.0;

@@ -215,7 +215,9 @@ NmsResult nms(const T* boxes, const T* scores, int64_t n, const NmsGroups& group
   const T threshold = threshold_in<T>(options.iou_threshold);
   const int64_t max_keep = options.max_det >= 0 ? options.max_det : std::numeric_limits<int64_t>::max();
   std::vector<uint8_t> kept(static_cast<size_t>(n_cand), 0);
-  const int threads = threads_for(n_cand, 2048);
+  // A second thread only pays for itself with a few thousand candidates to share: below that, the
+  // wake-up (and, on a busy machine, a preempted worker) costs more than the work.
+  const int threads = threads_for(n_cand, 8192);
   // A group too large to share out (more than a thread's share of all candidates) runs alone with
   // every thread inside it; the other groups run in parallel, one thread each, largest first.
   auto group_len = [&](int64_t g) { return group_start[g + 1] - group_start[g]; };

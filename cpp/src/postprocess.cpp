@@ -130,7 +130,9 @@ void postprocess(const T* pred, int64_t batch, int64_t n_channels, int64_t n_anc
 
   std::vector<Candidates<T>> per_image(static_cast<size_t>(batch));
   std::vector<uint8_t> image_ok(static_cast<size_t>(batch), 1);
-  const int threads = threads_for(batch * n_channels * n_anchors, 1 << 16);
+  // Parallel over images only: a thread per image at most, and only with ~1 ms of scanning each,
+  // since on a shared machine every extra thread in a region risks a scheduler-slice stall.
+  const int threads = static_cast<int>(std::min<int64_t>(threads_for(batch * n_channels * n_anchors, 1 << 20), batch));
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t b = 0; b < batch; ++b) {
     image_ok[b] = image_candidates(pred + b * n_channels * n_anchors, n_classes, n_anchors, o, allowed, per_image[b]);

@@ -13,6 +13,11 @@ Binned comparisons — :func:`chi2`, :func:`psi`, :func:`jensen_shannon`, :func:
 :func:`tvd` — work on histograms: numeric columns are binned at reference quantiles, labels are
 counted per category, or counts are passed directly.
 
+:func:`mmd` (unbiased MMD^2 with a permutation p-value, all permutations in one tiled pass over
+the kernel matrix) and :func:`mmd_linear` (linear-time estimator, normal p-value) compare whole
+rows. :class:`Moments`, :class:`Histogram` and :class:`QuantileSketch` (with
+:func:`ks_from_sketches`) are mergeable summaries for streaming and distributed monitoring.
+
 :func:`correct` turns per-column p-values into per-column decisions and one dataset decision
 (Bonferroni or Benjamini-Hochberg).
 
@@ -43,6 +48,8 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
+from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 
 __all__ = [
     "TestResult",
@@ -60,6 +67,16 @@ __all__ = [
     "hellinger",
     "tvd",
     "correct",
+    "MMDResult",
+    "mmd",
+    "mmd_linear",
+    "median_bandwidth",
+    "permutation_labels",
+    "Moments",
+    "Histogram",
+    "QuantileSketch",
+    "SketchKSResult",
+    "ks_from_sketches",
 ]
 
 log = logging.getLogger("curata.drift")

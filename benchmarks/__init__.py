@@ -1,0 +1,1 @@
+"""Benchmark suites: scripts, not tests. Run ``python -m benchmarks.run SUITE`` (see README.md)."""

@@ -1,0 +1,263 @@
+"""curata.drift.mmd / mmd_linear against brute-force float64 numpy references written here."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import curata
+from curata import _core, drift
+
+
+# ------------------------------------------------------------------ independent references
+def sq_dists(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+
+
+def mmd2_unbiased(x, y, sigma):
+    kxx = np.exp(-sq_dists(x, x) / (2 * sigma**2))
+    kyy = np.exp(-sq_dists(y, y) / (2 * sigma**2))
+    kxy = np.exp(-sq_dists(x, y) / (2 * sigma**2))
+    n, m = len(x), len(y)
+    return (
+        (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+        + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        - 2.0 * kxy.sum() / (n * m)
+    )
+
+
+def reference_mmd(x, y, sigma, B, seed):
+    """Explicitly permuted labels: the documented recipe, one rng.permutation per draw."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    z = np.vstack([x, y])
+    n = len(x)
+    observed = mmd2_unbiased(x, y, sigma)
+    rng = np.random.default_rng(seed)
+    null = []
+    for _ in range(B):
+        perm = rng.permutation(len(z))
+        null.append(mmd2_unbiased(z[perm[:n]], z[perm[n:]], sigma))
+    null = np.array(null)
+    return observed, null, (1 + np.sum(null >= observed - 1e-12)) / (1 + B)
+
+
+def reference_median_sigma(x, seed):
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) > 1000:
+        x = x[np.random.default_rng([seed, 1]).choice(len(x), 1000, replace=False)]
+    d2 = sq_dists(x, x)
+    i, j = np.triu_indices(len(x), 1)
+    return math.sqrt(np.median(d2[i, j]) / 2)
+
+
+def close(ours, ref, what=""):
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-13, err_msg=what)
+
+
+# ------------------------------------------------------------------ mmd
+@pytest.mark.parametrize(
+    "n,m,d",
+    [(2, 2, 1), (2, 3, 1), (5, 3, 2), (40, 60, 3), (127, 2, 4), (128, 128, 5), (129, 130, 2), (100, 157, 20), (300, 50, 1)],
+)
+def test_mmd_matches_brute_force_permutations(n, m, d):
+    rng = np.random.default_rng(n * 7 + m)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(m, d)) + 0.4
+    for bandwidth in ("median", 0.7):
+        r = drift.mmd(x, y, bandwidth=bandwidth, n_permutations=23, seed=n)
+        sigma = reference_median_sigma(x, n) if bandwidth == "median" else 0.7
+        close(r.bandwidth, sigma, "bandwidth")
+        obs, null, p = reference_mmd(x, y, sigma, 23, n)
+        close(r.statistic, obs, "statistic")
+        close(r.null_statistics, null, "null statistics")
+        assert r.pvalue == p
+        assert (r.n_ref, r.n_cur, r.kernel, r.method) == (n, m, "rbf", "permutation")
+
+
+def test_mmd_float32_torch_noncontiguous_and_1d():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(70, 6)).astype(np.float32)
+    y = (rng.normal(size=(90, 6)) + 0.2).astype(np.float32)
+    obs, null, p = reference_mmd(x, y, 1.3, 10, 4)
+    r = drift.mmd(x, y, bandwidth=1.3, n_permutations=10, seed=4)
+    close(r.statistic, obs)
+    close(r.null_statistics, null)
+    xw = np.asfortranarray(np.repeat(x, 2, axis=1)[:, ::2])  # non-contiguous view, same values
+    assert not xw.flags.c_contiguous
+    r2 = drift.mmd(xw, y.astype(np.float64), bandwidth=1.3, n_permutations=10, seed=4)
+    close(r2.statistic, obs)
+    torch = pytest.importorskip("torch")
+    r3 = drift.mmd(torch.from_numpy(x), torch.from_numpy(y), bandwidth=1.3, n_permutations=10, seed=4)
+    close(r3.statistic, obs)
+    # 1-D input is one column; float16 is computed in float64 after conversion.
+    r4 = drift.mmd(x[:, 0], y[:, 0], bandwidth=0.5, n_permutations=5, seed=0)
+    close(r4.statistic, reference_mmd(x[:, :1], y[:, :1], 0.5, 5, 0)[0])
+    h = x[:, :2].astype(np.float16)
+    r5 = drift.mmd(h, y[:, :2], bandwidth=0.5, n_permutations=5, seed=0)
+    close(r5.statistic, reference_mmd(h.astype(np.float64), y[:, :2], 0.5, 5, 0)[0])
+
+
+def test_mmd_median_bandwidth_subsample():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1100, 3)) * np.array([1.0, 2.0, 0.5])
+    for seed in (0, 9):
+        close(drift.median_bandwidth(x, seed), reference_median_sigma(x, seed))
+    small = x[:40]
+    close(drift.median_bandwidth(small), reference_median_sigma(small, 0))
+
+
+def test_mmd_deterministic_and_thread_independent():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 8))
+    y = rng.normal(size=(280, 8))
+    before = curata.get_num_threads() if hasattr(curata, "get_num_threads") else None
+    try:
+        curata.set_num_threads(1)
+        a = drift.mmd(x, y, n_permutations=20, seed=5)
+        curata.set_num_threads(2)
+        b = drift.mmd(x, y, n_permutations=20, seed=5)
+    finally:
+        curata.set_num_threads(before or 0)
+    assert a.statistic == b.statistic
+    assert np.array_equal(a.null_statistics, b.null_statistics)
+    c = drift.mmd(x, y, n_permutations=20, seed=6)
+    assert not np.array_equal(a.null_statistics, c.null_statistics)
+
+
+def test_mmd_symmetric_statistic_and_identical_samples():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 3))
+    y = rng.normal(size=(70, 3)) + 1.0
+    close(drift.mmd(x, y, bandwidth=1.0).statistic, drift.mmd(y, x, bandwidth=1.0).statistic)
+    # Identical samples: the observed labelling is no more extreme than chance.
+    r = drift.mmd(x, x.copy(), bandwidth=1.0, n_permutations=50)
+    assert r.statistic < 0 and r.pvalue > 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_mmd_pvalue_calibration(seed):
+    rng = np.random.default_rng(100 + seed)
+    x = rng.normal(size=(120, 5))
+    same = rng.normal(size=(110, 5))
+    shifted = rng.normal(size=(110, 5)) + 0.6
+    assert drift.mmd(x, same, n_permutations=200, seed=seed).pvalue > 0.01
+    assert drift.mmd(x, shifted, n_permutations=200, seed=seed).pvalue == 1 / 201
+
+
+def test_mmd_null_pvalues_roughly_uniform():
+    ps = []
+    for seed in range(20):
+        rng = np.random.default_rng(500 + seed)
+        ps.append(drift.mmd(rng.normal(size=(40, 2)), rng.normal(size=(40, 2)), n_permutations=99, seed=seed).pvalue)
+    ps = np.array(ps)
+    assert 0.2 < ps.mean() < 0.8
+    assert np.mean(ps < 0.05) <= 0.2
+
+
+def test_mmd_bad_input():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(10, 3))
+    y = rng.normal(size=(12, 3))
+    bad = x.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="ref must be finite"):
+        drift.mmd(bad, y)
+    with pytest.raises(ValueError, match="cur must be finite"):
+        drift.mmd(x, np.where(y > 1, np.inf, y))
+    with pytest.raises(ValueError, match="same number of columns"):
+        drift.mmd(x, y[:, :2])
+    with pytest.raises(ValueError, match="n_permutations must be >= 1, got 0"):
+        drift.mmd(x, y, n_permutations=0)
+    with pytest.raises(TypeError, match="n_permutations"):
+        drift.mmd(x, y, n_permutations=2.5)
+    for bw in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bandwidth"):
+            drift.mmd(x, y, bandwidth=bw)
+    with pytest.raises(ValueError, match="bandwidth"):
+        drift.mmd(x, y, bandwidth="mean")
+    with pytest.raises(TypeError, match="bandwidth"):
+        drift.mmd(x, y, bandwidth=None)
+    with pytest.raises(ValueError, match="ref must have at least 2 rows"):
+        drift.mmd(x[:1], y)
+    with pytest.raises(ValueError, match="cur must have at least 2 rows"):
+        drift.mmd(x, y[:1])
+    with pytest.raises(ValueError, match="kernel must be 'rbf'"):
+        drift.mmd(x, y, kernel="laplacian")
+    with pytest.raises(ValueError, match="shape"):
+        drift.mmd(x[None], y)
+    with pytest.raises(ValueError, match="median squared distance is 0"):
+        drift.mmd(np.ones((5, 2)), y[:, :2])
+    # The core checks its own preconditions too.
+    labels = drift.permutation_labels(10, 12, 3, 0)
+    labels[0, 1] ^= 1
+    with pytest.raises(ValueError, match="labels column 1 must hold 10 ones"):
+        _core.drift_mmd(x, y, labels, 1.0)
+    with pytest.raises(ValueError, match="bandwidth must be a finite number > 0"):
+        _core.drift_mmd(x, y, drift.permutation_labels(10, 12, 3, 0), 0.0)
+
+
+def test_exp_nonpositive_accuracy():
+    xs = np.concatenate([-np.geomspace(1e-300, 708, 4000), [0.0, -0.0, -708.0, -708.5, -1e6, -np.inf]])
+    ours = np.array([_core.drift_exp_nonpositive(v) for v in xs])
+    ok = xs >= -708.0
+    np.testing.assert_allclose(ours[ok], np.exp(xs[ok]), rtol=4e-16 * 4, atol=0)
+    assert np.all(ours[~ok] == 0.0)
+    assert _core.drift_exp_nonpositive(0.0) == 1.0
+
+
+# ------------------------------------------------------------------ mmd_linear
+def reference_linear(x, y, sigma):
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    k = min(len(x), len(y)) // 2
+
+    def kern(a, b):
+        return math.exp(-float(np.sum((a - b) ** 2)) / (2 * sigma**2))
+
+    h = np.array(
+        [
+            kern(x[2 * i], x[2 * i + 1]) + kern(y[2 * i], y[2 * i + 1]) - kern(x[2 * i], y[2 * i + 1]) - kern(x[2 * i + 1], y[2 * i])
+            for i in range(k)
+        ]
+    )
+    stat = h.mean()
+    se = h.std(ddof=1) / math.sqrt(k)
+    return stat, se, 0.5 * math.erfc(stat / se / math.sqrt(2))
+
+
+@pytest.mark.parametrize("n,m,d", [(4, 4, 1), (5, 9, 2), (200, 151, 6)])
+def test_mmd_linear_matches_reference(n, m, d):
+    rng = np.random.default_rng(n + m)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(m, d)) + 0.3
+    r = drift.mmd_linear(x, y, bandwidth=1.1)
+    stat, se, p = reference_linear(x, y, 1.1)
+    close(r.statistic, stat)
+    close(r.std, se)
+    close(r.pvalue, p)
+    assert r.n_ref == r.n_cur == 2 * (min(n, m) // 2) and r.method == "linear"
+    rm = drift.mmd_linear(x, y)
+    close(rm.bandwidth, reference_median_sigma(x, 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mmd_linear_calibration(seed):
+    rng = np.random.default_rng(200 + seed)
+    x = rng.normal(size=(4000, 4))
+    assert drift.mmd_linear(x, rng.normal(size=(4000, 4))).pvalue > 0.01
+    assert drift.mmd_linear(x, rng.normal(size=(4000, 4)) + 0.5).pvalue < 1e-6
+
+
+def test_mmd_linear_bad_input():
+    x = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="ref must have at least 4 rows"):
+        drift.mmd_linear(x, np.ones((6, 2)))
+    with pytest.raises(ValueError, match="bandwidth"):
+        drift.mmd_linear(np.eye(6), np.eye(6), bandwidth=-2.0)
+    with pytest.raises(ValueError, match="ref must be finite"):
+        drift.mmd_linear(np.full((6, 2), np.nan), np.eye(6)[:, :2])
