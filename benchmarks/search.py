@@ -1,129 +1,103 @@
-"""Exact kNN: curata.search.knn vs faiss-cpu IndexFlatIP / IndexFlatL2 (and scikit-learn brute).
+"""Suite ``search``: exact kNN, curata.search.knn vs faiss-cpu IndexFlatIP / IndexFlatL2.
 
-    python -m benchmarks.search [--quick] [--repeats N] [--base N] [--only REGEX] [--write]
+    python -m benchmarks.run search [--quick] [--only REGEX]
 
-Data: standard normal float32 vectors, D = 512, k = 10. Cases: a 2000-query batch (the
-throughput case, GEMM path in both libraries), and 64-query and 1-query batches (latency). faiss
-runs with the same thread count as curata (faiss.omp_set_num_threads). Results are compared
-before timing (index agreement with faiss, which can differ only on float32 near-ties).
+Data: standard normal float32 vectors, D = 512, k = 10, one seeded base of 200k rows (50k with
+``--quick``) and the first M rows of one seeded query set. Cases: M = 2000 (throughput: both
+libraries multiply blocks of queries against the base), and M = 64, 16, 1 (latency: curata splits
+the base across threads below 20 queries). faiss runs on curata's thread count
+(``faiss.omp_set_num_threads``); both get the same numpy arrays (faiss's index holds its own copy
+of the base, added before timing).
 
-Rounds are interleaved (round r rotates the contender order); the table reports the median per
-contender and the ratio time / curata (> 1: curata is faster). Self-contained: prints a markdown
-table (the shared harness was not on main when this was written); ``--write`` also saves it to
-``benchmarks/results/search-cpu-<cpus>c.md``.
+Check before timing: the neighbour sets agree with faiss on at least 99.9 % of the entries (exact
+search in float32 on both sides; they can differ only where two distances tie to float32 rounding)
+and the distances to 1e-3 relative.
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
-import os
-import platform
-import re
-import statistics
-import sys
-import time
+from typing import Any, Callable
 
 import numpy as np
 
+import curata
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="50k base, 2 repeats")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--base", type=int, default=200_000, help="base rows (default 200k)")
-    ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--only", default=None, help="regex over case names")
-    ap.add_argument("--write", action="store_true", help="save the table under benchmarks/results/")
-    args = ap.parse_args()
-    if args.quick:
-        args.base, args.repeats = 50_000, 2
+from ._harness import Case, Check, Contender, contender
 
-    import curata
-    from curata import search
-
-    threads = curata.get_num_threads()
-    rng = np.random.default_rng(0)
-    base = rng.standard_normal((args.base, args.dim), dtype=np.float32)
-    queries = rng.standard_normal((2000, args.dim), dtype=np.float32)
-
-    contenders = {}
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
-        flat = {"ip": faiss.IndexFlatIP(args.dim), "l2": faiss.IndexFlatL2(args.dim)}
-        for index in flat.values():
-            index.add(base)
-        contenders["faiss-cpu " + faiss.__version__] = lambda q, k, metric: flat[metric].search(q, k)
-    except ImportError:
-        faiss = None
-    contenders = {"curata": lambda q, k, metric: search.knn(base, q, k, metric), **contenders}
-
-    cases = {
-        f"{args.base // 1000}k x {args.dim}, 2000 queries, k=10, ip": (2000, 10, "ip"),
-        f"{args.base // 1000}k x {args.dim}, 2000 queries, k=10, l2": (2000, 10, "l2"),
-        f"{args.base // 1000}k x {args.dim}, 64 queries, k=10, ip": (64, 10, "ip"),
-        f"{args.base // 1000}k x {args.dim}, 16 queries, k=10, ip": (16, 10, "ip"),
-        f"{args.base // 1000}k x {args.dim}, 1 query, k=10, ip": (1, 10, "ip"),
-    }
-    rows = []
-    for name, (m, k, metric) in cases.items():
-        if args.only and not re.search(args.only, name):
-            continue
-        q = queries[:m]
-        results = {c: fn(q, k, metric) for c, fn in contenders.items()}  # warm-up + check
-        ref_i = results["curata"][1]
-        agreement = {
-            c: float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ref_i.tolist(), np.asarray(r[1]).tolist())]))
-            for c, r in results.items()
-        }
-        times = {c: [] for c in contenders}
-        names = list(contenders)
-        for r in range(args.repeats):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for c in order:
-                gc.collect()
-                t0 = time.perf_counter()
-                contenders[c](q, k, metric)
-                times[c].append(time.perf_counter() - t0)
-        med = {c: statistics.median(v) for c, v in times.items()}
-        rows.append((name, med, agreement))
-
-    lines = [
-        "# kNN benchmark (python -m benchmarks.search)",
-        "",
-        f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, curata {curata.__version__} ({threads} threads), "
-        f"numpy {np.__version__}, load average {os.getloadavg()[0]:.2f}; data: standard normal float32, "
-        f"{args.repeats} interleaved rounds, median",
-        "",
-    ]
-    header = "| case | " + " | ".join(f"{c} (s)" for c in contenders) + " | " + " | ".join(
-        f"{c} / curata" for c in contenders if c != "curata") + " | recall vs curata |"
-    lines += [header, "|" + "---|" * (header.count("|") - 1)]
-    for name, med, agreement in rows:
-        cells = [f"{med[c]:.4g}" for c in contenders]
-        ratios = [f"{med[c] / med['curata']:.2f}" for c in contenders if c != "curata"]
-        agree = ", ".join(f"{agreement[c]:.4f}" for c in contenders if c != "curata") or "-"
-        lines.append(f"| {name} | " + " | ".join(cells + ratios) + f" | {agree} |")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if args.write:
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"search-cpu-{os.cpu_count()}c.md")
-        with open(out, "w") as f:
-            f.write(text)
+DIM, K = 512, 10
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((n, DIM), dtype=np.float32)
+    queries = rng.standard_normal((2000, DIM), dtype=np.float32)
+    return base, queries
 
 
-if __name__ == "__main__":
-    main()
+_cache: dict[int, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+
+
+def _prepared(n: int):
+    # One base and one pair of faiss indexes per size, shared by that size's cases.
+    if n not in _cache:
+        _cache.clear()
+        base, queries = _data(n)
+        _cache[n] = (base, queries, {})
+    return _cache[n]
+
+
+def _faiss_index(n: int, metric: str):
+    import faiss  # noqa: PLC0415
+
+    base, _, indexes = _prepared(n)
+    if metric not in indexes:
+        faiss.omp_set_num_threads(curata.get_num_threads())
+        index = faiss.IndexFlatIP(DIM) if metric == "ip" else faiss.IndexFlatL2(DIM)
+        index.add(base)
+        indexes[metric] = index
+    return indexes[metric]
+
+
+def _check(run_curata: Callable[[], Any], run_faiss: Callable[[], Any] | None) -> Check:
+    if run_faiss is None:
+        return Check("unchecked", "faiss-cpu missing")
+    d, i = run_curata()
+    fd, fi = run_faiss()
+    agree = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(i.tolist(), fi.tolist())]))
+    close = bool(np.allclose(d, fd, rtol=1e-3, atol=1e-3))
+    if agree < 0.999 or not close:
+        return Check("mismatch", f"neighbour agreement {agree:.5f}, distances close: {close}")
+    if agree < 1.0:
+        return Check("note", f"neighbour agreement {agree:.5f} (float32 near-ties)")
+    return Check("ok", "same neighbours and distances (1e-3)")
+
+
+def _case(n: int, m: int, metric: str) -> Case:
+    base, queries, _ = _prepared(n)
+    q = queries[:m]
+    params = {"base": n, "queries": m, "dim": DIM, "k": K, "metric": metric, "dtype": "float32",
+              "threads": curata.get_num_threads()}
+
+    def curata_fn():
+        return curata.search.knn(base, q, K, metric)
+
+    def make_faiss():
+        index = _faiss_index(n, metric)
+        return lambda: index.search(q, K)
+
+    contenders = [Contender("curata", curata_fn), contender("faiss-cpu", make_faiss, note="IndexFlat, same threads")]
+    faiss_fn = contenders[1].fn
+    return Case(_name(n, m, metric), f"knn {metric}", params, contenders, check=lambda: _check(curata_fn, faiss_fn))
+
+
+def _name(n: int, m: int, metric: str) -> str:
+    return f"knn {metric} {n // 1000}k x {DIM}, {m} quer{'y' if m == 1 else 'ies'}, k={K}"
+
+
+def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
+    """The suite's plan: (case name, builder) pairs, CPU only (no GPU kNN yet)."""
+    if device != "cpu":
+        return []
+    n = 50_000 if quick else 200_000
+    plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
+    return [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
