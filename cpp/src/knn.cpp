@@ -8,6 +8,12 @@
 // differ in the last bits between CPUs (lane count, FMA or not).
 #include "curata/search.hpp"
 
+// The vector helpers below are always inlined, so the ABI of passing GCC vector types by value
+// (which differs with and without AVX) never matters.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
