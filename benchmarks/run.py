@@ -14,7 +14,7 @@ import sys
 
 from . import _harness as h
 
-SUITES = ("boxes",)
+SUITES = ("boxes", "search")
 
 
 def main(argv: list[str] | None = None) -> int:

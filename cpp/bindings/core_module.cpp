@@ -23,6 +23,7 @@ using curata_py::vector_to_numpy;
 namespace curata_py {
 void bind_coco_eval(py::module_& m);  // coco_bindings.cpp
 void bind_drift(py::module_& m);      // drift_bindings.cpp
+void bind_search(py::module_& m);     // search_bindings.cpp
 }
 
 namespace {
@@ -37,6 +38,7 @@ py::dict build_info() {
   info["openmp"] = false;
 #endif
   info["cuda_built"] = static_cast<bool>(CURATA_BUILT_CUDA);
+  // kNN tiles use curata's own register-blocked kernel (cpp/src/knn.cpp), not a BLAS.
   info["blas"] = py::none();
   return info;
 }
@@ -231,4 +233,5 @@ PYBIND11_MODULE(_core, m) {
   curata_py::bind_coco_eval(m);
   curata_py::bind_ensemble(m);
   curata_py::bind_drift(m);
+  curata_py::bind_search(m);
 }

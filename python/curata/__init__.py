@@ -2,12 +2,13 @@
 
 Modules: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing, WBF, soft-NMS,
 matching), :mod:`curata.scores` (uncertainty scores), :mod:`curata.metrics` (exact COCO
-evaluation) and :mod:`curata.drift` (per-column two-sample drift tests and distances).
+evaluation), :mod:`curata.drift` (per-column two-sample drift tests and distances) and
+:mod:`curata.search` (exact k-nearest-neighbour search and kNN graphs).
 """
 
 from __future__ import annotations
 
-from . import boxes, drift, metrics, scores
+from . import boxes, drift, metrics, scores, search
 from ._runtime import (
     build_info,
     cuda_unavailable_reason,
@@ -26,6 +27,7 @@ __all__ = [
     "drift",
     "metrics",
     "scores",
+    "search",
     "build_info",
     "devices",
     "cuda_unavailable_reason",

@@ -1,0 +1,450 @@
+// Exact kNN: tiled dot products + a bounded heap per query kept in the query's output row.
+//
+// Every dot product, whichever path computes it (register block, 1x8 scan block, norms), is the
+// same arithmetic: W lane-wise partial sums over the dimension (W = 16 on AVX-512 CPUs, else 8) (a multiply-add per
+// element, fused where the CPU has FMA: this file is built with -ffp-contract=fast), a zero-padded
+// tail, then one fixed reduction order. So results do not depend on the batch size or thread
+// count, and a point's squared distance to an exact copy of itself is exactly 0. Distances may
+// differ in the last bits between CPUs (lane count, FMA or not).
+#include "curata/search.hpp"
+
+// The vector helpers below are always inlined, so the ABI of passing GCC vector types by value
+// (which differs with and without AVX) never matters.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "curata/parallel.hpp"
+#include "curata/simd.hpp"
+
+namespace curata {
+namespace search {
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+
+template <class V> CURATA_ALWAYS_INLINE V loadv(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+CURATA_ALWAYS_INLINE float reduce(v8f v) {
+  return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+CURATA_ALWAYS_INLINE float reduce(v16f v) {
+  const v8f lo = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+  const v8f hi = {v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]};
+  return reduce(lo + hi);
+}
+
+// out[r * C + c] = dot(q[r], b[c]) over d elements, W lanes of partial sums.
+template <class V, int W, int R, int C>
+CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b, int64_t d, float* out) {
+  V acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = V{} * 0.0f;
+  const int64_t full = d / W * W;
+  for (int64_t t = 0; t < full; t += W) {
+    V bv[C];
+    for (int c = 0; c < C; ++c) bv[c] = loadv<V>(b[c] + t);
+    for (int r = 0; r < R; ++r) {
+      const V qv = loadv<V>(q[r] + t);
+      for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
+    }
+  }
+  if (full < d) {
+    const int64_t rest = d - full;
+    V bv[C];
+    for (int c = 0; c < C; ++c) {
+      float tmp[W] = {};
+      std::memcpy(tmp, b[c] + full, static_cast<size_t>(rest) * sizeof(float));
+      bv[c] = loadv<V>(tmp);
+    }
+    for (int r = 0; r < R; ++r) {
+      float tmp[W] = {};
+      std::memcpy(tmp, q[r] + full, static_cast<size_t>(rest) * sizeof(float));
+      const V qv = loadv<V>(tmp);
+      for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) out[r * C + c] = reduce(acc[r][c]);
+}
+
+constexpr int kScanNR = 8;
+
+// tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb. Edge blocks repeat the last row
+// (results discarded) so every dot goes through the same kernel.
+template <class V, int W, int MR, int NR>
+CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d,
+                                        float* tile, int64_t ldt) {
+  if (mq >= MR) {
+    for (int64_t j = 0; j < nb; j += NR) {
+      const float* bp[NR];
+      for (int c = 0; c < NR; ++c) bp[c] = B + std::min<int64_t>(j + c, nb - 1) * d;
+      for (int64_t i = 0; i < mq; i += MR) {
+        const float* qp[MR];
+        for (int r = 0; r < MR; ++r) qp[r] = Q + std::min<int64_t>(i + r, mq - 1) * d;
+        float out[MR * NR];
+        dot_block<V, W, MR, NR>(qp, bp, d, out);
+        for (int r = 0; r < MR && i + r < mq; ++r)
+          for (int c = 0; c < NR && j + c < nb; ++c) tile[(i + r) * ldt + j + c] = out[r * NR + c];
+      }
+    }
+    return;
+  }
+  for (int64_t i = 0; i < mq; ++i) {
+    const float* qp[1] = {Q + i * d};
+    for (int64_t j = 0; j < nb; j += kScanNR) {
+      const float* bp[kScanNR];
+      for (int c = 0; c < kScanNR; ++c) bp[c] = B + std::min<int64_t>(j + c, nb - 1) * d;
+      float out[kScanNR];
+      dot_block<V, W, 1, kScanNR>(qp, bp, d, out);
+      for (int c = 0; c < kScanNR && j + c < nb; ++c) tile[i * ldt + j + c] = out[c];
+    }
+  }
+}
+
+template <class V, int W> CURATA_ALWAYS_INLINE void self_dots_impl(const float* X, int64_t rows, int64_t d, float* out) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* p[1] = {X + i * d};
+    dot_block<V, W, 1, 1>(p, p, d, out + i);
+  }
+}
+
+// Eight lanes (3 x 4 register block: 12 accumulators fit AVX2's 16 registers), one copy per
+// vector width. On AVX-512 CPUs a 16-lane 4 x 4 kernel is used instead (32 registers); every
+// dot product of one process then uses it, so the batch/thread independence holds per machine.
+CURATA_SIMD_CLONES
+void dot_tile_w8(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
+  dot_tile_impl<v8f, 8, 3, 4>(Q, mq, B, nb, d, tile, ldt);
+}
+CURATA_SIMD_CLONES
+void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out) { self_dots_impl<v8f, 8>(X, rows, d, out); }
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CURATA_KNN_W16 1
+__attribute__((target("arch=x86-64-v4"))) void dot_tile_w16(const float* Q, int64_t mq, const float* B, int64_t nb,
+                                                            int64_t d, float* tile, int64_t ldt) {
+  dot_tile_impl<v16f, 16, 4, 4>(Q, mq, B, nb, d, tile, ldt);
+}
+__attribute__((target("arch=x86-64-v4"))) void self_dots_w16(const float* X, int64_t rows, int64_t d, float* out) {
+  self_dots_impl<v16f, 16>(X, rows, d, out);
+}
+#endif
+
+bool use_w16() {
+#ifdef CURATA_KNN_W16
+  // CURATA_KNN_NO_AVX512=1 forces the 8-lane kernel (tests run it on AVX-512 machines too).
+  static const bool yes = !std::getenv("CURATA_KNN_NO_AVX512") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
+#ifdef CURATA_KNN_W16
+  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt);
+#endif
+  dot_tile_w8(Q, mq, B, nb, d, tile, ldt);
+}
+
+void self_dots(const float* X, int64_t rows, int64_t d, float* out) {
+#ifdef CURATA_KNN_W16
+  if (use_w16()) return self_dots_w16(X, rows, d, out);
+#endif
+  self_dots_w8(X, rows, d, out);
+}
+
+// Bounded heap of (score, index), larger score better, ties to the lower index; the root is the
+// worst kept entry. Storage is external (a query's output row or a scratch row).
+struct TopK {
+  float* score;
+  int64_t* index;
+  int64_t size = 0;
+  int64_t k;
+
+  // a worse than b
+  static bool worse(float sa, int64_t ia, float sb, int64_t ib) { return sa < sb || (sa == sb && ia > ib); }
+
+  void sift_down(int64_t pos, int64_t n) {
+    const float s = score[pos];
+    const int64_t id = index[pos];
+    for (;;) {
+      int64_t child = 2 * pos + 1;
+      if (child >= n) break;
+      if (child + 1 < n && worse(score[child + 1], index[child + 1], score[child], index[child])) ++child;
+      if (!worse(score[child], index[child], s, id)) break;
+      score[pos] = score[child];
+      index[pos] = index[child];
+      pos = child;
+    }
+    score[pos] = s;
+    index[pos] = id;
+  }
+
+  void push(float s, int64_t id) {
+    if (size < k) {
+      int64_t pos = size++;
+      while (pos > 0) {
+        const int64_t parent = (pos - 1) / 2;
+        if (!worse(s, id, score[parent], index[parent])) break;
+        score[pos] = score[parent];
+        index[pos] = index[parent];
+        pos = parent;
+      }
+      score[pos] = s;
+      index[pos] = id;
+      return;
+    }
+    if (!worse(score[0], index[0], s, id)) return;
+    score[0] = s;
+    index[0] = id;
+    sift_down(0, size);
+  }
+
+  // Heap sort in place: best first.
+  void finish() {
+    for (int64_t n = size; n > 1; --n) {
+      std::swap(score[0], score[n - 1]);
+      std::swap(index[0], index[n - 1]);
+      sift_down(0, n - 1);
+    }
+  }
+};
+
+struct Problem {
+  const float* base;
+  int64_t n;
+  const float* queries;
+  int64_t m;
+  int64_t d;
+  Metric metric;
+  bool exclude_self;
+  const float* base_norm;  // squared norms (L2) or inverse norms (cosine); null for IP
+};
+
+int64_t base_block_rows(int64_t d) {
+  // About 128 KiB of base rows per block: they stay in L2 while the query block streams by.
+  int64_t rows = (int64_t(32768) / std::max<int64_t>(1, d)) / kScanNR * kScanNR;
+  return std::clamp<int64_t>(rows, 16, kBaseBlockMax);
+}
+
+// Turn a tile row of dots into scores (larger is better) in place: one branch-free pass per
+// metric so the selection loop below is the same for all of them.
+void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const float* bnorm) {
+  if (metric == Metric::L2) {
+    for (int64_t j = 0; j < nb; ++j) {
+      const float dist = qnorm + bnorm[j] - 2.0f * row[j];
+      // NaN (overflowed huge rows) must rank last, not clamp to 0 and rank first.
+      row[j] = dist != dist ? -std::numeric_limits<float>::infinity() : -(dist > 0.0f ? dist : 0.0f);
+    }
+  } else if (metric == Metric::Cosine) {
+    for (int64_t j = 0; j < nb; ++j) row[j] = row[j] * qnorm * bnorm[j];
+  }
+}
+
+// Feed the candidates of base rows [b0, b0 + nb) for queries [q0, q0 + mq) into heaps[0..mq).
+// tile: mq x nb dots (overwritten by scores); qnorm: per query squared norm (L2) or inverse norm
+// (cosine).
+// Returns true when a dot product was NaN or infinite: a non-finite input row makes every dot
+// product with it non-finite (NaN propagates, inf * 0 is NaN, inf + -inf is NaN), so this detects
+// bad input without a separate pass over the data; finite rows can also get here by overflow.
+bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
+                  const float* qnorm, TopK* heaps) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const float max_float = std::numeric_limits<float>::max();
+  int bad = 0;
+  for (int64_t i = 0; i < mq; ++i) {
+    TopK& h = heaps[i];
+    float* row = tile + i * ldt;
+    for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
+    if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
+    const int64_t self = p.exclude_self ? q0 + i : -1;
+    for (int64_t j = 0; j < nb; ++j) {
+      float s = row[j];
+      if (h.size == h.k && !(s >= h.score[0])) continue;  // the common case: not good enough
+      if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
+      if (b0 + j == self) continue;
+      h.push(s, b0 + j);
+    }
+  }
+  return bad != 0;
+}
+
+void query_norms(const Problem& p, const float* Q, int64_t mq, float* out) {
+  if (p.metric == Metric::InnerProduct) return;
+  self_dots(Q, mq, p.d, out);
+  if (p.metric == Metric::Cosine)
+    for (int64_t i = 0; i < mq; ++i) out[i] = out[i] > 0.0f ? 1.0f / std::sqrt(out[i]) : 0.0f;
+}
+
+void finish_rows(Metric metric, float* distances, int64_t rows, int64_t k, TopK* heaps) {
+  for (int64_t i = 0; i < rows; ++i) {
+    heaps[i].finish();
+    if (metric == Metric::L2)
+      for (int64_t j = 0; j < k; ++j) distances[i * k + j] = -distances[i * k + j] + 0.0f;  // no -0
+  }
+}
+
+}  // namespace
+
+int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d) {
+  int64_t first = rows;
+  const int threads = threads_for(rows * d, int64_t(1) << 18);
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(min : first) if (threads > 1)
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* r = x + i * d;
+    int bad = 0;
+    for (int64_t j = 0; j < d; ++j) bad |= !(std::fabs(r[j]) <= std::numeric_limits<float>::max());
+    if (bad && i < first) first = i;
+  }
+  return first == rows ? -1 : first;
+}
+
+namespace {
+void search_all(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite);
+}  // namespace
+
+KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
+              bool exclude_self, float* distances, int64_t* indices) {
+  if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
+  if (d < 1) throw std::invalid_argument("vectors must have at least one dimension, got d = " + std::to_string(d));
+  if (metric != Metric::InnerProduct && metric != Metric::L2 && metric != Metric::Cosine)
+    throw std::invalid_argument("unknown metric code " + std::to_string(static_cast<int>(metric)));
+  const int64_t candidates = exclude_self ? n - 1 : n;
+  if (exclude_self && m != n) throw std::invalid_argument("exclude_self needs queries == base");
+  if (k < 1 || k > candidates)
+    throw std::invalid_argument("k must be in [1, " + std::to_string(candidates) + "], got " + std::to_string(k));
+  KnnStatus status;
+  std::atomic<bool> saw_nonfinite{m == 0};  // no dot products: check the base directly
+  if (m > 0) search_all(base, n, queries, m, d, k, metric, exclude_self, distances, indices, saw_nonfinite);
+  if (saw_nonfinite.load()) {
+    status.nonfinite_base_row = first_nonfinite_row(base, n, d);
+    if (!exclude_self) status.nonfinite_query_row = first_nonfinite_row(queries, m, d);
+  }
+  return status;
+}
+
+namespace {
+void search_all(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite) {
+
+  std::vector<float> base_norm;
+  if (metric != Metric::InnerProduct) {
+    base_norm.resize(static_cast<size_t>(n));
+    Problem tmp{base, n, queries, m, d, metric, false, nullptr};
+    const int threads = threads_for(n * d, int64_t(1) << 18);
+    const int64_t chunk = (n + threads - 1) / threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
+      if (r0 < r1) query_norms(tmp, base + r0 * d, r1 - r0, base_norm.data() + r0);
+    }
+  }
+  const Problem p{base, n, queries, m, d, metric, exclude_self, base_norm.empty() ? nullptr : base_norm.data()};
+  const int64_t nb_max = base_block_rows(d);
+  const int64_t work = m * n * d;
+
+  if (m < kScanMaxQueries) {
+    // Few queries: split the base across threads, merge the per-thread heaps.
+    const int threads = std::max(1, std::min<int>(threads_for(work, int64_t(1) << 22),
+                                                  static_cast<int>((n + nb_max - 1) / nb_max)));
+    const int64_t chunk = (n + threads - 1) / threads;
+    std::vector<float> scratch_score(static_cast<size_t>(threads > 1 ? threads * m * k : 0));
+    std::vector<int64_t> scratch_index(scratch_score.size());
+    std::vector<TopK> all_heaps(static_cast<size_t>(threads * m));
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int t = 0; t < threads; ++t) {
+      TopK* heaps = all_heaps.data() + t * m;
+      for (int64_t i = 0; i < m; ++i) {
+        heaps[i].k = k;
+        heaps[i].size = 0;
+        if (threads > 1) {
+          heaps[i].score = scratch_score.data() + (t * m + i) * k;
+          heaps[i].index = scratch_index.data() + (t * m + i) * k;
+        } else {
+          heaps[i].score = distances + i * k;
+          heaps[i].index = indices + i * k;
+        }
+      }
+      std::vector<float> tile(static_cast<size_t>(m * nb_max));
+      std::vector<float> qnorm(static_cast<size_t>(m));
+      query_norms(p, queries, m, qnorm.data());
+      const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
+      for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
+        const int64_t nb = std::min(nb_max, r1 - b0);
+        dot_tile(queries, m, base + b0 * d, nb, d, tile.data(), nb_max);
+        if (consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps))
+          saw_nonfinite.store(true, std::memory_order_relaxed);
+      }
+    }
+    std::vector<TopK> out(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) {
+      if (threads == 1) {
+        out[i] = all_heaps[i];
+        continue;
+      }
+      out[i].score = distances + i * k;
+      out[i].index = indices + i * k;
+      out[i].k = k;
+      for (int t = 0; t < threads; ++t) {
+        const TopK& h = all_heaps[t * m + i];
+        for (int64_t e = 0; e < h.size; ++e) out[i].push(h.score[e], h.index[e]);
+      }
+    }
+    finish_rows(metric, distances, m, k, out.data());
+    return;
+  }
+
+  // Many queries: blocks of queries across threads, each block sweeps the whole base.
+  const int threads = threads_for(work, int64_t(1) << 22);
+  int64_t qb = std::min<int64_t>(kQueryBlock, (m + threads - 1) / threads);
+  qb = (qb + 11) / 12 * 12;  // whole register blocks of both kernels (3 and 4 rows)
+  const int64_t n_blocks = (m + qb - 1) / qb;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> tile(static_cast<size_t>(qb * nb_max));
+    std::vector<float> qnorm(static_cast<size_t>(qb));
+    std::vector<TopK> heaps(static_cast<size_t>(qb));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+      const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
+      const float* Q = queries + q0 * d;
+      for (int64_t i = 0; i < mq; ++i) {
+        heaps[i].score = distances + (q0 + i) * k;
+        heaps[i].index = indices + (q0 + i) * k;
+        heaps[i].k = k;
+        heaps[i].size = 0;
+      }
+      query_norms(p, Q, mq, qnorm.data());
+      for (int64_t b0 = 0; b0 < n; b0 += nb_max) {
+        const int64_t nb = std::min(nb_max, n - b0);
+        dot_tile(Q, mq, base + b0 * d, nb, d, tile.data(), nb_max);
+        if (consume_tile(p, q0, mq, b0, nb, tile.data(), nb_max, qnorm.data(), heaps.data()))
+          saw_nonfinite.store(true, std::memory_order_relaxed);
+      }
+      finish_rows(metric, distances + q0 * k, mq, k, heaps.data());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace search
+}  // namespace curata

@@ -1,0 +1,409 @@
+"""curata.search: exact kNN against a float64 numpy brute force, faiss-cpu and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import curata
+from curata import search
+
+METRICS = ("ip", "l2", "cosine")
+
+
+# ------------------------------------------------------------------------------ reference
+def ref_scores(base, queries, metric):
+    """float64 (M, N) scores, larger is better (negated squared distance for l2)."""
+    b = np.asarray(base, dtype=np.float64)
+    q = np.asarray(queries, dtype=np.float64)
+    if metric == "ip":
+        return q @ b.T
+    if metric == "l2":
+        return -((q[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    nb = np.linalg.norm(b, axis=1)
+    nq = np.linalg.norm(q, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = (q @ b.T) / nq[:, None] / nb[None, :]
+    return np.where(np.isfinite(s), s, 0.0)
+
+
+def ref_knn_exact(scores, k):
+    """Best k by (score desc, index asc): the documented tie rule."""
+    m, n = scores.shape
+    idx = np.empty((m, k), dtype=np.int64)
+    for i in range(m):
+        order = np.lexsort((np.arange(n), -scores[i]))
+        idx[i] = order[:k]
+    return idx
+
+
+def as_score(d, metric):
+    d = np.asarray(d, dtype=np.float64)
+    return -d if metric == "l2" else d
+
+
+def check_against_reference(base, queries, k, metric, d, i, scale=None):
+    """Neighbour sets may differ from float64 only among near-ties: every returned neighbour is
+    within tolerance of the k-th best reference score, the reported distances match the float64
+    distance of the returned index, and rows are sorted best first without repeats."""
+    s = ref_scores(base, queries, metric)
+    d = np.asarray(d)
+    i = np.asarray(i)
+    m = s.shape[0]
+    assert d.shape == i.shape == (m, k)
+    assert d.dtype == np.float32 and i.dtype == np.int64
+    if scale is None:
+        b = np.asarray(base, np.float64)
+        q = np.asarray(queries, np.float64)
+        bn = (b**2).sum(1).max() if metric != "cosine" else 1.0
+        qn = (q**2).sum(1).max() if metric != "cosine" else 1.0
+        scale = np.sqrt(bn * qn) + (bn + qn if metric == "l2" else 0.0) + 1e-30
+    tol = 1e-5 * scale
+    kth = -np.sort(-s, axis=1)[:, k - 1]
+    got = np.take_along_axis(s, i, axis=1)
+    assert np.all(got >= kth[:, None] - tol)
+    np.testing.assert_allclose(as_score(d, metric), got, atol=tol, rtol=0)
+    sc = as_score(d, metric)
+    assert np.all(np.diff(sc, axis=1) <= 0)
+    for row in i:
+        assert len(set(row.tolist())) == k
+
+
+# ------------------------------------------------------------------------------ correctness
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("m", [1, 5, 19, 20, 37, 250])
+def test_random_against_float64(rng, metric, m):
+    base = rng.standard_normal((1500, 37)).astype(np.float32)
+    queries = rng.standard_normal((m, 37)).astype(np.float32)
+    d, i = search.knn(base, queries, 10, metric)
+    check_against_reference(base, queries, 10, metric, d, i)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_integer_data_exact_with_index_ties(rng, metric):
+    # Small integers: float32 arithmetic is exact, so ties are real and the tie rule is testable.
+    base = rng.integers(-2, 3, size=(300, 5)).astype(np.float32)
+    base[100:110] = base[3]  # exact duplicates
+    queries = rng.integers(-2, 3, size=(60, 5)).astype(np.float32)
+    queries[:3] = base[3]
+    for k in (1, 7, 300):
+        d, i = search.knn(base, queries, k, metric)
+        ref = ref_knn_exact(ref_scores(base, queries, metric), k)
+        np.testing.assert_array_equal(i, ref)
+        np.testing.assert_array_equal(as_score(d, metric), np.take_along_axis(ref_scores(base, queries, metric), ref, 1))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_k_equals_n_and_k_one(rng, metric):
+    base = rng.standard_normal((50, 8)).astype(np.float32)
+    queries = rng.standard_normal((30, 8)).astype(np.float32)
+    for k in (1, 50):
+        d, i = search.knn(base, queries, k, metric)
+        check_against_reference(base, queries, k, metric, d, i)
+    _, i = search.knn(base, queries, 50, metric)
+    assert np.all(np.sort(i, axis=1) == np.arange(50))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_dimension_one_and_tiny(rng, metric):
+    base = rng.standard_normal((7, 1)).astype(np.float32)
+    queries = rng.standard_normal((4, 1)).astype(np.float32)
+    d, i = search.knn(base, queries, 3, metric)
+    check_against_reference(base, queries, 3, metric, d, i)
+    d, i = search.knn(base[:1], queries, 1, metric)
+    assert np.all(i == 0)
+
+
+def test_l2_self_distance_exactly_zero(rng):
+    x = rng.standard_normal((100, 33)).astype(np.float32) * 100
+    d, i = search.knn(x, x, 1, "l2")
+    np.testing.assert_array_equal(i[:, 0], np.arange(100))
+    np.testing.assert_array_equal(d[:, 0], 0.0)
+
+
+def test_cosine_zero_vector_has_similarity_zero(rng):
+    base = rng.standard_normal((10, 4)).astype(np.float32)
+    base[2] = 0
+    queries = np.vstack([np.zeros((1, 4), np.float32), base[:1]])
+    d, i = search.knn(base, queries, 10, "cosine")
+    np.testing.assert_array_equal(d[0], 0.0)
+    np.testing.assert_array_equal(i[0], np.arange(10))  # all tied: index order
+    assert d[1][i[1] == 2] == 0.0
+
+
+def test_results_independent_of_batch_and_threads(rng):
+    base = rng.standard_normal((3000, 40)).astype(np.float32)
+    queries = rng.standard_normal((64, 40)).astype(np.float32)
+    for metric in METRICS:
+        d, i = search.knn(base, queries, 5, metric)
+        for r in (0, 17, 63):  # the single-query scan path gives the same bits
+            d1, i1 = search.knn(base, queries[r : r + 1], 5, metric)
+            np.testing.assert_array_equal(d1[0], d[r])
+            np.testing.assert_array_equal(i1[0], i[r])
+        before = curata.get_num_threads()
+        try:
+            curata.set_num_threads(1)
+            d2, i2 = search.knn(base, queries, 5, metric)
+            d3, i3 = search.knn(base, queries[:3], 5, metric)
+        finally:
+            curata.set_num_threads(before)
+        np.testing.assert_array_equal(d2, d)
+        np.testing.assert_array_equal(i2, i)
+        np.testing.assert_array_equal(d3, d[:3])
+        np.testing.assert_array_equal(i3, i[:3])
+
+
+def test_multithreaded_paths_match_single_thread(rng):
+    # Large enough that both the query-block path (64 queries) and the base-split scan path
+    # (7 queries, per-thread heaps merged) use several threads when the machine has them.
+    base = rng.standard_normal((20000, 64)).astype(np.float32)
+    base[15000] = base[10]  # a duplicate across the two halves of the base split
+    queries = np.vstack([base[10:11], rng.standard_normal((63, 64)).astype(np.float32)])
+    for metric in METRICS:
+        for m in (64, 7):
+            d, i = search.knn(base, queries[:m], 12, metric)
+            before = curata.get_num_threads()
+            try:
+                curata.set_num_threads(1)
+                d1, i1 = search.knn(base, queries[:m], 12, metric)
+            finally:
+                curata.set_num_threads(before)
+            np.testing.assert_array_equal(d, d1)
+            np.testing.assert_array_equal(i, i1)
+            check_against_reference(base, queries[:m], 12, metric, d, i)
+        if metric == "l2":
+            assert i[0, 0] == 10 and i[0, 1] == 15000 and d[0, 0] == d[0, 1] == 0.0
+
+
+def test_empty_queries(rng):
+    base = rng.standard_normal((5, 3)).astype(np.float32)
+    d, i = search.knn(base, np.zeros((0, 3), np.float32), 2)
+    assert d.shape == i.shape == (0, 2)
+
+
+# ------------------------------------------------------------------------------ input kinds
+def test_float64_noncontiguous_float16_and_torch(rng):
+    base64 = rng.standard_normal((200, 24))
+    queries64 = rng.standard_normal((30, 48))[:, ::2]  # non-contiguous
+    assert not queries64.flags.c_contiguous
+    d, i = search.knn(base64, queries64, 4, "l2")
+    d32, i32 = search.knn(base64.astype(np.float32), np.ascontiguousarray(queries64, np.float32), 4, "l2")
+    np.testing.assert_array_equal(d, d32)
+    np.testing.assert_array_equal(i, i32)
+    check_against_reference(base64, queries64, 4, "l2", d, i)
+    d16, i16 = search.knn(base64.astype(np.float16), queries64.astype(np.float16), 4, "l2")
+    check_against_reference(base64.astype(np.float16), queries64.astype(np.float16), 4, "l2", d16, i16)
+    torch = pytest.importorskip("torch")
+    dt, it = search.knn(torch.from_numpy(base64), torch.from_numpy(queries64), 4, "l2")
+    assert isinstance(dt, torch.Tensor) and isinstance(it, torch.Tensor)
+    assert dt.dtype == torch.float32 and it.dtype == torch.int64
+    np.testing.assert_array_equal(dt.numpy(), d)
+    np.testing.assert_array_equal(it.numpy(), i)
+    gt, gi = search.knn_graph(torch.from_numpy(base64), 3)
+    assert isinstance(gi, torch.Tensor)
+
+
+# ------------------------------------------------------------------------------ knn_graph
+@pytest.mark.parametrize("metric", METRICS)
+def test_knn_graph_excludes_self_keeps_duplicates(rng, metric):
+    x = rng.standard_normal((120, 16)).astype(np.float32)
+    x[50] = x[10]  # exact duplicate pair
+    d, i = search.knn_graph(x, 6, metric)
+    assert d.shape == i.shape == (120, 6)
+    assert not np.any(i == np.arange(120)[:, None])
+    s = ref_scores(x, x, metric)
+    np.fill_diagonal(s, -np.inf)
+    kth = -np.sort(-s, axis=1)[:, 5]
+    got = np.take_along_axis(s, i, 1)
+    assert np.all(got >= kth[:, None] - 1e-4)
+    np.testing.assert_allclose(as_score(d, metric), got, atol=1e-4)
+    if metric != "ip":
+        assert i[10, 0] == 50 and i[50, 0] == 10
+    if metric == "l2":
+        assert d[10, 0] == 0.0 and d[50, 0] == 0.0
+
+
+def test_knn_graph_small_and_k_max(rng):
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    d, i = search.knn_graph(x, 1, "l2")
+    np.testing.assert_array_equal(i[:, 0], [1, 0])
+    x = rng.integers(-3, 4, size=(25, 4)).astype(np.float32)
+    for n in (5, 25):  # scan path (n < 20) and block path
+        d, i = search.knn_graph(x[:n], n - 1, "l2")
+        s = ref_scores(x[:n], x[:n], "l2")
+        np.fill_diagonal(s, -np.inf)
+        ref = ref_knn_exact(s, n - 1)
+        np.testing.assert_array_equal(i, ref)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_bad_input(rng):
+    base = rng.standard_normal((10, 4)).astype(np.float32)
+    q = rng.standard_normal((3, 4)).astype(np.float32)
+    bad = base.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"base must be finite.*row 7"):
+        search.knn(bad, q, 2)
+    badq = q.copy()
+    badq[1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"queries must be finite.*row 1"):
+        search.knn(base, badq, 2)
+    with pytest.raises(ValueError, match=r"x must be finite.*row 7"):
+        search.knn_graph(bad, 2)
+    # Non-finite rows are found through their (non-finite) dot products: check both paths, every
+    # metric, infinities meeting zeros (inf * 0 = NaN) and opposite infinities, and no queries.
+    big = rng.standard_normal((300, 4)).astype(np.float32)
+    for bad_row, value in ((0, np.nan), (123, np.inf), (299, -np.inf)):
+        b2 = big.copy()
+        b2[bad_row, 1] = value
+        b2[bad_row, 3] = -value
+        for m in (0, 1, 25):
+            queries = np.zeros((m, 4), np.float32)
+            queries[:, 1:] = 1.0
+            for metric in METRICS:
+                with pytest.raises(ValueError, match=rf"base must be finite.*row {bad_row}$"):
+                    search.knn(b2, queries, 3, metric)
+        with pytest.raises(ValueError, match=rf"x must be finite.*row {bad_row}$"):
+            search.knn_graph(b2, 3)
+        q2 = np.vstack([big[:30], big[:30]])
+        q2[bad_row % 60, 0] = value
+        with pytest.raises(ValueError, match=rf"queries must be finite.*row {bad_row % 60}$"):
+            search.knn(big, q2, 2, "l2")
+    # Huge finite values overflow float32 dot products: not an error (NaN/inf scores rank last).
+    huge = np.full((5, 4), 1e30, np.float32)
+    huge[1] = [1, 1, 1, 1]
+    huge[3] = [1, 2, 1, 1]
+    for metric in METRICS:
+        d, i = search.knn(huge, np.ones((2, 4), np.float32), 5, metric)
+        if metric == "l2":  # overflowed distances (inf or NaN) rank last, whatever their index
+            np.testing.assert_array_equal(i[0], [1, 3, 0, 2, 4])
+            np.testing.assert_array_equal(d[0, :2], [0, 1])
+            assert np.all(np.isinf(d[0, 2:]))
+    with pytest.raises(ValueError, match=r"queries must have 4 columns"):
+        search.knn(base, q[:, :3], 2)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 10\]"):
+        search.knn(base, q, 11)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 10\]"):
+        search.knn(base, q, 0)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 9\]"):
+        search.knn_graph(base, 10)
+    with pytest.raises(TypeError, match="k must be an int"):
+        search.knn(base, q, 2.0)
+    with pytest.raises(TypeError, match="k must be an int"):
+        search.knn(base, q, True)
+    with pytest.raises(ValueError, match="base must have at least one row"):
+        search.knn(np.zeros((0, 4), np.float32), q, 1)
+    with pytest.raises(ValueError, match=r"base must have shape \(N, D\)"):
+        search.knn(base[0], q, 1)
+    with pytest.raises(ValueError, match="at least one column"):
+        search.knn(np.zeros((3, 0), np.float32), np.zeros((1, 0), np.float32), 1)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        search.knn(base, q, 1, "euclidean")
+    with pytest.raises(ValueError, match="x must have at least 2 rows"):
+        search.knn_graph(base[:1], 1)
+    with pytest.raises(TypeError, match="base must have a real floating or integer dtype"):
+        search.knn(np.array([["a"]]), q, 1)
+
+
+# ------------------------------------------------------------------------------ fuzz
+@given(
+    n=st.integers(1, 40),
+    m=st.integers(0, 30),
+    dim=st.integers(1, 11),
+    metric=st.sampled_from(["ip", "l2"]),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_fuzz_exact_small_integers(n, m, dim, metric, seed, data):
+    r = np.random.default_rng(seed)
+    base = r.integers(-3, 4, size=(n, dim)).astype(np.float32)
+    queries = r.integers(-3, 4, size=(m, dim)).astype(np.float32)
+    k = data.draw(st.integers(1, n))
+    d, i = search.knn(base, queries, k, metric)
+    s = ref_scores(base, queries, metric)
+    ref = ref_knn_exact(s, k)
+    np.testing.assert_array_equal(i, ref)
+    np.testing.assert_array_equal(as_score(d, metric), np.take_along_axis(s, ref, 1) if m else np.zeros((0, k)))
+
+
+@given(n=st.integers(2, 30), dim=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_fuzz_cosine_and_graph(n, dim, seed, data):
+    r = np.random.default_rng(seed)
+    x = (r.standard_normal((n, dim)) * r.choice([1e-3, 1.0, 1e3])).astype(np.float32)
+    k = data.draw(st.integers(1, n - 1))
+    d, i = search.knn(x, x, k, "cosine")
+    check_against_reference(x, x, k, "cosine", d, i)
+    gd, gi = search.knn_graph(x, k, "l2")
+    s = ref_scores(x, x, "l2")
+    np.fill_diagonal(s, -np.inf)
+    scale = 2 * (x.astype(np.float64) ** 2).sum(1).max() + 1e-30
+    kth = -np.sort(-s, axis=1)[:, k - 1]
+    assert np.all(np.take_along_axis(s, gi, 1) >= kth[:, None] - 1e-5 * scale)
+    assert not np.any(gi == np.arange(n)[:, None])
+
+
+# ------------------------------------------------------------------------------ peers
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_against_faiss(rng, metric):
+    faiss = pytest.importorskip("faiss")
+    base = rng.standard_normal((4000, 64)).astype(np.float32)
+    queries = rng.standard_normal((100, 64)).astype(np.float32)
+    index = faiss.IndexFlatIP(64) if metric == "ip" else faiss.IndexFlatL2(64)
+    index.add(base)
+    fd, fi = index.search(queries, 10)
+    d, i = search.knn(base, queries, 10, metric)
+    np.testing.assert_allclose(d, fd, rtol=1e-4, atol=1e-3)
+    # Index sets agree except where float32 rounding reorders a near-tie.
+    agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i.tolist(), fi.tolist())])
+    assert agree > 0.995
+    check_against_reference(base, queries, 10, metric, d, i)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_against_sklearn(rng, metric):
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    x = rng.standard_normal((800, 20)).astype(np.float32)
+    nn = neighbors.NearestNeighbors(n_neighbors=5, algorithm="brute", metric="euclidean" if metric == "l2" else "cosine")
+    nn.fit(x.astype(np.float64))
+    sd, si = nn.kneighbors(x[:50].astype(np.float64))
+    d, i = search.knn(x, x[:50], 5, metric)
+    if metric == "l2":
+        np.testing.assert_allclose(np.sqrt(d), sd, atol=1e-3)
+    else:
+        np.testing.assert_allclose(1 - d, sd, atol=1e-5)
+    assert np.mean(i == si) > 0.99
+
+
+def test_eight_lane_kernel_in_subprocess(tmp_path):
+    # AVX-512 machines use a 16-lane kernel; CURATA_KNN_NO_AVX512=1 forces the 8-lane one that
+    # other CPUs run, so both are checked here against the float64 reference.
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import numpy as np, curata\n"
+        "from curata import search\n"
+        "r = np.random.default_rng(7)\n"
+        "b = r.standard_normal((3000, 45)).astype(np.float32)\n"
+        "q = r.standard_normal((50, 45)).astype(np.float32)\n"
+        "out = {}\n"
+        "for metric in ('ip', 'l2', 'cosine'):\n"
+        "    for m in (50, 3):\n"
+        "        d, i = search.knn(b, q[:m], 6, metric)\n"
+        "        out[f'{metric}{m}d'], out[f'{metric}{m}i'] = d, i\n"
+        f"np.savez(r'{tmp_path / 'out.npz'}', **out)\n"
+    )
+    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+    got = np.load(tmp_path / "out.npz")
+    r = np.random.default_rng(7)
+    b = r.standard_normal((3000, 45)).astype(np.float32)
+    q = r.standard_normal((50, 45)).astype(np.float32)
+    for metric in METRICS:
+        np.testing.assert_array_equal(got[f"{metric}3d"], got[f"{metric}50d"][:3])
+        np.testing.assert_array_equal(got[f"{metric}3i"], got[f"{metric}50i"][:3])
+        check_against_reference(b, q, 6, metric, got[f"{metric}50d"], got[f"{metric}50i"])
