@@ -121,6 +121,21 @@ def test_near_duplicates_chains_beyond_k():
     assert len(np.unique(g[30:])) == 20
 
 
+def test_near_duplicates_misses_pairs_outside_the_k_lists():
+    # two tight clusters of k + 1 points, 1.0 apart: every cross pair is within the threshold,
+    # but each row's k nearest are all in its own cluster, so with this k nothing links them
+    k = 4
+    rng = np.random.default_rng(2)
+    a = 1e-3 * rng.normal(size=(k + 1, 2))
+    b = a + np.array([1.0, 0.0]) + 1e-3 * rng.normal(size=(k + 1, 2))
+    x = np.vstack([a, b])
+    g_small = curate.near_duplicates(x, 1.5, metric="l2", k=k)
+    np.testing.assert_array_equal(g_small, [0] * (k + 1) + [k + 1] * (k + 1))
+    np.testing.assert_array_equal(g_small, ref_near_duplicates(x, 1.5, "l2", k))
+    # one more neighbour reaches across
+    np.testing.assert_array_equal(curate.near_duplicates(x, 1.5, metric="l2", k=k + 1), np.zeros(2 * k + 2))
+
+
 def test_near_duplicates_singletons_and_exact_copies():
     x = np.eye(5)
     np.testing.assert_array_equal(curate.near_duplicates(x, 0.5, k=2), np.arange(5))
@@ -316,6 +331,24 @@ def test_scores_graph_reuse_and_edge_cases():
         curate.outlier_scores(x, k=30)
     with pytest.raises(ValueError, match="finite"):
         curate.uniqueness(np.full((4, 2), np.nan))
+
+
+@settings(max_examples=40, deadline=None)
+@given(points, st.sampled_from(["cosine", "l2"]))
+def test_score_laws(case, metric):
+    n, k, seed = case
+    x = _data(n, seed) + 0.1
+    g = knn_graph(x, n - 1, metric)
+    u_all = [curate.uniqueness(None, k=j, metric=metric, graph=(g[0][:, :j], g[1][:, :j])) for j in range(1, n)]
+    # the mean of the j nearest distances never decreases with j
+    for lo, hi in zip(u_all, u_all[1:]):
+        assert np.all(hi >= lo - 1e-6)
+    o = curate.outlier_scores(None, k=k, metric=metric, graph=(g[0][:, :k], g[1][:, :k]))
+    u = u_all[k - 1]
+    assert np.all((o >= 0) & (o < 1))
+    # a monotone transform of the uniqueness at the same k: same order
+    i, j = np.nonzero(u[:, None] < u[None, :] - 1e-9)
+    assert np.all(o[i] <= o[j])
 
 
 # --------------------------------------------------------------------------- labels

@@ -179,7 +179,8 @@ def near_duplicates(x: Any, threshold: float, metric: str = "cosine", k: int = 1
     k : int
         Neighbours examined per row, 1 <= k <= N - 1.
     graph : (distances, indices), optional
-        ``curata.search.knn_graph(x, k, metric)`` computed beforehand (same ``k`` and metric).
+        ``curata.search.knn_graph(x, k, metric)`` computed beforehand (same ``k`` and metric; a
+        different ``k`` is refused, a different metric only when its values do not fit).
 
     Returns
     -------
