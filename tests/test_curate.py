@@ -142,6 +142,9 @@ def test_near_duplicates_singletons_and_exact_copies():
     y = np.vstack([x, x[2:3], x[0:1]])
     np.testing.assert_array_equal(curate.near_duplicates(y, 0.0, metric="l2", k=2), [0, 1, 2, 3, 4, 2, 0])
     np.testing.assert_array_equal(curate.near_duplicates(y, 1e-6, metric="cosine", k=2), [0, 1, 2, 3, 4, 2, 0])
+    for dtype in (np.int32, np.float16, np.float32):
+        np.testing.assert_array_equal(curate.near_duplicates(y.astype(dtype), 0.0, metric="l2", k=2), [0, 1, 2, 3, 4, 2, 0])
+    np.testing.assert_array_equal(curate.near_duplicates(y.tolist(), 0.0, metric="l2", k=2), [0, 1, 2, 3, 4, 2, 0])
 
 
 def test_near_duplicates_graph_reuse_and_torch_and_dtypes():
