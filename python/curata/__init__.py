@@ -2,13 +2,14 @@
 
 Modules: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing, WBF, soft-NMS,
 matching), :mod:`curata.scores` (uncertainty scores), :mod:`curata.metrics` (exact COCO
-evaluation), :mod:`curata.drift` (per-column two-sample drift tests and distances) and
-:mod:`curata.search` (exact k-nearest-neighbour search and kNN graphs).
+evaluation), :mod:`curata.drift` (per-column two-sample drift tests and distances),
+:mod:`curata.search` (exact k-nearest-neighbour search and kNN graphs) and :mod:`curata.curate`
+(near-duplicates, uniqueness, outlier scores, class balance).
 """
 
 from __future__ import annotations
 
-from . import boxes, drift, metrics, scores, search
+from . import boxes, curate, drift, metrics, scores, search
 from ._runtime import (
     build_info,
     cuda_unavailable_reason,
@@ -24,6 +25,7 @@ warn_on_bad_thread_env()
 
 __all__ = [
     "boxes",
+    "curate",
     "drift",
     "metrics",
     "scores",
