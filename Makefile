@@ -1,7 +1,7 @@
 # curata — two commands on a fresh machine:
 #   make demo   create .venv, build, run the post-processing demo on generated data
 #   make test   create .venv, build, run the whole test suite
-# Other targets: build, bench SUITE=boxes [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
+# Other targets: build, bench SUITE=boxes|ensemble|coco|drift [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
 
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +21,7 @@ BENCH_VENV := .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_STAMP := $(BENCH_VENV)/.deps-stamp
 BENCH_BUILD_STAMP := $(BENCH_VENV)/.build-stamp
-BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1
+BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy
 
 .PHONY: demo test build bench bench-venv gpu-check cuda-sim clean venv
 

@@ -96,6 +96,11 @@ class Case:
     check: Callable[[], Check] | None = None
     # Extra calls per sample are never less than this (e.g. to amortise a launch).
     min_number: int = 1
+    # Per-case overrides for cases whose slowest contender takes seconds to a minute per call
+    # (pycocotools at COCO-val size): warm-up calls (None: the config's; the check has already
+    # run every contender once) and a cap on the interleaved rounds (None: no cap).
+    warmup: int | None = None
+    max_repeats: int | None = None
 
 
 # -------------------------------------------------------------------------------------- timing
@@ -202,7 +207,7 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
         if c.fn is None:
             continue
         try:
-            for _ in range(cfg.warmup):
+            for _ in range(cfg.warmup if case.warmup is None else case.warmup):
                 timer.sample(c.fn, 1)
             # Calibrate: grow number until one sample lasts min_sample_s.
             number = case.min_number
@@ -226,6 +231,8 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
     repeats = cfg.repeats
     if round_cost * repeats > cfg.case_budget_s:
         repeats = max(cfg.min_repeats, int(cfg.case_budget_s // max(round_cost, 1e-9)))
+    if case.max_repeats is not None:
+        repeats = max(1, min(repeats, case.max_repeats))
     samples: dict[str, list[float]] = {c.name: [] for c in live}
     faults: dict[str, list[float]] = {c.name: [] for c in live}
     k = len(live)
@@ -386,8 +393,22 @@ def _version(module: str) -> str | None:
         return None
 
 
-def machine_facts(device: str) -> dict[str, Any]:
-    """What the numbers depend on: CPU, cores, threads, library versions, curata build, GPU."""
+def _dist_version(dist: str) -> str | None:
+    """Installed version of a distribution (pip name), None when it is not installed."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        return version(dist)
+    except (ImportError, PackageNotFoundError):
+        return None
+
+
+def machine_facts(device: str, peers: Iterable[str] = ()) -> dict[str, Any]:
+    """What the numbers depend on: CPU, cores, threads, library versions, curata build, GPU.
+
+    ``peers``: distribution names (pip names, e.g. ``"ensemble-boxes"``) of a suite's peer
+    libraries, whose versions are recorded next to curata's, numpy's, torch's and torchvision's.
+    """
     import curata  # noqa: PLC0415
 
     try:
@@ -403,7 +424,8 @@ def machine_facts(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "curata_threads": curata.get_num_threads(),
         "env": {k: os.environ[k] for k in ("CURATA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
-        "versions": {m: _version(m) for m in ("curata", "numpy", "torch", "torchvision")},
+        "versions": {**{m: _version(m) for m in ("curata", "numpy", "torch", "torchvision")},
+                     **{d: _dist_version(d) for d in peers}},
         "curata_build": curata.build_info(),
         "git": _git_state(),
         "curata_devices": curata.devices(),
@@ -472,6 +494,9 @@ def machine_line(facts: dict[str, Any]) -> str:
             v.get("numpy"), v.get("torch"), v.get("torchvision"), facts["python"],
         ),
     ]
+    extra = [k for k in v if k not in ("curata", "numpy", "torch", "torchvision")]
+    if extra:
+        parts[-1] += "; " + ", ".join(f"{k} {v[k] or 'not installed'}" for k in extra)
     if facts.get("loadavg_start") is not None:
         load = f"load average {facts['loadavg_start'][0]} at start"
         if facts.get("loadavg_end") is not None:

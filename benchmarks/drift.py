@@ -1,43 +1,66 @@
-"""Per-column two-sample drift statistics: curata.drift vs a loop of scipy.stats calls.
+"""Suite ``drift``: per-column two-sample tests and the MMD permutation test against their peers.
 
-    python -m benchmarks.drift [--quick] [--repeats N] [--only REGEX] [--write]
+Run with ``python -m benchmarks.run drift [--quick]`` (CPU only).
 
-Every case compares a reference (n, D) with a current (m, D) float64 sample: standard normal
-columns, a quarter of them shifted by 0.05 and an eighth scaled by 1.02, so both the "no drift"
-and the "drift" p-value paths run. curata computes all D columns in one call (its thread count is
-the machine's unless CURATA_NUM_THREADS says otherwise; a 1-thread row is reported too); the peer
-is ``[scipy.stats.<test>(ref[:, j], cur[:, j]) for j in range(D)]`` with default arguments, which
-is what a per-feature drift check does. Results are compared before timing (statistic and p-value
-to 1e-12 relative).
+Per-column tests (``TEST n vs m x D``: ks, cramervonmises, mannwhitneyu, wasserstein, energy):
+a reference (n, D) and a current (m, D) float64 sample with standard normal columns, a quarter of
+them shifted by 0.05 and an eighth scaled by 1.02, so both the "no drift" and the "drift" p-value
+paths run. curata computes all D columns in one call with its default threads
+(``CURATA_NUM_THREADS`` or every available core) and, as a second contender, with one thread
+(``curata, 1 thread``: its ratio is the thread speed-up). The peer ``scipy loop`` is
+``[scipy.stats.<test>(ref[:, j], cur[:, j]) for j in range(D)]`` with default arguments, which is
+what a per-feature drift check does. Checked before timing: statistic and p-value of every
+contender equal curata's to 1e-12 relative. Sizes: 100k vs 100k x 64 (ks only), 10k vs 10k x 64
+and 1k vs 1k x 64 (all five tests); ``--quick``: 1k only.
 
-Rounds are interleaved (round r rotates the contender order) and the table reports the median per
-contender and the ratio time / curata (> 1: curata is faster). Self-contained: prints a markdown
-table (the shared harness was not on main when this was written).
+MMD (``mmd n + m x D, B=100``): standard normal float32 rows, ``cur`` shifted by 0.02 in every
+column; median-heuristic bandwidth, 100 permutations, seed 0. ``curata.drift.mmd`` evaluates all
+101 labellings in one tiled pass (memory O(N (D + B))). The peers are what dense implementations
+do (alibi-detect's PyTorch MMD backend, Evidently's embedding MMD), written here in float64 torch
+on the CPU: build the full pooled (N x N) kernel matrix, then either index it with each permuted
+order and sum the three blocks (``dense torch (index per permutation)``, only at 2k + 2k: minutes
+beyond) or use the same algebra as curata with one BLAS GEMM ``K @ labels``
+(``dense torch (K @ labels GEMM)``, up to 5k + 5k: dense memory is N^2 x 8 bytes plus a
+temporary). They get curata's bandwidth and the labellings of ``curata.drift.permutation_labels``
+(both computed once, outside the timing) and must reproduce curata's statistic and its 100 null
+statistics to 1e-9 before anything is timed. Sizes: 2k, 5k and 10k per side (10k: curata alone);
+``--quick``: 1k + 1k with both dense peers.
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
-import os
-import platform
-import re
-import statistics
-import sys
-import time
+import functools
 import warnings
+from typing import Callable
 
 import numpy as np
 
+from ._harness import Case, Check, Contender, contender
+
+PEER_DISTRIBUTIONS = ("scipy",)
 TESTS = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy")
-CASES = {
-    # name: (n, m, D, tests)
+# name: (n, m, D, tests)
+COLUMN_CASES = {
     "100k vs 100k x 64": (100_000, 100_000, 64, ("ks",)),
     "10k vs 10k x 64": (10_000, 10_000, 64, TESTS),
     "1k vs 1k x 64": (1_000, 1_000, 64, TESTS),
 }
+COLUMN_QUICK = ("1k vs 1k x 64",)
+COLUMN_RTOL = 1e-12
+
+# (n, m, D, B, dense peers, warm-up override, max rounds); the 1k case is the --quick one.
+MMD_CASES = [
+    (2_000, 2_000, 512, 100, ("index", "gemm"), 0, 3),
+    (5_000, 5_000, 512, 100, ("gemm",), 1, 5),
+    (10_000, 10_000, 512, 100, (), 1, 5),
+]
+MMD_QUICK = [(1_000, 1_000, 512, 100, ("index", "gemm"), 0, 3)]
+MMD_ATOL = 1e-9
+DENSE_NAMES = {"index": "dense torch (index per permutation)", "gemm": "dense torch (K @ labels GEMM)"}
 
 
+# ------------------------------------------------------------------------------------------ data
+@functools.lru_cache(maxsize=1)  # the five tests of one size share the data
 def make_data(n, m, d, seed=0):
     rng = np.random.default_rng(seed)
     ref = rng.normal(size=(n, d))
@@ -47,15 +70,23 @@ def make_data(n, m, d, seed=0):
     return ref, cur
 
 
+def make_mmd_data(n, m, d, seed=0):
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n, d)).astype(np.float32)
+    cur = (rng.normal(size=(m, d)) + 0.02).astype(np.float32)
+    return ref, cur
+
+
+# ---------------------------------------------------------------------------- per-column tests
 def _curata(test, ref, cur, threads=None):
-    import curata
-    from curata import drift
+    import curata  # noqa: PLC0415
+    from curata import drift  # noqa: PLC0415
 
     fn = getattr(drift, test)
+    if threads is None:
+        return lambda: fn(ref, cur)
 
     def run():
-        if threads is None:
-            return fn(ref, cur)
         before = curata.get_num_threads()
         curata.set_num_threads(threads)
         try:
@@ -67,7 +98,7 @@ def _curata(test, ref, cur, threads=None):
 
 
 def _scipy(test, ref, cur):
-    from scipy import stats
+    from scipy import stats  # noqa: PLC0415
 
     fn = {
         "ks": stats.ks_2samp,
@@ -91,111 +122,175 @@ def _values(result):
         p = np.array([getattr(r, "pvalue", np.nan) for r in result], dtype=np.float64)
     else:
         stat = np.asarray(result.statistic, dtype=np.float64)
-        p = np.asarray(getattr(result, "pvalue", None) if getattr(result, "pvalue", None) is not None else np.full(stat.shape, np.nan))
+        pvalue = getattr(result, "pvalue", None)
+        p = np.asarray(pvalue, dtype=np.float64) if pvalue is not None else np.full(stat.shape, np.nan)
     return stat, p
 
 
 def _max_rel(a, b) -> float:
+    if a.shape != b.shape:
+        return float("inf")
     with np.errstate(all="ignore"):
         rel = np.abs(a - b) / np.abs(b)
     rel[(a == b) | (np.isnan(a) & np.isnan(b))] = 0.0
     return float(np.max(rel, initial=0.0))
 
 
-def machine_line() -> str:
-    import curata
-    import scipy
-
-    cpu = platform.processor() or platform.machine()
+def _column_check(contenders: list[Contender]) -> Check:
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, {n_cpus} CPUs available, Python {platform.python_version()}, numpy {np.__version__}, "
-        f"scipy {scipy.__version__}; curata {curata.__version__} ({curata.get_num_threads()} threads); "
-        f"load average {os.getloadavg()[0]:.2f}"
-    )
+        ours = _values(contenders[0].fn())
+    except Exception as exc:  # noqa: BLE001
+        return Check("unchecked", f"curata failed, peers timed alone: {type(exc).__name__}: {exc}")
+    problems, worst = [], 0.0
+    for c in contenders[1:]:
+        if c.fn is None:
+            continue
+        stat, p = _values(c.fn())
+        diff = max(_max_rel(stat, ours[0]), _max_rel(p, ours[1]))
+        worst = max(worst, diff) if c.name == "scipy loop" else worst
+        if not diff <= COLUMN_RTOL:
+            problems.append(f"{c.name} differs from curata by {diff:.3g} (relative)")
+    if problems:
+        return Check("mismatch", "; ".join(problems))
+    peer = next(c for c in contenders if c.name == "scipy loop")
+    if peer.fn is None:
+        return Check("unchecked", f"scipy missing: {peer.skip_reason}")
+    return Check("ok", f"statistic and p-value of {ours[0].size} columns equal scipy's "
+                 f"(max relative difference {worst:.3g})")
 
 
-def run_case(name, n, m, d, tests, repeats):
-    import curata
+def _column_case(label: str, test: str, n: int, m: int, d: int) -> Case:
+    import curata  # noqa: PLC0415
 
     ref, cur = make_data(n, m, d)
-    rows = []
-    for test in tests:
-        contenders = {
-            "curata": _curata(test, ref, cur),
-            "curata, 1 thread": _curata(test, ref, cur, threads=1),
-            "scipy loop": _scipy(test, ref, cur),
-        }
-        if curata.get_num_threads() == 1:
-            del contenders["curata, 1 thread"]
-        times = {k: [] for k in contenders}
-        ours = None
-        for label, fn in contenders.items():  # check + warm-up round
-            t = time.perf_counter()
-            result = fn()
-            times[label].append(time.perf_counter() - t)
-            stat, p = _values(result)
-            if ours is None:
-                ours = (stat, p)
-            else:
-                worst = max(_max_rel(ours[0], stat), _max_rel(ours[1], p))
-                if worst > 1e-12:
-                    raise SystemExit(f"{name} {test}: {label} differs from curata by {worst:.3g} (relative)")
-        labels = list(contenders)
-        for r in range(repeats - 1):
-            for label in labels[r % len(labels):] + labels[: r % len(labels)]:
-                gc.collect()
-                gc.disable()
-                t = time.perf_counter()
-                contenders[label]()
-                times[label].append(time.perf_counter() - t)
-                gc.enable()
-        base = statistics.median(times["curata"])
-        for label in labels:
-            med = statistics.median(times[label])
-            rows.append((name, test, label, med, len(times[label]), med / base))
-        print(f"# {name} {test}: " + ", ".join(f"{lab} {statistics.median(times[lab]):.4f} s" for lab in labels),
-              file=sys.stderr)
-    return rows
+    params = {"test": test, "n": n, "m": m, "columns": d, "dtype": "float64",
+              "data": "N(0,1) columns; a quarter shifted by 0.05, an eighth scaled by 1.02", "seed": 0}
+    contenders = [Contender("curata", _curata(test, ref, cur))]
+    if curata.get_num_threads() > 1:
+        contenders.append(Contender("curata, 1 thread", _curata(test, ref, cur, threads=1),
+                                    note="curata.set_num_threads(1) around the call"))
+    contenders.append(contender("scipy loop", lambda: _scipy(test, ref, cur),
+                                note=f"[scipy.stats.<{test}>(ref[:, j], cur[:, j]) for j in range(D)]"))
+    return Case(f"{test} {label}", test, params, contenders, check=lambda: _column_check(contenders))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.drift", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="only the 1k case, 3 rounds")
-    p.add_argument("--repeats", type=int, default=7, help="rounds per contender (default 7)")
-    p.add_argument("--only", default=None, help="regular expression on case names")
-    p.add_argument("--write", action="store_true", help="also write benchmarks/results/drift-cpu-<N>c.md")
-    args = p.parse_args(argv)
-    cases = dict(CASES)
-    if args.quick:
-        cases = {"1k vs 1k x 64": CASES["1k vs 1k x 64"]}
-        args.repeats = min(args.repeats, 3)
-    if args.only:
-        cases = {k: v for k, v in cases.items() if re.search(args.only, k)}
-    lines = [f"machine at start: {machine_line()}", ""]
-    rows = []
-    for name, (n, m, d, tests) in cases.items():
-        rows += run_case(name, n, m, d, tests, args.repeats)
-    lines += ["| case | test | contender | median s | rounds | time / curata |", "|---|---|---|---:|---:|---:|"]
-    for name, test, label, med, k, ratio in rows:
-        lines.append(f"| {name} | {test} | {label} | {med:.4f} | {k} | {ratio:.2f}× |")
-    lines += ["", f"load average at end: {os.getloadavg()[0]:.2f}"]
-    text = "\n".join(lines)
-    print(text)
-    if args.write and not args.quick and not args.only:
-        n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"drift-cpu-{n_cpus}c.md")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out, "w") as f:
-            f.write("# drift benchmark (python -m benchmarks.drift --write)\n\n" + text + "\n")
-        print(f"wrote {out}", file=sys.stderr)
-    return 0
+# ------------------------------------------------------------------------------------------ MMD
+def _dense_kernel(ref, cur, sigma):
+    import torch  # noqa: PLC0415
+
+    z = torch.from_numpy(np.vstack([ref, cur]).astype(np.float64))
+    d2 = torch.cdist(z, z).pow_(2)
+    return torch.exp_(d2.mul_(-1.0 / (2.0 * sigma * sigma)))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def dense_torch_gemm(ref, cur, sigma, labels):
+    """Dense kernel matrix, then the same quadratic forms as curata with one BLAS GEMM (K @ A)."""
+    import torch  # noqa: PLC0415
+
+    k = _dense_kernel(ref, cur, sigma)
+    k.fill_diagonal_(0.0)  # unbiased: drop the diagonal (RBF diagonal is 1)
+    n, m = len(ref), len(cur)
+    a = torch.from_numpy(labels.astype(np.float64))
+    ka = k @ a
+    q = (a * ka).sum(0)  # S_xx off-diagonal
+    lin = ka.sum(0)  # a'K1
+    t = k.sum()
+    sxy = lin - q
+    syy = t - 2 * lin + q
+    return (q / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * sxy / (n * m)).numpy()
+
+
+def dense_torch(ref, cur, sigma, labels):
+    """All B + 1 unbiased MMD^2 from a dense kernel matrix, one indexing per labelling."""
+    import torch  # noqa: PLC0415
+
+    k = _dense_kernel(ref, cur, sigma)
+    n, m = len(ref), len(cur)
+    out = []
+    for p in range(labels.shape[1]):
+        a = torch.from_numpy(labels[:, p].astype(bool))
+        order = torch.cat([torch.nonzero(a).flatten(), torch.nonzero(~a).flatten()])
+        kp = k[order][:, order]
+        kxx, kyy, kxy = kp[:n, :n], kp[n:, n:], kp[:n, n:]
+        out.append(
+            float((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+                  - 2.0 * kxy.sum() / (n * m))
+        )
+    return np.array(out)
+
+
+def _mmd_name(n: int, m: int, d: int, b: int) -> str:
+    return f"mmd {n // 1000}k + {m // 1000}k x {d}, B={b}"
+
+
+def _mmd_check(contenders: list[Contender]) -> Check:
+    try:
+        r = contenders[0].fn()
+    except Exception as exc:  # noqa: BLE001
+        return Check("unchecked", f"curata failed, peers timed alone: {type(exc).__name__}: {exc}")
+    ours = np.concatenate([[r.statistic], r.null_statistics])
+    problems, compared, worst = [], [], 0.0
+    for c in contenders[1:]:
+        if c.fn is None:
+            continue
+        got = np.asarray(c.fn(), dtype=np.float64)
+        err = float(np.max(np.abs(got - ours))) if got.shape == ours.shape else float("inf")
+        worst = max(worst, err)
+        compared.append(c.name)
+        if not err <= MMD_ATOL:
+            problems.append(f"{c.name} disagrees with curata by {err:.3g}")
+    if problems:
+        return Check("mismatch", "; ".join(problems))
+    if not compared:
+        skipped = [c.skip_reason for c in contenders[1:] if c.fn is None]
+        if skipped:
+            return Check("unchecked", f"dense peers missing: {skipped[0]}")
+        return Check("none", "no dense peer at this size (dense memory too large to be practical)")
+    return Check("ok", f"statistic and {len(ours) - 1} null statistics equal to {MMD_ATOL:g} "
+                 f"(max |diff| {worst:.3g})")
+
+
+def _mmd_case(n: int, m: int, d: int, b: int, dense: tuple[str, ...], warmup: int | None,
+              max_repeats: int | None) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = make_mmd_data(n, m, d)
+    big_n = n + m
+    params = {"n": n, "m": m, "dim": d, "permutations": b, "dtype": "float32 (dense peers: float64)",
+              "kernel": "RBF, median-heuristic bandwidth", "seed": 0,
+              "curata_memory_mib": round(big_n * (d + b) * 8 / 2**20),
+              "dense_memory_mib": round(2 * big_n * big_n * 8 / 2**20)}
+    contenders = [Contender("curata", lambda: drift.mmd(ref, cur, n_permutations=b, seed=0),
+                            note="curata.drift.mmd, all labellings in one tiled pass")]
+    if dense:
+        # Bandwidth and labellings as curata uses them, computed once outside the timing.
+        sigma = drift.mmd(ref, cur, n_permutations=b, seed=0).bandwidth
+        labels = drift.permutation_labels(n, m, b, 0)
+        for kind in dense:
+            fn = dense_torch if kind == "index" else dense_torch_gemm
+
+            def make(fn=fn):
+                import torch  # noqa: PLC0415, F401
+
+                return lambda: fn(ref, cur, sigma, labels)
+
+            contenders.append(contender(DENSE_NAMES[kind], make,
+                                        note=f"float64 torch, dense (N x N) kernel: ~{params['dense_memory_mib']} MiB"))
+    return Case(_mmd_name(n, m, d, b), "mmd", params, contenders, check=lambda: _mmd_check(contenders),
+                warmup=warmup, max_repeats=max_repeats)
+
+
+# ---------------------------------------------------------------------------------------- cases
+def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
+    """The suite's plan: (case name, builder) pairs; per-column cases first, then MMD."""
+    if device != "cpu":
+        raise SystemExit("suite drift runs on the CPU only (curata.drift has no CUDA path)")
+    plan: list[tuple[str, Callable[[], Case]]] = []
+    for label, (n, m, d, tests) in COLUMN_CASES.items():
+        if quick and label not in COLUMN_QUICK:
+            continue
+        for test in tests:
+            plan.append((f"{test} {label}", lambda a=(label, test, n, m, d): _column_case(*a)))
+    for spec in MMD_QUICK if quick else MMD_CASES:
+        plan.append((_mmd_name(*spec[:4]), lambda s=spec: _mmd_case(*s)))
+    return plan

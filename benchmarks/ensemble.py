@@ -1,31 +1,38 @@
-"""Ensembling benchmark: curata.boxes.wbf / soft_nms against ensemble-boxes, CPU.
+"""Suite ``ensemble``: curata.boxes.wbf / soft_nms against ensemble-boxes (CPU only).
 
-Self-contained (no shared harness yet): for each case the results are compared first (a case
-whose results differ is reported, not timed), then curata and ensemble-boxes are timed in
-interleaved rounds (the order rotates every round), each sample repeating the call enough times
-to last >= 20 ms; the table shows the median per-call time over the rounds and the ratio
-ensemble-boxes / curata (> 1: curata is faster).
+Run with ``python -m benchmarks.run ensemble [--quick]``. Every case generates its data from its
+own seed, hands the very same arrays to both contenders, compares their results (boxes, scores
+and labels to 1e-6 absolute) and only then times them.
 
-    python -m benchmarks.ensemble [--quick] [--rounds N] [--threads N]
+Cases:
 
-Data: every model detects the same objects with jitter (plus misses and false positives), so
-clusters really form; scores are distinct. Soft-NMS runs on proposals clustered around objects
-(heavy overlap) and on scattered boxes.
+- ``wbf 3 models x N boxes, L labels`` (N = 100, 300, 1000; quick: 100, 1000; L = 1, 20): one
+  image, ``curata.boxes.wbf`` vs ``ensemble_boxes.weighted_boxes_fusion``.
+- ``wbf I images x 3 models x 300 boxes, 20 labels`` (I = 32; quick: 8): curata fuses every image
+  in one call (``image_ids``, parallel over images) against a Python loop of
+  ``weighted_boxes_fusion`` over the images.
+- ``soft_nms METHOD, 1000 KIND boxes`` (linear / gaussian; clustered / scattered proposals):
+  ``curata.boxes.soft_nms`` vs ``ensemble_boxes.soft_nms``, iou 0.3, sigma 0.5, threshold 0.001.
+
+Data: every model detects the same objects with jitter (plus misses), so clusters really form;
+boxes are normalised to [0, 1] and scores are distinct.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import statistics
-import sys
-import time
 import warnings
+from typing import Any, Callable
 
 import numpy as np
 
+from ._harness import Case, Check, Contender, contender
 
+PEER_DISTRIBUTIONS = ("ensemble-boxes",)
+PEER = "ensemble-boxes"
+SOFT_NMS = {"iou": 0.3, "sigma": 0.5, "threshold": 0.001}
+
+
+# ------------------------------------------------------------------------------------------ data
 def make_models(rng, n_models, n_boxes, n_labels):
     """n_models x n_boxes detections of about 0.8 * n_boxes objects, boxes normalised to [0, 1]."""
     n_objects = max(1, int(n_boxes / 0.9))
@@ -45,6 +52,7 @@ def make_models(rng, n_models, n_boxes, n_labels):
 
 
 def proposals(rng, n, clustered):
+    """``n`` proposals in [0, 1]: around ``n // 25`` objects (heavy overlap) or scattered."""
     if clustered:
         k = max(1, n // 25)
         centers = rng.random((k, 2)) * 0.8 + 0.1
@@ -58,131 +66,136 @@ def proposals(rng, n, clustered):
     return np.concatenate([c - s / 2, c + s / 2], axis=1).clip(0, 1), rng.random(n)
 
 
-def same(a, b, atol=1e-6):
-    return all(np.shape(x) == np.shape(y) and np.allclose(x, y, rtol=0, atol=atol) for x, y in zip(a, b))
+# --------------------------------------------------------------------------------------- checks
+def _compare(ours: list, peer: list, what: tuple[str, ...], atol: float = 1e-6) -> Check:
+    """Same shapes and values (absolute ``atol``) for each pair of arrays named in ``what``."""
+    problems, worst = [], 0.0
+    for name, x, y in zip(what, ours, peer):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape:
+            problems.append(f"{name} shape {x.shape} vs {y.shape}")
+            continue
+        diff = float(np.max(np.abs(x - y), initial=0.0))
+        worst = max(worst, diff)
+        if not diff <= atol:
+            problems.append(f"{name} differ by up to {diff:.3g}")
+    if problems:
+        return Check("mismatch", f"curata vs {PEER}: " + "; ".join(problems))
+    return Check("ok", f"same {len(np.asarray(ours[0]))} {what[0]}, max |diff| {worst:.3g}")
 
 
-def cases(quick):
-    import ensemble_boxes
+def _checked(contenders: list[Contender], convert: Callable[[Any], list], what: tuple[str, ...]) -> Callable[[], Check]:
+    """Check comparing curata's result with the peer's after ``convert`` (peer -> arrays)."""
 
-    import curata.boxes as cb
+    def check() -> Check:
+        if contenders[1].fn is None:
+            return Check("unchecked", f"{PEER} missing: {contenders[1].skip_reason}")
+        try:
+            ours = contenders[0].fn()
+        except Exception as exc:  # noqa: BLE001
+            return Check("unchecked", f"curata failed, peer timed alone: {type(exc).__name__}: {exc}")
+        return _compare(list(ours)[: len(what)], convert(contenders[1].fn()), what)
 
-    rng = np.random.default_rng(2024)
-    sizes = (100, 1000) if quick else (100, 300, 1000)
-    for n_labels in (1, 20):
-        for n in sizes:
-            bl, sl, ll = make_models(rng, 3, n, n_labels)
+    return check
 
-            def ours(bl=bl, sl=sl, ll=ll):
-                return cb.wbf(bl, sl, ll)
 
-            def peer(bl=bl, sl=sl, ll=ll):
-                return ensemble_boxes.weighted_boxes_fusion(bl, sl, ll)
+def _quiet_peer() -> None:
+    # ensemble-boxes warns once per clipped or swapped box; printing them would be timed.
+    warnings.filterwarnings("ignore", module=r"ensemble_boxes")
 
-            yield f"wbf 3 models x {n} boxes, {n_labels} label{'s' if n_labels > 1 else ''}", ours, peer, same
 
-    # Many images in one call (parallel over images) against a loop over images.
-    n_images = 8 if quick else 32
+# ---------------------------------------------------------------------------------------- cases
+def _wbf_case(n: int, n_labels: int, seed: int) -> Case:
+    import curata.boxes as cb  # noqa: PLC0415
+
+    bl, sl, ll = make_models(np.random.default_rng(seed), 3, n, n_labels)
+    params = {"models": 3, "boxes_per_model": n, "labels": n_labels, "iou_thr": 0.55, "skip_box_thr": 0.0,
+              "dtype": "float64", "seed": seed, "input": "lists of numpy arrays, one per model"}
+
+    def make_peer():
+        import ensemble_boxes  # noqa: PLC0415
+
+        _quiet_peer()
+        return lambda: ensemble_boxes.weighted_boxes_fusion(bl, sl, ll)
+
+    contenders = [Contender("curata", lambda: cb.wbf(bl, sl, ll)), contender(PEER, make_peer)]
+    name = f"wbf 3 models x {n} boxes, {n_labels} label{'s' if n_labels > 1 else ''}"
+    return Case(name, "wbf", params, contenders,
+                check=_checked(contenders, lambda r: list(r), ("boxes", "scores", "labels")))
+
+
+def _wbf_batch_case(n_images: int, seed: int) -> Case:
+    import curata.boxes as cb  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
     images = [make_models(rng, 3, 300, 20) for _ in range(n_images)]
     flat = [[np.concatenate([im[k][m] for im in images]) for m in range(3)] for k in range(3)]
     ids = [np.concatenate([np.full(len(im[0][m]), i) for i, im in enumerate(images)]) for m in range(3)]
+    params = {"images": n_images, "models": 3, "boxes_per_model": 300, "labels": 20, "dtype": "float64",
+              "seed": seed, "input": "curata: one call with image_ids; ensemble-boxes: a loop over images"}
 
-    def ours_batch():
-        return cb.wbf(*flat, image_ids=ids)
+    def make_peer():
+        import ensemble_boxes  # noqa: PLC0415
 
-    def peer_batch():
-        return [ensemble_boxes.weighted_boxes_fusion(*im) for im in images]
+        _quiet_peer()
+        return lambda: [ensemble_boxes.weighted_boxes_fusion(*im) for im in images]
 
-    def check_batch(a, b):
-        return same(a[:3], [np.concatenate([x[k] for x in b]) for k in range(3)])
+    contenders = [Contender("curata", lambda: cb.wbf(*flat, image_ids=ids)),
+                  contender(PEER, make_peer, note="Python loop over the images")]
 
-    yield f"wbf {n_images} images x 3 models x 300 boxes, 20 labels", ours_batch, peer_batch, check_batch
+    def convert(per_image: list) -> list:
+        return [np.concatenate([x[k] for x in per_image]) for k in range(3)]
 
+    return Case(f"wbf {n_images} images x 3 models x 300 boxes, 20 labels", "wbf_batch", params, contenders,
+                check=_checked(contenders, convert, ("boxes", "scores", "labels")))
+
+
+def _soft_nms_case(method: str, clustered: bool, seed: int) -> Case:
+    import curata.boxes as cb  # noqa: PLC0415
+
+    boxes, scores = proposals(np.random.default_rng(seed), 1000, clustered)
+    labels = np.zeros(1000, dtype=np.int64)
+    code = {"linear": 1, "gaussian": 2}[method]
+    kind = "clustered" if clustered else "scattered"
+    params = {"n_boxes": 1000, "method": method, "data": kind, "dtype": "float64", "seed": seed, **SOFT_NMS}
+
+    def ours():
+        idx, _ = cb.soft_nms(boxes, scores, SOFT_NMS["iou"], SOFT_NMS["sigma"], method, SOFT_NMS["threshold"])
+        return boxes[idx], scores[idx]
+
+    def make_peer():
+        import ensemble_boxes  # noqa: PLC0415
+
+        _quiet_peer()
+
+        def peer():
+            b, s, _ = ensemble_boxes.soft_nms([boxes], [scores], [labels], method=code, iou_thr=SOFT_NMS["iou"],
+                                              sigma=SOFT_NMS["sigma"], thresh=SOFT_NMS["threshold"])
+            return b, s  # ensemble-boxes returns the undecayed scores of the kept boxes
+
+        return peer
+
+    contenders = [Contender("curata", ours), contender(PEER, make_peer)]
+    return Case(f"soft_nms {method}, 1000 {kind} boxes", "soft_nms", params, contenders,
+                check=_checked(contenders, lambda r: list(r), ("boxes", "scores")))
+
+
+def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
+    """The suite's plan: (case name, builder) pairs; each builder makes its own seeded data."""
+    if device != "cpu":
+        raise SystemExit("suite ensemble runs on the CPU only (curata's wbf and soft_nms have no CUDA path)")
+    plan: list[tuple[str, Callable[[], Case]]] = []
+    sizes = (100, 1000) if quick else (100, 300, 1000)
+    for n_labels in (1, 20):
+        for n in sizes:
+            name = f"wbf 3 models x {n} boxes, {n_labels} label{'s' if n_labels > 1 else ''}"
+            plan.append((name, lambda n=n, L=n_labels: _wbf_case(n, L, seed=1000 * L + n)))
+    n_images = 8 if quick else 32
+    plan.append((f"wbf {n_images} images x 3 models x 300 boxes, 20 labels",
+                 lambda: _wbf_batch_case(n_images, seed=50_000 + n_images)))
     for clustered in (True, False):
-        boxes, scores = proposals(rng, 1000, clustered)
-        labels = np.zeros(1000, dtype=np.int64)
-        for method, code in (("linear", 1), ("gaussian", 2)):
-            def ours_snms(boxes=boxes, scores=scores, method=method):
-                idx, _ = cb.soft_nms(boxes, scores, 0.3, 0.5, method, 0.001)
-                return boxes[idx], scores[idx]
-
-            def peer_snms(boxes=boxes, scores=scores, code=code):
-                b, s, _ = ensemble_boxes.soft_nms([boxes], [scores], [labels], method=code, iou_thr=0.3,
-                                                  sigma=0.5, thresh=0.001)
-                return b, s  # ensemble-boxes returns the undecayed scores of the kept boxes
-
+        for method in ("linear", "gaussian"):
             kind = "clustered" if clustered else "scattered"
-            yield f"soft_nms {method}, 1000 {kind} boxes", ours_snms, peer_snms, same
-
-
-def per_call(fn, number):
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - t0) / number
-
-
-def calibrate(fn, min_sample_s):
-    number = 1
-    while True:
-        t = per_call(fn, number) * number
-        if t >= min_sample_s:
-            return number
-        number = max(number * 2, int(number * min_sample_s / max(t, 1e-9)) + 1)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=0, help="curata threads (0: default)")
-    args = parser.parse_args(argv)
-    import ensemble_boxes
-
-    import curata
-
-    if args.threads:
-        curata.set_num_threads(args.threads)
-    rounds = args.rounds or (3 if args.quick else 9)
-    min_sample_s = 0.01 if args.quick else 0.02
-    warnings.simplefilter("ignore")  # ensemble-boxes warns per clipped box
-
-    rows, failed = [], False
-    for name, ours, peer, check in cases(args.quick):
-        if not check(ours(), peer()):
-            rows.append((name, None, None))
-            failed = True
-            print(f"{name}: results differ, not timed", file=sys.stderr)
-            continue
-        fns = [ours, peer]
-        numbers = [calibrate(f, min_sample_s) for f in fns]
-        samples = [[], []]
-        for r in range(rounds):
-            for k in ((0, 1) if r % 2 == 0 else (1, 0)):
-                samples[k].append(per_call(fns[k], numbers[k]))
-        med = [statistics.median(s) for s in samples]
-        rows.append((name, med[0], med[1]))
-        print(f"{name}: curata {med[0] * 1e3:.3f} ms, ensemble-boxes {med[1] * 1e3:.2f} ms, "
-              f"x{med[1] / med[0]:.0f}", file=sys.stderr)
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    print(f"Machine: {cpu}, {os.cpu_count()} cores; curata {curata.__version__} with "
-          f"{curata.get_num_threads()} threads; ensemble-boxes {getattr(ensemble_boxes, '__version__', '1.0.9')}, "
-          f"numpy {np.__version__}, Python {platform.python_version()}. Median of {rounds} interleaved rounds.\n")
-    print("| case | curata | ensemble-boxes | ratio |")
-    print("|---|---:|---:|---:|")
-    for name, ours, peer in rows:
-        if ours is None:
-            print(f"| {name} | not timed: results differ | | |")
-        else:
-            print(f"| {name} | {ours * 1e3:.3f} ms | {peer * 1e3:.2f} ms | {peer / ours:.0f}x |")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            plan.append((f"soft_nms {method}, 1000 {kind} boxes",
+                         lambda m=method, c=clustered: _soft_nms_case(m, c, seed=60_000 + 10 * c + (m == "gaussian"))))
+    return plan

@@ -14,7 +14,7 @@ import sys
 
 from . import _harness as h
 
-SUITES = ("boxes", "search")
+SUITES = ("boxes", "ensemble", "coco", "drift", "search")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.min_repeats = min(cfg.min_repeats, args.repeats)
 
     suite = importlib.import_module(f"benchmarks.{args.suite}")
-    facts = h.machine_facts(args.device)
+    facts = h.machine_facts(args.device, getattr(suite, "PEER_DISTRIBUTIONS", ()))
     machine = args.machine or h.machine_tag(facts, args.device)
     print(f"suite {args.suite} on {machine}: {h.machine_line(facts)}", file=sys.stderr)
 
