@@ -76,14 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"batched_nms  {len(jittered)} boxes, {len(np.unique(classes))} classes: kept {len(keep)} "
           f"in {seconds * 1e3:.2f} ms")
 
-    scored = getattr(curata.scores, "least_confidence", None)
-    if scored is not None:
-        probs = rng.dirichlet(np.ones(args.classes) * 0.3, size=len(flat))
-        image_of = np.repeat(np.arange(args.batch), [len(d) for d in dets])
-        per_box = curata.scores.entropy(probs)
-        ids, per_image = curata.scores.aggregate(per_box, image_of, how="max")
-        worst = ids[np.argsort(-per_image, kind="stable")[:3]]
-        print(f"uncertainty  entropy of {len(flat)} boxes -> most uncertain images {worst.tolist()}")
+    probs = rng.dirichlet(np.ones(args.classes) * 0.3, size=len(flat))
+    image_of = np.repeat(np.arange(args.batch), [len(d) for d in dets])
+    per_box = curata.scores.entropy(probs)
+    ids, per_image = curata.scores.aggregate(per_box, image_of, how="max")
+    worst = ids[np.argsort(-per_image, kind="stable")[:3]]
+    print(f"uncertainty  entropy of {len(flat)} boxes -> most uncertain images {worst.tolist()}")
 
 
 if __name__ == "__main__":
