@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._drift_input import columns, sample_pair
 
 MEDIAN_SUBSAMPLE = 1000
 # MMD^2 of an RBF kernel lies in [-2, 2]; null statistics within this of the observed one are ties.
@@ -54,33 +55,15 @@ class MMDResult:
     std: float | None = None
 
 
-def _sample(x: Any, name: str) -> np.ndarray:
-    a = _array._to_numpy_view(x, name)
-    if a.ndim == 1:
-        a = a.reshape(-1, 1)
-    elif a.ndim != 2:
-        raise ValueError(f"{name} must have shape (n,) or (n, D), got {tuple(a.shape)}")
-    return a
-
-
 def _samples(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    a, b = _sample(ref, "ref"), _sample(cur, "cur")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"ref and cur must have the same number of columns D, got {a.shape[1]} and {b.shape[1]}")
+    a, b = sample_pair(ref, cur, min_rows)
     if a.shape[1] < 1:
         raise ValueError(f"ref must have at least one column, got shape {tuple(a.shape)}")
-    for arr, name in ((a, "ref"), (b, "cur")):
-        if arr.shape[0] < min_rows:
-            raise ValueError(f"{name} must have at least {min_rows} rows, got shape {tuple(arr.shape)}")
-    a = _array.float_array(a, "ref")
-    b = _array.float_array(b, "cur")
-    if a.dtype != b.dtype:
-        a, b = a.astype(np.float64), b.astype(np.float64)
     for arr, name in ((a, "ref"), (b, "cur")):
         if not np.isfinite(arr).all():
             bad = "NaN" if np.isnan(arr).any() else "inf"
             raise ValueError(f"{name} must be finite, got {bad} values")
-    return np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return a, b
 
 
 def _check_kernel(kernel: Any) -> None:
@@ -99,7 +82,7 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
 
     Time O(s^2 D) with s = min(n, 1000); memory O(s^2).
     """
-    a = _sample(ref, "ref")
+    a = columns(ref, "ref")
     a = np.asarray(_array.float_array(a, "ref"), dtype=np.float64)
     n = a.shape[0]
     if n < 2:

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._drift_input import columns, sample_pair
 from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 
@@ -208,36 +209,6 @@ def _choice(value: Any, name: str, options: dict) -> int:
     return options[value]
 
 
-def _columns(x: Any, name: str) -> np.ndarray:
-    a = _array._to_numpy_view(x, name)
-    if a.ndim == 1:
-        a = a.reshape(-1, 1)
-    elif a.ndim != 2:
-        raise ValueError(f"{name} must have shape (n,) or (n, D), got {tuple(a.shape)}")
-    return a
-
-
-def _pair(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """C-contiguous float32 or float64 (same dtype) 2-D views of ref and cur."""
-    a = _columns(ref, "ref")
-    b = _columns(cur, "cur")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"ref and cur must have the same number of columns D, got {a.shape[1]} and {b.shape[1]}"
-        )
-    for arr, name in ((a, "ref"), (b, "cur")):
-        if arr.shape[0] < min_rows:
-            raise ValueError(
-                f"{name} must have at least {min_rows} row{'s' if min_rows > 1 else ''}, got shape {tuple(arr.shape)}"
-            )
-    a = _array.float_array(a, "ref")
-    b = _array.float_array(b, "cur")
-    if a.dtype != b.dtype:
-        a = a.astype(np.float64, copy=False)
-        b = b.astype(np.float64, copy=False)
-    return a, b
-
-
 def _methods(exact: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(exact, dtype=bool), "exact", "asymptotic")
 
@@ -299,7 +270,7 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
     meth = _choice(method, "method", _KS_METHODS)
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    a, b = _pair(ref, cur, 1)
+    a, b = sample_pair(ref, cur, 1)
     r = _core.drift_ks(a, b, alt, meth, nan)
     fell = np.flatnonzero(r["fell_back"])
     if fell.size:
@@ -388,7 +359,7 @@ def cramervonmises(ref: Any, cur: Any, *, method: str = "auto", nan_policy: str 
     """
     meth = _choice(method, "method", _METHODS)
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    a, b = _pair(ref, cur, 2)
+    a, b = sample_pair(ref, cur, 2)
     r = _core.drift_cvm(a, b, meth, nan)
     p = r["pvalue"]
     asym = ~np.asarray(r["exact"], dtype=bool)
@@ -445,7 +416,7 @@ def mannwhitneyu(
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     if not isinstance(use_continuity, (bool, np.bool_)):
         raise TypeError(f"use_continuity must be a bool, got {use_continuity!r}")
-    a, b = _pair(ref, cur, 1)
+    a, b = sample_pair(ref, cur, 1)
     r = _core.drift_mwu(a, b, alt, meth, bool(use_continuity), nan)
     return TestResult(
         statistic=_array.like(r["statistic"], ref),
@@ -458,7 +429,7 @@ def mannwhitneyu(
 
 def _distance(ref: Any, cur: Any, what: int, key: str, nan_policy: str) -> DistanceResult:
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    a, b = _pair(ref, cur, 1)
+    a, b = sample_pair(ref, cur, 1)
     r = _core.drift_distances(a, b, what, nan)
     return DistanceResult(statistic=_array.like(r[key], ref), test=key, **_counts(r))
 
@@ -503,8 +474,8 @@ def _histograms(ref: Any, cur: Any, input: str, n_bins: int, nan_policy: str):
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     if input == "counts":
         return _given_counts(ref, cur)
-    a = _columns(ref, "ref")
-    b = _columns(cur, "cur")
+    a = columns(ref, "ref")
+    b = columns(cur, "cur")
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"ref and cur must have the same number of columns D, got {a.shape[1]} and {b.shape[1]}"
@@ -516,7 +487,7 @@ def _histograms(ref: Any, cur: Any, input: str, n_bins: int, nan_policy: str):
         input = "values" if (a.dtype.kind == "f" and b.dtype.kind == "f") else "labels"
     if input == "values":
         n_bins = _array.check_count(n_bins, "n_bins", allow_none=False, minimum=1)
-        fa, fb = _pair(a, b, 1)
+        fa, fb = sample_pair(a, b, 1)
         r = _core.drift_quantile_bins(fa, fb, n_bins, nan)
         return r["ref_counts"], r["cur_counts"], r["edges"], None, _counts(r)
     return _label_counts(a, b, nan)

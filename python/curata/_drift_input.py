@@ -1,0 +1,39 @@
+"""Input rules shared by every drift test: (n,) or (n, D) samples, same D, converted once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _array
+
+
+def columns(x: Any, name: str) -> np.ndarray:
+    a = _array._to_numpy_view(x, name)
+    if a.ndim == 1:
+        a = a.reshape(-1, 1)
+    elif a.ndim != 2:
+        raise ValueError(f"{name} must have shape (n,) or (n, D), got {tuple(a.shape)}")
+    return a
+
+
+def sample_pair(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """C-contiguous float32 or float64 (same dtype) 2-D views of ref and cur."""
+    a = columns(ref, "ref")
+    b = columns(cur, "cur")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"ref and cur must have the same number of columns D, got {a.shape[1]} and {b.shape[1]}"
+        )
+    for arr, name in ((a, "ref"), (b, "cur")):
+        if arr.shape[0] < min_rows:
+            raise ValueError(
+                f"{name} must have at least {min_rows} row{'s' if min_rows > 1 else ''}, got shape {tuple(arr.shape)}"
+            )
+    a = _array.float_array(a, "ref")
+    b = _array.float_array(b, "cur")
+    if a.dtype != b.dtype:
+        a = a.astype(np.float64, copy=False)
+        b = b.astype(np.float64, copy=False)
+    return a, b
