@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _array
 from .search import knn_graph
+from ._label_issues import LabelIssues, label_issues  # noqa: E402,F401
 
 __all__ = [
     "near_duplicates",
@@ -38,6 +39,8 @@ __all__ = [
     "ClassBalance",
     "slice_indices",
     "DISTANCE_METRICS",
+    "label_issues",
+    "LabelIssues",
 ]
 
 log = logging.getLogger("curata.curate")
