@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _array
+from ._cluster import KMeansResult, k_center_greedy, kmeans, kmeans_plus_plus_init
 from .search import knn_graph
 
 __all__ = [
@@ -38,6 +39,10 @@ __all__ = [
     "ClassBalance",
     "slice_indices",
     "DISTANCE_METRICS",
+    "k_center_greedy",
+    "kmeans",
+    "kmeans_plus_plus_init",
+    "KMeansResult",
 ]
 
 log = logging.getLogger("curata.curate")
