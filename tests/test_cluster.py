@@ -299,3 +299,12 @@ def test_kmeans_bad_input(rng):
         curate.kmeans(np.array([["a"]]), 1)
     with pytest.raises(ValueError, match=r"k must be in \[1, 10\]"):
         curate.kmeans_plus_plus_init(x, 20)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_inputs_not_modified(rng, metric):
+    x = rng.normal(size=(200, 5)) + 3.0
+    keep = x.copy()
+    curate.k_center_greedy(x, 10, metric=metric)
+    curate.kmeans(x, 4)
+    np.testing.assert_array_equal(x, keep)

@@ -86,8 +86,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
     lowest index among the float32 maxima is taken instead.
 
-    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound); peak memory one
-    float32 copy of ``x`` plus O(N) (one min-distance vector).
+    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory: a
+    centred float64 copy of ``x`` (kept for the exact re-check), a float32 copy (scanned each
+    pick), the float64 conversion of non-float64 input while centring, plus O(N) (one float64
+    min-distance vector): at most 20 * N * D bytes + O(N).
     """
     if not isinstance(metric, str) or metric not in _KCENTER_METRICS:
         raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
@@ -120,7 +122,9 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
             )
         a = a / norms[:, None]
-    a = a - a.mean(axis=0)  # distances are translation invariant; centring limits cancellation
+        a -= a.mean(axis=0)  # distances are translation invariant; centring limits cancellation
+    else:
+        a = a - a.mean(axis=0)  # a new array: never modify the caller's data
     x32 = np.ascontiguousarray(a, dtype=np.float32)
     sq32 = np.einsum("ij,ij->i", x32, x32, dtype=np.float64)  # |x|^2 of the float32 rows
     # Rounding bound of |x|^2 - 2 x.c + |c|^2 in float32 (dot products of length D, float64 norms):
