@@ -308,3 +308,31 @@ def test_inputs_not_modified(rng, metric):
     curate.k_center_greedy(x, 10, metric=metric)
     curate.kmeans(x, 4)
     np.testing.assert_array_equal(x, keep)
+
+
+def test_kmeans_many_blocks_same_result(rng, monkeypatch):
+    from curata import _cluster
+
+    x = blobs(rng, 700, 5, 6, spread=1.0)
+    whole = curate.kmeans(x, 6, seed=1)
+    monkeypatch.setattr(_cluster, "_BLOCK_ENTRIES", 64)  # 10 rows per block with k = 6, ragged end
+    blocked = curate.kmeans(x, 6, seed=1)
+    np.testing.assert_array_equal(blocked.labels, whole.labels)
+    np.testing.assert_array_equal(blocked.centroids, whole.centroids)
+    c, lab, inertia, run = ref_kmeans(x, curate.kmeans_plus_plus_init(x, 6, seed=1), 25)
+    np.testing.assert_array_equal(blocked.labels, lab)
+    assert blocked.inertia == pytest.approx(inertia, rel=1e-9)
+
+
+def test_k_center_mass_duplicates(rng):
+    # 5 distinct far-apart locations, 600 rows: after the 5 locations are taken more than 256
+    # rows tie at distance 0 (the documented fallback path); picks stay distinct and valid.
+    locs = rng.normal(0, 10, size=(5, 4))
+    x = locs[rng.integers(0, 5, size=600)]
+    x[:5] = locs
+    picks = curate.k_center_greedy(x, 300)
+    assert len(set(picks.tolist())) == 300
+    assert sorted(picks[:5].tolist()) == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(picks[:5], ref_k_center(x, 5))
+    # An empty already_selected behaves like None.
+    np.testing.assert_array_equal(curate.k_center_greedy(x, 5, already_selected=[]), picks[:5])

@@ -65,8 +65,8 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     already_selected : array-like of int, optional
         Indices already in the set (e.g. the labelled pool). Duplicates are ignored; out of range
         raises ValueError. When given, every one of the ``n`` picks is farthest-first from it.
-        When ``None`` the traversal starts at **index 0** (returned as the first pick) and the
-        remaining ``n - 1`` are farthest-first.
+        When ``None`` (or empty) the traversal starts at **index 0** (returned as the first
+        pick) and the remaining ``n - 1`` are farthest-first.
     metric : {"l2", "cosine"}
         ``"l2"``: Euclidean distance. ``"cosine"``: cosine distance ``1 - cos``; rows are
         L2-normalised first (farthest in cosine = farthest in Euclidean on the unit sphere), so an
