@@ -23,6 +23,8 @@ _REFINE_MAX = 256
 # k-means: rows per assignment block are chosen so one block's (rows, k) distance matrix has at
 # most this many entries (2**22 entries = 32 MiB in float64, 16 MiB in float32).
 _BLOCK_ENTRIES = 1 << 22
+# k-means centroid update: rows per weighted-bincount block.
+_UPDATE_ROWS = 8192
 
 
 def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
@@ -225,6 +227,18 @@ def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, n
     return labels, dist
 
 
+def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster float64 sums (k, D): one weighted bincount over (label, column) per row block
+    (_UPDATE_ROWS rows: 8 MiB of int64 bin indices and 8 MiB of float64 weights at D = 128)."""
+    D = x.shape[1]
+    sums = np.zeros(k * D, dtype=np.float64)
+    cols = np.arange(D, dtype=np.int64)
+    for s in range(0, x.shape[0], _UPDATE_ROWS):
+        bins = (labels[s : s + _UPDATE_ROWS, None] * D + cols).ravel()
+        sums += np.bincount(bins, weights=x[s : s + _UPDATE_ROWS].ravel(), minlength=k * D)
+    return sums.reshape(k, D)
+
+
 def _check_k(x: np.ndarray, k: Any, name: str = "n_clusters") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(k).__name__}")
@@ -333,15 +347,16 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
     -----
     Each iteration assigns every point to its nearest centroid (lowest index on ties) with
     ``|x|^2 - 2 x.c + |c|^2`` by matrix product in row blocks whose (rows, k) distance block holds
-    at most 2**22 entries (32 MiB float64 / 16 MiB float32), then sets each centroid to the float64
-    mean of its points. An empty cluster is re-seeded deterministically with the point farthest
-    from its assigned centroid (lowest index on ties; a point that is the only member of its
-    cluster is skipped, and each point re-seeds at most one cluster per iteration), which is moved
-    to that cluster. Labels and inertia are those of the final
-    centroids.
+    at most 2**22 entries (32 MiB float64 / 16 MiB float32), then sets each centroid to the mean of
+    its points, summed in float64 (weighted ``bincount`` over blocks of 8192 rows). An empty
+    cluster is re-seeded deterministically with the point farthest from its assigned centroid
+    (lowest index on ties; a point that is the only member of its cluster is skipped, and each
+    point re-seeds at most one cluster per iteration), which is moved to that cluster. Labels and
+    inertia are those of the final centroids.
 
-    Complexity O(n_iter * N * k * D) time; peak memory O(N * D) (one sorted copy of ``x`` for the
-    centroid update) plus one distance block.
+    Complexity O(n_iter * N * k * D) time; extra memory O(N) plus one distance block plus the
+    update's block (8192 rows: 16 * 8192 * D bytes), besides the compute-dtype copy of ``x`` when
+    the input is not already a C-contiguous float32/float64 array.
     """
     a = _matrix(x, "x")
     k = _check_k(a, n_clusters)
@@ -367,10 +382,7 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
                 counts[labels[i]] -= 1
                 counts[j] += 1
                 labels[i] = j
-        perm = np.argsort(labels, kind="stable")
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        sums = np.add.reduceat(a[perm], starts, axis=0, dtype=np.float64)
-        c = (sums / counts[:, None]).astype(a.dtype)
+        c = (_cluster_sums(a, labels, k) / counts[:, None]).astype(a.dtype)
         run += 1
         new_labels, dist = _assign(a, sq, c)
         changed = not np.array_equal(new_labels, labels)
