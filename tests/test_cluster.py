@@ -336,3 +336,21 @@ def test_k_center_mass_duplicates(rng):
     np.testing.assert_array_equal(picks[:5], ref_k_center(x, 5))
     # An empty already_selected behaves like None.
     np.testing.assert_array_equal(curate.k_center_greedy(x, 5, already_selected=[]), picks[:5])
+
+
+def test_dtypes(rng):
+    xi = rng.integers(-50, 50, size=(300, 6))
+    np.testing.assert_array_equal(curate.k_center_greedy(xi, 20), ref_k_center(xi, 20))
+    r = curate.kmeans(xi, 4, seed=0)
+    assert r.centroids.dtype == np.float64
+    np.testing.assert_array_equal(r.labels, curate.kmeans(xi.astype(np.float64), 4, seed=0).labels)
+    x16 = blobs(rng, 400, 4, 3, spread=0.2).astype(np.float16)
+    r16 = curate.kmeans(x16, 3, seed=0)
+    assert r16.centroids.dtype == np.float16  # computed in float32, returned in the input dtype
+    np.testing.assert_array_equal(r16.labels, curate.kmeans(x16.astype(np.float32), 3, seed=0).labels)
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x16.astype(np.float32)).to(torch.bfloat16)
+    rb = curate.kmeans(t, 3, seed=0)
+    assert rb.centroids.dtype == torch.bfloat16 and rb.labels.dtype == torch.int64
+    idx = curate.kmeans_plus_plus_init(t, 3, seed=0)
+    assert isinstance(idx, torch.Tensor) and idx.dtype == torch.int64
