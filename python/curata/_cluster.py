@@ -5,7 +5,6 @@ Both are vectorised numpy (BLAS matrix-vector / matrix-matrix products); no C++ 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +13,6 @@ import numpy as np
 from . import _array
 
 __all__ = ["k_center_greedy", "kmeans", "kmeans_plus_plus_init", "KMeansResult"]
-
-log = logging.getLogger("curata.curate")
 
 _KCENTER_METRICS = ("l2", "cosine")
 # k-center: at most this many near-maximum candidates are re-checked exactly in float64 per pick.
