@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _array
+from ._cluster import KMeansResult, k_center_greedy, kmeans, kmeans_plus_plus_init
 from .search import knn_graph
 from ._label_issues import LabelIssues, label_issues  # noqa: E402,F401
 
@@ -41,6 +42,10 @@ __all__ = [
     "DISTANCE_METRICS",
     "label_issues",
     "LabelIssues",
+    "k_center_greedy",
+    "kmeans",
+    "kmeans_plus_plus_init",
+    "KMeansResult",
 ]
 
 log = logging.getLogger("curata.curate")

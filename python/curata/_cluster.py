@@ -1,0 +1,392 @@
+"""Coreset selection (k-center greedy) and k-means on embeddings; re-exported by :mod:`curata.curate`.
+
+Both are vectorised numpy (BLAS matrix-vector / matrix-matrix products); no C++ core yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _array
+
+__all__ = ["k_center_greedy", "kmeans", "kmeans_plus_plus_init", "KMeansResult"]
+
+_KCENTER_METRICS = ("l2", "cosine")
+# k-center: at most this many near-maximum candidates are re-checked exactly in float64 per pick.
+_REFINE_MAX = 256
+# k-means: rows per assignment block are chosen so one block's (rows, k) distance matrix has at
+# most this many entries (2**22 entries = 32 MiB in float64, 16 MiB in float32).
+_BLOCK_ENTRIES = 1 << 22
+# k-means centroid update: rows per weighted-bincount block.
+_UPDATE_ROWS = 8192
+
+
+def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+    a = _array.float_array(x, name, dtype=dtype)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {tuple(a.shape)}")
+    if a.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(a.shape)}")
+    bad = ~np.isfinite(a).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{name} must be finite, got NaN or infinity in row {int(np.argmax(bad))}")
+    return a
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- k-center greedy
+
+
+def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = "l2") -> Any:
+    """Pick ``n`` points by exact farthest-first traversal (greedy k-center, Gonzalez 1985).
+
+    Each pick is the point whose distance to its nearest already chosen centre is largest. The
+    chosen set is a 2-approximation of the optimal k-center covering radius (the coreset of Sener &
+    Savarese 2018 without the robust/outlier variant).
+
+    Parameters
+    ----------
+    x : array-like of shape (N, D)
+        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy; device input is copied to
+        the host). NaN or infinity raises ValueError.
+    n : int
+        Number of new points to pick, ``0 <= n <= N - len(already_selected)``.
+    already_selected : array-like of int, optional
+        Indices already in the set (e.g. the labelled pool). Duplicates are ignored; out of range
+        raises ValueError. When given, every one of the ``n`` picks is farthest-first from it.
+        When ``None`` (or empty) the traversal starts at **index 0** (returned as the first
+        pick) and the remaining ``n - 1`` are farthest-first.
+    metric : {"l2", "cosine"}
+        ``"l2"``: Euclidean distance. ``"cosine"``: cosine distance ``1 - cos``; rows are
+        L2-normalised first (farthest in cosine = farthest in Euclidean on the unit sphere), so an
+        all-zero row raises ValueError.
+
+    Returns
+    -------
+    indices : (n,) int64, same array kind as ``x``
+        The new picks in pick order (never an element of ``already_selected``).
+
+    Notes
+    -----
+    Deterministic, no randomness. Ties go to the lowest index: distances are computed in float32
+    (mean-centred data, ``|x|^2 - 2 x.c + |c|^2`` by BLAS matrix-vector product) and every point
+    within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
+    distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
+    exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
+    lowest index among the float32 maxima is taken instead.
+
+    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory: a
+    centred float64 copy of ``x`` (kept for the exact re-check), a float32 copy (scanned each
+    pick), the float64 conversion of non-float64 input while centring, plus O(N) (one float64
+    min-distance vector): at most 20 * N * D bytes + O(N).
+    """
+    if not isinstance(metric, str) or metric not in _KCENTER_METRICS:
+        raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
+    n = _count(n, "n")
+    a = _matrix(x, "x", dtype=np.dtype(np.float64))
+    N, D = a.shape
+    if already_selected is None:
+        sel = np.zeros(0, dtype=np.int64)
+    else:
+        sel = _array.int_array(already_selected, "already_selected")
+        if sel.size and (sel.min() < 0 or sel.max() >= N):
+            raise ValueError(
+                f"already_selected must hold indices in [0, {N - 1}], got values in [{sel.min()}, {sel.max()}]"
+            )
+        sel = np.unique(sel)
+    available = N - sel.size
+    if n > available:
+        raise ValueError(
+            f"n must be <= {available} (rows of x not in already_selected), got {n}"
+        )
+    out = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return _array.like(out, x)
+
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+        zero = norms == 0
+        if zero.any():
+            raise ValueError(
+                f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
+            )
+        a = a / norms[:, None]
+        a -= a.mean(axis=0)  # distances are translation invariant; centring limits cancellation
+    else:
+        a = a - a.mean(axis=0)  # a new array: never modify the caller's data
+    x32 = np.ascontiguousarray(a, dtype=np.float32)
+    sq32 = np.einsum("ij,ij->i", x32, x32, dtype=np.float64)  # |x|^2 of the float32 rows
+    # Rounding bound of |x|^2 - 2 x.c + |c|^2 in float32 (dot products of length D, float64 norms):
+    # |error| <= (D + 2) eps32 (|x| |c|) * 2 + small; use max norms for a global bound, plus the
+    # float32 rounding of the centred data itself (relative eps32 per coordinate).
+    maxnorm = float(np.sqrt(sq32.max()))
+    tol = 4.0 * (D + 4) * float(np.finfo(np.float32).eps) * maxnorm * maxnorm + 1e-300
+
+    mind = np.full(N, np.inf, dtype=np.float64)
+    chosen: list[int] = []
+
+    def add_centre(i: int) -> None:
+        d2 = sq32 - 2.0 * (x32 @ x32[i]).astype(np.float64) + sq32[i]
+        np.minimum(mind, d2, out=mind)
+        chosen.append(i)
+
+    def exact_min(cands: np.ndarray) -> np.ndarray:
+        centres = a[np.asarray(chosen, dtype=np.int64)]
+        best = np.full(cands.size, np.inf)
+        step = max(1, (1 << 20) // max(1, cands.size * D))
+        for s in range(0, centres.shape[0], step):
+            diff = a[cands][:, None, :] - centres[None, s : s + step, :]
+            best = np.minimum(best, np.einsum("ijk,ijk->ij", diff, diff).min(axis=1))
+        return best
+
+    for i in sel:
+        add_centre(int(i))
+    taken = np.zeros(N, dtype=bool)
+    taken[sel] = True
+    start = 0
+    if sel.size == 0:
+        out[0] = 0
+        add_centre(0)
+        taken[0] = True
+        start = 1
+    for p in range(start, n):
+        masked = np.where(taken, -np.inf, mind)
+        top = int(np.argmax(masked))
+        m = masked[top]
+        cands = np.flatnonzero(masked >= m - tol)
+        if 1 < cands.size <= _REFINE_MAX:
+            ex = exact_min(cands)
+            top = int(cands[int(np.argmax(ex))])  # cands ascending -> lowest index on ties
+        out[p] = top
+        taken[top] = True
+        if p + 1 < n:
+            add_centre(top)
+    return _array.like(out, x)
+
+
+# --------------------------------------------------------------------------- k-means
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """Result of :func:`kmeans`.
+
+    Attributes
+    ----------
+    centroids : (k, D) float32 or float64 (the compute dtype), same array kind as ``x``
+    labels : (N,) int64, same array kind as ``x``; index of the nearest centroid (lowest on ties)
+    inertia : float
+        Sum of squared Euclidean distances of the points to their assigned centroids.
+    n_iter : int
+        Lloyd updates performed (< ``n_iter`` when the assignment stopped changing).
+    """
+
+    centroids: Any
+    labels: Any
+    inertia: float
+    n_iter: int
+
+
+def _sqdist_to(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Squared distances (N,) float64 of every row to one centre, clamped at 0."""
+    d = sq - 2.0 * (x @ c).astype(np.float64) + float(np.dot(c.astype(np.float64), c))
+    return np.maximum(d, 0.0)
+
+
+def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,) int64, squared distance to the assigned centroid (N,) float64), blockwise."""
+    N = x.shape[0]
+    k = c.shape[0]
+    csq = np.einsum("ij,ij->i", c, c).astype(x.dtype)
+    labels = np.empty(N, dtype=np.int64)
+    dist = np.empty(N, dtype=np.float64)
+    rows = max(1, _BLOCK_ENTRIES // max(1, k))
+    ct = np.ascontiguousarray(c.T)
+    for s in range(0, N, rows):
+        xb = x[s : s + rows]
+        d = xb @ ct
+        d *= -2.0
+        d += csq[None, :]
+        lab = np.argmin(d, axis=1)
+        labels[s : s + rows] = lab
+        best = d[np.arange(xb.shape[0]), lab].astype(np.float64) + sq[s : s + rows]
+        dist[s : s + rows] = np.maximum(best, 0.0)
+    return labels, dist
+
+
+def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster float64 sums (k, D): one weighted bincount over (label, column) per row block
+    (_UPDATE_ROWS rows: 8 MiB of int64 bin indices and 8 MiB of float64 weights at D = 128)."""
+    D = x.shape[1]
+    sums = np.zeros(k * D, dtype=np.float64)
+    cols = np.arange(D, dtype=np.int64)
+    for s in range(0, x.shape[0], _UPDATE_ROWS):
+        bins = (labels[s : s + _UPDATE_ROWS, None] * D + cols).ravel()
+        sums += np.bincount(bins, weights=x[s : s + _UPDATE_ROWS].ravel(), minlength=k * D)
+    return sums.reshape(k, D)
+
+
+def _check_k(x: np.ndarray, k: Any, name: str = "n_clusters") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    if not 1 <= k <= x.shape[0]:
+        raise ValueError(f"{name} must be in [1, {x.shape[0]}] (rows of x), got {k}")
+    return int(k)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
+def _init_pp(a: np.ndarray, sq: np.ndarray, k: int, seed: int) -> np.ndarray:
+    N = a.shape[0]
+    rng = np.random.default_rng(seed)
+    trials = 2 + int(np.log(k))
+    idx = np.empty(k, dtype=np.int64)
+    idx[0] = int(rng.integers(N))
+    d2 = _sqdist_to(a, sq, a[idx[0]])
+    d2[idx[0]] = 0.0
+    used = np.zeros(N, dtype=bool)
+    used[idx[0]] = True
+    for j in range(1, k):
+        cum = np.cumsum(d2)
+        total = cum[-1]
+        u = rng.random(trials)
+        if not total > 0:  # fewer distinct points than k: duplicate centres, lowest unused index
+            i = int(np.argmin(used))
+            best = np.minimum(d2, _sqdist_to(a, sq, a[i]))
+        else:
+            cands = np.minimum(np.searchsorted(cum, u * total, side="right"), N - 1)
+            best = None
+            best_pot = np.inf
+            i = -1
+            for c in cands:  # greedy: keep the trial that lowers the potential most
+                c = int(c)
+                if d2[c] == 0.0:  # rounding landed on a zero-weight row: lowest positive one
+                    c = int(np.argmax(d2 > 0.0))
+                nd = np.minimum(d2, _sqdist_to(a, sq, a[c]))
+                pot = float(nd.sum())
+                if pot < best_pot or (pot == best_pot and c < i):
+                    best, best_pot, i = nd, pot, c
+        idx[j] = i
+        used[i] = True
+        d2 = best
+        d2[i] = 0.0
+    return idx
+
+
+def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): indices of the ``k`` initial centres.
+
+    Parameters
+    ----------
+    x : array-like of shape (N, D)
+        Finite embeddings; float32 stays float32, float64 stays float64, others become float32
+        (float16) or float64 (integers).
+    k : int
+        ``1 <= k <= N``.
+    seed : int
+        Seed of ``numpy.random.default_rng``. The first centre is ``rng.integers(N)``. Each next
+        one is "greedy" k-means++: ``2 + floor(ln k)`` candidates are drawn with probability
+        proportional to the squared distance to the nearest chosen centre (one ``rng.random(t)``
+        draw inverted through the cumulative sum) and the candidate that lowers the total squared
+        distance most is kept (lowest index on ties). If all remaining weight is zero (fewer than
+        ``k`` distinct rows) the lowest unused index is taken.
+
+    Returns
+    -------
+    indices : (k,) int64, same array kind as ``x``; ``x[indices]`` are the initial centroids.
+
+    Notes
+    -----
+    O(k * log k * N * D) time (one matrix-vector product per candidate), O(N) extra memory.
+    """
+    a = _matrix(x, "x")
+    k = _check_k(a, k, "k")
+    seed = _check_seed(seed)
+    sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    return _array.like(_init_pp(a, sq, k, seed), x)
+
+
+def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansResult:
+    """Lloyd k-means with k-means++ initialisation.
+
+    Parameters
+    ----------
+    x : array-like of shape (N, D)
+        Finite embeddings (numpy, torch, CuPy; device input is copied to the host). Compute dtype:
+        float32 stays float32, float64 stays float64, float16 -> float32, integers -> float64.
+    n_clusters : int
+        ``1 <= n_clusters <= N``.
+    n_iter : int
+        Maximum number of Lloyd updates (>= 0); stops early when no label changes.
+    seed : int
+        Seed of the k-means++ initialisation (:func:`kmeans_plus_plus_init`); nothing else is random.
+
+    Returns
+    -------
+    KMeansResult
+        ``centroids`` (k, D), ``labels`` (N,) int64, ``inertia`` and ``n_iter`` (updates run).
+
+    Notes
+    -----
+    Each iteration assigns every point to its nearest centroid (lowest index on ties) with
+    ``|x|^2 - 2 x.c + |c|^2`` by matrix product in row blocks whose (rows, k) distance block holds
+    at most 2**22 entries (32 MiB float64 / 16 MiB float32), then sets each centroid to the mean of
+    its points, summed in float64 (weighted ``bincount`` over blocks of 8192 rows). An empty
+    cluster is re-seeded deterministically with the point farthest from its assigned centroid
+    (lowest index on ties; a point that is the only member of its cluster is skipped, and each
+    point re-seeds at most one cluster per iteration), which is moved to that cluster. Labels and
+    inertia are those of the final centroids.
+
+    Complexity O(n_iter * N * k * D) time; extra memory O(N) plus one distance block plus the
+    update's block (8192 rows: 16 * 8192 * D bytes), besides the compute-dtype copy of ``x`` when
+    the input is not already a C-contiguous float32/float64 array.
+    """
+    a = _matrix(x, "x")
+    k = _check_k(a, n_clusters)
+    n_iter = _count(n_iter, "n_iter")
+    seed = _check_seed(seed)
+    N, D = a.shape
+    sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    c = a[_init_pp(a, sq, k, seed)].copy()
+    labels, dist = _assign(a, sq, c)
+    run = 0
+    for _ in range(n_iter):
+        labels = labels.copy()
+        counts = np.bincount(labels, minlength=k)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            order = np.lexsort((np.arange(N), -dist))  # farthest first, lowest index on ties
+            pos = 0
+            for j in empty:
+                while counts[labels[order[pos]]] <= 1:  # never empty another cluster
+                    pos += 1
+                i = order[pos]
+                pos += 1
+                counts[labels[i]] -= 1
+                counts[j] += 1
+                labels[i] = j
+        c = (_cluster_sums(a, labels, k) / counts[:, None]).astype(a.dtype)
+        run += 1
+        new_labels, dist = _assign(a, sq, c)
+        changed = not np.array_equal(new_labels, labels)
+        labels = new_labels
+        if not changed:
+            break
+    inertia = float(dist.sum())
+    return KMeansResult(
+        centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
+    )
