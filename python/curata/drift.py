@@ -15,7 +15,8 @@ counted per category, or counts are passed directly.
 
 :func:`mmd` (unbiased MMD^2 with a permutation p-value, all permutations in one tiled pass over
 the kernel matrix) and :func:`mmd_linear` (linear-time estimator, normal p-value) compare whole
-rows. :class:`Moments`, :class:`Histogram` and :class:`QuantileSketch` (with
+rows; :func:`c2st` (classifier two-sample test: cross-validated AUC of a scikit-learn
+classifier) does too. :class:`Moments`, :class:`Histogram` and :class:`QuantileSketch` (with
 :func:`ks_from_sketches`) are mergeable summaries for streaming and distributed monitoring.
 
 :func:`correct` turns per-column p-values into per-column decisions and one dataset decision
@@ -51,6 +52,7 @@ from . import _array, _core
 from ._drift_input import columns, sample_pair
 from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
+from ._drift_c2st import C2STResult, c2st
 
 __all__ = [
     "TestResult",
@@ -73,6 +75,8 @@ __all__ = [
     "mmd_linear",
     "median_bandwidth",
     "permutation_labels",
+    "C2STResult",
+    "c2st",
     "Moments",
     "Histogram",
     "QuantileSketch",
