@@ -120,7 +120,7 @@ def c2st(
     model: Any = None,
     n_folds: int = 5,
     seed: int = 0,
-    pvalue: str = "auc-normal",
+    pvalue: str = "permutation",
     n_permutations: int = 100,
 ) -> C2STResult:
     """Classifier two-sample test: can a classifier tell ``cur`` rows from ``ref`` rows?
@@ -151,7 +151,8 @@ def c2st(
         scores against the ref scores, ``alternative="greater"``, ``method="asymptotic"``).
         It treats the out-of-fold scores as independent, which they are not (each fold has its
         own model fitted on overlapping rows), so it is liberal: about 10 % of null runs give
-        p < 0.05 in our checks (docs/_fragments/c2st.md); a fast screen, not an exact level. "permutation": ``(1 + #{AUC_perm >= AUC}) / (1 + B)`` where
+        p < 0.05 in our checks (docs/_fragments/c2st.md); a fast screen, not an exact level.
+        "permutation" (default): ``(1 + #{AUC_perm >= AUC}) / (1 + B)`` where
         each of the ``B = n_permutations`` null AUCs comes from permuting the labels and
         re-running the whole cross-validation: exact level, ``B + 1`` times the cost.
     n_permutations : int >= 1
