@@ -135,3 +135,16 @@ def test_bad_input():
         curate.representativeness(x, 3, metric="l2", result=bad_lab)
     with pytest.raises(TypeError, match="result"):
         curate.representativeness(x, 3, result=(res.centroids, res.labels))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_input_not_modified_and_score_floor(metric):
+    x, _, _ = blobs(n_per=(30, 10), seed=11)
+    x[0] = 40.0  # one far-out row
+    before = x.copy()
+    res = curate.kmeans(x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x, 2)
+    s = curate.representativeness(x, 2, metric=metric, result=res)
+    np.testing.assert_array_equal(x, before)
+    counts = np.bincount(np.asarray(res.labels), minlength=2)
+    lab = np.asarray(res.labels)
+    assert np.all(s >= counts[lab] / counts.max() / (1 + counts[lab]) * (1 - 1e-12))

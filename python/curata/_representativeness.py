@@ -108,8 +108,11 @@ def representativeness(
     (rare modes, outlier groups) rank below the bulk.
 
     Complexity: the clustering, O(n_iter * N * n_clusters * D) (skipped with ``result``), then
-    O(N * D). Peak memory: a float64 copy of ``x`` (plus its normalised compute-dtype copy for
-    ``"cosine"``), the (n_clusters, D) float64 means and O(N).
+    O(N * D). Peak extra memory at most 24 * N * D bytes + O(N + n_clusters * D): a float64 copy
+    of ``x`` (none for float64 ``"l2"`` input), one (N, D) float64 work array (the row-sorted copy
+    for the per-cluster sums, then the differences to the means) and, for ``"cosine"`` without
+    ``result``, the normalised rows in the compute dtype for k-means. Each score is at least
+    ``w_c / (1 + n_c)`` (since ``d_i^2 <= n_c s_c^2``), so it never underflows to 0.
 
     Raises
     ------
@@ -141,7 +144,8 @@ def representativeness(
     sums = np.zeros((k, D), dtype=np.float64)
     _cluster_sums(sums, x64, labels)
     mu = sums / np.maximum(counts, 1)[:, None]
-    diff = x64 - mu[labels]
+    diff = mu[labels]
+    np.subtract(x64, diff, out=diff)  # x64 may be the caller's float64 array: never written
     d2 = np.einsum("ij,ij->i", diff, diff)
     del diff
     s2 = np.bincount(labels, weights=d2, minlength=k) / np.maximum(counts, 1)
