@@ -31,6 +31,7 @@ from . import _array
 from ._cluster import KMeansResult, k_center_greedy, kmeans, kmeans_plus_plus_init
 from .search import knn_graph
 from ._label_issues import LabelIssues, label_issues  # noqa: E402,F401
+from ._representativeness import representativeness  # noqa: E402,F401
 
 __all__ = [
     "near_duplicates",
@@ -46,6 +47,7 @@ __all__ = [
     "kmeans",
     "kmeans_plus_plus_init",
     "KMeansResult",
+    "representativeness",
 ]
 
 log = logging.getLogger("curata.curate")
