@@ -170,32 +170,21 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   if (columns == 0) return out;
 
   const int64_t blocks = (columns + kBlock - 1) / kBlock;
-  // ~15 ns per value: a thread is worth waking for a few milliseconds of work (on a busy machine
-  // a sleeping worker can take that long to be scheduled).
-  const int threads = std::min<int>(threads_for(columns * (n_ref + n_cur + 1), int64_t(1) << 18), static_cast<int>(blocks));
+  const int threads = detail::column_threads(columns, n_ref, n_cur);
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<uint64_t> ref_keys, cur_keys, scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t j0 = blk * kBlock, width = std::min(kBlock, columns - j0);
-      ref_keys.resize(static_cast<size_t>(width * n_ref));
-      cur_keys.resize(static_cast<size_t>(width * n_cur));
-      int64_t cnt_ref[kBlock], cnt_cur[kBlock], nan_ref[kBlock], nan_cur[kBlock];
-      detail::gather_block(ref, n_ref, columns, j0, width, ref_keys.data(), cnt_ref, nan_ref);
-      detail::gather_block(cur, n_cur, columns, j0, width, cur_keys.data(), cnt_cur, nan_cur);
+      detail::PairBlock pb;
+      detail::gather_pair_block(ref, n_ref, cur, n_cur, columns, blk * kBlock, nan_policy, ref_keys, cur_keys, pb, out,
+                                error);
+      const int64_t j0 = pb.j0, width = pb.width;
+      const int64_t *cnt_ref = pb.n_ref, *cnt_cur = pb.n_cur, *nan_ref = pb.nan_ref, *nan_cur = pb.nan_cur;
       for (int64_t c = 0; c < width; ++c) {
         const int64_t j = j0 + c;
-        out.n_ref[j] = cnt_ref[c];
-        out.n_cur[j] = cnt_cur[c];
-        out.nan_ref[j] = nan_ref[c];
-        out.nan_cur[j] = nan_cur[c];
-        if (nan_policy == NanPolicy::kRaise && (nan_ref[c] > 0 || nan_cur[c] > 0)) {
-          error.offer(j, std::string(nan_ref[c] > 0 ? "ref" : "cur") + " contains NaN (column " +
-                             std::to_string(j) + "); pass nan_policy='omit' to drop NaN values per column");
-          continue;
-        }
+        if (!pb.usable[c]) continue;
         if (cnt_ref[c] < min_size || cnt_cur[c] < min_size) {
           const bool bad_ref = cnt_ref[c] < min_size;
           error.offer(j, count_message(bad_ref ? "ref" : "cur", j, bad_ref ? cnt_ref[c] : cnt_cur[c],

@@ -10,6 +10,7 @@
 
 #include "curata/drift.hpp"
 #include "curata/drift_math.hpp"
+#include "curata/parallel.hpp"
 
 namespace curata {
 namespace drift {
@@ -36,6 +37,22 @@ void gather_block(const T* x, int64_t rows, int64_t columns, int64_t j0, int64_t
     }
   }
 }
+
+// Threads for a pass over `columns` columns of n_ref + n_cur values in blocks of kBlock: ~15 ns
+// per value, and a thread is worth waking only for a few milliseconds of work (on a busy machine a
+// sleeping worker can take that long to be scheduled).
+inline int column_threads(int64_t columns, int64_t n_ref, int64_t n_cur) {
+  const int64_t blocks = (columns + kBlock - 1) / kBlock;
+  return static_cast<int>(std::min<int64_t>(threads_for(columns * (n_ref + n_cur + 1), int64_t(1) << 18), blocks));
+}
+
+// One block of columns of both samples: sort keys, per-column counts, and whether each column may
+// be processed (false when nan_policy is raise and the column holds NaN; the error is offered).
+struct PairBlock {
+  int64_t j0 = 0, width = 0;
+  int64_t n_ref[kBlock], n_cur[kBlock], nan_ref[kBlock], nan_cur[kBlock];
+  bool usable[kBlock];
+};
 
 // LSD radix sort of keys with kBits-bit digits; a digit shared by every key (the low mantissa
 // bits of float32 data, the exponent bits of data in one binade) costs no pass.
@@ -100,6 +117,32 @@ struct ErrorSlot {
     if (set) throw std::invalid_argument(message);
   }
 };
+
+// Gathers columns [j0, j0 + width) of ref and cur into ref_keys / cur_keys (column c at
+// c * rows), records the counts in the per-column vectors of `out` (n_ref, n_cur, nan_ref,
+// nan_cur) and offers the NaN error of nan_policy=raise.
+template <class T, class Out>
+void gather_pair_block(const T* ref, int64_t rows_ref, const T* cur, int64_t rows_cur, int64_t columns, int64_t j0,
+                       NanPolicy nan_policy, std::vector<uint64_t>& ref_keys, std::vector<uint64_t>& cur_keys,
+                       PairBlock& b, Out& out, ErrorSlot& error) {
+  b.j0 = j0;
+  b.width = std::min(kBlock, columns - j0);
+  ref_keys.resize(static_cast<size_t>(b.width * rows_ref));
+  cur_keys.resize(static_cast<size_t>(b.width * rows_cur));
+  gather_block(ref, rows_ref, columns, j0, b.width, ref_keys.data(), b.n_ref, b.nan_ref);
+  gather_block(cur, rows_cur, columns, j0, b.width, cur_keys.data(), b.n_cur, b.nan_cur);
+  for (int64_t c = 0; c < b.width; ++c) {
+    const int64_t j = j0 + c;
+    out.n_ref[j] = b.n_ref[c];
+    out.n_cur[j] = b.n_cur[c];
+    out.nan_ref[j] = b.nan_ref[c];
+    out.nan_cur[j] = b.nan_cur[c];
+    b.usable[c] = !(nan_policy == NanPolicy::kRaise && (b.nan_ref[c] > 0 || b.nan_cur[c] > 0));
+    if (!b.usable[c])
+      error.offer(j, std::string(b.nan_ref[c] > 0 ? "ref" : "cur") + " contains NaN (column " + std::to_string(j) +
+                         "); pass nan_policy='omit' to drop NaN values per column");
+  }
+}
 
 }  // namespace detail
 }  // namespace drift
