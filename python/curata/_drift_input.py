@@ -18,8 +18,8 @@ def columns(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def sample_pair(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """C-contiguous float32 or float64 (same dtype) 2-D views of ref and cur."""
+def column_pair(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """2-D views of ref and cur (any dtype) with the same D and at least ``min_rows`` rows each."""
     a = columns(ref, "ref")
     b = columns(cur, "cur")
     if a.shape[1] != b.shape[1]:
@@ -31,6 +31,12 @@ def sample_pair(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarr
             raise ValueError(
                 f"{name} must have at least {min_rows} row{'s' if min_rows > 1 else ''}, got shape {tuple(arr.shape)}"
             )
+    return a, b
+
+
+def sample_pair(ref: Any, cur: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """C-contiguous float32 or float64 (same dtype) 2-D views of ref and cur."""
+    a, b = column_pair(ref, cur, min_rows)
     a = _array.float_array(a, "ref")
     b = _array.float_array(b, "cur")
     if a.dtype != b.dtype:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
-from ._drift_input import columns, sample_pair
+from ._drift_input import column_pair, sample_pair
 from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 from ._drift_c2st import C2STResult, c2st
@@ -478,15 +478,7 @@ def _histograms(ref: Any, cur: Any, input: str, n_bins: int, nan_policy: str):
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     if input == "counts":
         return _given_counts(ref, cur)
-    a = columns(ref, "ref")
-    b = columns(cur, "cur")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"ref and cur must have the same number of columns D, got {a.shape[1]} and {b.shape[1]}"
-        )
-    for arr, name in ((a, "ref"), (b, "cur")):
-        if arr.shape[0] < 1:
-            raise ValueError(f"{name} must have at least 1 row, got shape {tuple(arr.shape)}")
+    a, b = column_pair(ref, cur, 1)
     if input == "auto":
         input = "values" if (a.dtype.kind == "f" and b.dtype.kind == "f") else "labels"
     if input == "values":
