@@ -158,6 +158,13 @@ def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int 
     return int(value)
 
 
+def check_finite_rows(a: np.ndarray, name: str) -> None:
+    """ValueError naming the first row of a 2-D array that holds NaN or infinity."""
+    bad = ~np.isfinite(a).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{name} must be finite, got NaN or infinity in row {int(np.argmax(bad))}")
+
+
 def like(result: np.ndarray, reference: Any) -> Any:
     """Return a host result as the array kind (and device) of ``reference``."""
     kind = kind_of(reference)

@@ -30,9 +30,7 @@ def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
         raise ValueError(f"{name} must have shape (N, D), got {tuple(a.shape)}")
     if a.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {tuple(a.shape)}")
-    bad = ~np.isfinite(a).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{name} must be finite, got NaN or infinity in row {int(np.argmax(bad))}")
+    _array.check_finite_rows(a, name)
     return a
 
 

@@ -286,9 +286,7 @@ def label_issues(
                 raise ValueError(f"features must have shape ({n}, D) like labels, got {tuple(x.shape)}")
             if x.shape[1] == 0:
                 raise ValueError(f"features must have at least one column, got shape {tuple(x.shape)}")
-            bad = ~np.isfinite(x).all(axis=1)
-            if bad.any():
-                raise ValueError(f"features must be finite, got NaN or infinity in row {int(np.argmax(bad))}")
+            _array.check_finite_rows(x, "features")
         if n < 2:
             raise ValueError(f"labels must have at least 2 rows for the kNN vote, got {n}")
         if kk >= n:

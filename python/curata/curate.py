@@ -111,9 +111,7 @@ def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarra
             a = _array.float_array(x, "x")
             if a.ndim != 2 or a.shape[0] != n:
                 raise ValueError(f"x must have shape ({n}, D) to match graph, got {tuple(a.shape)}")
-            bad = ~np.isfinite(a).all(axis=1)
-            if bad.any():
-                raise ValueError(f"x must be finite, got NaN or infinity in row {int(np.argmax(bad))}")
+            _array.check_finite_rows(a, "x")
         if not np.isfinite(d).all():
             raise ValueError("graph distances must be finite, got NaN or infinity")
         if i.size and (i.min() < 0 or i.max() >= n):
