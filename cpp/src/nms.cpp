@@ -178,9 +178,13 @@ NmsResult nms(const T* boxes, const T* scores, int64_t n, const NmsGroups& group
   sort_by_score_desc(scores, order);
   const int64_t n_cand = static_cast<int64_t>(order.size());
 
-  // Global score rank, used to merge each image's classes back into score order.
-  std::vector<int32_t> rank(static_cast<size_t>(n), 0);
-  for (int64_t r = 0; r < n_cand; ++r) rank[order[r]] = static_cast<int32_t>(r);
+  // Global score rank, used to merge each image's classes back into score order (with one class
+  // per image the groups are already in that order, and no rank is needed).
+  std::vector<int32_t> rank;
+  if (groups.classes) {
+    rank.assign(static_cast<size_t>(n), 0);
+    for (int64_t r = 0; r < n_cand; ++r) rank[order[r]] = static_cast<int32_t>(r);
+  }
 
   std::vector<int64_t> implicit_images;
   const int64_t* image_key = groups.image_ids;
