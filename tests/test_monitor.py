@@ -53,15 +53,18 @@ def blobs(rng, n, centers, weights):
 
 
 # ------------------------------------------------------------------------------ decisions
-def test_null_false_positive_rate_near_alpha():
+@pytest.mark.parametrize("correction", ["fdr", "bonferroni"])
+def test_null_false_positive_rate_near_alpha(correction):
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(1000, 8))
-    mon = DriftMonitor(ref, tests=("ks",), alpha=0.05, correction="fdr", n_clusters=4)
-    runs = 300
+    mon = DriftMonitor(ref, tests=("ks",), alpha=0.05, correction=correction, n_clusters=4)
+    runs = 800
     hits = sum(mon.check(rng.normal(size=(150, 8))).drift for _ in range(runs))
     rate = hits / runs
-    # 12 p-values per check (8 columns, cluster chi2); Simes' global test keeps level alpha
-    assert 0.01 <= rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), rate
+    # 9 p-values per check (8 columns, cluster chi2): Bonferroni has level <= alpha, Simes' global
+    # test (fdr) level alpha under independence; both sit just below alpha here (about 0.04)
+    sd = math.sqrt(0.05 * 0.95 / runs)
+    assert 0.05 - 4 * sd <= rate <= 0.05 + 3 * sd, rate
     assert len(mon.history_rows) == runs
 
 

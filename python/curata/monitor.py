@@ -579,6 +579,7 @@ class DriftMonitor:
         self._reference = self._extract(reference, "reference")
         if self._reference.n_rows < 1:
             raise ValueError(f"reference must have at least 1 row, got {self._reference.n_rows}")
+        self._ref_values = self._reference.n_rows - np.isnan(self._reference.numeric).sum(axis=0)
         self._setup_clusters(n_clusters)
         self._setup_predictions(predictions)
 
@@ -706,7 +707,10 @@ class DriftMonitor:
         a = self._array2d(data, name)
         if a.shape[1] != self._n_input_columns:
             raise ValueError(f"{name} must have {self._n_input_columns} columns like the reference, got shape {tuple(a.shape)}")
-        num = np.ascontiguousarray(a[:, self._numeric_idx], dtype=np.float64)
+        if self._numeric_idx == list(range(self._n_input_columns)):
+            num = np.ascontiguousarray(a, dtype=np.float64)  # no copy for C-contiguous float64
+        else:
+            num = np.ascontiguousarray(a[:, self._numeric_idx], dtype=np.float64)
         nan_counts = np.isnan(num).sum(axis=0).astype(np.int64)
         self._nan_check(nan_counts, self.numeric_columns, name)
         if self._emb_idx is None:
@@ -979,8 +983,8 @@ class DriftMonitor:
         out = []
         ref = self._reference
         present = self._testable_numeric(cur, schema)
-        n_ref = (~np.isnan(ref.numeric)).sum(axis=0)
-        n_cur = (~np.isnan(cur.numeric)).sum(axis=0)
+        n_ref = self._ref_values
+        n_cur = cur.numeric.shape[0] - np.isnan(cur.numeric).sum(axis=0)
         for test in self.tests:
             fn, has_p, need = _NUMERIC_TESTS[test]
             ok = present & (n_ref >= need) & (n_cur >= need)
@@ -994,7 +998,10 @@ class DriftMonitor:
                 kwargs = {"nan_policy": "omit"}
                 if test in _BINNED:
                     kwargs.update(input="values", n_bins=self.n_bins)
-                res = fn(ref.numeric[:, idx], cur.numeric[:, idx], **kwargs)
+                if idx.size == ok.size:  # every column: no gathered copies of the samples
+                    res = fn(ref.numeric, cur.numeric, **kwargs)
+                else:
+                    res = fn(ref.numeric[:, idx], cur.numeric[:, idx], **kwargs)
             where = {int(j): i for i, j in enumerate(idx)}
             for j, c in enumerate(self.numeric_columns):
                 if j in where:
