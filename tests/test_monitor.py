@@ -500,3 +500,21 @@ def test_import_stays_light():
     code = "import sys, curata; assert curata.DriftMonitor is curata.monitor.DriftMonitor; print(sorted(m for m in ('pyarrow', 'torch', 'scipy', 'sklearn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_reference_is_copied_and_empty_table_window_schema():
+    rng = np.random.default_rng(17)
+    ref = rng.normal(size=(200, 2))
+    mon = DriftMonitor(ref, n_clusters=None)
+    keep = ref.copy()
+    ref += 10.0  # the caller reuses its array
+    assert not mon.check(keep[:100]).drift
+    t = pa.table({"a": rng.normal(size=100), "b": rng.normal(size=100)})
+    mon = DriftMonitor(t, n_clusters=2, embeddings=["a"])
+    assert mon.numeric_columns == ["a", "b"]  # an embedding column named in a list stays monitored
+    rep = mon.check(t.slice(0, 0))
+    assert rep.status == "insufficient data" and not rep.drift and not rep.schema.changed
+    rep = mon.check(t.select(["a"]).slice(0, 0))
+    assert rep.status == "insufficient data" and rep.schema.removed == ["b"] and rep.drift and rep.schema_drift
+    mon = DriftMonitor(t, n_clusters=2, embeddings="a")
+    assert mon.numeric_columns == ["a", "b"]  # a numeric column as embeddings stays monitored

@@ -235,7 +235,7 @@ class DriftReport:
         Reference rows.
     status : str
         ``"ok"`` or ``"insufficient data"`` (a window with fewer than ``min_rows`` rows: nothing
-        is tested and ``drift`` is False).
+        is tested; ``drift`` is False unless the schema of a Table window changed).
     drift : bool
         Dataset decision: any corrected test rejected, any distance exceeded its threshold, or
         the schema changed.
@@ -661,7 +661,7 @@ class DriftMonitor:
         skipped = []
         for c in chosen:
             kind = _arrow_kind(schema.field(c).type)
-            if c == emb_col:
+            if c == emb_col and kind == "embedding":
                 continue
             if kind == "numeric":
                 self.numeric_columns.append(c)
@@ -708,7 +708,9 @@ class DriftMonitor:
         if a.shape[1] != self._n_input_columns:
             raise ValueError(f"{name} must have {self._n_input_columns} columns like the reference, got shape {tuple(a.shape)}")
         if self._numeric_idx == list(range(self._n_input_columns)):
-            num = np.ascontiguousarray(a, dtype=np.float64)  # no copy for C-contiguous float64
+            # no copy of a C-contiguous float64 window; the reference is always copied (the
+            # monitor must not change when the caller reuses its array)
+            num = np.array(a, dtype=np.float64, order="C") if name == "reference" else np.ascontiguousarray(a, dtype=np.float64)
         else:
             num = np.ascontiguousarray(a[:, self._numeric_idx], dtype=np.float64)
         nan_counts = np.isnan(num).sum(axis=0).astype(np.int64)
@@ -868,7 +870,8 @@ class DriftMonitor:
         Notes
         -----
         A window with fewer than ``min_rows`` rows (e.g. empty) is not an error: the report has
-        status ``"insufficient data"``, ``drift=False``, and is recorded in the history.
+        status ``"insufficient data"``, no test results, ``drift=False`` (unless a Table window's
+        schema changed: columns added, removed or re-typed), and is recorded in the history.
         """
         ts = _timestamp(timestamp)
         cur = self._extract(window, "window")
@@ -876,10 +879,12 @@ class DriftMonitor:
             raise ValueError("predictions were given to check() but the monitor has no reference predictions")
         schema = self._schema_drift(cur) if self._tabular else None
         if cur.n_rows < self.min_rows:
+            # nothing is tested; a schema change is still a finding (null rates need rows)
+            schema_drift = schema is not None and schema.changed
             report = DriftReport(
                 timestamp=ts, n_rows=cur.n_rows, n_reference=self._reference.n_rows, status=INSUFFICIENT,
-                drift=False, feature_drift=False, cluster_drift=False, class_drift=False,
-                schema_drift=False, alpha=self.alpha, correction=self.correction, n_tests=0, schema=schema,
+                drift=schema_drift, feature_drift=False, cluster_drift=False, class_drift=False,
+                schema_drift=schema_drift, alpha=self.alpha, correction=self.correction, n_tests=0, schema=schema,
             )
             return self._record(report)
 
