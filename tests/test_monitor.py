@@ -16,6 +16,8 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import curata
 from curata import monitor
@@ -518,3 +520,49 @@ def test_reference_is_copied_and_empty_table_window_schema():
     assert rep.status == "insufficient data" and rep.schema.removed == ["b"] and rep.drift and rep.schema_drift
     mon = DriftMonitor(t, n_clusters=2, embeddings="a")
     assert mon.numeric_columns == ["a", "b"]  # a numeric column as embeddings stays monitored
+
+
+def test_dtypes_and_non_contiguous_windows():
+    rng = np.random.default_rng(18)
+    ref = rng.integers(-5, 6, size=(300, 3))
+    big = rng.normal(size=(120, 6))
+    win32 = big[:, ::2].astype(np.float32)  # float32 ...
+    view = big[:, ::2]  # ... and a non-contiguous float64 view
+    mon = DriftMonitor(ref, tests=("ks", "mannwhitneyu"), n_clusters=2)
+    a, b = mon.check(win32), mon.check(view)
+    for j in range(3):
+        exp = stats.ks_2samp(ref[:, j].astype(float), view[:, j]).pvalue
+        assert b.result(j, "ks").pvalue == pytest.approx(exp, rel=1e-10)
+        exp32 = stats.ks_2samp(ref[:, j].astype(float), win32[:, j].astype(float)).pvalue
+        assert a.result(j, "ks").pvalue == pytest.approx(exp32, rel=1e-10)
+    h = DriftMonitor(ref.astype(np.float16), n_clusters=None).check(view.astype(np.float16))
+    assert h.status == "ok" and len(h.results) == 3
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(5, 60),
+    m=st.integers(1, 60),
+    d=st.integers(1, 5),
+    shift=st.floats(0, 3),
+    correction=st.sampled_from(["fdr", "bonferroni"]),
+)
+def test_report_laws(seed, n, m, d, shift, correction):
+    """Per-column results equal curata.drift.ks + drift.correct; the decision is their any();
+    top_columns are the drifting columns ordered by adjusted p-value; row order never matters."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n, d))
+    win = rng.normal(size=(m, d)) + shift * (np.arange(d) % 2)
+    mon = DriftMonitor(ref, correction=correction, n_clusters=None, top_k=d)
+    rep = mon.check(win)
+    direct = curata.drift.ks(ref, win)
+    corr = curata.drift.correct(direct.pvalue, correction, 0.05)
+    np.testing.assert_array_equal([r.pvalue for r in rep.results], direct.pvalue)
+    np.testing.assert_array_equal([r.adjusted_pvalue for r in rep.results], corr.adjusted)
+    assert rep.drift == corr.drift == rep.feature_drift
+    assert sorted(rep.top_columns) == sorted(rep.drifting_columns) == sorted(str(j) for j in np.flatnonzero(corr.reject))
+    adj = [rep.result(c).adjusted_pvalue for c in rep.top_columns]
+    assert adj == sorted(adj)
+    again = mon.check(win[rng.permutation(m)])
+    assert [r.pvalue for r in again.results] == [r.pvalue for r in rep.results]
