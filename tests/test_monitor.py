@@ -259,7 +259,8 @@ def test_html_report(tmp_path):
     p = _Collector()
     p.feed(doc)
     p.close()
-    assert p.tags.count("svg") == 3  # p-values over time, column bars, cluster shares
+    # p-values over time, ks bars (numeric columns), chi2 bars (categorical), cluster shares
+    assert p.tags.count("svg") == 4
     assert p.tags.count("circle") == 2 and "line" in p.tags and "rect" in p.tags
     text = "".join(p.text)
     assert "<b>evil</b>" in text and "<b>evil</b>" not in doc  # escaped
@@ -269,6 +270,17 @@ def test_html_report(tmp_path):
     assert "http://" not in doc and "https://" not in doc and "<script" not in doc.lower()
     assert "src=" not in doc and not any(a.startswith(("http", "//")) for a in p.attrs)
     assert sorted(os.listdir(tmp_path)) == ["report.html"]  # temp file replaced, none left
+    path.chmod(0o640)
+    mon.to_html(path)
+    assert os.stat(path).st_mode & 0o777 == 0o640  # permissions of the replaced file kept
+    # an empty latest window: details come from the latest tested window
+    mon.check(ref.slice(0, 0))
+    mon.to_html(path)
+    doc2 = path.read_text(encoding="utf-8")
+    assert "insufficient data" in doc2 and doc2.count("<svg") == 4 and "latest tested window" in doc2
+    fresh = tmp_path / "fresh.html"
+    mon.to_html(fresh)
+    assert os.stat(fresh).st_mode & 0o777 == 0o644
     empty = tmp_path / "empty.html"
     DriftMonitor(rng.normal(size=(10, 2)), n_clusters=None).to_html(empty)
     assert "No check yet" in empty.read_text()

@@ -570,6 +570,7 @@ class DriftMonitor:
         self._callbacks: list[Callable] = []
         self._history: list[dict] = []
         self.last_report: DriftReport | None = None
+        self._last_tested: DriftReport | None = None
 
         self._tabular = _is_table(reference)
         if self._tabular:
@@ -1169,6 +1170,8 @@ class DriftMonitor:
 
     def _record(self, report: DriftReport) -> DriftReport:
         self.last_report = report
+        if report.status == "ok":
+            self._last_tested = report
         self._history.append(_history_row(report))
         if report.drift:
             for cb in list(self._callbacks):
@@ -1250,10 +1253,15 @@ class DriftMonitor:
         doc = _render_html(self, top_n, str(title))
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
+        try:
+            mode = os.stat(path).st_mode & 0o777  # keep the permissions of the file replaced
+        except OSError:
+            mode = 0o644  # mkstemp's 0600 would hide the report from a web server or colleague
         fd, tmp = tempfile.mkstemp(prefix=".curata-report-", suffix=".html", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(doc)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -1456,6 +1464,10 @@ def _render_html(mon: DriftMonitor, top_n: int, title: str) -> str:
         cls = "drift" if last.drift else "ok"
         verdict = "DRIFT" if last.drift else ("insufficient data" if last.status != "ok" else "no drift")
         body.append(f'<h2>Latest check</h2><p class="{cls}">{_esc(last.summary())} &mdash; {_esc(verdict)}</p>')
+        schema_report = last
+        if last.status != "ok" and mon._last_tested is not None:
+            last = mon._last_tested  # details of the latest window that could be tested
+            body.append(f"<p>{_esc(f'Details below: latest tested window, {last.timestamp.isoformat()}.')}</p>")
         body.append("<h2>Drift over time</h2>")
         body.append(_svg_pvalue_plot(rows, mon.alpha))
         body.append(
@@ -1466,28 +1478,34 @@ def _render_html(mon: DriftMonitor, top_n: int, title: str) -> str:
             )
         )
         if last.results:
-            tested = [r for r in last.results if r.status == "ok"]
-            first = {}
-            for r in tested:  # bar per column: the statistic of its most significant test
-                key = (r.adjusted_pvalue if math.isfinite(r.adjusted_pvalue) else math.inf, -r.statistic)
-                if r.column not in first or key < first[r.column][0]:
-                    first[r.column] = (key, r)
-            ranked = sorted(first.values(), key=lambda kr: (kr[0], kr[1].column))[:top_n]
-            body.append(f"<h2>Columns (latest check, top {len(ranked)})</h2>")
-            body.append(
-                _svg_bars(
-                    [f"{r.column} ({r.test})" for _, r in ranked],
-                    [r.statistic for _, r in ranked],
-                    [r.drift for _, r in ranked],
-                    "per-column statistic of the latest check",
-                    "statistic",
-                )
-            )
+            # one bar plot per test kind, so that every bar of a plot is on the same scale: the
+            # first numeric test over numeric columns, the first categorical test over categorical
+            plots = []
+            if mon.numeric_columns and mon.tests:
+                plots.append((mon.tests[0], "numeric"))
+            if mon.categorical_columns and mon.categorical_tests:
+                plots.append((mon.categorical_tests[0], "categorical"))
+            for test, kind in plots:
+                rs = [r for r in last.results if r.test == test and r.kind == kind and r.status == "ok"]
+                rs.sort(key=lambda r: (r.adjusted_pvalue if math.isfinite(r.adjusted_pvalue) else math.inf, -r.statistic))
+                rs = rs[:top_n]
+                body.append(f"<h2>{_esc(kind.capitalize())} columns: {_esc(test)} statistic (latest check, top {len(rs)})</h2>")
+                body.append(_svg_bars([r.column for r in rs], [r.statistic for r in rs], [r.drift for r in rs],
+                                      f"{test} statistic per {kind} column, latest check", f"{test} statistic"))
+            rank = {c: i for i, c in enumerate(last.top_columns)}
+            order = {c: i for i, c in enumerate(mon.numeric_columns + mon.categorical_columns)}
+            best = {}
+            for r in last.results:
+                p = r.adjusted_pvalue if math.isfinite(r.adjusted_pvalue) else math.inf
+                best[r.column] = min(best.get(r.column, math.inf), p)
+            shown = sorted(best, key=lambda c: (rank.get(c, len(rank)), best[c], order.get(c, 0)))[:top_n]
+            rows_ = [r for c in shown for r in last.results if r.column == c]
+            body.append(f"<h2>Column results (latest check, {len(shown)} most significant columns)</h2>")
             body.append(
                 _table(
-                    ["column", "test", "statistic", "p-value", "adjusted p", "drift", "n ref", "n window", "NaN omitted"],
-                    [[r.column, r.test, r.statistic, r.pvalue, r.adjusted_pvalue, r.drift, r.n_ref, r.n_cur, r.nan_cur]
-                     for _, r in ranked],
+                    ["column", "test", "statistic", "p-value", "adjusted p", "threshold", "drift", "status", "n ref", "n window", "NaN omitted"],
+                    [[r.column, r.test, r.statistic, r.pvalue, r.adjusted_pvalue, r.threshold, r.drift, r.status, r.n_ref, r.n_cur, r.nan_cur]
+                     for r in rows_],
                 )
             )
         if last.clusters is not None:
@@ -1506,8 +1524,8 @@ def _render_html(mon: DriftMonitor, top_n: int, title: str) -> str:
             body.append(_svg_shares(c.ref_share, c.cur_share, names, "class shares: reference vs latest window"))
             body.append(_table(["class", "reference share", "window share", "difference"],
                                [[n, float(a), float(b), float(d)] for n, a, b, d in zip(names, c.ref_share, c.cur_share, c.share_diff)]))
-        if last.schema is not None:
-            s = last.schema
+        if schema_report.schema is not None:
+            s = schema_report.schema
             body.append("<h2>Schema</h2>")
             if not s.changed:
                 body.append("<p>No schema change.</p>")
