@@ -1462,7 +1462,7 @@ def _render_html(mon: DriftMonitor, top_n: int, title: str) -> str:
         body.append("<p>No check yet.</p>")
     else:
         cls = "drift" if last.drift else "ok"
-        verdict = "DRIFT" if last.drift else ("insufficient data" if last.status != "ok" else "no drift")
+        verdict = "DRIFT" if last.drift else ("not tested" if last.status != "ok" else "no drift")
         body.append(f'<h2>Latest check</h2><p class="{cls}">{_esc(last.summary())} &mdash; {_esc(verdict)}</p>')
         schema_report = last
         if last.status != "ok" and mon._last_tested is not None:
@@ -1489,7 +1489,7 @@ def _render_html(mon: DriftMonitor, top_n: int, title: str) -> str:
                 rs = [r for r in last.results if r.test == test and r.kind == kind and r.status == "ok"]
                 rs.sort(key=lambda r: (r.adjusted_pvalue if math.isfinite(r.adjusted_pvalue) else math.inf, -r.statistic))
                 rs = rs[:top_n]
-                body.append(f"<h2>{_esc(kind.capitalize())} columns: {_esc(test)} statistic (latest check, top {len(rs)})</h2>")
+                body.append(f"<h2>{_esc(kind.capitalize())} columns: {_esc(test)} statistic (latest tested window, top {len(rs)})</h2>")
                 body.append(_svg_bars([r.column for r in rs], [r.statistic for r in rs], [r.drift for r in rs],
                                       f"{test} statistic per {kind} column, latest check", f"{test} statistic"))
             rank = {c: i for i, c in enumerate(last.top_columns)}
@@ -1500,7 +1500,7 @@ def _render_html(mon: DriftMonitor, top_n: int, title: str) -> str:
                 best[r.column] = min(best.get(r.column, math.inf), p)
             shown = sorted(best, key=lambda c: (rank.get(c, len(rank)), best[c], order.get(c, 0)))[:top_n]
             rows_ = [r for c in shown for r in last.results if r.column == c]
-            body.append(f"<h2>Column results (latest check, {len(shown)} most significant columns)</h2>")
+            body.append(f"<h2>Column results (latest tested window, {len(shown)} most significant columns)</h2>")
             body.append(
                 _table(
                     ["column", "test", "statistic", "p-value", "adjusted p", "threshold", "drift", "status", "n ref", "n window", "NaN omitted"],
