@@ -157,6 +157,8 @@ def test_class_shift_labels_and_probabilities():
     np.testing.assert_allclose(cls.share_diff, cc / 300 - rc / 600)
     assert cls.pvalue == pytest.approx(stats.chi2_contingency(np.vstack([rc, cc])).pvalue, rel=1e-8)
     assert cls.drift and rep.class_drift and rep.drift and cls.bbsd is None
+    with pytest.raises(TypeError, match="labels of the reference predictions' type"):
+        mon.check(rng.normal(size=(10, 3)), predictions=np.zeros(10, dtype=np.int64))
     # no prediction shift
     rep2 = mon.check(rng.normal(size=(300, 3)), predictions=rng.choice(["cat", "dog", "fox"], size=300))
     assert not rep2.class_drift

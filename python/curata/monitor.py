@@ -1111,6 +1111,8 @@ class DriftMonitor:
                     raise ValueError("predictions must hold class labels, got non-integral floats")
                 p = p.astype(np.int64)
             ref = self._ref_pred
+            if (ref.dtype.kind in "iub") != (p.dtype.kind in "iub"):
+                raise TypeError(f"predictions must hold labels of the reference predictions' type, got dtype {p.dtype} vs {ref.dtype}")
             try:
                 classes, inverse = np.unique(np.concatenate([ref, p]), return_inverse=True)
             except TypeError:
