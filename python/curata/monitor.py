@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import _array, drift
-from ._cluster import _assign, kmeans
+from ._cluster import kmeans
 
 __all__ = [
     "DriftMonitor",
@@ -454,6 +454,7 @@ class _Sample:
     categorical: list  # Dc arrays of non-null category values
     embeddings: np.ndarray | None  # (n, E) float64 for clustering
     schema: dict | None = None  # name -> (type str, kind, null rate) for tables
+    n_values: np.ndarray | None = None  # (Dn,) values per numeric column (NaN and nulls not counted)
 
 
 class DriftMonitor:
@@ -598,7 +599,6 @@ class DriftMonitor:
         self._reference = self._extract(reference, "reference")
         if self._reference.n_rows < 1:
             raise ValueError(f"reference must have at least 1 row, got {self._reference.n_rows}")
-        self._ref_values = self._reference.n_rows - np.isnan(self._reference.numeric).sum(axis=0)
         self._setup_clusters(n_clusters)
         self._setup_predictions(predictions)
 
@@ -738,7 +738,7 @@ class DriftMonitor:
             emb = num
         else:
             emb = np.asarray(a[:, self._emb_idx], dtype=np.float64)
-        return _Sample(a.shape[0], num, nan_counts, [], emb)
+        return _Sample(a.shape[0], num, nan_counts, [], emb, n_values=a.shape[0] - nan_counts)
 
     def _nan_check(self, nan_counts: np.ndarray, names: list, name: str) -> None:
         if self.nan_policy == "raise" and nan_counts.any():
@@ -778,7 +778,7 @@ class DriftMonitor:
         for f in t.schema:
             col = t.column(f.name)
             schema[f.name] = (_logical_type(f.type), _arrow_kind(f.type), (col.null_count / n) if n else 0.0)
-        return _Sample(n, num, nan_counts, cats, emb, schema)
+        return _Sample(n, num, nan_counts, cats, emb, schema, n_values=n - np.isnan(num).sum(axis=0))
 
     def _setup_clusters(self, n_clusters: Any) -> None:
         self._centroids = None
@@ -1007,8 +1007,8 @@ class DriftMonitor:
         out = []
         ref = self._reference
         present = self._testable_numeric(cur, schema)
-        n_ref = self._ref_values
-        n_cur = cur.numeric.shape[0] - np.isnan(cur.numeric).sum(axis=0)
+        n_ref = ref.n_values
+        n_cur = cur.n_values
         for test in self.tests:
             fn, has_p, need = _NUMERIC_TESTS[test]
             ok = present & (n_ref >= need) & (n_cur >= need)
@@ -1092,16 +1092,7 @@ class DriftMonitor:
             counts = np.zeros(k, dtype=np.int64)
             skipped = cur.n_rows
         else:
-            finite = np.isfinite(emb).all(axis=1)
-            skipped = int((~finite).sum())
-            z = (emb[finite] - self._emb_mean) / self._emb_scale
-            if z.shape[0]:
-                c = self._centroids
-                sq = np.einsum("ij,ij->i", z, z)
-                labels, _ = _assign(np.ascontiguousarray(z), sq, c)
-                counts = np.bincount(labels, minlength=k).astype(np.int64)
-            else:
-                counts = np.zeros(k, dtype=np.int64)
+            counts, skipped = _cluster_counts(emb, self._emb_mean, self._emb_scale, self._centroids)
         ref_counts = self._ref_cluster_counts
         ref_share = ref_counts / ref_counts.sum()
         total = counts.sum()
@@ -1303,6 +1294,39 @@ class DriftMonitor:
             f"categorical={len(self.categorical_columns)}, tests={self.tests}, n_clusters={self.n_clusters}, "
             f"checks={len(self._history)})"
         )
+
+
+# rows per block of the window's cluster assignment: the (k, rows) distance block holds at most
+# 2**22 entries (32 MiB)
+_ASSIGN_ENTRIES = 1 << 22
+
+
+def _cluster_counts(emb: np.ndarray, mean: np.ndarray, scale: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows per nearest centroid (lowest index on ties) of the standardised rows
+    ``z = (x - mean) / scale``, and the number of rows skipped because a value is NaN or
+    infinite.
+
+    The standardisation is folded into the centroids, ``|z - c|^2 = |z|^2 - 2 x.(c / scale) +
+    2 mean.(c / scale) + |c|^2``, so the window is read once by one matrix product and never
+    copied. ``(k, E) x (E, rows)`` rather than ``(rows, E) x (E, k)``: OpenBLAS runs the former
+    ~4x faster for small k. A row with a non-finite value has non-finite products with every
+    centroid and is skipped there (so is a finite row whose products overflow, |x| > ~1e150)."""
+    k = c.shape[0]
+    cs = c / scale  # (k, E)
+    bias = (2.0 * (cs @ mean) + np.einsum("ij,ij->i", c, c))[:, None]
+    counts = np.zeros(k, dtype=np.int64)
+    skipped = 0
+    rows = max(1, _ASSIGN_ENTRIES // max(k, 1))
+    for s in range(0, emb.shape[0], rows):
+        d = cs @ emb[s : s + rows].T
+        d *= -2.0
+        d += bias
+        ok = np.isfinite(d).all(axis=0)
+        if not ok.all():
+            skipped += int((~ok).sum())
+            d = d[:, ok]
+        counts += np.bincount(np.argmin(d, axis=0), minlength=k)
+    return counts, skipped
 
 
 def _history_row(r: DriftReport) -> dict:
