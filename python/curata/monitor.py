@@ -538,8 +538,9 @@ class DriftMonitor:
     column for the rank tests) plus O(M k E) for the cluster assignment; nothing N x M is
     materialised.
 
-    Measured on a 2-core machine (2 threads): building on 100k x 64 with k = 8 takes ~8 s;
-    a check of a 100k x 64 window ~1.2 s, about 1.3x ``curata.drift.ks`` alone.
+    Measured on a loaded 2-core machine (2 threads): building on 100k x 64 with k = 8 takes
+    ~8 s; a check of a 100k x 64 window costs ``curata.drift.ks`` on it plus ~70 ms (cluster
+    assignment, NaN count).
 
     A monitor is not thread-safe: call :meth:`check` from one thread at a time.
 
