@@ -126,7 +126,8 @@ def test_cluster_share_shift_detected():
     # independent: same k-means on the raw embeddings, float64 nearest centroid
     km = kmeans(ref, 4, seed=0)
     cent = np.asarray(km.centroids, dtype=np.float64)
-    ref_counts = np.bincount(np.asarray(km.labels), minlength=4)
+    ref_counts = np.bincount(nearest(ref, cent), minlength=4)
+    np.testing.assert_array_equal(ref_counts, np.bincount(np.asarray(km.labels), minlength=4))
     cur_counts = np.bincount(nearest(win, cent), minlength=4)
     np.testing.assert_array_equal(c.ref_counts, ref_counts)
     np.testing.assert_array_equal(c.cur_counts, cur_counts)
@@ -139,6 +140,14 @@ def test_cluster_share_shift_detected():
     # same shares -> no cluster drift
     same, _ = blobs(rng, 400, centers, [0.25] * 4)
     assert not mon.check(same).clusters.drift
+    # k-means fitted on a documented subsample; shares still counted over every reference row
+    sub = DriftMonitor(ref, embeddings=list(range(6)), n_clusters=4, cluster_fit_rows=500, seed=3)
+    pick = np.sort(np.random.default_rng([3, 2]).choice(2000, 500, replace=False))
+    cent = np.asarray(kmeans(ref[pick], 4, seed=3).centroids, dtype=np.float64)
+    rep = sub.check(win)
+    np.testing.assert_array_equal(rep.clusters.ref_counts, np.bincount(nearest(ref, cent), minlength=4))
+    np.testing.assert_array_equal(rep.clusters.cur_counts, np.bincount(nearest(win, cent), minlength=4))
+    assert rep.clusters.ref_counts.sum() == 2000 and rep.cluster_drift
 
 
 def test_class_shift_labels_and_probabilities():
