@@ -343,3 +343,39 @@ def test_mmd_errors_through_device_path(rng, device_path):
         drift.mmd(t(x), t(x), precision="float16")
     with pytest.raises(ValueError, match="at least 2 rows"):
         drift.mmd(t(x[:1]), t(x))
+
+
+# ------------------------------------------------------------------------------ column_tests
+@pytest.mark.parametrize("on_device", [False, True])
+def test_column_tests_equal_single_tests(rng, monkeypatch, on_device):
+    if on_device:
+        monkeypatch.setattr(_drift_device, "wants_device", lambda *arrays: True)
+    x = np.round(rng.normal(size=(50, 4)), 1)
+    y = np.round(rng.normal(loc=0.2, size=(61, 4)), 1)
+    x[5, 2] = np.nan
+    inputs = (t(x), t(y)) if on_device else (x, y)
+    got = drift.column_tests(*inputs, nan_policy="omit")
+    assert list(got) == ["ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy"]
+    for name, result in got.items():
+        single = getattr(drift, name)(x, y, nan_policy="omit")  # host path, one test
+        stat = result.statistic.numpy() if on_device else result.statistic
+        rtol = RTOL_SUM if (on_device and name in ("wasserstein", "energy")) else 0.0
+        np.testing.assert_allclose(stat, single.statistic, rtol=rtol, atol=0, err_msg=name)
+        if hasattr(single, "pvalue"):
+            p = result.pvalue.numpy() if on_device else result.pvalue
+            assert_same(p, single.pvalue, name)
+            assert_same(result.method, single.method, name)
+        assert_same(result.nan_ref, single.nan_ref, name)
+    only = drift.column_tests(*inputs, tests="wasserstein", nan_policy="omit")
+    assert list(only) == ["wasserstein"]
+
+
+def test_column_tests_errors(rng):
+    x = rng.normal(size=(5, 2))
+    with pytest.raises(ValueError, match="tests must hold names"):
+        drift.column_tests(x, x, tests=("ks", "t-test"))
+    with pytest.raises(ValueError, match="at least one"):
+        drift.column_tests(x, x, tests=())
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        drift.column_tests(x[:1], x)
+    drift.column_tests(x[:1], x, tests=("ks",))  # one row is enough without cramervonmises

@@ -104,6 +104,37 @@ template <class T> py::dict distances(const carray<T>& ref, const carray<T>& cur
   return out;
 }
 
+// All requested summaries of one sort per column (curata.drift.column_tests on host input).
+template <class T>
+py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, int nan_policy, int64_t min_size,
+                   const std::string& test) {
+  check_pair(ref, cur);
+  what &= (dr::kKs | dr::kCvm | dr::kMwu | dr::kWasserstein | dr::kEnergy);
+  dr::ColumnSummaries s;
+  {
+    py::gil_scoped_release release;
+    s = dr::summarize(ref.data(), ref.shape(0), cur.data(), cur.shape(0), ref.shape(1), what,
+                      static_cast<dr::NanPolicy>(nan_policy), min_size, test.c_str());
+  }
+  py::dict out;
+  if (what & dr::kKs) {
+    out["gap_max"] = as_numpy(std::move(s.gap_max));
+    out["gap_min"] = as_numpy(std::move(s.gap_min));
+    out["gap_max_at"] = as_numpy(std::move(s.gap_max_at));
+    out["gap_min_at"] = as_numpy(std::move(s.gap_min_at));
+  }
+  if (what & dr::kCvm) out["cvm_u"] = as_numpy(std::move(s.cvm_u));
+  if (what & dr::kMwu) {
+    out["mwu_u1"] = as_numpy(std::move(s.mwu_u1));
+    out["mwu_tie_sum"] = as_numpy(std::move(s.mwu_tie_sum));
+    out["mwu_ties"] = as_numpy(std::move(s.mwu_ties));
+  }
+  if (what & dr::kWasserstein) out["wasserstein"] = as_numpy(std::move(s.wasserstein));
+  if (what & dr::kEnergy) out["energy"] = as_numpy(std::move(s.energy));
+  add_counts(out, s);
+  return out;
+}
+
 template <class T>
 py::dict quantile_bins(const carray<T>& ref, const carray<T>& cur, int64_t n_bins, int nan_policy) {
   check_pair(ref, cur);
@@ -240,6 +271,8 @@ template <class T> void bind_typed(py::module_& m) {
   m.def("drift_mwu", &mwu<T>, py::arg("ref"), py::arg("cur"), py::arg("alternative"), py::arg("method"),
         py::arg("continuity"), py::arg("nan_policy"));
   m.def("drift_distances", &distances<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"));
+  m.def("drift_summaries", &summaries<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"),
+        py::arg("min_size"), py::arg("test"));
   m.def("drift_quantile_bins", &quantile_bins<T>, py::arg("ref"), py::arg("cur"), py::arg("n_bins"),
         py::arg("nan_policy"));
 }

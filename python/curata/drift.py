@@ -71,6 +71,7 @@ __all__ = [
     "mannwhitneyu",
     "wasserstein",
     "energy",
+    "column_tests",
     "chi2",
     "psi",
     "jensen_shannon",
@@ -290,6 +291,10 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     else:
         a, b = sample_pair(ref, cur, 1)
         r = _core.drift_ks(a, b, alt, meth, nan)
+    return _ks_result(r, ref)
+
+
+def _ks_result(r: dict, ref: Any) -> TestResult:
     fell = np.flatnonzero(r["fell_back"])
     if fell.size:
         log.warning(
@@ -382,6 +387,10 @@ def cramervonmises(ref: Any, cur: Any, *, method: str = "auto", nan_policy: str 
     else:
         a, b = sample_pair(ref, cur, 2)
         r = _core.drift_cvm(a, b, meth, nan)
+    return _cvm_result(r, ref)
+
+
+def _cvm_result(r: dict, ref: Any) -> TestResult:
     p = r["pvalue"]
     asym = ~np.asarray(r["exact"], dtype=bool)
     if asym.any():
@@ -443,6 +452,10 @@ def mannwhitneyu(
     else:
         a, b = sample_pair(ref, cur, 1)
         r = _core.drift_mwu(a, b, alt, meth, bool(use_continuity), nan)
+    return _mwu_result(r, ref)
+
+
+def _mwu_result(r: dict, ref: Any) -> TestResult:
     return TestResult(
         statistic=_array.like(r["statistic"], ref),
         pvalue=_array.like(r["pvalue"], ref),
@@ -492,6 +505,82 @@ def energy(ref: Any, cur: Any, *, nan_policy: str = "raise") -> DistanceResult:
     Parameters, returns and cost as :func:`wasserstein`.
     """
     return _distance(ref, cur, _ENERGY, "energy", nan_policy)
+
+
+_COLUMN_TESTS = {
+    "ks": ("ks", 1),
+    "cramervonmises": ("cvm", 2),
+    "mannwhitneyu": ("mwu", 4),
+    "wasserstein": ("wasserstein", _WASSERSTEIN),
+    "energy": ("energy", _ENERGY),
+}
+
+
+def column_tests(
+    ref: Any,
+    cur: Any,
+    tests: Any = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy"),
+    *,
+    nan_policy: str = "raise",
+) -> dict:
+    """Several per-column tests from one sort of each column.
+
+    Equivalent to calling each of :func:`ks`, :func:`cramervonmises`, :func:`mannwhitneyu`,
+    :func:`wasserstein` and :func:`energy` with its default options, but every column is gathered,
+    sorted and walked once for all of them (in the C++ core for host input, with torch on the
+    device for CUDA input), so asking for five tests costs about one.
+
+    Parameters
+    ----------
+    ref : array (n,) or (n, D)
+    cur : array (m,) or (m, D)
+    tests : sequence of str
+        Names among "ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy" (default
+        all five).
+    nan_policy : {"raise", "omit"}
+
+    Returns
+    -------
+    dict
+        Test name -> :class:`TestResult` (or :class:`DistanceResult` for the distances), each equal
+        to what the single-test function returns.
+
+    Notes
+    -----
+    Every column needs at least 2 values per sample when "cramervonmises" is asked for, 1
+    otherwise. Time and memory as :func:`ks`.
+    """
+    if isinstance(tests, str):
+        tests = (tests,)
+    tests = tuple(tests)
+    if not tests:
+        raise ValueError("tests must name at least one test")
+    for name in tests:
+        if name not in _COLUMN_TESTS:
+            raise ValueError(f"tests must hold names from {sorted(_COLUMN_TESTS)}, got {name!r}")
+    nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
+    min_size = 2 if "cramervonmises" in tests else 1
+    test = "cramervonmises" if min_size == 2 else tests[0]
+    if _drift_device.wants_device(ref, cur):
+        what = tuple(_COLUMN_TESTS[t][0] for t in tests)
+        s = _drift_device.column_summaries(ref, cur, what, nan_policy=nan, min_size=min_size, test=test)
+    else:
+        bits = 0
+        for name in tests:
+            bits |= _COLUMN_TESTS[name][1]
+        a, b = sample_pair(ref, cur, min_size)
+        s = _core.drift_summaries(a, b, bits, nan, min_size, test)
+    out: dict = {}
+    for name in tests:
+        if name == "ks":
+            out[name] = _ks_result(_core.drift_ks_from_summaries(s, 0, 0), ref)
+        elif name == "cramervonmises":
+            out[name] = _cvm_result(_core.drift_cvm_from_summaries(s, 0), ref)
+        elif name == "mannwhitneyu":
+            out[name] = _mwu_result(_core.drift_mwu_from_summaries(s, 0, 0, True), ref)
+        else:
+            out[name] = DistanceResult(statistic=_array.like(s[name], ref), test=name, **_counts(s))
+    return out
 
 
 # ---------------------------------------------------------------------------------- binned
