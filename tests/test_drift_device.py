@@ -130,7 +130,7 @@ def test_chunks_and_split_sums_do_not_change_results(rng, monkeypatch):
     monkeypatch.setattr(_drift_device, "_SPLIT", 3)
     monkeypatch.setattr(_drift_device, "_MASK", 7)
     monkeypatch.setattr(_drift_device, "_BIG_RUN", 4)  # long runs: t^3 - t on the host
-    split = summaries(x, y, workspace_bytes=3 * 128 * 160)  # 3 columns a chunk
+    split = summaries(x, y, workspace_bytes=3 * _drift_device.BYTES_PER_VALUE * 160)  # 3 columns a chunk
     for key, value in whole.items():
         assert_same(one_column[key], value, key)
         assert_same(split[key], value, key)

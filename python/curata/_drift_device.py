@@ -11,8 +11,10 @@ Per-column tests (:func:`column_summaries`)
     sorted value (ref or cur) comes from the sort indices. Every statistic is then a pass of
     cumulative sums over the sorted rows:
 
-    * tie runs (equal values, ``==``) from neighbour comparisons; for each element the first and
-      last position of its run (``cummax`` / flipped ``cummin``): ``below`` = run start, ``size``;
+    * tie runs (equal values, ``==``) from neighbour comparisons; run ids by a cumulative sum,
+      the run starts by ``nonzero``, so each element knows the first and last position of its
+      run: ``below`` = run start, ``size``. Scans run over the flattened chunk (one device-wide
+      scan; torch scans along the rows of a few long rows use one thread block per row);
     * KS: ``F_ref - F_cur`` at the last element of each run (``count / size`` divisions, as the
       core), extremes over runs holding a ref (resp. cur) value, first location of each extreme;
     * Cramér-von Mises: ``sum (2 midrank - 2 rank_in_sample)^2`` per sample, Mann-Whitney: the
@@ -52,9 +54,10 @@ log = logging.getLogger("curata.drift")
 
 # Device memory the per-column pass may use beyond the inputs (bytes); see column_summaries.
 COLUMN_WORKSPACE_BYTES = 2 << 30
-# Bytes of workspace per pooled value of a chunk: sort output (value + int64 index), ~10 int64 /
-# float64 temporaries (counts, run bounds, ranks, gaps) alive at the peak.
-BYTES_PER_VALUE = 128
+# Bytes of workspace per pooled value of a chunk: the sort (value + int64 index, and the sort's
+# own double buffers) and ~14 int64 / float64 temporaries (counts, run bounds, ranks, gaps) alive
+# at the peak, rounded up.
+BYTES_PER_VALUE = 160
 # Device memory the MMD pass may use for kernel blocks (bytes); see mmd_statistics.
 MMD_WORKSPACE_BYTES = 4 << 30
 _SPLIT = 31  # exact integer sums are carried as (sum of term >> 31, sum of term & (2^31 - 1))
@@ -227,8 +230,8 @@ def column_summaries(
     -----
     O((n + m) log(n + m) D) work (one sort per column) plus O((n + m) D) elementwise passes; one
     device-to-host transfer of O(D) values at the end (plus one for the NaN counts). Peak device
-    memory beyond the inputs: about ``128 (n + m) c`` bytes for a chunk of ``c`` columns, with
-    ``c = max(1, workspace_bytes // (128 (n + m)))`` (for 1M + 1M rows and 2 GiB: 8 columns a
+    memory beyond the inputs: about ``160 (n + m) c`` bytes for a chunk of ``c`` columns, with
+    ``c = max(1, workspace_bytes // (160 (n + m)))`` (for 1M + 1M rows and 2 GiB: 6 columns a
     chunk), plus one compute-dtype copy of the inputs when they are neither float32 nor float64.
     """
     torch = _torch()
@@ -302,9 +305,15 @@ def column_summaries(
 
 
 def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
-    """Summaries of columns [j0, j0 + c) into the (D,) accumulators (see column_summaries)."""
+    """Summaries of columns [j0, j0 + c) into the (D,) accumulators (see column_summaries).
+
+    Scans (cumulative sums) run over the flattened (c * (n + m),) chunk: a 1-D scan is one
+    device-wide scan on CUDA, while a scan along the rows of a (c, N) tensor with few rows runs
+    each long row in one thread block. Reductions per column are row reductions of (c, N) views.
+    """
     n, c = x.shape
     N = n + y.shape[0]
+    total = c * N
     j1 = j0 + c
     device = x.device
     i64, f64 = torch.int64, torch.float64
@@ -315,49 +324,63 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
         pooled = torch.where(torch.isnan(pooled), torch.full((), float("nan"), dtype=pooled.dtype, device=device), pooled)
     values, order = torch.sort(pooled, dim=1, stable=True)
     del pooled
-    valid_count = (n1 + n2).unsqueeze(1)  # NaN sort last: the first n1 + n2 values are the data
-    pos = torch.arange(N, device=device, dtype=i64).unsqueeze(0)
-    valid = pos < valid_count
+    pos = torch.arange(N, device=device, dtype=i64).unsqueeze(0)  # position within the column
+    valid = pos < (n1 + n2).unsqueeze(1)  # NaN sort last: the first n1 + n2 values are the data
     from_cur = order >= n
     del order
-    is_ref = (valid & ~from_cur).to(i64)
-    is_cur = (valid & from_cur).to(i64)
+    is_ref = (valid & ~from_cur).to(i64).reshape(total)
+    is_cur = (valid & from_cur).to(i64).reshape(total)
     del from_cur
-    c_ref = torch.cumsum(is_ref, dim=1)
-    c_cur = torch.cumsum(is_cur, dim=1)
+    row_first = torch.arange(c, device=device, dtype=i64) * N  # flat index of each column's first value
 
-    # Tie runs. NaN != NaN, so every omitted value is its own run and never joins a data run.
-    differs = values[:, 1:] != values[:, :-1]
-    true_col = torch.ones((c, 1), dtype=torch.bool, device=device)
-    run_start = torch.cat([true_col, differs], dim=1)
-    run_end = torch.cat([differs, true_col], dim=1)
-    del differs
-    start = torch.cummax(torch.where(run_start, pos, torch.zeros((), dtype=i64, device=device)), dim=1).values
-    end = torch.where(run_end, pos, torch.full((), N, dtype=i64, device=device))
-    end = torch.flip(torch.cummin(torch.flip(end, [1]), dim=1).values, [1])
-    size = end - start + 1  # pooled values in the element's run; `start` values lie below it
+    def local_cumsum(flags):
+        run = torch.cumsum(flags, dim=0)
+        before = run[row_first] - flags[row_first]  # count in the columns before this one
+        return (run.view(c, N) - before.unsqueeze(1)).reshape(total)
+
+    c_ref = local_cumsum(is_ref)  # ref values at or before each position of its column
+    c_cur = local_cumsum(is_cur)
+
+    # Tie runs. NaN != NaN, so every omitted value is its own run and never joins a data run; a
+    # column's first value always starts a run, so runs never cross columns.
+    run_start = torch.ones((c, N), dtype=torch.bool, device=device)
+    run_start[:, 1:] = values[:, 1:] != values[:, :-1]
+    run_start = run_start.reshape(total)
+    run_id = torch.cumsum(run_start, dim=0) - 1
+    first = torch.nonzero(run_start).squeeze(1)  # flat index of the first value of each run
+    last = torch.cat([first[1:], torch.full((1,), total, dtype=i64, device=device)]) - 1
+    start_flat = first[run_id]
+    end_flat = last[run_id]
+    del first, last, run_id
+    flat_pos = torch.arange(total, device=device, dtype=i64)
+    run_end = end_flat == flat_pos
+    del flat_pos
+    size = end_flat - start_flat + 1  # pooled values in the element's run
+    start = start_flat - (start_flat // N) * N  # values below the run in its column
+    valid = valid.reshape(total)
 
     need_gap = KS in what or WASSERSTEIN in what or ENERGY in what
     if need_gap:
-        # F_ref - F_cur with the counts up to each element, divided as the core divides.
-        gap = c_ref.to(f64) / n1.to(f64).unsqueeze(1) - c_cur.to(f64) / n2.to(f64).unsqueeze(1)
+        # F_ref - F_cur with the counts up to each value, divided as the core divides.
+        gap = c_ref.view(c, N).to(f64) / n1.to(f64).unsqueeze(1) - c_cur.view(c, N).to(f64) / n2.to(f64).unsqueeze(1)
+        gap = gap.reshape(total)
 
     if KS in what:
         ends = run_end & valid
-        ref_before = torch.gather(c_ref, 1, start) - torch.gather(is_ref, 1, start)
-        cur_before = torch.gather(c_cur, 1, start) - torch.gather(is_cur, 1, start)
+        ref_before = c_ref[start_flat] - is_ref[start_flat]
+        cur_before = c_cur[start_flat] - is_cur[start_flat]
         has_ref = ends & (c_ref > ref_before)
         has_cur = ends & (c_cur > cur_before)
-        del ref_before, cur_before
+        del ref_before, cur_before, ends
         v64 = values.to(f64) + 0.0  # -0.0 reported as +0.0, as the core's keys do
         inf = torch.full((), math.inf, dtype=f64, device=device)
         big = torch.full((), N, dtype=i64, device=device)
 
         def extreme(mask, maximum: bool):
-            g = torch.where(mask, gap, -inf if maximum else inf)
+            g = torch.where(mask, gap, -inf if maximum else inf).view(c, N)
             best = g.amax(dim=1) if maximum else g.amin(dim=1)
-            first = torch.where(mask & (g == best.unsqueeze(1)), pos, big).amin(dim=1)
-            at = torch.gather(v64, 1, first.clamp(max=N - 1).unsqueeze(1)).squeeze(1)
+            first_at = torch.where(mask.view(c, N) & (g == best.unsqueeze(1)), pos, big).amin(dim=1)
+            at = torch.gather(v64, 1, first_at.clamp(max=N - 1).unsqueeze(1)).squeeze(1)
             return best, at
 
         max1, at_max1 = extreme(has_ref, True)
@@ -381,38 +404,38 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
         term = doubled_midrank - 2 * rank
         term = term * term
         del rank
-        hi, lo = _split_sum(torch, term, is_ref)
+        hi, lo = _split_sum(torch, term.view(c, N), is_ref.view(c, N))
         acc["cvm_ref_hi"][j0:j1] = hi
         acc["cvm_ref_lo"][j0:j1] = lo
-        hi, lo = _split_sum(torch, term, is_cur)
+        hi, lo = _split_sum(torch, term.view(c, N), is_cur.view(c, N))
         acc["cvm_cur_hi"][j0:j1] = hi
         acc["cvm_cur_lo"][j0:j1] = lo
         del term
     if MWU in what:
-        acc["rank_x2"][j0:j1] = (doubled_midrank * is_ref).sum(dim=1)
-        ends = run_end & valid
-        tied = ends & (size > 1)
+        acc["rank_x2"][j0:j1] = (doubled_midrank * is_ref).view(c, N).sum(dim=1)
+        tied = (run_end & valid & (size > 1)).view(c, N)
         acc["any_tie"][j0:j1] = tied.sum(dim=1)
-        huge = tied & (size >= _BIG_RUN)
+        t = size.view(c, N)
+        huge = tied & (t >= _BIG_RUN)
         if N >= _BIG_RUN and bool(huge.any()):
             cols, idx = torch.nonzero(huge, as_tuple=True)
-            for col, t in zip(cols.tolist(), size[cols, idx].tolist()):
-                big_runs.append((j0 + col, int(t)))
+            for col, length in zip(cols.tolist(), t[cols, idx].tolist()):
+                big_runs.append((j0 + col, int(length)))
             tied = tied & ~huge
-        t = torch.where(tied, size, torch.zeros((), dtype=i64, device=device))
+        t = torch.where(tied, t, torch.zeros((), dtype=i64, device=device))
         hi, lo = _split_sum(torch, t * t * t - t, torch.ones((), dtype=i64, device=device))
         acc["tie_hi"][j0:j1] = hi
         acc["tie_lo"][j0:j1] = lo
         del t
 
     if WASSERSTEIN in what or ENERGY in what:
-        # Element i >= 1: |F_ref - F_cur| at the end of the run of element i - 1 times
+        # Value i >= 1 of a column: |F_ref - F_cur| at the end of the run of value i - 1 times
         # values[i] - values[i - 1] (0 inside a run, NaN between equal infinities, as the core).
-        run_gap = torch.gather(gap, 1, end)[:, :-1]
+        run_gap = gap[end_flat].view(c, N)[:, :-1]
         v64 = values.to(f64)
         dv = v64[:, 1:] - v64[:, :-1]
         del v64
-        inside = valid[:, 1:]
+        inside = valid.view(c, N)[:, 1:]
         zero = torch.zeros((), dtype=f64, device=device)
         if WASSERSTEIN in what:
             acc["wasserstein"][j0:j1] = torch.where(inside, run_gap.abs() * dv, zero).sum(dim=1)
