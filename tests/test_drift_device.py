@@ -379,3 +379,14 @@ def test_column_tests_errors(rng):
     with pytest.raises(ValueError, match="at least 2 rows"):
         drift.column_tests(x[:1], x)
     drift.column_tests(x[:1], x, tests=("ks",))  # one row is enough without cramervonmises
+
+
+def test_tf32_switch_is_restored():
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision if hasattr(torch._C, "_get_fp32_precision_getter") else matmul.allow_tf32
+    with _drift_device._tf32_matmul(torch, True) as switch:
+        assert switch.restore is not None
+    after = matmul.fp32_precision if hasattr(torch._C, "_get_fp32_precision_getter") else matmul.allow_tf32
+    assert after == before
+    with _drift_device._tf32_matmul(torch, False) as switch:
+        assert switch.restore is None

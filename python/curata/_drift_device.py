@@ -460,6 +460,38 @@ def _tf32_split(torch, z):
     return hi, z - hi
 
 
+class _tf32_matmul:
+    """TF32 float32 GEMMs inside the block (restored after): the new ``fp32_precision`` switch
+    where torch has it (mixing it with the legacy ``allow_tf32`` flag is an error there), else
+    ``allow_tf32``. If neither can be set, GEMMs stay in full float32 (slower, same results up
+    to rounding) and that is logged."""
+
+    def __init__(self, torch, enabled: bool):
+        self.torch, self.enabled, self.restore = torch, enabled, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        matmul = self.torch.backends.cuda.matmul
+        try:
+            if hasattr(self.torch._C, "_get_fp32_precision_getter"):
+                old = matmul.fp32_precision
+                matmul.fp32_precision = "tf32"
+                self.restore = ("fp32_precision", old)
+            else:
+                old = matmul.allow_tf32
+                matmul.allow_tf32 = True
+                self.restore = ("allow_tf32", old)
+        except (AttributeError, RuntimeError, TypeError, ValueError) as exc:
+            log.info("mmd: could not enable TF32 GEMMs (%s); using full float32", exc)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.restore is not None:
+            setattr(self.torch.backends.cuda.matmul, *self.restore)
+        return False
+
+
 def mmd_statistics(
     ref: Any,
     cur: Any,
@@ -502,9 +534,10 @@ def mmd_statistics(
     Notes
     -----
     Time O((n + m)^2 (D + L)) (the upper block triangle: about half the matrix); device memory:
-    the pooled data in the compute dtype with two extra columns (3 times that for float32, split
-    operands), the labels in the compute dtype ((n + m) x (L + 1)), and ~3 R^2 itemsize bytes of
-    blocks. One host transfer of the (L,) sums.
+    the pooled data in the compute dtype ((n + m) D itemsize: 8 GB for 1M + 1M x 512 in float64,
+    4 GB in float32), the labels ((n + m) L bytes, and again in the compute dtype), and the blocks:
+    the R x R kernel block, its (R, L + 1) product and the R-row GEMM operands (about 3 R^2
+    itemsize bytes in all). One host transfer of the (L,) sums.
     """
     torch = _torch()
     if precision not in ("float64", "float32"):
@@ -517,64 +550,69 @@ def mmd_statistics(
     L = labels.shape[1]
     f64 = torch.float64
     dtype = f64 if precision == "float64" else torch.float32
-    z = torch.cat([a.to(f64), b.to(f64)], dim=0)
-    if precision == "float32":
-        z = z - z.mean(dim=0, keepdim=True)  # distances unchanged, smaller norms: less cancellation
+    if precision == "float64":
+        z = torch.cat([a.to(f64), b.to(f64)], dim=0)
+    else:
+        # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y),
+        # one column block at a time so no float64 copy of the data exists at once.
+        mean = torch.cat([a.to(f64).sum(dim=0, keepdim=True), b.to(f64).sum(dim=0, keepdim=True)]).sum(dim=0) / N
+        z = torch.cat([a, b], dim=0).to(torch.float32)
+        for k0 in range(0, z.shape[1], 64):
+            k1 = min(z.shape[1], k0 + 64)
+            z[:, k0:k1] = (z[:, k0:k1].to(f64) - mean[k0:k1]).to(torch.float32)
+    norms = (z.to(f64) ** 2).sum(dim=1) if precision == "float32" else (z * z).sum(dim=1)  # of the values used
     inv = 1.0 / (2.0 * sigma * sigma)
-    norms = (z * z).sum(dim=1, keepdim=True)
-    ones = torch.ones((N, 1), dtype=f64, device=device)
-    # left_i . right_j = -(|x_i|^2 + |x_j|^2 - 2 x_i . x_j) / (2 sigma^2)
-    left = torch.cat([z * (2.0 * inv), -inv * norms, -inv * ones], dim=1).to(dtype)
-    right = torch.cat([z, ones, norms], dim=1).to(dtype)
-    del z, norms
-    if precision == "float32":
-        lh, ll = _tf32_split(torch, left)
-        rh, rl = _tf32_split(torch, right)
-        left = torch.cat([lh, lh, ll], dim=1)
-        right = torch.cat([rh, rl, rh], dim=1)
-        del lh, ll, rh, rl
+
+    def operands(r0: int, r1: int):
+        """Rows r0:r1 of left, right with left_i . right_j = -(|x_i|^2 + |x_j|^2 - 2 x_i.x_j) inv."""
+        zb = z[r0:r1].to(f64)
+        nb = norms[r0:r1].unsqueeze(1)
+        one = torch.ones_like(nb)
+        left = torch.cat([zb * (2.0 * inv), -inv * nb, -inv * one], dim=1).to(dtype)
+        right = torch.cat([zb, one, nb], dim=1).to(dtype)
+        if precision == "float32":
+            lh, ll = _tf32_split(torch, left)
+            rh, rl = _tf32_split(torch, right)
+            left = torch.cat([lh, lh, ll], dim=1)
+            right = torch.cat([rh, rl, rh], dim=1)
+        return left, right
+
     lab = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
     A = lab.to(dtype)  # (N, L) 0/1
     del lab
-    R = _block_rows(N, left.shape[1], L, torch.finfo(dtype).bits // 8, workspace_bytes, tile)
+    R = _block_rows(N, z.shape[1], L, torch.finfo(dtype).bits // 8, workspace_bytes, tile)
 
     quad = torch.zeros(L, dtype=f64, device=device)
     lin = torch.zeros(L, dtype=f64, device=device)
     total = torch.zeros((), dtype=f64, device=device)
-    tf32 = precision == "float32" and device.type == "cuda"
-    saved = torch.backends.cuda.matmul.allow_tf32 if tf32 else None
-    try:
-        if tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
+    with _tf32_matmul(torch, precision == "float32" and device.type == "cuda"):
         for i0 in range(0, N, R):
             i1 = min(N, i0 + R)
-            AI = A[i0:i1]
+            AI64 = A[i0:i1].to(f64)
+            left_i, _ = operands(i0, i1)
             for c0 in range(i0, N, R):
                 c1 = min(N, c0 + R)
                 diag = c0 == i0
-                K = left[i0:i1] @ right[c0:c1].t()  # -d2 / (2 sigma^2)
+                _, right_j = operands(c0, c1)
+                K = left_i @ right_j.t()  # -d2 / (2 sigma^2)
+                del right_j
                 if precision == "float64":
                     K.clamp_(max=0.0)  # the core clamps d2 >= 0
                 K.exp_()
                 if diag:
                     K.diagonal().fill_(1.0)  # the core's exact diagonal
                 w = 1.0 if diag else 2.0
-                AJ = A[c0:c1]
-                M = K @ torch.cat([AJ, torch.ones((c1 - c0, 1), dtype=dtype, device=device)], dim=1)
+                M = K @ torch.cat([A[c0:c1], torch.ones((c1 - c0, 1), dtype=dtype, device=device)], dim=1)
                 del K
                 M64 = M.to(f64)
                 del M
                 rows = M64[:, L]  # K 1
-                AI64 = AI.to(f64)
                 quad += w * (AI64 * M64[:, :L]).sum(dim=0)  # a_I' K a_J
                 lin += AI64.t() @ rows  # a_I' K 1
                 if not diag:
                     lin += M64[:, :L].sum(dim=0)  # 1' K a_J: the transposed block's a' K 1
                 total += w * rows.sum()
                 del M64
-    finally:
-        if tf32:
-            torch.backends.cuda.matmul.allow_tf32 = saved
     qs = quad.cpu().numpy()
     ls = lin.cpu().numpy()
     t_all = float(total.cpu())
