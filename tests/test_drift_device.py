@@ -131,9 +131,12 @@ def test_chunks_and_split_sums_do_not_change_results(rng, monkeypatch):
     monkeypatch.setattr(_drift_device, "_MASK", 7)
     monkeypatch.setattr(_drift_device, "_BIG_RUN", 4)  # long runs: t^3 - t on the host
     split = summaries(x, y, workspace_bytes=3 * _drift_device.BYTES_PER_VALUE * 160)  # 3 columns a chunk
+    monkeypatch.setattr(_drift_device, "_INT32_LIMIT", 1)  # int64 positions and counts
+    wide = summaries(x, y)
     for key, value in whole.items():
         assert_same(one_column[key], value, key)
         assert_same(split[key], value, key)
+        assert_same(wide[key], value, key)
 
 
 def test_large_rank_sums_are_exact():

@@ -62,6 +62,7 @@ BYTES_PER_VALUE = 160
 MMD_WORKSPACE_BYTES = 4 << 30
 _SPLIT = 31  # exact integer sums are carried as (sum of term >> 31, sum of term & (2^31 - 1))
 _MASK = (1 << _SPLIT) - 1
+_INT32_LIMIT = 1 << 30  # chunks with fewer values keep positions and counts in int32
 _BIG_RUN = 1 << 20  # runs at least this long have t^3 - t summed on the host (int64 would overflow)
 
 KS, CVM, MWU, WASSERSTEIN, ENERGY = "ks", "cvm", "mwu", "wasserstein", "energy"
@@ -317,6 +318,9 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
     j1 = j0 + c
     device = x.device
     i64, f64 = torch.int64, torch.float64
+    # Positions, counts and run bounds in int32 while 2 * total fits (half the memory traffic);
+    # products that can exceed it (CvM terms, t^3 - t, rank sums) are formed in int64.
+    idx = torch.int32 if total < _INT32_LIMIT else i64
     pooled = torch.cat([x, y], dim=0).t().contiguous()  # (c, N): each column sorted along a row
     if pooled.dtype.is_floating_point:
         # A NaN with the sign bit set sorts first in a radix sort (CUDA); make every NaN positive
@@ -324,17 +328,17 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
         pooled = torch.where(torch.isnan(pooled), torch.full((), float("nan"), dtype=pooled.dtype, device=device), pooled)
     values, order = torch.sort(pooled, dim=1, stable=True)
     del pooled
-    pos = torch.arange(N, device=device, dtype=i64).unsqueeze(0)  # position within the column
+    pos = torch.arange(N, device=device, dtype=idx).unsqueeze(0)  # position within the column
     valid = pos < (n1 + n2).unsqueeze(1)  # NaN sort last: the first n1 + n2 values are the data
     from_cur = order >= n
     del order
-    is_ref = (valid & ~from_cur).to(i64).reshape(total)
-    is_cur = (valid & from_cur).to(i64).reshape(total)
+    is_ref = (valid & ~from_cur).to(idx).reshape(total)
+    is_cur = (valid & from_cur).to(idx).reshape(total)
     del from_cur
     row_first = torch.arange(c, device=device, dtype=i64) * N  # flat index of each column's first value
 
     def local_cumsum(flags):
-        run = torch.cumsum(flags, dim=0)
+        run = torch.cumsum(flags, dim=0, dtype=idx)
         before = run[row_first] - flags[row_first]  # count in the columns before this one
         return (run.view(c, N) - before.unsqueeze(1)).reshape(total)
 
@@ -346,17 +350,17 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
     run_start = torch.ones((c, N), dtype=torch.bool, device=device)
     run_start[:, 1:] = values[:, 1:] != values[:, :-1]
     run_start = run_start.reshape(total)
-    run_id = torch.cumsum(run_start, dim=0) - 1
-    first = torch.nonzero(run_start).squeeze(1)  # flat index of the first value of each run
-    last = torch.cat([first[1:], torch.full((1,), total, dtype=i64, device=device)]) - 1
+    run_id = torch.cumsum(run_start, dim=0, dtype=idx) - 1
+    first = torch.nonzero(run_start).squeeze(1).to(idx)  # flat index of the first value of each run
+    last = torch.cat([first[1:], torch.full((1,), total, dtype=idx, device=device)]) - 1
     start_flat = first[run_id]
     end_flat = last[run_id]
     del first, last, run_id
-    flat_pos = torch.arange(total, device=device, dtype=i64)
+    flat_pos = torch.arange(total, device=device, dtype=idx)
     run_end = end_flat == flat_pos
     del flat_pos
     size = end_flat - start_flat + 1  # pooled values in the element's run
-    start = start_flat - (start_flat // N) * N  # values below the run in its column
+    start = start_flat % N  # values below the run in its column
     valid = valid.reshape(total)
 
     need_gap = KS in what or WASSERSTEIN in what or ENERGY in what
@@ -374,13 +378,13 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
         del ref_before, cur_before, ends
         v64 = values.to(f64) + 0.0  # -0.0 reported as +0.0, as the core's keys do
         inf = torch.full((), math.inf, dtype=f64, device=device)
-        big = torch.full((), N, dtype=i64, device=device)
 
         def extreme(mask, maximum: bool):
+            # torch.max / min along a dim return the first index of the extreme (documented):
+            # the lowest value attaining it, as the core's walk keeps the first.
             g = torch.where(mask, gap, -inf if maximum else inf).view(c, N)
-            best = g.amax(dim=1) if maximum else g.amin(dim=1)
-            first_at = torch.where(mask.view(c, N) & (g == best.unsqueeze(1)), pos, big).amin(dim=1)
-            at = torch.gather(v64, 1, first_at.clamp(max=N - 1).unsqueeze(1)).squeeze(1)
+            best, first_at = g.max(dim=1) if maximum else g.min(dim=1)
+            at = torch.gather(v64, 1, first_at.unsqueeze(1)).squeeze(1)
             return best, at
 
         max1, at_max1 = extreme(has_ref, True)
@@ -401,7 +405,7 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
         # Member of a run with rank k within its own sample: (2 midrank - 2 k)^2, an integer
         # below (2 max(n, m) + 1)^2.
         rank = torch.where(is_ref.bool(), c_ref, c_cur)
-        term = doubled_midrank - 2 * rank
+        term = (doubled_midrank - 2 * rank).to(i64)
         term = term * term
         del rank
         hi, lo = _split_sum(torch, term.view(c, N), is_ref.view(c, N))
@@ -412,10 +416,10 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
         acc["cvm_cur_lo"][j0:j1] = lo
         del term
     if MWU in what:
-        acc["rank_x2"][j0:j1] = (doubled_midrank * is_ref).view(c, N).sum(dim=1)
+        acc["rank_x2"][j0:j1] = (doubled_midrank * is_ref).view(c, N).sum(dim=1, dtype=i64)
         tied = (run_end & valid & (size > 1)).view(c, N)
         acc["any_tie"][j0:j1] = tied.sum(dim=1)
-        t = size.view(c, N)
+        t = size.view(c, N).to(i64)
         huge = tied & (t >= _BIG_RUN)
         if N >= _BIG_RUN and bool(huge.any()):
             cols, idx = torch.nonzero(huge, as_tuple=True)
