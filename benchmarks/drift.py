@@ -30,6 +30,8 @@ Sanity timing of the torch device path on the CPU (``--device cpu``, ``all tests
 (torch CPU)``): :func:`curata.drift.column_tests` (five tests from one sort per column in the C++
 core) against the same five tests computed by ``curata._drift_device`` on CPU torch tensors (the
 code the GPU runs, here on the CPU; it is not meant to be fast there). Checked: equal results.
+``all tests 100k vs 100k x 64 (host)``: ``column_tests`` against the five single-test calls on
+the host (what one shared sort saves). Checked: identical results.
 
 ``--device cuda`` (float32 data generated on the GPU with torch, seed 0; skipped cleanly by
 ``benchmarks.run`` when torch has no usable GPU):
@@ -362,6 +364,24 @@ def _torch_cpu_case() -> Case:
     return Case("all tests 10k vs 10k x 64 (torch CPU)", "device", params, contenders, check=check)
 
 
+def _column_tests_case(n: int, m: int, d: int) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = make_data(n, m, d)
+    params = {"n": n, "m": m, "columns": d, "dtype": "float64", "tests": list(TESTS)}
+    contenders = [
+        Contender("curata column_tests", lambda: drift.column_tests(ref, cur), note="one sort per column"),
+        Contender("curata 5 calls", lambda: {t: getattr(drift, t)(ref, cur) for t in TESTS},
+                  note="ks, cramervonmises, mannwhitneyu, wasserstein, energy one after the other"),
+    ]
+
+    def check():
+        problem = _results_check(drift.column_tests(ref, cur), contenders[1].fn(), 0.0)
+        return Check("mismatch", problem) if problem else Check("ok", "column_tests equals the five calls exactly")
+
+    return Case(f"all tests {n // 1000}k vs {m // 1000}k x {d} (host)", "device", params, contenders, check=check)
+
+
 def _cuda_data(n: int, m: int, d: int):
     import torch  # noqa: PLC0415
 
@@ -449,6 +469,8 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
     if device == "cuda":
         return _cuda_cases(quick)
     plan: list[tuple[str, Callable[[], Case]]] = [("all tests 10k vs 10k x 64 (torch CPU)", _torch_cpu_case)]
+    if not quick:
+        plan.append(("all tests 100k vs 100k x 64 (host)", lambda: _column_tests_case(100_000, 100_000, 64)))
     for label, (n, m, d, tests) in COLUMN_CASES.items():
         if quick and label not in COLUMN_QUICK:
             continue
