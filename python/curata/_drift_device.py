@@ -468,7 +468,8 @@ class _tf32_matmul:
     """TF32 float32 GEMMs inside the block (restored after): the new ``fp32_precision`` switch
     where torch has it (mixing it with the legacy ``allow_tf32`` flag is an error there), else
     ``allow_tf32``. If neither can be set, GEMMs stay in full float32 (slower, same results up
-    to rounding) and that is logged."""
+    to rounding) and that is logged. The switch is process-wide while the block runs: float32
+    GEMMs of other threads during an ``mmd(..., precision="float32")`` call may use TF32 too."""
 
     def __init__(self, torch, enabled: bool):
         self.torch, self.enabled, self.restore = torch, enabled, None

@@ -7,7 +7,8 @@ are compared independently; the sorting, merging, ranking and tie handling of ev
 in the C++ core, in parallel over columns. Statistics and p-values equal ``scipy.stats`` 1.17
 (``ks_2samp``, ``cramervonmises_2samp``, ``mannwhitneyu``, ``wasserstein_distance``,
 ``energy_distance``) to about 1e-14 relative, including scipy's choice between the exact and
-the asymptotic null distribution (see each function).
+the asymptotic null distribution (see each function). :func:`column_tests` runs several of them
+from one sort of each column.
 
 Binned comparisons — :func:`chi2`, :func:`psi`, :func:`jensen_shannon`, :func:`hellinger`,
 :func:`tvd` — work on histograms: numeric columns are binned at reference quantiles, labels are
