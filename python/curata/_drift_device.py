@@ -271,7 +271,8 @@ def column_summaries(
     n_cur_dev = torch.from_numpy(n_cur).to(device)
     for j0 in range(0, D, step):
         j1 = min(D, j0 + step)
-        _chunk(torch, a[:, j0:j1], b[:, j0:j1], n_ref_dev[j0:j1], n_cur_dev[j0:j1], j0, what, acc, big_runs)
+        has_nan = bool(nan_ref[j0:j1].any() or nan_cur[j0:j1].any())
+        _chunk(torch, a[:, j0:j1], b[:, j0:j1], n_ref_dev[j0:j1], n_cur_dev[j0:j1], j0, what, acc, big_runs, has_nan)
 
     host = {k: v.cpu().numpy() for k, v in acc.items()}
     out: dict[str, np.ndarray] = {"n_ref": n_ref, "n_cur": n_cur, "nan_ref": nan_ref.astype(np.int64), "nan_cur": nan_cur.astype(np.int64)}
@@ -305,7 +306,7 @@ def column_summaries(
     return out
 
 
-def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
+def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs, has_nan: bool) -> None:
     """Summaries of columns [j0, j0 + c) into the (D,) accumulators (see column_summaries).
 
     Scans (cumulative sums) run over the flattened (c * (n + m),) chunk: a 1-D scan is one
@@ -321,8 +322,8 @@ def _chunk(torch, x, y, n1, n2, j0: int, what, acc, big_runs) -> None:
     # Positions, counts and run bounds in int32 while 2 * total fits (half the memory traffic);
     # products that can exceed it (CvM terms, t^3 - t, rank sums) are formed in int64.
     idx = torch.int32 if total < _INT32_LIMIT else i64
-    pooled = torch.cat([x, y], dim=0).t().contiguous()  # (c, N): each column sorted along a row
-    if pooled.dtype.is_floating_point:
+    pooled = torch.cat([x.t(), y.t()], dim=1)  # (c, N), one copy: each column sorted along a row
+    if has_nan:
         # A NaN with the sign bit set sorts first in a radix sort (CUDA); make every NaN positive
         # so that NaN always sorts last, after +inf.
         pooled = torch.where(torch.isnan(pooled), torch.full((), float("nan"), dtype=pooled.dtype, device=device), pooled)
