@@ -110,7 +110,7 @@ class TestResult:
     Attributes
     ----------
     statistic, pvalue : array (D,) float64
-        Same array kind as ``ref`` (numpy or torch CPU tensor).
+        Same array kind and device as ``ref`` (numpy, torch CPU/CUDA tensor, CuPy array).
     method : numpy array (D,) of str
         ``"exact"`` or ``"asymptotic"``: the null distribution each column's p-value came from.
     n_ref, n_cur : numpy array (D,) int64
