@@ -393,3 +393,14 @@ def test_tf32_switch_is_restored():
     assert after == before
     with _drift_device._tf32_matmul(torch, False) as switch:
         assert switch.restore is None
+
+
+@given(st.integers(2, 30), st.integers(2, 30), st.integers(1, 4), st.integers(8, 40), st.integers(0, 2**32 - 1))
+def test_fuzz_mmd_blocks_match_core(n, m, d, tile, seed):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=(n, d)), 1)  # rounded: duplicate rows (d2 = 0 off the diagonal)
+    y = np.round(rng.normal(size=(m, d)) + 0.2, 1)
+    labels = drift.permutation_labels(n, m, 5, seed=seed % 7)
+    expect = np.asarray(_core.drift_mmd(x, y, labels, 0.9))
+    got = _drift_device.mmd_statistics(t(x), t(y), labels, 0.9, tile=tile)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-13)

@@ -8,7 +8,8 @@ results compared with the host path (the C++ core) on the host copies:
   energy are float64 sums in another order: 1e-13 relative), with ties, NaN (including NaN with
   the sign bit, which a radix sort puts first), infinities, float32/float64, n != m;
 * results come back on the input's device; errors are the host path's;
-* MMD: float64 within 1e-12 of the host core with the same permutations; float32 within 1e-6;
+* MMD: float64 within 1e-12 of the host core with the same permutations; float32 within
+  2e-3 / min(n, m) (TF32 rounding of the kernel values in the label GEMM);
 * CuPy input (through DLPack) when CuPy is installed.
 """
 
@@ -126,9 +127,12 @@ def test_mmd_matches_host(cuda, n, m):
     assert abs(got.statistic - expect.statistic) < 1e-12
     np.testing.assert_allclose(got.null_statistics, expect.null_statistics, rtol=0, atol=1e-12)
     assert got.pvalue == expect.pvalue
+    # float32: TF32 rounds each kernel value to ~5e-4 relative in the label GEMM; the rounding
+    # errors average out over the ~n^2 terms of each statistic, leaving ~1e-4 / n.
     fast = drift.mmd(dev(x, cuda), dev(y, cuda), n_permutations=50, seed=2, precision="float32")
-    assert abs(fast.statistic - expect.statistic) < 1e-6
-    np.testing.assert_allclose(fast.null_statistics, expect.null_statistics, rtol=0, atol=1e-6)
+    tol = 2e-3 / min(n, m)
+    assert abs(fast.statistic - expect.statistic) < tol
+    np.testing.assert_allclose(fast.null_statistics, expect.null_statistics, rtol=0, atol=tol)
 
 
 def test_mmd_blocks_match_host(cuda):
