@@ -520,9 +520,9 @@ def mmd_statistics(
     sigma : float
         RBF bandwidth.
     precision : {"float64", "float32"}
-        "float64": everything in float64 (agrees with the core to rounding, ~1e-13 absolute on
-        the statistics). "float32": the data are centred (pooled mean, float64) and cast to
-        float32; the squared distances come from a split-precision GEMM (each operand is split
+        "float64": everything in float64 (agrees with the core to rounding: ~1e-15 absolute
+        on the statistics, up to ~1e-13 for tiny samples). "float32": the data are centred
+        (pooled mean, float64) and cast to float32; the squared distances come from a split-precision GEMM (each operand is split
         into a TF32-exact high part and a remainder and the three leading products are summed,
         so TF32 tensor cores give about float32 accuracy) and the label GEMM runs in TF32 where
         available; block partial sums are accumulated in float64. Statistics agree with float64
