@@ -483,8 +483,12 @@ def _safe_rows(torch, metric, stats: BaseStats, gemm: _Gemm, d: int, qnorm, qsq,
     return finite & (ub < _prev32(torch, key_k))
 
 
-def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, margin: int | None, graph: bool):
-    """(distances float32 (M, k), indices int64 (M, k)) on base.device."""
+def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, margin: int | None, graph: bool,
+            trace: dict | None = None):
+    """(distances float32 (M, k), indices int64 (M, k)) on base.device.
+
+    ``trace`` (tests, benchmarks): filled with the GEMM mode, margins, tile plans, the number of
+    score blocks and merges, and the queries searched again in each round."""
     n, d = base.shape
     m = q.shape[0]
     dev = base.device
@@ -497,7 +501,9 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
         margin = (64 + k // 4) if gemm.eps_rel > 1e-4 else (16 + k // 16)
     n_eff = n - 1 if graph else n
     pending = torch.arange(m, device=dev)
-    rounds = 0
+    if trace is not None:
+        trace.update(mode=gemm.mode, eps_rel=gemm.eps_rel, margins=[], plans=[], blocks=0, merges=0,
+                     researched=[])
     with _full_precision_reductions(torch, dev):
         while pending.numel():
             kc = min(n_eff, k + margin)
@@ -506,11 +512,23 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
             plan = plan_tiles(pending.numel(), n, d, sel, ws, upcast_base_tile=gemm.mode != "fp32"
                               and gemm.mode != "native16")
             failed = []
+            if trace is not None:
+                trace["margins"].append(margin)
+                trace["plans"].append(plan)
+                tiles = -(-n // plan.base_rows)
+                q_tiles = -(-pending.numel() // plan.query_rows)
+                if not exhaustive:
+                    trace["blocks"] += tiles * q_tiles
+                    trace["merges"] += (tiles - 1) * q_tiles
             for t0 in range(0, pending.numel(), plan.query_rows):
                 rows = pending[t0 : t0 + plan.query_rows]
                 qt = q[rows]
                 self_rows = rows if graph else None
-                sel_s, sel_i = _select(torch, qt, base, stats, gemm, sel, plan, self_rows)
+                if exhaustive:  # every row is a candidate: no selection GEMM needed
+                    sel_s = None
+                    sel_i = torch.arange(n, device=dev)[None, :].expand(rows.shape[0], n)
+                else:
+                    sel_s, sel_i = _select(torch, qt, base, stats, gemm, sel, plan, self_rows)
                 q64 = qt.to(torch.float64)
                 key, f32 = _rerank(torch, q64, base, sel_i, metric, plan, self_rows)
                 key, idx, f32 = _order(torch, key, sel_i, f32, n, self_rows)
@@ -541,7 +559,8 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
                     failed.append(rows[~ok])
             pending = torch.cat(failed) if failed else pending[:0]
             if pending.numel():
-                rounds += 1
+                if trace is not None:
+                    trace["researched"].append(int(pending.numel()))
                 log.debug("knn: %d queries re-searched with margin %d", pending.numel(), margin * 4)
                 margin *= 4
     return out_d, out_i
@@ -595,6 +614,7 @@ def knn_torch(
     workspace_bytes: int | None = None,
     margin: int | None = None,
     prepared: BaseStats | None = None,
+    _trace: dict | None = None,
 ) -> tuple[Any, Any]:
     """Exact kNN with torch ops on ``base``'s device (CPU or CUDA); see the module notes.
 
@@ -653,7 +673,7 @@ def knn_torch(
         bad = ~torch.isfinite(q).all(dim=1)
         if bool(bad.any()):
             raise ValueError(f"queries must be finite, got NaN or infinity in row {int(torch.nonzero(bad)[0, 0])}")
-    return _search(torch, b, q, kk, metric, stats, ws, _margin(margin), graph=False)
+    return _search(torch, b, q, kk, metric, stats, ws, _margin(margin), graph=False, trace=_trace)
 
 
 def knn_graph_torch(
@@ -664,6 +684,7 @@ def knn_graph_torch(
     base_dtype: Any = None,
     workspace_bytes: int | None = None,
     margin: int | None = None,
+    _trace: dict | None = None,
 ) -> tuple[Any, Any]:
     """Self-join of ``x`` with torch ops: the ``k`` best other rows of every row (as
     :func:`curata.search.knn_graph`: exclusion by index, duplicates at other indices kept).
@@ -682,7 +703,7 @@ def knn_graph_torch(
     kk = search._k(k, a.shape[0] - 1, "number of rows of x minus 1")
     ws = _workspace(torch, a.device, workspace_bytes)
     stats = prepare_base(a, metric, workspace_bytes=ws, name="x")
-    return _search(torch, a, a.to(torch.float32), kk, metric, stats, ws, _margin(margin), graph=True)
+    return _search(torch, a, a.to(torch.float32), kk, metric, stats, ws, _margin(margin), graph=True, trace=_trace)
 
 
 def _margin(margin: Any) -> int | None:
