@@ -361,3 +361,19 @@ def test_reference_helper_is_independent():
     np.testing.assert_allclose(scores64(b, q, "ip"), [[1, 2, 0]])
     np.testing.assert_allclose(scores64(b, q, "l2"), [[1, 2, 2]])
     np.testing.assert_allclose(scores64(b, q, "cosine"), [[2**-0.5, 2**-0.5, 0]])
+
+
+def test_reduced_fp32_matmul_precision_stays_exact(rng):
+    """With bfloat16 allowed inside float32 matmuls (oneDNN on CPU, TF32/bf16 on CUDA) the bound
+    widens to 2^-8 and results stay exact."""
+    base, queries = _data(rng, 1500, 20, 32)
+    want = sd.knn_torch(_t(base), _t(queries), 30, "l2")
+    old = torch.backends.mkldnn.matmul.fp32_precision
+    try:
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+        trace = {}
+        got = sd.knn_torch(_t(base), _t(queries), 30, "l2", _trace=trace)
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = old
+    assert trace["eps_rel"] > 2.0**-8
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

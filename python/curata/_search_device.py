@@ -119,19 +119,29 @@ def _torch() -> Any:
 
 
 # ------------------------------------------------------------------------------ precision
+def _read_flag(get: Any) -> Any:
+    try:
+        return get()
+    except (AttributeError, RuntimeError):  # torch raises when legacy and new APIs were mixed
+        return "unknown"
+
+
 def _fp32_input_roundoff(torch: Any, device: Any) -> float:
-    """Unit roundoff of the inputs of a float32 ``torch.mm`` under the current precision flags."""
-    prec = torch.get_float32_matmul_precision()
-    if prec == "medium":
-        return 2.0**-8  # bfloat16 internally allowed
+    """Unit roundoff of the inputs of a float32 ``torch.mm`` under the current precision flags
+    (legacy ``set_float32_matmul_precision`` / ``allow_tf32`` and the per-backend
+    ``fp32_precision``), taking the least precise any of them allows; unreadable -> bfloat16."""
+    generic = _read_flag(torch.get_float32_matmul_precision)
     if device.type == "cuda":
-        tf32 = bool(torch.backends.cuda.matmul.allow_tf32)
-        tf32 |= getattr(torch.backends.cuda.matmul, "fp32_precision", "ieee") == "tf32"
-        if tf32 or prec == "high":
-            return 2.0**-11
-        return 0.0
-    if prec != "highest":
-        return 2.0**-8  # oneDNN may use bfloat16 / TF32 for float32 matmul
+        backend = _read_flag(lambda: torch.backends.cuda.matmul.fp32_precision)
+        legacy_tf32 = _read_flag(lambda: torch.backends.cuda.matmul.allow_tf32)
+    else:
+        backend = _read_flag(lambda: torch.backends.mkldnn.matmul.fp32_precision)
+        legacy_tf32 = False
+    values = {str(generic), str(backend)}
+    if values & {"medium", "bf16", "unknown"}:
+        return 2.0**-8
+    if values & {"high", "tf32"} or legacy_tf32 is True or legacy_tf32 == "unknown":
+        return 2.0**-11
     return 0.0
 
 
