@@ -245,7 +245,8 @@ class BaseStats:
 
 
 def _row_chunk(d: int, workspace: int) -> int:
-    return max(1, workspace // max(1, 16 * d))
+    # float64 copy of the chunk, its square and the finiteness mask: < 20 bytes per element
+    return max(1, workspace // max(1, 20 * d))
 
 
 def prepare_base(base: Any, metric: str, *, workspace_bytes: int | None = None, name: str = "base") -> BaseStats:
@@ -279,12 +280,11 @@ def prepare_base(base: Any, metric: str, *, workspace_bytes: int | None = None, 
     min_pos_sq = torch.full((), math.inf, dtype=torch.float64, device=base.device)
     row_stat = None if metric == "ip" else torch.empty(n, dtype=torch.float32, device=base.device)
     for r0 in range(0, n, step):
-        chunk = base[r0 : r0 + step].to(torch.float64)
-        bad = ~torch.isfinite(chunk).all(dim=1)
+        chunk = base[r0 : r0 + step].to(torch.float64, copy=True)  # squared in place below
         rows = torch.arange(r0, r0 + chunk.shape[0], device=base.device)
+        bad = ~torch.isfinite(chunk).all(dim=1)
         first_bad = torch.minimum(first_bad, torch.where(bad, rows, n).min())
-        sq = (chunk * chunk).sum(dim=1)
-        sq = torch.where(bad, 0.0, sq)
+        sq = torch.where(bad, 0.0, chunk.mul_(chunk).sum(dim=1))
         max_sq = torch.maximum(max_sq, sq.max())
         min_pos_sq = torch.minimum(min_pos_sq, torch.where(sq > 0, sq, math.inf).min())
         if metric == "l2":
@@ -429,15 +429,16 @@ def _rerank(torch, q64, base, idx, metric: str, plan: TilePlan, self_rows):
         rows = torch.arange(p0, p1, device=idx.device) // c
         bq = base[flat[p0:p1]].to(torch.float64)
         qq = q64[rows]
+        # In place: at most three float64 (pairs, D) arrays live at once.
         if metric == "l2":
-            diff = qq - bq
-            out[p0:p1] = (diff * diff).sum(dim=1)
+            bq.sub_(qq)
+            out[p0:p1] = bq.mul_(bq).sum(dim=1)
         elif metric == "ip":
-            out[p0:p1] = (qq * bq).sum(dim=1)
+            out[p0:p1] = bq.mul_(qq).sum(dim=1)
         else:
             bn = torch.sqrt((bq * bq).sum(dim=1))
             den = bn * qn[rows]
-            dot = (qq * bq).sum(dim=1)
+            dot = bq.mul_(qq).sum(dim=1)
             out[p0:p1] = torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0)
     f32 = out.to(torch.float32).view(mt, c)
     if metric == "l2":
