@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 from curata import _search_device as sd  # noqa: E402
 
 METRICS = ("ip", "l2", "cosine")
-TINY_WS = 8 << 10  # forces many query and base tiles on the sizes below
+TINY_WS = 32 << 10  # forces many query and base tiles on the sizes below
 
 
 def _t(a):
@@ -71,12 +71,12 @@ def test_k_equals_n_returns_every_row_sorted(rng):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_many_tiles_same_result_as_one_tile(rng, metric):
-    base, queries = _data(rng, 2000, 300, 32)
+    base, queries = _data(rng, 2000, 60, 32)
     big = sd.knn_torch(_t(base), _t(queries), 25, metric, workspace_bytes=1 << 28)
     trace = {}
     small = sd.knn_torch(_t(base), _t(queries), 25, metric, workspace_bytes=TINY_WS, _trace=trace)
     plan = trace["plans"][0]
-    assert plan.query_rows < 300 and plan.base_rows < 2000
+    assert plan.query_rows < 60 and plan.base_rows < 2000
     assert plan.estimate_bytes <= TINY_WS
     assert torch.equal(big[0], small[0]) and torch.equal(big[1], small[1])
 
