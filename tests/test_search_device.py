@@ -113,7 +113,7 @@ def test_16bit_selection_alone_would_miss_neighbours(rng):
     stats = sd.prepare_base(b16, "ip")
     gemm = sd._gemm_plan(torch, b16, 48)
     plan = sd.plan_tiles(60, 3000, 48, k + 1, 1 << 22, upcast_base_tile=True)
-    _, idx = sd._select(torch, _t(queries), b16, stats, gemm, k + 1, plan, None)
+    _, idx, _ = sd._select(torch, _t(queries), b16, stats, gemm, k + 1, plan, None)
     rounded = b16.float().numpy()
     _, ri = knn_reference(rounded, queries, k, "ip")
     missed = sum(len(set(ri[r]) - set(idx[r].tolist())) for r in range(60))
@@ -138,9 +138,10 @@ def test_gemm_error_within_documented_bound(rng, dtype):
     gemm = sd._gemm_plan(torch, base, d)
     stats = sd.prepare_base(base, "ip")
     plan = sd.plan_tiles(50, 400, d, 400, 1 << 24, upcast_base_tile=True)
-    s, idx = sd._select(torch, q, base, stats, gemm, 400, plan, None)
+    s, idx, unscale = sd._select(torch, q, base, stats, gemm, 400, plan, None)
+    s = s.double() if unscale is None else s.double() * unscale.double()[:, None]
     exact = q.double() @ base.double().T
-    approx = torch.zeros_like(exact).scatter_(1, idx, s.double())
+    approx = torch.zeros_like(exact).scatter_(1, idx, s)
     bound = gemm.eps_rel / 2 * q.double().norm(dim=1)[:, None] * base.double().norm(dim=1)[None, :]
     assert ((approx - exact).abs() <= bound + gemm.eps_abs).all()
 
@@ -377,3 +378,18 @@ def test_reduced_fp32_matmul_precision_stays_exact(rng):
         torch.backends.mkldnn.matmul.fp32_precision = old
     assert trace["eps_rel"] > 2.0**-8
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_products_overflowing_float32(rng, metric):
+    """Finite rows whose float32 dot products overflow: the check refuses the GEMM's selection
+    and the float64 re-rank decides (scores beyond float32 come out as +-inf, ordered by index)."""
+    base, queries = _data(rng, 200, 5, 6)
+    base[[4, 50, 51]] *= 3e19
+    queries[1] *= 3e19
+    trace = {}
+    d, i = sd.knn_torch(_t(base), _t(queries), 8, metric, _trace=trace)
+    rd, ri = knn_reference(base, queries, 8, metric)
+    np.testing.assert_array_equal(i.numpy(), ri)
+    np.testing.assert_array_equal(d.numpy(), rd)
+    assert trace["researched"]  # the overflowing query could not be verified from the GEMM

@@ -360,41 +360,43 @@ def _query_scale(torch: Any, q: Any) -> tuple[Any, Any]:
 
 
 def _select(torch, q, base, stats: BaseStats, gemm: _Gemm, sel: int, plan: TilePlan, self_rows):
-    """Best ``sel`` rows per query by the approximate selection score: (scores, indices)."""
+    """Best ``sel`` rows per query by the approximate selection score.
+
+    Returns (scores, indices, row_unscale): for "ip"/"cosine" on 16-bit GEMMs the scores of row
+    i are the selection scores times a power of two (ranking within a row does not change), and
+    ``row_unscale`` (or None) maps them back. Each score block costs one GEMM, at most one
+    elementwise pass (none for "ip", the bias is fused into the GEMM for float32 "l2") and one
+    ``topk``. NaN from overflowing products ranks first in ``topk``; the check then fails and the
+    query is searched again, ending with every row re-scored in float64.
+    """
     n = base.shape[0]
     metric = stats.metric
+    inv_scale = None
+    qg = q
     if gemm.mode in ("native16", "emulate16"):
         scale, inv_scale = _query_scale(torch, q)
         qg = (q * scale[:, None]).to(gemm.dtype)
         if gemm.mode == "emulate16":
             qg = qg.to(torch.float32)
-    else:
-        inv_scale = None
-        qg = q
+    two_inv = None if inv_scale is None else (2.0 * inv_scale)[:, None]
     best_s = best_i = None
     neg_inf = float("-inf")
     for b0 in range(0, n, plan.base_rows):
         b1 = min(n, b0 + plan.base_rows)
         bt = base[b0:b1]
-        if gemm.mode == "native16":
+        if gemm.mode in ("emulate16", "upcast16"):
+            bt = bt.to(torch.float32)
+        if metric == "l2" and gemm.mode in ("fp32", "upcast16"):
+            # 2 q.b - |b|^2 with the bias in the GEMM's epilogue
+            s = torch.addmm(stats.row_stat[b0:b1].neg(), qg, bt.T, alpha=2.0)
+        elif gemm.mode == "native16":
             s = torch.mm(qg, bt.T, out_dtype=torch.float32)
-        elif gemm.mode in ("emulate16", "upcast16"):
-            s = torch.mm(qg, bt.to(torch.float32).T)
         else:
             s = torch.mm(qg, bt.T)
-        if metric == "l2":
-            if inv_scale is not None:
-                s.mul_((2.0 * inv_scale)[:, None])
-            else:
-                s.mul_(2.0)
-            s.sub_(stats.row_stat[b0:b1][None, :])
-        else:
-            if inv_scale is not None:
-                s.mul_(inv_scale[:, None])
-            if metric == "cosine":
-                s.mul_(stats.row_stat[b0:b1][None, :])
-        # NaN (overflowed products) ranks last; infinities stay (the check then fails).
-        s.nan_to_num_(nan=neg_inf, posinf=float("inf"), neginf=neg_inf)
+        if metric == "l2" and two_inv is not None:
+            torch.addcmul(stats.row_stat[b0:b1].neg()[None, :], s, two_inv, out=s)
+        elif metric == "cosine":
+            s.mul_(stats.row_stat[b0:b1][None, :])
         if self_rows is not None:
             col = (self_rows - b0).clamp(0, b1 - b0 - 1)[:, None]
             inside = ((self_rows >= b0) & (self_rows < b1))[:, None]
@@ -411,7 +413,8 @@ def _select(torch, q, base, stats: BaseStats, gemm: _Gemm, sel: int, plan: TileP
             keep = min(sel, cs.shape[1])
             best_s, pos = torch.topk(cs, keep, dim=1, sorted=False)
             best_i = ci.gather(1, pos)
-    return best_s, best_i
+    row_unscale = inv_scale if (inv_scale is not None and metric != "l2") else None
+    return best_s, best_i, row_unscale
 
 
 def _rerank(torch, q64, base, idx, metric: str, plan: TilePlan, self_rows):
@@ -472,7 +475,8 @@ def _safe_rows(torch, metric, stats: BaseStats, gemm: _Gemm, d: int, qnorm, qsq,
     """True where no unselected row can reach the k-th float32 key (see the module notes)."""
     B = stats.max_norm
     t = threshold.to(torch.float64)
-    finite = torch.isfinite(t) & torch.isfinite(key_k)
+    # Products near the float32 range may have overflowed in the GEMM: no bound, search again.
+    finite = torch.isfinite(t) & torch.isfinite(key_k) & ((qnorm + B) ** 2 < 1e37)
     e_dot = gemm.eps_rel * qnorm * B + gemm.eps_abs
     g64 = _SAFETY * (d + 4) * _U64 / (1 - (d + 4) * _U64)
     if metric == "ip":
@@ -539,7 +543,7 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
                     sel_s = None
                     sel_i = torch.arange(n, device=dev)[None, :].expand(rows.shape[0], n)
                 else:
-                    sel_s, sel_i = _select(torch, qt, base, stats, gemm, sel, plan, self_rows)
+                    sel_s, sel_i, unscale = _select(torch, qt, base, stats, gemm, sel, plan, self_rows)
                 q64 = qt.to(torch.float64)
                 key, f32 = _rerank(torch, q64, base, sel_i, metric, plan, self_rows)
                 key, idx, f32 = _order(torch, key, sel_i, f32, n, self_rows)
@@ -557,7 +561,9 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
                 if exhaustive:
                     ok = torch.ones(rows.shape[0], dtype=torch.bool, device=dev)
                 else:
-                    threshold = sel_s.amin(dim=1)
+                    threshold = sel_s.amin(dim=1).to(torch.float64)  # NaN stays NaN: not safe
+                    if unscale is not None:
+                        threshold = threshold * unscale.to(torch.float64)
                     ok = _safe_rows(torch, metric, stats, gemm, d, qnorm, qsq, threshold, key[:, k - 1])
                     if metric != "l2":
                         ok = ok | zero
