@@ -393,3 +393,13 @@ def test_products_overflowing_float32(rng, metric):
     np.testing.assert_array_equal(i.numpy(), ri)
     np.testing.assert_array_equal(d.numpy(), rd)
     assert trace["researched"]  # the overflowing query could not be verified from the GEMM
+
+
+def test_negative_zero_scores_tie_with_zero():
+    # ip scores of exactly -0.0 and 0.0 are the same score: ordered by index, reported as 0.0.
+    base = np.array([[-1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, -1.0]], dtype=np.float32)
+    q = np.array([[0.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    d, i = sd.knn_torch(_t(base), _t(q), 4, "ip", margin=1)
+    assert i[0].tolist() == [0, 1, 2, 3] and not torch.signbit(d[0]).any()
+    assert i[1].tolist() == [1, 0, 2, 3]
+    assert not torch.signbit(d[1, 1:3]).any()

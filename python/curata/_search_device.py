@@ -443,12 +443,9 @@ def _rerank(torch, q64, base, idx, metric: str, plan: TilePlan, self_rows):
             den = bn * qn[rows]
             dot = bq.mul_(qq).sum(dim=1)
             out[p0:p1] = torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0)
-    f32 = out.to(torch.float32).view(mt, c)
-    if metric == "l2":
-        f32 = f32 + 0.0  # no -0
-        key = -f32
-    else:
-        key = f32.clone()
+    # + 0.0 turns -0.0 into 0.0: radix sorts order -0.0 before 0.0, which would break index ties.
+    f32 = out.to(torch.float32).view(mt, c) + 0.0
+    key = f32.neg() + 0.0 if metric == "l2" else f32.clone()
     if self_rows is not None:
         key = key.masked_fill(idx == self_rows[:, None], float("-inf"))
     return key, f32
@@ -757,7 +754,7 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     """:func:`curata.search.knn` for GPU-resident input (torch CUDA / CuPy): results as the kind
     and device of ``queries``."""
     torch = _torch()
-    dev = _device_of(queries, base)
+    dev = _device_of(base, queries)  # the base's GPU (the larger array) when both are on GPUs
     b = _as_tensor(torch, base, "base", dev)
     q = _as_tensor(torch, queries, "queries", dev)
     d, i = knn_torch(b, q, k, metric)
