@@ -233,10 +233,28 @@ def _gpu_plan(quick: bool) -> list[tuple[str, Callable[[], Case]]]:
     return plan
 
 
+def _kcenter_gpu_case(n: int, d: int, picks: int) -> Case:
+    """curate.k_center_greedy on a CUDA tensor (curata only; goal: 1M x 512, 1000 picks < 10 s
+    on an H100)."""
+    import torch  # noqa: PLC0415
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn((n, d), device="cuda", generator=g)
+    params = {"rows": n, "dim": d, "picks": picks, "metric": "l2", "dtype": "float32"}
+
+    def curata_fn():
+        return curata.curate.k_center_greedy(x, picks)
+
+    name = f"gpu k_center_greedy {n // 1000}k x {d}, {picks} picks"
+    return Case(name, "gpu k_center_greedy", params, [Contender("curata", curata_fn)], max_repeats=3, warmup=0)
+
+
 def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
     """The suite's plan: (case name, builder) pairs; ``device="cuda"``: the GPU cases."""
     if device == "cuda":
-        return _gpu_plan(quick)
+        n, picks = (100_000, 200) if quick else (1_000_000, 1000)
+        return _gpu_plan(quick) + [(f"gpu k_center_greedy {n // 1000}k x 512, {picks} picks",
+                                    lambda: _kcenter_gpu_case(n, 512, picks))]
     n = 50_000 if quick else 200_000
     plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
     out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
