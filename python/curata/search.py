@@ -134,6 +134,17 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     (``"l2"``/``"cosine"``), and per thread a fixed 96 x 512 float tile; with fewer than 20
     queries, additionally threads x M x k candidates (12 bytes each). Never an N x M matrix.
     Results do not depend on the thread count or on how queries are batched.
+
+    GPU input (torch CUDA tensors, CuPy arrays; either argument) runs on that GPU through
+    :func:`curata._search_device.knn_torch`: tiled cuBLAS GEMMs + ``topk`` of ``k + margin``
+    candidates, re-scored in float64 and verified against a bound on the GEMM's rounding error
+    (queries that fail are searched again with a wider margin). Results are the exact top k of
+    the float64 scores rounded to float32, ties (in float32) by lower index, any k <= N; a
+    float16/bfloat16 base is searched in 16-bit and is exact for its stored values. Distances
+    can differ from this CPU path by float32 rounding (the CPU computes "l2" through norms), so
+    neighbours closer than that may swap. Peak GPU memory: inputs, outputs, 4 N bytes and a
+    1 GiB workspace (``knn_torch(workspace_bytes=...)``). Not yet run on a GPU (tested with the
+    same code on CPU tensors).
     """
     device = _device_module(base, queries)
     if device is not None:
@@ -176,7 +187,9 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
 
     Notes
     -----
-    Time O(N^2 D); memory as :func:`knn` with M = N (no second copy of ``x``).
+    Time O(N^2 D); memory as :func:`knn` with M = N (no second copy of ``x``). GPU input runs on
+    the GPU as in :func:`knn` (:func:`curata._search_device.knn_graph_torch`), with the same
+    exclusion rule.
     """
     device = _device_module(x)
     if device is not None:
