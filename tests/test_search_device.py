@@ -403,3 +403,26 @@ def test_negative_zero_scores_tie_with_zero():
     assert i[0].tolist() == [0, 1, 2, 3] and not torch.signbit(d[0]).any()
     assert i[1].tolist() == [1, 0, 2, 3]
     assert not torch.signbit(d[1, 1:3]).any()
+
+
+def test_public_entry_routes_gpu_input_to_the_device_path(rng, monkeypatch):
+    """search.knn / knn_graph hand GPU-resident input to _search_device (simulated here by
+    declaring CPU tensors "on CUDA"), and the results keep the queries' kind."""
+    from curata import _array
+
+    base, queries = _data(rng, 400, 12, 8)
+    calls = []
+    real_knn, real_graph = sd.knn, sd.knn_graph
+    monkeypatch.setattr(_array, "on_cuda", lambda x: _array.kind_of(x) == "torch")
+    monkeypatch.setattr(sd, "knn", lambda *a: calls.append("knn") or real_knn(*a))
+    monkeypatch.setattr(sd, "knn_graph", lambda *a: calls.append("graph") or real_graph(*a))
+    d, i = search.knn(_t(base), _t(queries), 5, "cosine")
+    assert calls == ["knn"] and isinstance(d, torch.Tensor)
+    assert_same_knn(d.numpy(), i.numpy(), base, queries, 5, "cosine")
+    d, i = search.knn(_t(base), queries, 5, "l2")  # numpy queries: numpy results
+    assert isinstance(d, np.ndarray) and isinstance(i, np.ndarray)
+    assert_same_knn(d, i, base, queries, 5, "l2")
+    gd, gi = search.knn_graph(_t(base).half(), 4, "ip")
+    assert calls == ["knn", "knn", "graph"] and gi.dtype == torch.int64
+    xr = _t(base).half().float().numpy()
+    assert_same_knn(gd.numpy(), gi.numpy(), xr, xr, 4, "ip", exclude_self=True)
