@@ -60,8 +60,8 @@ Peak device memory beyond the inputs and outputs: base statistics (4 N bytes: sq
 on CUDA, 256 MiB on CPU): a query tile, a (query tile x base tile) float32 score block, the
 running candidates (12 bytes per query x candidate, a few copies while merging) and float64
 re-rank chunks. The tile sizes are chosen from the budget (:func:`plan_tiles`). Only a degenerate
-configuration exceeds it: a single query and a single base row that do not fit (``72 (k + margin)
-+ 48 D`` bytes), or more than the budget's worth of candidates for one query when it falls back
+configuration exceeds it: a single query and a single base row that do not fit (``96 (k + margin)
++ 52 D`` bytes), or more than the budget's worth of candidates for one query when it falls back
 to every base row (only when masses of rows tie within the error bound, e.g. an all-duplicate
 base).
 """
@@ -102,12 +102,19 @@ _U64 = 2.0**-53
 _SAFETY = 2.0
 _MAX_QUERY_TILE = 8192
 # Bytes per (query, candidate) while selecting: running best, a tile's top-k, their
-# concatenation (2x) and the merged top-k, 12 bytes (float32 + int64) each; then the re-rank's
-# float64 scores, keys and sort permutations.
-_CAND_BYTES = 72
+# concatenation (2x) and the merged top-k, 12 bytes (float32 + int64) each; then, with the
+# selection still alive, the re-rank's float64 scores, float32 keys and two sorts' permutations.
+_CAND_BYTES = 96
 # Bytes per (query, base row) of a score block: the float32 scores plus room for top-k's
 # temporaries and the self mask.
 _SCORE_BYTES = 8
+# Bytes per (query, D) element of a query tile: float32 and float64 copies, the scaled float32
+# and the 16-bit GEMM input.
+_QUERY_BYTES = 20
+# torch.topk (CUDA) sorts each slice (a full copy plus sort buffers) when there are at most 10
+# slices of at least 100,000 elements; base tiles stay below that for small query tiles.
+_TOPK_SORT_SLICES = 10
+_TOPK_SORT_SLICE = 100_000
 # Bytes per D element of one re-ranked pair: gathered base row, query row, difference/product
 # and its square (float64).
 _RERANK_BYTES = 32
@@ -326,12 +333,15 @@ def plan_tiles(m: int, n: int, d: int, candidates: int, workspace_bytes: int, *,
     mt = max(1, min(m, _MAX_QUERY_TILE))
 
     def fixed(rows: int) -> int:
-        return _CAND_BYTES * rows * candidates + 12 * rows * d
+        # candidates, plus the query tile: float32 copy, float64 copy, scaled and 16-bit copies
+        return _CAND_BYTES * rows * candidates + _QUERY_BYTES * rows * d
 
     want_nb = min(n, max(1, min(candidates, 1024)))
     while mt > 1 and (fixed(mt) > ws // 2 or fixed(mt) + want_nb * (_SCORE_BYTES * mt + per_base_row) > ws):
         mt = max(1, mt // 2)
     nb = (ws - fixed(mt)) // (_SCORE_BYTES * mt + per_base_row)
+    if mt <= _TOPK_SORT_SLICES:
+        nb = min(nb, _TOPK_SORT_SLICE - 1)  # torch.topk sorts whole slices past this size
     nb = int(min(n, max(1, nb)))
     pairs = max(1, ws // (_RERANK_BYTES * d + 64))
     est = fixed(mt) + nb * (_SCORE_BYTES * mt + per_base_row)
