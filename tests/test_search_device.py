@@ -56,7 +56,7 @@ def test_knn_torch_matches_float64_reference_and_core(rng, metric, k, workspace)
 def test_k_above_2048(rng, metric):
     base, queries = _data(rng, 5000, 6, 16)
     trace = {}
-    d, i = sd.knn_torch(_t(base), _t(queries), 3000, metric, workspace_bytes=256 << 10, _trace=trace)
+    d, i = sd.knn_torch(_t(base), _t(queries), 3000, metric, workspace_bytes=320 << 10, _trace=trace)
     assert tuple(i.shape) == (6, 3000)
     assert trace["merges"] > 0  # the candidate set was merged across base tiles
     assert_same_knn(d.numpy(), i.numpy(), base, queries, 3000, metric)
@@ -310,7 +310,7 @@ def test_plan_tiles_respects_the_budget():
         for m, n, d, c in [(1, 10, 4, 10), (10_000, 1_000_000, 512, 1034), (300, 5000, 16, 3188), (5, 7, 3, 7)]:
             p = sd.plan_tiles(m, n, d, c, ws, upcast_base_tile=True)
             assert 1 <= p.query_rows <= max(1, m) and 1 <= p.base_rows <= n
-            floor = sd.plan_tiles(1, 1, d, c, 1, upcast_base_tile=True).estimate_bytes
+            floor = sd.plan_tiles(1, n, d, c, 1, upcast_base_tile=True).estimate_bytes
             assert p.estimate_bytes <= max(ws, floor)
             assert p.rerank_pairs * (sd._RERANK_BYTES * d + 64) <= max(ws, sd._RERANK_BYTES * d + 64)
 
@@ -426,3 +426,33 @@ def test_public_entry_routes_gpu_input_to_the_device_path(rng, monkeypatch):
     assert calls == ["knn", "knn", "graph"] and gi.dtype == torch.int64
     xr = _t(base).half().float().numpy()
     assert_same_knn(gd.numpy(), gi.numpy(), xr, xr, 4, "ip", exclude_self=True)
+
+
+def test_cublas_reduction_flags_switched_off_and_restored():
+    """The process-global cuBLAS flags that would allow 16-bit accumulation are off inside a
+    CUDA search and restored exactly (split-K switch included) afterwards. The flags are plain
+    settings, so this runs without a GPU (a stand-in device object says "cuda")."""
+    m = torch.backends.cuda.matmul
+    names = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction",
+             "allow_fp16_accumulation")
+
+    class FakeCuda:
+        type = "cuda"
+
+    original = [sd._save_flag(m, name) for name in names]
+    try:
+        for fp16, acc in [(True, True), ((False, False), False), ((False, True), True)]:
+            m.allow_fp16_reduced_precision_reduction = fp16
+            m.allow_fp16_accumulation = acc
+            before = [sd._save_flag(m, name) for name in names]
+            with sd._full_precision_reductions(torch, FakeCuda()):
+                with sd._full_precision_reductions(torch, FakeCuda()):  # nested / concurrent use
+                    pass
+                assert m.allow_fp16_reduced_precision_reduction is False
+                assert m.allow_bf16_reduced_precision_reduction is False
+                assert m.allow_fp16_accumulation is False
+            assert [sd._save_flag(m, name) for name in names] == before
+    finally:
+        for saved in original:
+            if saved is not None:
+                setattr(m, *saved)

@@ -49,9 +49,9 @@ relative). ``|b|`` is replaced by the largest base norm. The bound is doubled fo
 ``max|b|^2`` terms) rather than relative to the distance: when the data sit far from the origin
 compared with their spread, the bound is large compared with the gaps between neighbours, more
 queries fail the check, and they are searched again with a wider margin -- slower, never wrong.
-On CUDA, fp16/bf16 reduced-precision split-K reductions are switched off during the call (the
-flags ``torch.backends.cuda.matmul.allow_{fp16,bf16}_reduced_precision_reduction`` are restored
-afterwards), so the float32-accumulation bound applies.
+On CUDA, 16-bit accumulation is switched off during the call (the flags
+``torch.backends.cuda.matmul.allow_{fp16,bf16}_reduced_precision_reduction`` and
+``allow_fp16_accumulation`` are restored afterwards), so the float32-accumulation bound applies.
 
 Memory
 ------
@@ -60,8 +60,8 @@ Peak device memory beyond the inputs and outputs: base statistics (4 N bytes: sq
 on CUDA, 256 MiB on CPU): a query tile, a (query tile x base tile) float32 score block, the
 running candidates (12 bytes per query x candidate, a few copies while merging) and float64
 re-rank chunks. The tile sizes are chosen from the budget (:func:`plan_tiles`). Only a degenerate
-configuration exceeds it: a single query and a single base row that do not fit (``96 (k + margin)
-+ 52 D`` bytes), or more than the budget's worth of candidates for one query when it falls back
+configuration exceeds it: a single query and 64 base rows that do not fit (``96 (k + margin)
++ 52 D + 64 (8 + 4 D)`` bytes), or more than the budget's worth of candidates for one query when it falls back
 to every base row (only when masses of rows tie within the error bound, e.g. an all-duplicate
 base).
 """
@@ -114,6 +114,8 @@ _QUERY_BYTES = 20
 # torch.topk (CUDA) sorts each slice (a full copy plus sort buffers) when there are at most 10
 # slices of at least 100,000 elements; base tiles stay below that for small query tiles.
 _TOPK_SORT_SLICES = 10
+# Smallest base tile, even when the budget is smaller (one-row GEMMs would take forever).
+_MIN_BASE_ROWS = 64
 _TOPK_SORT_SLICE = 100_000
 # Bytes per D element of one re-ranked pair: gathered base row, query row, difference/product
 # and its square (float64).
@@ -172,12 +174,27 @@ def _native_half_mm(torch: Any, device: Any, dtype: Any) -> bool:
 
 _flag_lock = threading.Lock()
 _flag_users = 0
-_flag_saved: tuple[bool, bool] | None = None
+_flag_saved: list[tuple[str, Any]] = []
+
+
+def _save_flag(m: Any, name: str) -> tuple[str, Any] | None:
+    try:
+        value = getattr(m, name)
+    except (AttributeError, RuntimeError):
+        return None  # this torch has no such flag
+    if name.endswith("reduced_precision_reduction"):
+        try:  # torch >= 2.10 keeps a split-K switch beside it; restore both
+            value = (value, getattr(m, name + "_split_k"))
+        except (AttributeError, RuntimeError):
+            pass
+    return name, value
 
 
 @contextlib.contextmanager
 def _full_precision_reductions(torch: Any, device: Any):
-    """Disallow reduced-precision (16-bit) split-K reductions in cuBLAS for the duration."""
+    """Float32 accumulation for 16-bit cuBLAS GEMMs for the duration: no reduced-precision
+    (16-bit) split-K reductions, no float16 accumulation. The flags are process-global; they are
+    restored when the last concurrent search leaves (reference count under a lock)."""
     global _flag_users, _flag_saved
     if device.type != "cuda":
         yield
@@ -185,18 +202,21 @@ def _full_precision_reductions(torch: Any, device: Any):
     m = torch.backends.cuda.matmul
     with _flag_lock:
         if _flag_users == 0:
-            _flag_saved = (m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction)
-            m.allow_fp16_reduced_precision_reduction = False
-            m.allow_bf16_reduced_precision_reduction = False
+            names = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction",
+                     "allow_fp16_accumulation")
+            _flag_saved = [saved for saved in (_save_flag(m, nm) for nm in names) if saved is not None]
+            for name, _ in _flag_saved:
+                setattr(m, name, False)
         _flag_users += 1
     try:
         yield
     finally:
         with _flag_lock:
             _flag_users -= 1
-            if _flag_users == 0 and _flag_saved is not None:
-                m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction = _flag_saved
-                _flag_saved = None
+            if _flag_users == 0:
+                for name, value in _flag_saved:
+                    setattr(m, name, value)
+                _flag_saved = []
 
 
 @dataclass(frozen=True)
@@ -342,7 +362,7 @@ def plan_tiles(m: int, n: int, d: int, candidates: int, workspace_bytes: int, *,
     nb = (ws - fixed(mt)) // (_SCORE_BYTES * mt + per_base_row)
     if mt <= _TOPK_SORT_SLICES:
         nb = min(nb, _TOPK_SORT_SLICE - 1)  # torch.topk sorts whole slices past this size
-    nb = int(min(n, max(1, nb)))
+    nb = int(min(n, max(_MIN_BASE_ROWS, nb)))  # below the floor: exceed the budget, not crawl
     pairs = max(1, ws // (_RERANK_BYTES * d + 64))
     est = fixed(mt) + nb * (_SCORE_BYTES * mt + per_base_row)
     return TilePlan(mt, nb, candidates, pairs, int(est))
