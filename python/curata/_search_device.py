@@ -359,6 +359,7 @@ def plan_tiles(m: int, n: int, d: int, candidates: int, workspace_bytes: int, *,
     want_nb = min(n, max(1, min(candidates, 1024)))
     while mt > 1 and (fixed(mt) > ws // 2 or fixed(mt) + want_nb * (_SCORE_BYTES * mt + per_base_row) > ws):
         mt = max(1, mt // 2)
+    mt = -(-m // -(-m // mt)) if m > 0 else 1  # equal query tiles (10,000 -> 2 x 5,000)
     nb = (ws - fixed(mt)) // (_SCORE_BYTES * mt + per_base_row)
     if mt <= _TOPK_SORT_SLICES:
         nb = min(nb, _TOPK_SORT_SLICE - 1)  # torch.topk sorts whole slices past this size
