@@ -30,6 +30,12 @@ only when the float64 score lies within ~1e-16 relative of a float32 rounding bo
 or bfloat16 base is searched as the exact values it stores (results equal exact search over
 ``base.float()``), however coarse the 16-bit GEMM. Queries are used in float32.
 
+Special values: a zero query under "ip"/"cosine" scores exactly 0 against every row and gets
+indices ``0..k-1`` (the lowest, skipping itself in a graph) without a search; ``-0.0`` is reported
+as ``0.0`` (and ties with it); finite vectors whose float32 dot products overflow cannot be
+verified from the GEMM, so their queries end up re-scored in float64 against every row (scores
+beyond the float32 range come out as +-inf, ties by index). NaN/inf input is rejected up front.
+
 The C++ CPU core (``curata.search.knn`` on numpy input) computes in float32 arithmetic (L2 through
 norms), so the two can order neighbours differently where two scores differ by less than float32
 rounding of the CPU's formula (about ``1e-7 (|q|^2 + |b|^2)`` for "l2"), and their distances differ
@@ -48,7 +54,8 @@ relative). ``|b|`` is replaced by the largest base norm. The bound is doubled fo
 "l2", cancellation in ``|q|^2 - 2 q.b + |b|^2`` is why the bound is absolute (``|q| max|b|`` and
 ``max|b|^2`` terms) rather than relative to the distance: when the data sit far from the origin
 compared with their spread, the bound is large compared with the gaps between neighbours, more
-queries fail the check, and they are searched again with a wider margin -- slower, never wrong.
+queries fail the check, and they are searched again with a wider margin -- slower, never wrong
+(centring the data first, which does not change L2 distances, avoids it).
 On CUDA, 16-bit accumulation is switched off during the call (the flags
 ``torch.backends.cuda.matmul.allow_{fp16,bf16}_reduced_precision_reduction`` and
 ``allow_fp16_accumulation`` are restored afterwards), so the float32-accumulation bound applies.
@@ -60,10 +67,10 @@ Peak device memory beyond the inputs and outputs: base statistics (4 N bytes: sq
 on CUDA, 256 MiB on CPU): a query tile, a (query tile x base tile) float32 score block, the
 running candidates (12 bytes per query x candidate, a few copies while merging) and float64
 re-rank chunks. The tile sizes are chosen from the budget (:func:`plan_tiles`). Only a degenerate
-configuration exceeds it: a single query and 64 base rows that do not fit (``96 (k + margin)
-+ 52 D + 64 (8 + 4 D)`` bytes), or more than the budget's worth of candidates for one query when it falls back
-to every base row (only when masses of rows tie within the error bound, e.g. an all-duplicate
-base).
+configuration exceeds it: a single query and 64 base rows that do not fit
+(``96 (k + margin) + 52 D + 64 (8 + 4 D)`` bytes), or more than the budget's worth of candidates
+for one query when it falls back to every base row (only when masses of rows tie within the
+error bound, e.g. an all-duplicate base).
 """
 
 from __future__ import annotations
