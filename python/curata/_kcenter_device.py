@@ -9,8 +9,8 @@ on CPU torch tensors (tests) and CUDA tensors / CuPy arrays (through DLPack).
 
 Per pick: one pass over the float32 data (memory bound: ~1 ms for 1M x 512 on a GPU with 2 TB/s)
 and one device-to-host sync (the pick and the number of near-maximum points). Memory: a centred
-float32 copy of ``x`` (4 N D bytes), three float64 vectors of N, and the exact re-check's chunks
-(at most 2^20 float64 differences at a time).
+float32 copy of ``x`` (4 N D bytes, built from float64 chunks), a few float64 vectors of N, and
+the exact re-check's chunks (about 2^20 float64 values at a time).
 
 The float64 re-check is computed from the caller's data (differences of float64 rows, normalised
 in float64 for "cosine") rather than from a centred float64 copy; picks agree with the host path
@@ -56,7 +56,7 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
 
     Notes
     -----
-    O(n N D) time, one sync per pick; peak memory 4 N D + 24 N bytes plus fixed chunks.
+    O(n N D) time, one sync per pick; peak memory 4 N D + 40 N bytes plus fixed chunks.
     """
     from . import _cluster  # noqa: PLC0415  (argument rules shared with the host path)
 
@@ -90,28 +90,37 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
     if n == 0:
         return _back(out, x)
 
-    x64 = t.to(torch.float64)
+    # Centred float32 copy, built in float64 chunks (never a full float64 copy of x).
+    step = max(1, _EXACT_CHUNK // D)
+    inv_norm = None
     if metric == "cosine":
-        norms = torch.sqrt((x64 * x64).sum(dim=1))
-        zero = norms == 0
+        sq = torch.cat([(t[r0 : r0 + step].to(torch.float64) ** 2).sum(dim=1) for r0 in range(0, N, step)])
+        zero = sq == 0
         if bool(zero.any()):
             raise ValueError(
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(torch.nonzero(zero)[0, 0])}"
             )
-        x64 = x64 / norms[:, None]
-    exact_rows = x64  # float64 rows the exact re-check differences are taken from
-    x32 = (x64 - x64.mean(dim=0)).to(torch.float32)
-    if metric != "cosine" and t.dtype != torch.float64:
-        del x64
-        exact_rows = None
-    sq32 = (x32.to(torch.float64) ** 2).sum(dim=1)
+        inv_norm = 1.0 / torch.sqrt(sq)
+
+    def rows64(idx: Any) -> Any:
+        """float64 rows (normalised for "cosine") that the exact re-check differences."""
+        r = t[idx].to(torch.float64)
+        return r * inv_norm[idx][:, None] if inv_norm is not None else r
+
+    total = torch.zeros(D, dtype=torch.float64, device=dev)
+    for r0 in range(0, N, step):
+        total += rows64(torch.arange(r0, min(N, r0 + step), device=dev)).sum(dim=0)
+    mean = total / N
+    x32 = torch.empty((N, D), dtype=torch.float32, device=dev)
+    sq32 = torch.empty(N, dtype=torch.float64, device=dev)
+    for r0 in range(0, N, step):
+        c = (rows64(torch.arange(r0, min(N, r0 + step), device=dev)) - mean).to(torch.float32)
+        x32[r0 : r0 + c.shape[0]] = c
+        sq32[r0 : r0 + c.shape[0]] = (c.to(torch.float64) ** 2).sum(dim=1)
     maxnorm = float(torch.sqrt(sq32.max()))
     eps32 = float(np.finfo(np.float32).eps)
     u_t = _fp32_input_roundoff(torch, dev)
     tol = 4.0 * ((D + 4) * eps32 + 2 * u_t) * maxnorm * maxnorm + 1e-300
-
-    def rows64(idx: Any) -> Any:
-        return exact_rows[idx] if exact_rows is not None else t[idx].to(torch.float64)
 
     mind = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
     chosen: list[int] = []
