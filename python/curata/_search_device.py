@@ -572,7 +572,7 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
                     trace["merges"] += (tiles - 1) * q_tiles
             for t0 in range(0, pending.numel(), plan.query_rows):
                 rows = pending[t0 : t0 + plan.query_rows]
-                qt = q[rows]
+                qt = q[rows].to(torch.float32)  # a 16-bit x (graph) is converted a tile at a time
                 self_rows = rows if graph else None
                 if exhaustive:  # every row is a candidate: no selection GEMM needed
                     sel_s = None
@@ -755,7 +755,7 @@ def knn_graph_torch(
     kk = search._k(k, a.shape[0] - 1, "number of rows of x minus 1")
     ws = _workspace(torch, a.device, workspace_bytes)
     stats = prepare_base(a, metric, workspace_bytes=ws, name="x")
-    return _search(torch, a, a.to(torch.float32), kk, metric, stats, ws, _margin(margin), graph=True, trace=_trace)
+    return _search(torch, a, a, kk, metric, stats, ws, _margin(margin), graph=True, trace=_trace)
 
 
 def _margin(margin: Any) -> int | None:
