@@ -145,6 +145,8 @@ GPU_QUERIES = 10_000
 GPU_SHAPES = {"full": [(10_000_000, 128), (1_000_000, 512)], "quick": [(1_000_000, 128), (200_000, 512)]}
 GPU_KS = (10, 100, 1024)
 GPU_BIG_K = 8192
+# "cuda" in the suite; a smoke test of the GPU cases' code may set "cpu" (tiny shapes).
+GPU_DEVICE = "cuda"
 _gpu_cache: dict[tuple, Any] = {}
 
 
@@ -154,11 +156,12 @@ def _gpu_data(n: int, d: int, half: bool):
     key = (n, d, half)
     if key not in _gpu_cache:
         _gpu_cache.clear()
-        torch.cuda.empty_cache()
-        g = torch.Generator(device="cuda").manual_seed(0)
-        base = torch.randn((n, d), device="cuda", generator=g)
+        if GPU_DEVICE == "cuda":
+            torch.cuda.empty_cache()
+        g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+        base = torch.randn((n, d), device=GPU_DEVICE, generator=g)
         base = torch.nn.functional.normalize(base, dim=1)  # embedding-like: unit rows
-        queries = torch.nn.functional.normalize(torch.randn((GPU_QUERIES, d), device="cuda", generator=g), dim=1)
+        queries = torch.nn.functional.normalize(torch.randn((GPU_QUERIES, d), device=GPU_DEVICE, generator=g), dim=1)
         if half:
             base = base.half()
         _gpu_cache[key] = (base, queries, {})
@@ -238,8 +241,8 @@ def _kcenter_gpu_case(n: int, d: int, picks: int) -> Case:
     on an H100)."""
     import torch  # noqa: PLC0415
 
-    g = torch.Generator(device="cuda").manual_seed(0)
-    x = torch.randn((n, d), device="cuda", generator=g)
+    g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+    x = torch.randn((n, d), device=GPU_DEVICE, generator=g)
     params = {"rows": n, "dim": d, "picks": picks, "metric": "l2", "dtype": "float32"}
 
     def curata_fn():
