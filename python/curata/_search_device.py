@@ -64,7 +64,7 @@ Memory
 ------
 Peak device memory beyond the inputs and outputs: base statistics (4 N bytes: squared norms for
 "l2", inverse norms for "cosine"), plus a workspace of at most ``workspace_bytes`` (default 1 GiB
-on CUDA, 256 MiB on CPU): a query tile, a (query tile x base tile) float32 score block, the
+on CUDA, or a quarter of the free device memory if less, not below 64 MiB; 256 MiB on CPU): a query tile, a (query tile x base tile) float32 score block, the
 running candidates (12 bytes per query x candidate, a few copies while merging) and float64
 re-rank chunks. The tile sizes are chosen from the budget (:func:`plan_tiles`). Only a degenerate
 configuration exceeds it: a single query and 64 base rows that do not fit
@@ -377,8 +377,17 @@ def plan_tiles(m: int, n: int, d: int, candidates: int, workspace_bytes: int, *,
 
 
 def _workspace(torch: Any, device: Any, workspace_bytes: int | None) -> int:
+    """The budget: given, else 256 MiB on CPU, 1 GiB on CUDA but at most a quarter of the
+    device's free memory (never below 64 MiB), so a default search does not run a small GPU out
+    of memory."""
     if workspace_bytes is None:
-        return DEFAULT_WORKSPACE_BYTES["cuda" if device.type == "cuda" else "cpu"]
+        if device.type != "cuda":
+            return DEFAULT_WORKSPACE_BYTES["cpu"]
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+        except (RuntimeError, AttributeError):
+            return DEFAULT_WORKSPACE_BYTES["cuda"]
+        return int(max(64 << 20, min(DEFAULT_WORKSPACE_BYTES["cuda"], free // 4)))
     if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, (int, np.integer)):
         raise TypeError(f"workspace_bytes must be an int, got {type(workspace_bytes).__name__}")
     if workspace_bytes < 1:
@@ -684,7 +693,8 @@ def knn_torch(
     base_dtype : torch dtype, optional
         Convert the base to this dtype first (a copy): ``torch.float16`` halves its memory.
     workspace_bytes : int, optional
-        Temporary memory budget (default 1 GiB on CUDA, 256 MiB on CPU).
+        Temporary memory budget (default: 1 GiB on CUDA, capped at a quarter of the free device
+        memory but not below 64 MiB; 256 MiB on CPU).
     margin : int, optional
         Extra candidates per query before re-ranking (default ``16 + k // 16`` for float32 GEMMs,
         ``64 + k // 4`` for 16-bit/TF32 ones); multiplied by 4 for queries that fail the check.
