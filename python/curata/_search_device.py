@@ -66,8 +66,9 @@ Peak device memory beyond the inputs and outputs: base statistics (4 N bytes: sq
 "l2", inverse norms for "cosine"), plus a workspace of at most ``workspace_bytes`` (default
 1 GiB on CUDA, or a quarter of the free device memory if less, not below 64 MiB; 256 MiB on
 CPU): a query tile, a (query tile x base tile) float32 score block, the running candidates
-(12 bytes per query x candidate, a few copies while merging) and float64 re-rank chunks. The tile sizes are chosen from the budget (:func:`plan_tiles`). Only a degenerate
-configuration exceeds it: a single query and 64 base rows that do not fit
+(12 bytes per query x candidate, a few copies while merging) and float64 re-rank chunks. The
+tile sizes are chosen from the budget (:func:`plan_tiles`). Only a degenerate configuration
+exceeds it: a single query and 64 base rows that do not fit
 (``96 (k + margin) + 52 D + 64 (8 + 4 D)`` bytes), or more than the budget's worth of candidates
 for one query when it falls back to every base row (only when masses of rows tie within the
 error bound, e.g. an all-duplicate base).
