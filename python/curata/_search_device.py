@@ -50,7 +50,9 @@ summation order, split-K included), ``|fl(q.b) - q.b| <= ((1+u_q)(1+u_b)(1+gamma
 (Cauchy-Schwarz on ``sum |q_i b_i|``) plus underflow terms (a few times ``D * 2^-126``; for
 16-bit GEMMs each query row is first scaled by a power of two so its largest entry lies in
 [128, 256), which rules out float16 overflow and bounds the subnormal loss by ``2^-32 sqrt(D)``
-relative). ``|b|`` is replaced by the largest base norm. The bound is doubled for safety. For
+relative). ``|b|`` is replaced by the largest base norm. The bound is doubled for safety, which
+also covers tensor cores' float32 accumulation rounding toward zero (unit error 2u instead of u,
+as measured on NVIDIA tensor cores by Fasi, Higham, Mikaitis and Pranesh, 2021). For
 "l2", cancellation in ``|q|^2 - 2 q.b + |b|^2`` is why the bound is absolute (``|q| max|b|`` and
 ``max|b|^2`` terms) rather than relative to the distance: when the data sit far from the origin
 compared with their spread, the bound is large compared with the gaps between neighbours, more
