@@ -55,8 +55,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     Parameters
     ----------
     x : array-like of shape (N, D)
-        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy; device input is copied to
-        the host). NaN or infinity raises ValueError.
+        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy). torch CUDA tensors and
+        CuPy arrays (with torch installed) run on their GPU with the same rules
+        (``curata._kcenter_device``: one matrix-vector product per pick); results come back on
+        that device. NaN or infinity raises ValueError.
     n : int
         Number of new points to pick, ``0 <= n <= N - len(already_selected)``.
     already_selected : array-like of int, optional
@@ -88,6 +90,15 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     pick), the float64 conversion of non-float64 input while centring, plus O(N) (one float64
     min-distance vector): at most 20 * N * D bytes + O(N).
     """
+    if _array.on_cuda(x):
+        try:
+            import torch  # noqa: F401,PLC0415  (GPU input only)
+        except ImportError:
+            pass
+        else:
+            from . import _kcenter_device  # noqa: PLC0415
+
+            return _kcenter_device.k_center_greedy_torch(x, n, already_selected, metric)
     if not isinstance(metric, str) or metric not in _KCENTER_METRICS:
         raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
     n = _count(n, "n")
