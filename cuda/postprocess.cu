@@ -60,6 +60,7 @@ namespace {
 constexpr int kThreads = 256;      // one-thread-per-item kernels
 constexpr int kBlock = 64;         // NMS row block: boxes resolved together, bits of a word
 constexpr int kNmsThreads = 256;   // pp_nms: all threads test against kept boxes
+constexpr int kLanes = kNmsThreads / kBlock;  // pp_nms threads per row of a block
 constexpr int kFilterWords = 32;   // class filter passed by value up to 2048 classes
 constexpr unsigned long long kNone = ULLONG_MAX;
 
@@ -304,7 +305,7 @@ __global__ void __launch_bounds__(kNmsThreads)
   __shared__ T s_box[4][kBlock];
   __shared__ T s_area[kBlock];
   __shared__ int32_t s_item[kBlock];
-  __shared__ int s_sup[kBlock];
+  __shared__ int s_sup[kLanes][kBlock];
   __shared__ uint64_t s_diag[kBlock];
   __shared__ uint64_t s_keep;
   __shared__ int s_n_kept;
@@ -318,7 +319,6 @@ __global__ void __launch_bounds__(kNmsThreads)
   for (int r0 = 0; r0 < n && n_kept < max_keep; r0 += kBlock) {
     const int rows = min(kBlock, n - r0);
     if (t < kBlock) {
-      s_sup[t] = 0;
       s_diag[t] = 0;
       if (t < rows) {
         const int32_t i = group_items[start + r0 + t];
@@ -329,15 +329,20 @@ __global__ void __launch_bounds__(kNmsThreads)
       }
     }
     __syncthreads();
-    // Against the group's boxes kept in earlier blocks (kept box first, as the CPU computes it).
-    const int64_t work = static_cast<int64_t>(rows) * n_kept;
-    for (int64_t w = t; w < work; w += blockDim.x) {
-      const int r = static_cast<int>(w % rows);
-      if (s_sup[r]) continue;
-      const T* kb = cbox + 4 * static_cast<int64_t>(kept_list[start + w / rows]);
-      const T kx1 = kb[0], ky1 = kb[1], kx2 = kb[2], ky2 = kb[3];
-      const T inter = box_intersection(kx1, ky1, kx2, ky2, s_box[0][r], s_box[1][r], s_box[2][r], s_box[3][r]);
-      if (iou_from_parts(inter, box_area(kx1, ky1, kx2, ky2), s_area[r]) > threshold) s_sup[r] = 1;
+    // Against the group's boxes kept in earlier blocks (kept box first, as the CPU computes it):
+    // kLanes threads per row, each over every kLanes-th kept box, each writing its own flag.
+    {
+      const int r = t % kBlock, lane = t / kBlock;
+      int hit = 0;
+      if (r < rows) {
+        for (int j = lane; j < n_kept && !hit; j += kLanes) {
+          const T* kb = cbox + 4 * static_cast<int64_t>(kept_list[start + j]);
+          const T kx1 = kb[0], ky1 = kb[1], kx2 = kb[2], ky2 = kb[3];
+          const T inter = box_intersection(kx1, ky1, kx2, ky2, s_box[0][r], s_box[1][r], s_box[2][r], s_box[3][r]);
+          hit = iou_from_parts(inter, box_area(kx1, ky1, kx2, ky2), s_area[r]) > threshold;
+        }
+      }
+      s_sup[lane][r] = hit;
     }
     // In-block bitmask: bit k of row r set when box k (ranked after r) overlaps box r.
     if (t < rows) {
@@ -352,8 +357,11 @@ __global__ void __launch_bounds__(kNmsThreads)
     __syncthreads();
     if (t == 0) {
       uint64_t removed = 0;
-      for (int r = 0; r < rows; ++r)
-        if (s_sup[r]) removed |= 1ull << r;
+      for (int r = 0; r < rows; ++r) {
+        int hit = 0;
+        for (int lane = 0; lane < kLanes; ++lane) hit |= s_sup[lane][r];
+        if (hit) removed |= 1ull << r;
+      }
       uint64_t keep = 0;
       int64_t nk = n_kept;
       for (int r = 0; r < rows && nk < max_keep; ++r) {
