@@ -80,8 +80,10 @@ struct DevicePostprocessOptions {
 // Candidates are capped per image at min(max_nms, anchors * classes per anchor), keeping the best
 // by descending score, ties to the lower (anchor, class) ordinal, exactly as the CPU's top-max_nms.
 // Scores are compared with conf_threshold rounded to the pred dtype, as on the CPU.
+// (The size includes CUB's temporary storage, which CUB computes from `device`'s properties: a host
+// query, no launch and no sync.)
 int64_t postprocess_workspace_bytes(bool is_double, int64_t batch, int64_t channels, int64_t anchors,
-                                    const DevicePostprocessOptions& options);
+                                    const DevicePostprocessOptions& options, int device);
 inline int64_t postprocess_status_size(int64_t batch) { return 1 + 2 * batch; }
 void postprocess_padded(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels, int64_t anchors,
                         const DevicePostprocessOptions& options, std::uintptr_t workspace, int64_t workspace_bytes,

@@ -677,9 +677,10 @@ void padded_impl(const T* pred, const Shape& sh, const DevicePostprocessOptions&
 }  // namespace
 
 int64_t postprocess_workspace_bytes(bool is_double, int64_t batch, int64_t channels, int64_t anchors,
-                                    const DevicePostprocessOptions& options) {
+                                    const DevicePostprocessOptions& options, int device) {
   const Shape sh = make_shape(is_double, batch, channels, anchors, options);
   if (batch == 0) return 0;
+  DeviceGuard guard(device);
   const bool on_device = filter_on_device(sh, options);
   if (is_double) {
     Buffers<double> w{};

@@ -60,9 +60,9 @@ curata::cuda::DevicePostprocessOptions postprocess_options(double conf_threshold
 
 int64_t postprocess_workspace_bytes(int64_t batch, int64_t channels, int64_t anchors, double conf_threshold,
                                     double iou_threshold, const std::optional<Int64Array>& classes, bool agnostic,
-                                    bool multi_label, int64_t max_det, int64_t max_nms, bool is_double) {
+                                    bool multi_label, int64_t max_det, int64_t max_nms, bool is_double, int device) {
   const auto o = postprocess_options(conf_threshold, iou_threshold, classes, agnostic, multi_label, max_det, max_nms);
-  return curata::cuda::postprocess_workspace_bytes(is_double, batch, channels, anchors, o);
+  return curata::cuda::postprocess_workspace_bytes(is_double, batch, channels, anchors, o, device);
 }
 
 void postprocess_padded(uintptr_t pred, int64_t batch, int64_t channels, int64_t anchors, double conf_threshold,
@@ -112,7 +112,7 @@ PYBIND11_MODULE(_cuda, m) {
         "Device workspace bytes of postprocess_padded, from shapes and options only (no device access)",
         py::arg("batch"), py::arg("channels"), py::arg("anchors"), py::arg("conf_threshold"), py::arg("iou_threshold"),
         py::arg("classes"), py::arg("agnostic"), py::arg("multi_label"), py::arg("max_det"), py::arg("max_nms"),
-        py::arg("is_double"));
+        py::arg("is_double"), py::arg("device"));
   m.def("postprocess_status_size", &curata::cuda::postprocess_status_size, py::arg("batch"));
   m.def("postprocess_padded", &postprocess_padded,
         "YOLO-head post-processing on a device array with no host sync: writes dets (batch, max_det, 6), "

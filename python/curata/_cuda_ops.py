@@ -308,7 +308,7 @@ def postprocess(
     Every buffer is allocated here, by the caller's framework on the current stream, from the
     shapes alone: the output (B, max_det, 6), the int32 counts, a small int64 status vector (what
     the list form needs to raise the CPU's error message) and one uint8 workspace block whose size
-    ``_cuda.postprocess_workspace_bytes`` computes without touching the device. torch's caching
+    ``_cuda.postprocess_workspace_bytes`` computes on the host (no launch, no wait). torch's caching
     allocator / CuPy's pool hand these back in stream order, so a call does no ``cudaMalloc`` once
     the pool is warm, and releasing the workspace when this function returns is safe for the
     kernels still queued on the stream.
@@ -326,7 +326,7 @@ def postprocess(
         is_double = dp.dtype == np.float64
         cuda = _cuda()
         options = (conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms)
-        n_bytes = int(cuda.postprocess_workspace_bytes(n_images, channels, n_anchors, *options, is_double))
+        n_bytes = int(cuda.postprocess_workspace_bytes(n_images, channels, n_anchors, *options, is_double, dp.device))
         workspace = _array.device_empty(dp, (max(n_bytes, 1),), np.uint8)
         dets = _array.device_empty(dp, (n_images, max_det, 6), dp.dtype)
         counts = _array.device_empty(dp, (n_images,), np.int32)

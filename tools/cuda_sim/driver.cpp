@@ -192,7 +192,7 @@ template <class T> void check_postprocess(std::mt19937& g, int trial) {
   d.max_det = o.max_det; d.max_nms = o.max_nms;
   if (o.classes) { d.filter_classes = true; d.allowed_classes = allowed; }
   const bool dbl = sizeof(T) == 8;
-  const int64_t bytes = cuda::postprocess_workspace_bytes(dbl, batch, ch, anchors, d);
+  const int64_t bytes = cuda::postprocess_workspace_bytes(dbl, batch, ch, anchors, d, 0);
   // workspace from the caller (poisoned, as a caching allocator hands back used memory), or none
   std::vector<unsigned char> ws(size_t(bytes) + 1, 0xA5);
   const bool own_ws = trial % 4 != 3;
