@@ -472,6 +472,8 @@ Shape make_shape(bool is_double, int64_t batch, int64_t channels, int64_t anchor
   return sh;
 }
 
+int class_bits(const Shape& sh) { return bits_for(static_cast<uint64_t>(sh.n_classes - 1)); }
+
 // Bump allocation inside one workspace block: with base == nullptr only the size is computed.
 class Carver {
  public:
@@ -546,7 +548,7 @@ template <class T> std::size_t lay_out(const Shape& sh, bool filter_on_device, c
   cub = std::max(cub, segmented_sort_pairs(nullptr, 0, w.skey, w.skey_sorted, w.items, w.rank_items, n_items, n_seg,
                                            w.seg_begin, w.seg_end, static_cast<int>(sizeof(K) * 8), nullptr));
   cub = std::max(cub, segmented_sort_pairs(nullptr, 0, w.class_key, w.class_sorted, w.rank_items, w.group_items,
-                                           n_items, n_seg, w.seg_begin, w.seg_end, 32, nullptr));
+                                           n_items, n_seg, w.seg_begin, w.seg_end, class_bits(sh), nullptr));
   w.cub_bytes = cub;
   w.cub_temp = c.take<unsigned char>(static_cast<int64_t>(cub));
   return c.size();
@@ -644,7 +646,7 @@ void padded_impl(const T* pred, const Shape& sh, const DevicePostprocessOptions&
     const int32_t* group_items = w.rank_items;
     if (sh.groups > 1) {
       segmented_sort_pairs(w.cub_temp, w.cub_bytes, w.class_key, w.class_sorted, w.rank_items, w.group_items, n_items,
-                           n_seg, w.seg_begin, w.seg_end, bits_for(static_cast<uint64_t>(sh.n_classes - 1)), s);
+                           n_seg, w.seg_begin, w.seg_end, class_bits(sh), s);
       group_items = w.group_items;
     }
     exclusive_sum(w.cub_temp, w.cub_bytes, w.grp_count, w.grp_off, static_cast<int>(BG + 1), s);
