@@ -9,7 +9,8 @@
 //
 //   1. pp_scan          per (image, anchor): NaN check (first one recorded, image flagged), best
 //                       class, candidates of the slot, candidates per image (atomics)
-//   2. radix select     only images with more than K candidates: select_passes() rounds of
+//   2. radix select     only images with more than K candidates (not launched at all when
+//                       A * P <= max_nms, as for single-label defaults): select_passes() rounds of
 //      pp_hist          per-image 256-bin histograms of the next 8-bit digit of the composite key
 //      pp_select_step   (score key, ordinal) and one block per image picking the digit holding the
 //                       K-th smallest key (curata/postprocess_math.hpp). Images under the cap
@@ -468,7 +469,9 @@ Shape make_shape(bool is_double, int64_t batch, int64_t channels, int64_t anchor
     throw std::invalid_argument("postprocess on the GPU supports batch * n_classes < 2^31 - 1");
   sh.ord_bits = bits_for(static_cast<uint64_t>(ordinals > 0 ? ordinals - 1 : 0));
   sh.total_bits = (is_double ? 64 : 32) + sh.ord_bits;
-  sh.passes = select_passes(sh.total_bits);
+  // No image can exceed the cap when it has no more candidate ordinals than max_nms (the default
+  // single-label case: A <= 30000): the selection rounds are then not even launched.
+  sh.passes = ordinals > cap ? select_passes(sh.total_bits) : 0;
   return sh;
 }
 
