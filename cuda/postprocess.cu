@@ -231,7 +231,9 @@ __global__ void __launch_bounds__(kThreads)
               int32_t* __restrict__ seg_begin, int32_t* __restrict__ seg_end, int64_t* __restrict__ status) {
   const int64_t b = thread_index();
   if (b >= sh.batch) return;
-  const int32_t n = sel_off[(b + 1) * sh.anchors] - sel_off[b * sh.anchors];
+  // The selection keeps exactly min(candidates, K); the clamp only keeps a bug from writing past
+  // the image's K slots (the same guard is in pp_compact).
+  const int32_t n = min(sel_off[(b + 1) * sh.anchors] - sel_off[b * sh.anchors], sh.cap);
   n_img[b] = n;
   seg_begin[b] = static_cast<int32_t>(b * sh.cap);
   seg_end[b] = static_cast<int32_t>(b * sh.cap + n);
@@ -262,6 +264,7 @@ __global__ void __launch_bounds__(kThreads)
     using K = typename ScoreKey<T>::type;
     const K key = descending_score_key(s);
     if (capped && !select_at_most(key, ordinal, sh.ord_bits, sh.total_bits, digits)) return;
+    if (o >= (b + 1) * sh.cap) return;
     for (int k = 0; k < 4; ++k) cbox[4 * o + k] = xyxy[k];
     cscore[o] = s;
     ccls[o] = static_cast<int32_t>(c);
