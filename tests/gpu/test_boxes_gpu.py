@@ -7,7 +7,9 @@ skipped when that framework (with CUDA) is not installed. The contract checked:
 * IoU / GIoU matrices are bit-identical to the CPU's (same formulas, --fmad=false);
 * NMS keeps exactly the same indices in the same order (threshold compared in the box dtype,
   ties by index), for flat input with classes / image ids and for padded (B, N, 4) batches;
-* post-processing returns bit-identical rows for every option;
+* post-processing returns bit-identical rows for every option, in the list form and in the
+  padded ``(dets, counts)`` form (zeros padding, int32 counts, -1 for invalid images); the padded
+  call makes no host sync (torch's sync debug mode and curata's own counter), the list form one;
 * results are the input's kind on the input's device; bad input raises the CPU's errors.
 """
 
