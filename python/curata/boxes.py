@@ -301,7 +301,8 @@ def postprocess(
     conf_threshold : float in [0, 1]
         Candidates have class score ``> conf_threshold``, compared in the compute dtype (the
         threshold rounded to float32 for float16/float32 ``pred``), as torch compares a tensor
-        with a Python float in Ultralytics. NaN class scores raise ValueError.
+        with a Python float in Ultralytics. NaN class scores raise ValueError (``padded=True``:
+        the image's count is -1).
     iou_threshold : float in [0, 1]
     classes : int sequence, optional
         Keep only these classes.
@@ -317,8 +318,8 @@ def postprocess(
         Ultralytics' default 30000. It also bounds the GPU workspace (see Notes).
     padded : bool
         Return one fixed-size ``(dets, counts)`` pair instead of a list (see Returns). On the GPU
-        this form never waits for the device: it can be queued ahead, captured, or consumed by
-        more device work, and nothing reaches the host until you read it.
+        this form never waits for the device: it is queued on the current stream and can be
+        consumed by more device work; nothing reaches the host until you read it.
     device : {None, "auto", "cpu", "cuda"}
 
     Returns
@@ -342,7 +343,9 @@ def postprocess(
     The same detections as Ultralytics for the same options, except: NMS is exactly per class
     (Ultralytics offsets boxes by ``class * 7680``, which differs for coordinates beyond that),
     no image is ever dropped on a time limit, and equal scores are ordered by anchor. Parallel
-    over images; memory O(B·A) for the candidates.
+    over images; memory O(B·A) for the candidates. ``padded=True`` on the CPU adds the
+    zero-filled (B, max_det, 6) output; on invalid input it re-runs the batch image by image to
+    find the invalid images (that error path only).
 
     On the GPU the rows are bit-identical to the CPU's, in a fixed number of launches with a
     workspace sized from the shapes alone, so nothing waits for a count: per-image candidates
