@@ -5,12 +5,16 @@
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include "curata/search.hpp"
 #include "numpy_util.hpp"
 
 namespace py = pybind11;
 using curata_py::carray;
+using curata_py::vector_to_numpy;
 
 namespace {
 
@@ -32,11 +36,86 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
   return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
+py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric) {
+  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
+    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
+  py::array_t<float> distances({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
+  py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
+  const uint16_t* pb = base.data();
+  const float* pq = queries.data();
+  float* pd = distances.mutable_data();
+  int64_t* pi = indices.mutable_data();
+  curata::search::KnnStatus status;
+  {
+    py::gil_scoped_release release;
+    status = curata::search::knn_f16(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), pd, pi);
+  }
+  return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
+}
+
+template <class T>
+py::tuple range_search(const carray<T>& base, const carray<float>& queries, float radius, int metric) {
+  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
+    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
+  const T* pb = base.data();
+  const float* pq = queries.data();
+  const auto code = static_cast<curata::search::Metric>(metric);
+  curata::search::RangeResult r;
+  {
+    py::gil_scoped_release release;
+    if constexpr (std::is_same_v<T, float>)
+      r = curata::search::range_search(pb, n, pq, m, d, radius, code);
+    else
+      r = curata::search::range_search_f16(pb, n, pq, m, d, radius, code);
+  }
+  const auto total = static_cast<py::ssize_t>(r.indices.size());
+  return py::make_tuple(vector_to_numpy(std::move(r.lims), {static_cast<py::ssize_t>(m + 1)}),
+                        vector_to_numpy(std::move(r.distances), {total}),
+                        vector_to_numpy(std::move(r.indices), {total}), r.status.nonfinite_base_row,
+                        r.status.nonfinite_query_row);
+}
+
+py::array_t<float> half_to_float(const carray<uint16_t>& bits, bool allow_hardware) {
+  py::array_t<float> out(bits.request().shape);
+  const uint16_t* in = bits.data();
+  float* o = out.mutable_data();
+  const int64_t count = bits.size();
+  {
+    py::gil_scoped_release release;
+    curata::search::half_to_float(in, count, o, allow_hardware);
+  }
+  return out;
+}
+
+// Rows of `table` (any dtype, C-contiguous, first axis = rows) listed in `removed` (strictly
+// increasing) are squeezed out of the first `rows` rows in place; returns the new row count.
+int64_t remove_rows(py::array table, int64_t rows, const carray<int64_t>& removed) {
+  if (table.ndim() < 1 || !(table.flags() & py::array::c_style) || !table.writeable())
+    throw std::invalid_argument("table must be a writeable C-contiguous array");
+  if (rows < 0 || rows > table.shape(0))
+    throw std::invalid_argument("rows must be in [0, " + std::to_string(table.shape(0)) + "], got " + std::to_string(rows));
+  const int64_t row_bytes = table.ndim() == 1 ? table.itemsize() : table.strides(0);
+  void* data = table.mutable_data();
+  const int64_t* pr = removed.data();
+  const int64_t nr = removed.size();
+  py::gil_scoped_release release;
+  return curata::search::remove_rows(data, row_bytes, rows, pr, nr);
+}
+
 }  // namespace
 
 namespace curata_py {
 void bind_search(py::module_& m) {
   m.def("knn", &knn, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_self") = false);
+  m.def("knn_f16", &knn_f16, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"));
+  m.def("range_search", &range_search<float>, py::arg("base"), py::arg("queries"), py::arg("radius"),
+        py::arg("metric"));
+  m.def("range_search_f16", &range_search<uint16_t>, py::arg("base"), py::arg("queries"), py::arg("radius"),
+        py::arg("metric"));
+  m.def("half_to_float", &half_to_float, py::arg("bits"), py::arg("allow_hardware") = true);
+  m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
 }
 }  // namespace curata_py
