@@ -397,7 +397,7 @@ def test_range_search_exactly_at_radius():
     ip = Index(2, "ip")
     ip.add(base)
     lims, d, i = ip.range_search(np.array([[1, 0]], np.float32), 3.0)
-    assert i.tolist() == [1, 4] and d.tolist() == [3.0, 5.0]
+    assert i.tolist() == [1, 2, 4] and d.tolist() == [3.0, 6.0, 5.0]
     # the boundary uses exactly the float32 value search() reports
     rng = np.random.default_rng(3)
     x = rng.standard_normal((500, 30)).astype(np.float32)
