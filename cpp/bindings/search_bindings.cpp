@@ -3,7 +3,9 @@
 // two tuple items (row or -1) and python/curata/search.py raises.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -18,7 +20,16 @@ using curata_py::vector_to_numpy;
 
 namespace {
 
-py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k, int metric, bool exclude_self) {
+// removed: None or n bytes, nonzero = the base row is skipped (the index's deleted rows).
+const uint8_t* removed_flags(const std::optional<carray<uint8_t>>& removed, int64_t n) {
+  if (!removed) return nullptr;
+  if (removed->ndim() != 1 || removed->shape(0) != n)
+    throw std::invalid_argument("removed must have one byte per base row");
+  return removed->data();
+}
+
+py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k, int metric, bool exclude_self,
+              const std::optional<carray<uint8_t>>& removed) {
   if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
     throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
@@ -26,17 +37,20 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
   py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
   const float* pb = base.data();
   const float* pq = exclude_self ? pb : queries.data();
+  const uint8_t* pr = removed_flags(removed, n);
   float* pd = distances.mutable_data();
   int64_t* pi = indices.mutable_data();
   curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
-    status = curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi);
+    status = curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi,
+                                 pr);
   }
   return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
-py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric) {
+py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric,
+                  const std::optional<carray<uint8_t>>& removed) {
   if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
     throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
@@ -44,31 +58,34 @@ py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, in
   py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
   const uint16_t* pb = base.data();
   const float* pq = queries.data();
+  const uint8_t* pr = removed_flags(removed, n);
   float* pd = distances.mutable_data();
   int64_t* pi = indices.mutable_data();
   curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
-    status = curata::search::knn_f16(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), pd, pi);
+    status = curata::search::knn_f16(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), pd, pi, pr);
   }
   return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
 template <class T>
-py::tuple range_search(const carray<T>& base, const carray<float>& queries, float radius, int metric) {
+py::tuple range_search(const carray<T>& base, const carray<float>& queries, float radius, int metric,
+                       const std::optional<carray<uint8_t>>& removed) {
   if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
     throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
   const T* pb = base.data();
   const float* pq = queries.data();
   const auto code = static_cast<curata::search::Metric>(metric);
+  const uint8_t* pr = removed_flags(removed, n);
   curata::search::RangeResult r;
   {
     py::gil_scoped_release release;
     if constexpr (std::is_same_v<T, float>)
-      r = curata::search::range_search(pb, n, pq, m, d, radius, code);
+      r = curata::search::range_search(pb, n, pq, m, d, radius, code, pr);
     else
-      r = curata::search::range_search_f16(pb, n, pq, m, d, radius, code);
+      r = curata::search::range_search_f16(pb, n, pq, m, d, radius, code, pr);
   }
   const auto total = static_cast<py::ssize_t>(r.indices.size());
   return py::make_tuple(vector_to_numpy(std::move(r.lims), {static_cast<py::ssize_t>(m + 1)}),
@@ -109,12 +126,13 @@ int64_t remove_rows(py::array table, int64_t rows, const carray<int64_t>& remove
 namespace curata_py {
 void bind_search(py::module_& m) {
   m.def("knn", &knn, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
-        py::arg("exclude_self") = false);
-  m.def("knn_f16", &knn_f16, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"));
+        py::arg("exclude_self") = false, py::arg("removed") = py::none());
+  m.def("knn_f16", &knn_f16, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
+        py::arg("removed") = py::none());
   m.def("range_search", &range_search<float>, py::arg("base"), py::arg("queries"), py::arg("radius"),
-        py::arg("metric"));
+        py::arg("metric"), py::arg("removed") = py::none());
   m.def("range_search_f16", &range_search<uint16_t>, py::arg("base"), py::arg("queries"), py::arg("radius"),
-        py::arg("metric"));
+        py::arg("metric"), py::arg("removed") = py::none());
   m.def("half_to_float", &half_to_float, py::arg("bits"), py::arg("allow_hardware") = true);
   m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
 }

@@ -243,6 +243,7 @@ struct Problem {
   Metric metric;
   bool exclude_self;
   const float* base_norm;  // squared norms (L2) or inverse norms (cosine); null for IP
+  const uint8_t* removed;  // nonzero: the base row is never a result; null: none
 };
 
 // The base as float32 rows, stored either as float32 (used in place) or as IEEE half (each block
@@ -301,7 +302,7 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
       float s = row[j];
       if (h.size == h.k && !(s >= h.score[0])) continue;  // the common case: not good enough
       if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
-      if (b0 + j == self) continue;
+      if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
       h.push(s, b0 + j);
     }
   }
@@ -372,7 +373,8 @@ void half_to_float(const uint16_t* in, int64_t count, float* out, bool allow_har
 
 namespace {
 void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite);
+                Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
+                std::atomic<bool>& saw_nonfinite);
 
 void check_problem(int64_t n, int64_t d, Metric metric) {
   if (n < 0) throw std::invalid_argument("base must have at least zero rows, got " + std::to_string(n));
@@ -382,7 +384,7 @@ void check_problem(int64_t n, int64_t d, Metric metric) {
 }
 
 KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                  Metric metric, bool exclude_self, float* distances, int64_t* indices) {
+                  Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices) {
   if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
   check_problem(n, d, metric);
   const int64_t candidates = exclude_self ? n - 1 : n;
@@ -391,7 +393,8 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
     throw std::invalid_argument("k must be in [1, " + std::to_string(candidates) + "], got " + std::to_string(k));
   KnnStatus status;
   std::atomic<bool> saw_nonfinite{m == 0};  // no dot products: check the base directly
-  if (m > 0) search_all(base, n, queries, m, d, k, metric, exclude_self, distances, indices, saw_nonfinite);
+  if (m > 0)
+    search_all(base, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
   if (saw_nonfinite.load()) {
     status.nonfinite_base_row =
         base.f32 ? first_nonfinite_row(base.f32, n, d) : first_nonfinite_row_f16(base.f16, n, d);
@@ -406,7 +409,7 @@ std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric
   std::vector<float> base_norm;
   if (metric == Metric::InnerProduct) return base_norm;
   base_norm.resize(static_cast<size_t>(n));
-  Problem tmp{nullptr, n, nullptr, 0, d, metric, false, nullptr};
+  Problem tmp{nullptr, n, nullptr, 0, d, metric, false, nullptr, nullptr};
   const int threads = threads_for(n * d, int64_t(1) << 18);
   const int64_t chunk = (n + threads - 1) / threads;
   const int64_t nb_max = base_block_rows(d);
@@ -423,9 +426,11 @@ std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric
 }
 
 void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite) {
+                Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
+                std::atomic<bool>& saw_nonfinite) {
   const std::vector<float> base_norm = base_norms(base, n, d, metric);
-  const Problem p{base.f32, n, queries, m, d, metric, exclude_self, base_norm.empty() ? nullptr : base_norm.data()};
+  const Problem p{base.f32, n,  queries, m, d, metric, exclude_self, base_norm.empty() ? nullptr : base_norm.data(),
+                  removed};
   const int64_t nb_max = base_block_rows(d);
   const int64_t work = m * n * d;
 
@@ -523,9 +528,11 @@ struct Hits {
 // One pass over the tiles: every (query block, base chunk) pair is a task; a query's hits from
 // chunk c go to hits[c * m + query], so concatenating chunks in order gives increasing base index.
 void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
-               Metric metric, std::vector<Hits>& hits, int64_t& chunks, std::atomic<bool>& saw_nonfinite) {
+               Metric metric, const uint8_t* removed, std::vector<Hits>& hits, int64_t& chunks,
+               std::atomic<bool>& saw_nonfinite) {
   const std::vector<float> base_norm = base_norms(base, n, d, metric);
-  const Problem p{base.f32, n, queries, m, d, metric, false, base_norm.empty() ? nullptr : base_norm.data()};
+  const Problem p{base.f32, n,     queries, m, d, metric, false, base_norm.empty() ? nullptr : base_norm.data(),
+                  removed};
   const int64_t nb_max = base_block_rows(d);
   const int threads = threads_for(m * n * d, int64_t(1) << 22);
   int64_t qb;
@@ -565,7 +572,7 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
           if (metric != Metric::InnerProduct) dots_to_scores(metric, row, nb, qnorm[i], p.base_norm + b0);
           Hits& h = hits[static_cast<size_t>(c * m + q0 + i)];
           for (int64_t j = 0; j < nb; ++j) {
-            if (row[j] >= threshold) {  // false for NaN
+            if (row[j] >= threshold && !(removed && removed[b0 + j])) {  // false for NaN
               h.index.push_back(b0 + j);
               h.score.push_back(row[j]);
             }
@@ -578,7 +585,7 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
 }
 
 RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
-                      Metric metric) {
+                      Metric metric, const uint8_t* removed) {
   check_problem(n, d, metric);
   if (m < 0) throw std::invalid_argument("queries must have at least zero rows, got " + std::to_string(m));
   if (radius != radius) throw std::invalid_argument("radius must not be NaN");
@@ -588,7 +595,7 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
   std::vector<Hits> hits;
   int64_t chunks = 1;
   std::atomic<bool> saw_nonfinite{false};
-  range_all(base, n, queries, m, d, radius, metric, hits, chunks, saw_nonfinite);
+  range_all(base, n, queries, m, d, radius, metric, removed, hits, chunks, saw_nonfinite);
   for (int64_t i = 0; i < m; ++i) {
     int64_t count = 0;
     for (int64_t c = 0; c < chunks; ++c) count += static_cast<int64_t>(hits[c * m + i].index.size());
@@ -625,23 +632,23 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
 }  // namespace
 
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
-              bool exclude_self, float* distances, int64_t* indices) {
-  return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, distances, indices);
+              bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed) {
+  return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, removed, distances, indices);
 }
 
 KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                  Metric metric, float* distances, int64_t* indices) {
-  return knn_any(BaseRows{nullptr, base, d}, n, queries, m, d, k, metric, false, distances, indices);
+                  Metric metric, float* distances, int64_t* indices, const uint8_t* removed) {
+  return knn_any(BaseRows{nullptr, base, d}, n, queries, m, d, k, metric, false, removed, distances, indices);
 }
 
 RangeResult range_search(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
-                         Metric metric) {
-  return range_any(BaseRows{base, nullptr, d}, n, queries, m, d, radius, metric);
+                         Metric metric, const uint8_t* removed) {
+  return range_any(BaseRows{base, nullptr, d}, n, queries, m, d, radius, metric, removed);
 }
 
 RangeResult range_search_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d,
-                             float radius, Metric metric) {
-  return range_any(BaseRows{nullptr, base, d}, n, queries, m, d, radius, metric);
+                             float radius, Metric metric, const uint8_t* removed) {
+  return range_any(BaseRows{nullptr, base, d}, n, queries, m, d, radius, metric, removed);
 }
 
 }  // namespace search

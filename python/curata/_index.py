@@ -2,8 +2,9 @@
 
 The index is a growing table of vectors (float32, or float16 to halve the memory) with one int64
 user id per row, searched exactly by the same C++ core as :func:`curata.search.knn`. Rows stay in
-insertion order (removal squeezes rows out in place and keeps the order), so equal distances are
-ordered by insertion: the vector added first wins a tie.
+insertion order, so equal distances are ordered by insertion: the vector added first wins a tie.
+``remove`` only flags rows (the core skips flagged rows); once more than 1/8 of the rows are
+flagged, they are squeezed out in place in one pass that keeps the order of the others.
 
 File format (little-endian), written atomically by :meth:`Index.save`::
 
@@ -181,7 +182,11 @@ class Index:
         self._device = _resolve_device(device)
         self._data = np.empty((0, self._dim), dtype=self._dtype)
         self._ids = np.empty(0, dtype=np.int64)
-        self._n = 0
+        self._removed = np.empty(0, dtype=np.uint8)  # 1: the row was removed, not yet compacted
+        self._n = 0  # rows in use, removed ones included
+        self._n_removed = 0
+        # compact once removed rows exceed 1 / _compact_divisor of the rows (0: only on save)
+        self._compact_divisor = 8
         self._next_id = 0
         self._reset_id_map(increasing=True)
 
@@ -214,10 +219,12 @@ class Index:
     @property
     def ids(self) -> np.ndarray:
         """int64 array of shape (len,): the ids in storage (insertion) order, a copy."""
+        if self._n_removed:
+            return self._ids[: self._n][self._removed[: self._n] == 0]
         return self._ids[: self._n].copy()
 
     def __len__(self) -> int:
-        return self._n
+        return self._n - self._n_removed
 
     def __contains__(self, id_: Any) -> bool:
         try:
@@ -228,11 +235,13 @@ class Index:
 
     def __repr__(self) -> str:
         return (f"Index(dim={self._dim}, metric={self._metric!r}, dtype={self._dtype!r}, "
-                f"device={self._device!r}, len={self._n})")
+                f"device={self._device!r}, len={len(self)})")
 
     # ------------------------------------------------------------------------ id map
+    # Rows flagged removed keep their id until compaction, so an id may appear twice (a removed
+    # row and a live one that was added again); at most one of them is live.
     # ids[:n] strictly increasing (the default numbering, or increasing user ids): lookups are a
-    # binary search on ids itself. Otherwise a sorted copy (_map_ids, _map_pos) covers rows
+    # binary search on ids itself (and ids are unique). Otherwise a sorted copy (_map_ids, _map_pos) covers rows
     # [0, _map_rows); newer rows form a tail that is sorted on demand and merged into the map
     # once it holds more than max(4096, _map_rows / 64) rows (a merge of two sorted runs: O(N)),
     # so a lookup never sorts more than that tail.
@@ -277,16 +286,31 @@ class Index:
         return np.where(found, pos, -1).astype(np.int64, copy=False)
 
     def _positions(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each id in ``keys`` (int64), -1 where absent. O(len(keys) log N) plus at most a
-        sort of the unmerged tail."""
+        """Live row of each id in ``keys`` (int64), -1 where absent. O(len(keys) log N) plus at
+        most a sort of the unmerged tail."""
         if self._increasing:
-            return self._find(self._ids[: self._n], None, keys)
+            pos = self._find(self._ids[: self._n], None, keys)
+            if self._n_removed:
+                pos[(pos >= 0) & (self._removed[np.maximum(pos, 0)] != 0)] = -1
+            return pos
         pos = self._find(self._map_ids, self._map_pos, keys)
         if self._map_rows < self._n:
             tail_ids, tail_pos = self._tail_sorted()
             tail_hit = self._find(tail_ids, tail_pos, keys)
             pos = np.where(pos >= 0, pos, tail_hit)
+        if self._n_removed:
+            dead = np.flatnonzero((pos >= 0) & (self._removed[np.maximum(pos, 0)] != 0))
+            for j in dead:  # an id whose first match is a removed row: look at all its rows
+                pos[j] = self._live_row(int(keys[j]))
         return pos
+
+    def _live_row(self, key: int) -> int:
+        candidates = []
+        for ids, rows in ((self._map_ids, self._map_pos), self._tail_sorted()):
+            lo, hi = np.searchsorted(ids, key, "left"), np.searchsorted(ids, key, "right")
+            candidates.extend(rows[lo:hi].tolist())
+        live = [r for r in candidates if not self._removed[r]]
+        return live[0] if live else -1
 
     # ------------------------------------------------------------------------ add / remove
     def _reserve(self, rows: int) -> None:
@@ -298,7 +322,9 @@ class Index:
         data[: self._n] = self._data[: self._n]
         ids = np.empty(new_cap, dtype=np.int64)
         ids[: self._n] = self._ids[: self._n]
-        self._data, self._ids = data, ids
+        removed = np.zeros(new_cap, dtype=np.uint8)
+        removed[: self._n] = self._removed[: self._n]
+        self._data, self._ids, self._removed = data, ids, removed
 
     def _new_ids(self, ids: Any, b: int) -> np.ndarray:
         if ids is None:
@@ -365,6 +391,7 @@ class Index:
         for start, rows in zip(range(0, b, _ADD_CHUNK_ROWS), chunks):
             self._data[n + start : n + start + rows.shape[0]] = rows
         self._ids[n : n + b] = new_ids
+        self._removed[n : n + b] = 0
         if self._increasing and not (np.all(new_ids[1:] > new_ids[:-1]) and (n == 0 or new_ids[0] > self._ids[n - 1])):
             # Switch to the sorted map: the existing increasing rows are already a sorted run.
             self._increasing = False
@@ -414,25 +441,39 @@ class Index:
 
         Notes
         -----
-        Time O(R log N) to find the rows, then one in-place pass moving the rows after the
-        first removed one (O(N D) bytes at most per call, not per id) and an O(N) update of the
-        id map. No extra memory beyond O(R) (and O(N) for the id map when ids are not
-        increasing). The remaining rows keep their order.
+        Time O(R log N): the rows are only flagged (searches skip them). When more than 1/8 of
+        the rows are flagged, one in-place pass squeezes them out (O(N D) bytes moved, keeping
+        the order of the others, plus an O(N log R) update of the id map), so the amortised cost
+        is O(D) per removed id; searches meanwhile scan at most 8/7 of the live rows. Extra
+        memory O(R) (and O(N) for the id map while compacting when ids are not increasing).
         """
         keys = np.unique(_array.int_array(ids, "ids"))
-        if keys.size == 0 or self._n == 0:
+        if keys.size == 0 or len(self) == 0:
             return 0
         pos = self._positions(keys)
-        pos = np.sort(pos[pos >= 0])
+        pos = pos[pos >= 0]
         r = int(pos.size)
-        if r == 0:
-            return 0
+        if r:
+            self._removed[pos] = 1
+            self._n_removed += r
+            if self._n_removed * self._compact_divisor > self._n:
+                self._compact()
+        return r
+
+    def _compact(self) -> None:
+        """Squeeze the flagged rows out of the table in place (order kept) and fix the id map."""
+        if self._n_removed == 0:
+            return
+        n = self._n
+        pos = np.flatnonzero(self._removed[:n]).astype(np.int64)
+        r = int(pos.size)
         if not self._increasing:
             self._merge_tail()
-        n = self._n
         _core.remove_rows(self._data, n, pos)
         _core.remove_rows(self._ids, n, pos)
+        self._removed[: n - r] = 0
         self._n = n - r
+        self._n_removed = 0
         if not self._increasing:
             # Drop the removed rows from the sorted map and shift the others' rows down.
             before = np.searchsorted(pos, self._map_pos)
@@ -442,7 +483,6 @@ class Index:
             self._map_pos = self._map_pos[keep] - before[keep]
             self._map_rows = self._n
             self._tail_cache = None
-        return r
 
     def reconstruct(self, ids: Any) -> np.ndarray:
         """The stored vectors of ``ids`` as float32, shape (R, D) (normalised for ``"cosine"``,
@@ -470,15 +510,18 @@ class Index:
             raise RuntimeError("curata.search.Index: the GPU index path is not wired in this build")
         code = _METRICS[self._metric]
         base = self._data[: self._n]
+        removed = self._removed[: self._n] if self._n_removed else None
         f16 = self._dtype == "float16"
         if f16:
             base = base.view(np.uint16)
         if op == "knn":
-            fn = _core.knn_f16 if f16 else _core.knn
-            distances, positions, _, bad_query = fn(base, q, arg, code)
+            if f16:
+                distances, positions, _, bad_query = _core.knn_f16(base, q, arg, code, removed)
+            else:
+                distances, positions, _, bad_query = _core.knn(base, q, arg, code, False, removed)
             return distances, positions, bad_query
         fn = _core.range_search_f16 if f16 else _core.range_search
-        lims, distances, positions, _, bad_query = fn(base, q, arg, code)
+        lims, distances, positions, _, bad_query = fn(base, q, arg, code, removed)
         return lims, distances, positions, bad_query
 
     def search(self, queries: Any, k: int) -> tuple[Any, Any]:
@@ -515,12 +558,13 @@ class Index:
         float32 base block of about 128 KiB per thread).
         """
         q = self._queries(queries)
-        if self._n == 0:
+        live = len(self)
+        if live == 0:
             raise ValueError("cannot search an empty Index (len 0): add vectors first")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be an int, got {type(k).__name__}")
-        if not 1 <= k <= self._n:
-            raise ValueError(f"k must be in [1, {self._n}] (the number of vectors in the index), got {k}")
+        if not 1 <= k <= live:
+            raise ValueError(f"k must be in [1, {live}] (the number of vectors in the index), got {k}")
         distances, positions, bad_query = self._run("knn", q, int(k))
         if bad_query >= 0:
             raise ValueError(f"queries must be finite, got NaN or infinity in row {bad_query}")
@@ -582,10 +626,12 @@ class Index:
 
         Notes
         -----
-        Time O(N D) (one pass to checksum, one to write). No extra memory beyond 64 MiB pieces
-        (on big-endian machines a little-endian copy of the table).
+        Time O(N D) (one pass to checksum, one to write; rows flagged by ``remove`` are squeezed
+        out first). No extra memory beyond 64 MiB pieces (on big-endian machines a
+        little-endian copy of the table).
         """
         path = os.fspath(path)
+        self._compact()
         directory = os.path.dirname(os.path.abspath(path))
         n = self._n
         vectors = self._data[:n].astype(np.dtype(self._dtype).newbyteorder("<"), copy=False)
@@ -648,6 +694,7 @@ class Index:
                     raise ValueError(f"{path}: the {name} section fails its CRC-32 check: the file is corrupt")
         index._data = data.astype(index._dtype, copy=False)
         index._ids = ids.astype(np.int64, copy=False)
+        index._removed = np.zeros(n, dtype=np.uint8)
         index._n = n
         _validate_loaded(index, fields, path)
         return index

@@ -39,8 +39,10 @@ struct KnnStatus {
 // vector is 0. exclude_self (requires queries == base rows, m == n) skips base row i for query i
 // (a self-join / kNN graph; other exact duplicates are kept). Throws std::invalid_argument on
 // k < 1, k > n (k > n - 1 under exclude_self), d < 1 or n < 1.
+// removed (optional, n bytes): rows with a nonzero byte are skipped, as if absent (the persistent
+// index's deleted rows before compaction); the caller guarantees k <= the number of other rows.
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
-              bool exclude_self, float* distances, int64_t* indices);
+              bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed = nullptr);
 
 // Index of the first row holding a NaN or infinity, or -1.
 int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d);
@@ -52,7 +54,7 @@ int64_t first_nonfinite_row_f16(const uint16_t* x, int64_t rows, int64_t d);
 // the result is exactly knn() on base converted to float32, and no float32 copy of the base is
 // ever made. No exclude_self.
 KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                  Metric metric, float* distances, int64_t* indices);
+                  Metric metric, float* distances, int64_t* indices, const uint8_t* removed = nullptr);
 
 // All base rows within `radius` of each query, in faiss's CSR layout: the hits of query i are
 // entries lims[i] .. lims[i + 1] of distances / indices, in increasing base index. L2 keeps rows
@@ -71,9 +73,9 @@ struct RangeResult {
 // the hits, held twice at the end (vectors, then the concatenated output).
 // Throws std::invalid_argument on d < 1, n < 0, a NaN radius or an unknown metric.
 RangeResult range_search(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
-                         Metric metric);
+                         Metric metric, const uint8_t* removed = nullptr);
 RangeResult range_search_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d,
-                             float radius, Metric metric);
+                             float radius, Metric metric, const uint8_t* removed = nullptr);
 
 // out[i] = float(half in[i]) for i < count, exact; uses the CPU's F16C instructions when present
 // unless allow_hardware is false (tests compare both paths on every bit pattern).
