@@ -443,7 +443,7 @@ class Index:
         -----
         Time O(R log N): the rows are only flagged (searches skip them). When more than 1/8 of
         the rows are flagged, one in-place pass squeezes them out (O(N D) bytes moved, keeping
-        the order of the others, plus an O(N log R) update of the id map), so the amortised cost
+        the order of the others, plus an O(N) update of the id map), so the amortised cost
         is O(D) per removed id; searches meanwhile scan at most 8/7 of the live rows. Extra
         memory O(R) (and O(N) for the id map while compacting when ids are not increasing).
         """
@@ -468,21 +468,22 @@ class Index:
         pos = np.flatnonzero(self._removed[:n]).astype(np.int64)
         r = int(pos.size)
         if not self._increasing:
+            # Drop the removed rows from the sorted map and shift the others' rows down by the
+            # number of removed rows before them (gathers, O(N)).
             self._merge_tail()
+            flags = self._removed[:n]
+            removed_before = np.cumsum(flags, dtype=np.int64)
+            keep = flags[self._map_pos] == 0
+            rows = self._map_pos[keep]
+            self._map_pos = rows - removed_before[rows]
+            self._map_ids = self._map_ids[keep]
+            self._map_rows = n - r
+            self._tail_cache = None
         _core.remove_rows(self._data, n, pos)
         _core.remove_rows(self._ids, n, pos)
         self._removed[: n - r] = 0
         self._n = n - r
         self._n_removed = 0
-        if not self._increasing:
-            # Drop the removed rows from the sorted map and shift the others' rows down.
-            before = np.searchsorted(pos, self._map_pos)
-            hit = pos[np.minimum(before, r - 1)] == self._map_pos
-            keep = ~hit
-            self._map_ids = self._map_ids[keep]
-            self._map_pos = self._map_pos[keep] - before[keep]
-            self._map_rows = self._n
-            self._tail_cache = None
 
     def reconstruct(self, ids: Any) -> np.ndarray:
         """The stored vectors of ``ids`` as float32, shape (R, D) (normalised for ``"cosine"``,
