@@ -48,7 +48,7 @@ def ref_range(base, queries, radius, metric):
 
 def stored_cosine(x, dtype):
     x64 = np.asarray(x, np.float64)
-    return (x64 / np.linalg.norm(x64, axis=1, keepdims=True)).astype(dtype)
+    return (x64 / np.linalg.norm(x64, axis=1, keepdims=True)).astype(np.float32).astype(dtype)
 
 
 # ------------------------------------------------------------------------------ half conversion
@@ -64,6 +64,29 @@ def test_half_to_float_every_bit_pattern(hardware):
     np.testing.assert_array_equal(got[~nan].view(np.uint32), ref[~nan].view(np.uint32))
     # NaNs keep their sign
     np.testing.assert_array_equal(np.signbit(got[nan]), np.signbit(ref[nan]))
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_float_to_half_matches_numpy(hardware):
+    rng = np.random.default_rng(7)
+    random_bits = rng.integers(0, 2**32, 1_000_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    halves = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    halves = np.unique(halves[np.isfinite(halves)])
+    mid = ((halves[:-1].astype(np.float64) + halves[1:]) / 2).astype(np.float32)  # exact ties
+    edges = np.float32([65504, 65519.996, 65520, 65536, 2**-25, 2**-24, 2**-26, 3 * 2**-26, 1e-45, 0.0, -0.0,
+                        np.inf, -np.inf])
+    values = np.concatenate([random_bits, halves, mid, np.nextafter(mid, np.inf), np.nextafter(mid, -np.inf), edges])
+    values = values[~np.isnan(values)]
+    values = values[: values.size - values.size % 16].reshape(-1, 16)
+    with np.errstate(over="ignore"):
+        ref = values.astype(np.float16).view(np.uint16)
+    out = np.empty(values.shape, np.uint16)
+    bad = _core.float_to_half(values, out, hardware)
+    np.testing.assert_array_equal(out, ref)
+    first_bad = np.flatnonzero(~np.isfinite(ref.view(np.float16)).all(axis=1))
+    assert bad == (first_bad[0] if first_bad.size else -1)
+    fine = np.ones((3, 16), np.float32)
+    assert _core.float_to_half(fine, np.empty((3, 16), np.uint16), hardware) == -1
 
 
 # ------------------------------------------------------------------------------ search == knn
@@ -663,6 +686,19 @@ def test_newer_version_and_inconsistent_headers(tmp_path, rng):
     tampered = good[:ids_off] + ids.tobytes()
     with pytest.raises(ValueError, match="duplicate ids"):
         _load_bytes(tmp_path, _rewrite_header(tampered, icrc=zlib.crc32(ids.tobytes())))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_load_rejects_nonfinite_vectors_with_valid_checksums(tmp_path, rng, dtype, value):
+    good = _saved_bytes(rng, tmp_path, dtype)
+    count, dim = _index._HEADER.unpack(good[: _index._HEADER.size])[8], 5
+    vec_end = 72 + count * dim * np.dtype(dtype).itemsize
+    vectors = np.frombuffer(good[72:vec_end], dtype).copy()
+    vectors[3 * dim + 2] = value
+    tampered = good[:72] + vectors.tobytes() + good[vec_end:]
+    with pytest.raises(ValueError, match="stored vector 3 is not finite"):
+        _load_bytes(tmp_path, _rewrite_header(tampered, vcrc=zlib.crc32(vectors.tobytes())))
 
 
 # ------------------------------------------------------------------------------ model-based fuzz

@@ -106,6 +106,20 @@ py::array_t<float> half_to_float(const carray<uint16_t>& bits, bool allow_hardwa
   return out;
 }
 
+// Converts float32 rows into `out`, a caller-owned writeable C-contiguous uint16 array of the same
+// shape (the index's float16 table viewed as uint16), in place; returns the first non-finite row.
+int64_t float_to_half(const carray<float>& rows, py::array out, bool allow_hardware) {
+  if (rows.ndim() != 2 || out.ndim() != 2 || out.shape(0) != rows.shape(0) || out.shape(1) != rows.shape(1))
+    throw std::invalid_argument("out must have the shape of rows");
+  if (!out.dtype().is(py::dtype::of<uint16_t>()) || !(out.flags() & py::array::c_style) || !out.writeable())
+    throw std::invalid_argument("out must be a writeable C-contiguous uint16 array");
+  const float* in = rows.data();
+  auto* o = static_cast<uint16_t*>(out.mutable_data());
+  const int64_t n = rows.shape(0), d = rows.shape(1);
+  py::gil_scoped_release release;
+  return curata::search::float_to_half_rows(in, n, d, o, allow_hardware);
+}
+
 // Rows of `table` (any dtype, C-contiguous, first axis = rows) listed in `removed` (strictly
 // increasing) are squeezed out of the first `rows` rows in place; returns the new row count.
 int64_t remove_rows(py::array table, int64_t rows, const carray<int64_t>& removed) {
@@ -134,6 +148,7 @@ void bind_search(py::module_& m) {
   m.def("range_search_f16", &range_search<uint16_t>, py::arg("base"), py::arg("queries"), py::arg("radius"),
         py::arg("metric"), py::arg("removed") = py::none());
   m.def("half_to_float", &half_to_float, py::arg("bits"), py::arg("allow_hardware") = true);
+  m.def("float_to_half", &float_to_half, py::arg("rows"), py::arg("out"), py::arg("allow_hardware") = true);
   m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
 }
 }  // namespace curata_py

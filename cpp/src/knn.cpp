@@ -340,9 +340,11 @@ int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d) {
 }
 
 int64_t first_nonfinite_row_f16(const uint16_t* x, int64_t rows, int64_t d) {
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < d; ++j)
-      if (half_bits_nonfinite(x[i * d + j])) return i;
+  for (int64_t i = 0; i < rows; ++i) {
+    int bad = 0;
+    for (int64_t j = 0; j < d; ++j) bad |= half_bits_nonfinite(x[i * d + j]);
+    if (bad) return i;
+  }
   return -1;
 }
 
@@ -355,6 +357,14 @@ __attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* in, 
     _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
   }
   for (; i < count; ++i) out[i] = half_bits_to_float(in[i]);
+}
+__attribute__((target("avx,f16c"))) void float_to_half_f16c(const float* in, int64_t count, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < count; ++i) out[i] = float_to_half_bits(in[i]);
 }
 bool have_f16c() {
   static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
@@ -369,6 +379,20 @@ void half_to_float(const uint16_t* in, int64_t count, float* out, bool allow_har
 #endif
   (void)allow_hardware;
   for (int64_t i = 0; i < count; ++i) out[i] = half_bits_to_float(in[i]);
+}
+
+int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* out, bool allow_hardware) {
+  const int64_t count = rows * d;
+#ifdef CURATA_HAVE_F16C_PATH
+  if (allow_hardware && have_f16c()) {
+    float_to_half_f16c(in, count, out);
+  } else
+#endif
+  {
+    for (int64_t i = 0; i < count; ++i) out[i] = float_to_half_bits(in[i]);
+  }
+  (void)allow_hardware;
+  return first_nonfinite_row_f16(out, rows, d);
 }
 
 namespace {

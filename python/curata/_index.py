@@ -149,8 +149,9 @@ class Index:
     metric : {"ip", "l2", "cosine"}
         As in :func:`curata.search.knn`: ``"ip"`` inner product (largest first), ``"l2"`` squared
         Euclidean distance (smallest first), ``"cosine"`` cosine similarity (largest first). For
-        ``"cosine"`` the index stores each vector divided by its norm (normalised in float64,
-        then rounded to ``dtype``); a zero vector is a ``ValueError``.
+        ``"cosine"`` the index stores each vector divided by its norm (norm and division in
+        float64, rounded to float32, then for float16 rounded again); a zero vector is a
+        ``ValueError``.
     dtype : {"float32", "float16"}
         Storage type of the vectors. ``"float16"`` halves the memory: added vectors are rounded
         to IEEE half precision (round to nearest even; magnitudes below 2^-24 become 0, and a
@@ -371,8 +372,9 @@ class Index:
         -----
         Time O(B D) amortised (the table doubles when full, O(N D) at that moment), plus
         O(B log N) for user ids. Peak memory beyond the table: a float32 copy of ``x`` when it is
-        not already C-contiguous float32, a 65536-row working chunk for ``"cosine"`` or float16,
-        and during a doubling the old and the new table together.
+        not already C-contiguous float32, for ``"cosine"`` a 65536-row float64 working chunk, and
+        during a doubling the old and the new table together. float16 rounding runs in the C++
+        core (F16C where the CPU has it; bit-identical to numpy's ``astype(float16)``).
         """
         a = _array.float_array(x, "x", dtype=np.dtype(np.float32))
         if a.ndim != 2 or a.shape[1] != self._dim:
@@ -382,14 +384,22 @@ class Index:
         new_ids = self._new_ids(ids, b)
         if b == 0:
             return new_ids
-        # Convert every chunk before touching the table so a bad row leaves the index unchanged.
-        chunks = []
-        for start in range(0, b, _ADD_CHUNK_ROWS):
-            chunks.append(self._prepare_rows(a[start : start + _ADD_CHUNK_ROWS], start))
         n = self._n
         self._reserve(n + b)
-        for start, rows in zip(range(0, b, _ADD_CHUNK_ROWS), chunks):
-            self._data[n + start : n + start + rows.shape[0]] = rows
+        # Rows are written past the live rows and only counted once all are valid, so a bad row
+        # leaves the index unchanged (the capacity may have grown).
+        for start in range(0, b, _ADD_CHUNK_ROWS):
+            rows = a[start : start + _ADD_CHUNK_ROWS]
+            dest = self._data[n + start : n + start + rows.shape[0]]
+            if self._metric == "cosine":
+                rows = self._normalised(rows, start)
+            if self._dtype == "float16":
+                bad = _core.float_to_half(rows, dest.view(np.uint16))
+                if bad >= 0:
+                    raise ValueError(f"x row {start + bad} has a value beyond the float16 range "
+                                     f"(|v| > {_FLOAT16_MAX:g} after rounding); use dtype='float32'")
+            else:
+                dest[...] = rows
         self._ids[n : n + b] = new_ids
         self._removed[n : n + b] = 0
         if self._increasing and not (np.all(new_ids[1:] > new_ids[:-1]) and (n == 0 or new_ids[0] > self._ids[n - 1])):
@@ -404,27 +414,17 @@ class Index:
         self._maybe_merge_tail()
         return new_ids
 
-    def _prepare_rows(self, rows: np.ndarray, offset: int) -> np.ndarray:
-        """Rows as they will be stored (normalised for cosine, rounded to the storage dtype)."""
-        if self._metric == "cosine":
-            r64 = rows.astype(np.float64)
-            norms = np.sqrt(np.einsum("ij,ij->i", r64, r64))
-            zero = norms == 0
-            if zero.any():
-                raise ValueError(f"x row {offset + int(np.argmax(zero))} is a zero vector, which has no cosine "
-                                 f"similarity (metric='cosine' stores normalised vectors)")
-            stored = (r64 / norms[:, None]).astype(self._dtype)
-        elif self._dtype == "float16":
-            with np.errstate(over="ignore"):
-                stored = rows.astype(np.float16)
-        else:
-            return rows
-        if self._dtype == "float16":
-            bad = ~np.isfinite(stored).all(axis=1)
-            if bad.any():
-                raise ValueError(f"x row {offset + int(np.argmax(bad))} has a value beyond the float16 range "
-                                 f"(|v| > {_FLOAT16_MAX:g} after rounding); use dtype='float32'")
-        return stored
+    @staticmethod
+    def _normalised(rows: np.ndarray, offset: int) -> np.ndarray:
+        """float32 rows divided by their norm (computed and divided in float64, then rounded)."""
+        r64 = rows.astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", r64, r64))
+        zero = norms == 0
+        if zero.any():
+            raise ValueError(f"x row {offset + int(np.argmax(zero))} is a zero vector, which has no cosine "
+                             f"similarity (metric='cosine' stores normalised vectors)")
+        r64 /= norms[:, None]
+        return r64.astype(np.float32)
 
     def remove(self, ids: Any) -> int:
         """Remove the vectors with these ids; ids not in the index are ignored.
@@ -760,11 +760,14 @@ def _validate_loaded(index: Index, fields: dict[str, int], path: str) -> None:
             raise ValueError(f"{path}: the ids section holds duplicate ids: the file is inconsistent")
     if n and fields["next_id"] <= int(ids.max()):
         raise ValueError(f"{path}: next id {fields['next_id']} is not above the largest id {int(ids.max())}")
+    # Non-finite <=> all exponent bits set; integer ops on the bits are fast for float16 too.
+    bits, exponent = ((np.uint16, 0x7C00) if index._dtype == "float16" else (np.uint32, 0x7F800000))
+    table = index._data[:n].view(bits)
     for start in range(0, n, _ADD_CHUNK_ROWS):
-        block = index._data[start : start + _ADD_CHUNK_ROWS]
-        bad = ~np.isfinite(block).all(axis=1)
+        block = table[start : start + _ADD_CHUNK_ROWS]
+        bad = ((block & bits(exponent)) == bits(exponent)).any(axis=1)
         if bad.any():
-            raise ValueError(f"{path}: stored vector {start + int(np.argmax(bad))} is not finite")
+            raise ValueError(f"{path}: stored vector {start + int(np.argmax(bad))} is not finite: the file is inconsistent")
     index._next_id = fields["next_id"]
     index._reset_id_map(increasing=increasing)
     if not increasing:

@@ -81,6 +81,11 @@ RangeResult range_search_f16(const uint16_t* base, int64_t n, const float* queri
 // unless allow_hardware is false (tests compare both paths on every bit pattern).
 void half_to_float(const uint16_t* in, int64_t count, float* out, bool allow_hardware = true);
 
+// out[i] = half(in[i]) (round to nearest even) for `rows` rows of d values; returns the first row
+// holding a value that became infinite or NaN (|v| >= 65520 or a non-finite input), or -1. Uses
+// F16C when present unless allow_hardware is false (both give the same bits for finite input).
+int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* out, bool allow_hardware = true);
+
 // Deletes rows `removed` (strictly increasing positions in [0, rows)) from a C-contiguous table of
 // `rows` rows of `row_bytes` bytes, in place, keeping the order of the others; returns the new row
 // count. One memmove per kept run: O(rows x row_bytes) bytes moved at most, no extra memory.
