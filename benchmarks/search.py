@@ -276,8 +276,10 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
     n = 50_000 if quick else 200_000
     plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
     out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
+    # No float16 range_search case: faiss's IndexScalarQuantizer range search takes ~30 s per call
+    # at 200k (8.1 s at 50k vs curata's 0.12 s), which would dominate the suite's run time.
     index_plan = [("add", "float32"), ("search", "float32"), ("search", "float16"), ("range_search", "float32"),
-                  ("range_search", "float16"), ("remove+add", "float32"), ("save", "float32"), ("load", "float32"),
+                  ("remove+add", "float32"), ("save", "float32"), ("load", "float32"),
                   ("add", "float16"), ("save", "float16"), ("load", "float16")]
     out += [(_index_name(n, op, dt), lambda op=op, dt=dt: _index_case(n, op, dt)) for op, dt in index_plan]
     return out
