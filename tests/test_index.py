@@ -301,6 +301,25 @@ def test_flagged_rows_and_readded_ids(rng, increasing):
     np.testing.assert_array_equal(got, ids[np.isin(ids, index.ids)][ki])
 
 
+def test_many_removed_copies_of_an_id(rng):
+    # without compaction an id can own several removed rows; lookups must find its one live row
+    index = Index(2, "l2")
+    index._compact_divisor = 0
+    index.add(np.zeros((50, 2), np.float32), ids=rng.permutation(1000)[:50])
+    keys = index.ids[:10]
+    for cycle in range(1, 6):
+        assert index.remove(keys) == 10
+        assert not any(k in index for k in keys)
+        index.add(np.full((10, 2), cycle, np.float32), ids=keys[::-1])
+        np.testing.assert_array_equal(index.reconstruct(keys), np.full((10, 2), cycle, np.float32))
+    assert index._n == 100 and len(index) == 50
+    d, got = index.search(np.full((1, 2), 5, np.float32), 10)
+    assert sorted(got[0].tolist()) == sorted(keys.tolist()) and d.max() == 0
+    index._compact()
+    assert index._n == 50
+    np.testing.assert_array_equal(index.reconstruct(keys), np.full((10, 2), 5, np.float32))
+
+
 def test_remove_everything_and_empty_behaviour():
     index = Index(3, "ip")
     index.add(np.eye(3))

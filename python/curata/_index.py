@@ -301,17 +301,26 @@ class Index:
             pos = np.where(pos >= 0, pos, tail_hit)
         if self._n_removed:
             dead = np.flatnonzero((pos >= 0) & (self._removed[np.maximum(pos, 0)] != 0))
-            for j in dead:  # an id whose first match is a removed row: look at all its rows
-                pos[j] = self._live_row(int(keys[j]))
+            if dead.size:  # ids whose first match is a removed row: look at all their rows
+                pos[dead] = self._live_rows(keys[dead])
         return pos
 
-    def _live_row(self, key: int) -> int:
-        candidates = []
+    def _live_rows(self, keys: np.ndarray) -> np.ndarray:
+        """Live row of each id (-1: none) looking at every map and tail entry of the id (an id
+        has at most one live row, and a few removed ones until compaction). Vectorised."""
+        out = np.full(keys.shape, -1, dtype=np.int64)
         for ids, rows in ((self._map_ids, self._map_pos), self._tail_sorted()):
-            lo, hi = np.searchsorted(ids, key, "left"), np.searchsorted(ids, key, "right")
-            candidates.extend(rows[lo:hi].tolist())
-        live = [r for r in candidates if not self._removed[r]]
-        return live[0] if live else -1
+            lo = np.searchsorted(ids, keys, "left")
+            counts = np.searchsorted(ids, keys, "right") - lo
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            which = np.repeat(np.arange(keys.size), counts)
+            first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+            cand = rows[first + np.arange(total)]
+            live = self._removed[cand] == 0
+            out[which[live]] = cand[live]
+        return out
 
     # ------------------------------------------------------------------------ add / remove
     def _reserve(self, rows: int) -> None:
