@@ -17,8 +17,10 @@ and the distances to 1e-3 relative.
 ``IndexIDMap(IndexScalarQuantizer(QT_fp16))`` (float16 storage) on the same base with the same
 int64 ids (a seeded permutation, so neither side can use an identity map): add all rows to a new
 index, search 64 queries, range search 64 queries (inner product >= 70, about 200 hits a query),
-remove 10k ids and add them back (repeated calls reach curata's amortised compaction: it flags
-rows and squeezes them out once 1/8 are flagged; faiss compacts on every call), save to and load
+remove 10k ids and add them back (each call takes the next 10k of a fixed random order of the ids,
+and the 10k rows are gathered from the base inside the timed call for both; repeated calls reach
+curata's amortised compaction: it flags rows and squeezes them out once 1/8 are flagged or before
+the table would grow; faiss compacts on every call), save to and load
 from a file in the system temp directory (curata fsyncs the file and the directory, faiss does not;
 the load is read from the page cache after the first round).
 """
@@ -198,22 +200,28 @@ def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
     elif op == "remove+add":
         params.update(removed=INDEX_REMOVED)
         index = _curata_index(n, dtype)
-        chosen = np.random.default_rng(2).choice(n, INDEX_REMOVED, replace=False)
-        gone, rows = ids[chosen], base[chosen]
+        # Each call removes the next 10k ids of a fixed random order and adds them back, so the
+        # removed rows are spread over the table (removing the same ids every call would only
+        # ever touch the rows re-added at the end by the previous call).
+        order = np.random.default_rng(2).permutation(n)
+        blocks = [order[i : i + INDEX_REMOVED] for i in range(0, n - INDEX_REMOVED + 1, INDEX_REMOVED)]
 
-        def curata_fn():
-            removed = index.remove(gone)
-            index.add(rows, ids=gone)
-            return removed
+        def cycling(remove, add):
+            state = {"call": 0}
+
+            def run():
+                chosen = blocks[state["call"] % len(blocks)]
+                state["call"] += 1
+                removed = remove(ids[chosen])
+                add(base[chosen], ids[chosen])
+                return removed
+            return run
+
+        curata_fn = cycling(index.remove, lambda x, i: index.add(x, ids=i))
 
         def make_faiss():
             f = _faiss_idmap(n, dtype)
-
-            def run():
-                removed = f.remove_ids(gone)
-                f.add_with_ids(rows, gone)
-                return removed
-            return run
+            return cycling(f.remove_ids, f.add_with_ids)
     elif op in ("save", "load"):
         index = _curata_index(n, dtype)
         folder = tempfile.mkdtemp(prefix="curata-bench-")

@@ -273,6 +273,7 @@ def test_flagged_rows_and_readded_ids(rng, increasing):
     ids = np.arange(1000) if increasing else rng.permutation(10**6)[:1000]
     index = Index(8, "l2")
     index.add(x, ids=ids)
+    index._reserve(2000)  # room to add back without growing (growth would compact first)
     gone = ids[10:60]
     assert index.remove(gone) == 50
     assert index._n_removed == 50 and index._n == 1000  # flagged, not compacted (5 % < 1/8)
@@ -306,6 +307,7 @@ def test_many_removed_copies_of_an_id(rng):
     index = Index(2, "l2")
     index._compact_divisor = 0
     index.add(np.zeros((50, 2), np.float32), ids=rng.permutation(1000)[:50])
+    index._reserve(200)
     keys = index.ids[:10]
     for cycle in range(1, 6):
         assert index.remove(keys) == 10
@@ -318,6 +320,17 @@ def test_many_removed_copies_of_an_id(rng):
     index._compact()
     assert index._n == 50
     np.testing.assert_array_equal(index.reconstruct(keys), np.full((10, 2), 5, np.float32))
+
+
+def test_growth_compacts_removed_rows_first(rng):
+    index = Index(4, "ip")
+    index.add(rng.standard_normal((64, 4)))  # capacity 64
+    assert index._data.shape[0] == 64
+    index.remove(np.arange(5))  # 5 of 64 flagged: below 1/8, kept
+    assert index._n == 64
+    index.add(rng.standard_normal((3, 4)))  # fits after compaction: no growth
+    assert index._data.shape[0] == 64 and index._n == 62 and len(index) == 62
+    assert index.ids.tolist() == list(range(5, 67))
 
 
 def test_remove_everything_and_empty_behaviour():

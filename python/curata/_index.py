@@ -4,7 +4,8 @@ The index is a growing table of vectors (float32, or float16 to halve the memory
 user id per row, searched exactly by the same C++ core as :func:`curata.search.knn`. Rows stay in
 insertion order, so equal distances are ordered by insertion: the vector added first wins a tie.
 ``remove`` only flags rows (the core skips flagged rows); once more than 1/8 of the rows are
-flagged, they are squeezed out in place in one pass that keeps the order of the others.
+flagged, or before an ``add`` would grow the table, they are squeezed out in place in one pass
+that keeps the order of the others.
 
 File format (little-endian), written atomically by :meth:`Index.save`::
 
@@ -393,6 +394,8 @@ class Index:
         new_ids = self._new_ids(ids, b)
         if b == 0:
             return new_ids
+        if self._n + b > self._data.shape[0] and self._n_removed:
+            self._compact()  # reuse the removed rows' space before growing the table
         n = self._n
         self._reserve(n + b)
         # Rows are written past the live rows and only counted once all are valid, so a bad row
@@ -451,7 +454,8 @@ class Index:
         Notes
         -----
         Time O(R log N): the rows are only flagged (searches skip them). When more than 1/8 of
-        the rows are flagged, one in-place pass squeezes them out (O(N D) bytes moved, keeping
+        the rows are flagged, or an ``add`` would otherwise grow the table, one in-place pass
+        squeezes them out (O(N D) bytes moved, keeping
         the order of the others, plus an O(N) update of the id map), so the amortised cost
         is O(D) per removed id; searches meanwhile scan at most 8/7 of the live rows. Extra
         memory O(R) (and O(N) for the id map while compacting when ids are not increasing).
