@@ -526,24 +526,38 @@ def test_range_search_against_faiss(rng, metric, m):
             assert abs(ours[key] - theirs[key]) <= 1e-4 * max(1.0, abs(radius))
 
 
-def test_range_search_thread_independence(rng):
-    x = rng.standard_normal((3000, 20)).astype(np.float32)
-    q = rng.standard_normal((45, 20)).astype(np.float32)
-    index = Index(20, "cosine", "float16")
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_thread_and_batch_independence(rng, dtype):
+    # big enough (M N D >= 2 x 2^22) that 2 threads split the base (5 queries: base chunks) or
+    # the queries (45 queries: query blocks)
+    x = rng.standard_normal((40000, 64)).astype(np.float32)
+    q = rng.standard_normal((45, 64)).astype(np.float32)
+    index = Index(64, "cosine", dtype)
     index.add(x)
+    index.remove(np.arange(0, 40000, 13))  # flagged rows in every chunk
     before = curata.get_num_threads()
+    runs = {}
     try:
-        curata.set_num_threads(1)
-        one = [index.range_search(q[:s], 0.3) for s in (3, 45)]
-        curata.set_num_threads(2)
-        two = [index.range_search(q[:s], 0.3) for s in (3, 45)]
+        for threads in (1, 2):
+            curata.set_num_threads(threads)
+            runs[threads] = [index.range_search(q[:s], 0.3) for s in (5, 45)] + [index.search(q[:s], 7) for s in (5, 45)]
     finally:
         curata.set_num_threads(before)
-    for a, b in zip(one, two):
+    for a, b in zip(runs[1], runs[2]):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
+    one = runs[1]
+    assert one[1][0][-1] > 45  # hits exist
     # a query's result does not depend on the batch it came in
-    np.testing.assert_array_equal(one[0][2], one[1][2][: one[1][0][3]])
+    np.testing.assert_array_equal(one[0][2], one[1][2][: one[1][0][5]])
+    np.testing.assert_array_equal(one[2][1], one[3][1][:5])
+    assert not np.isin(one[1][2], np.arange(0, 40000, 13)).any()
+    # and equals knn / a brute force over the live stored rows
+    live = index.ids
+    stored = index.reconstruct(live)
+    kd, ki = search.knn(stored, q, 7, "cosine")
+    np.testing.assert_array_equal(one[3][0], kd)
+    np.testing.assert_array_equal(one[3][1], live[ki])
 
 
 # ------------------------------------------------------------------------------ persistence
