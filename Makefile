@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 # torch is pinned to the CPU wheel available offline; it is a test dependency, never a runtime one.
-TEST_DEPS := pytest hypothesis scipy torch==2.13.0 pycocotools==2.0.11 faster-coco-eval==1.8.0 ensemble-boxes==1.0.9 faiss-cpu==1.15.1 scikit-learn==1.9.1
+TEST_DEPS := pytest hypothesis scipy torch==2.13.0 pycocotools==2.0.11 faster-coco-eval==1.8.0 ensemble-boxes==1.0.9 faiss-cpu==1.15.1 scikit-learn==1.9.1 pyarrow==26.0.1
 BUILD_DEPS := scikit-build-core pybind11 numpy cmake ninja
 SOURCES := $(shell find cpp cuda python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.py' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 SUITE ?= boxes

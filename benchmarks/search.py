@@ -23,6 +23,18 @@ curata's amortised compaction: it flags rows and squeezes them out once 1/8 are 
 the table would grow; faiss compacts on every call), save to and load
 from a file in the system temp directory (curata fsyncs the file and the directory, faiss does not;
 the load is read from the page cache after the first round).
+
+One more CPU case times the torch device path (``curata._search_device.knn_torch``) on CPU
+tensors against the C++ core, as a sanity check of the code that runs on GPUs (not a goal: on a
+CPU the core is the path curata uses).
+
+``--device cuda``: curata.search.knn on CUDA tensors (torch path: cuBLAS GEMM tiles + top-k,
+float64 re-rank) against faiss-gpu ``GpuIndexFlatIP`` / ``GpuIndexFlatL2`` when faiss has GPU
+support (skipped otherwise). Shapes from the issue: 10M x 128 and 1M x 512 bases (float32, and
+float16 against faiss's float16 flat index), 10,000 queries, k = 10, 100, 1024, and k = 8192 for
+curata only (faiss GPU caps k at 2048). ``--quick`` uses 1M x 128 and 200k x 512. The check
+compares neighbour sets with faiss on the first 200 queries (>= 99.9 % agreement: faiss is exact
+up to float32 rounding, float16 GEMM rounding for its float16 index).
 """
 
 from __future__ import annotations
@@ -276,14 +288,164 @@ def _index_name(n: int, op: str, dtype: str) -> str:
             "save": "save", "load": "load"}[op]
     return f"index {dtype} {n // 1000}k x {DIM}: {what}"
 
+def _torch_cpu_case(n: int, m: int) -> Case:
+    """The device path's code on CPU tensors vs the C++ core (sanity check, not a goal)."""
+    base, queries, _ = _prepared(n)
+    q = queries[:m]
+    params = {"base": n, "queries": m, "dim": DIM, "k": K, "metric": "ip", "dtype": "float32",
+              "threads": curata.get_num_threads()}
+
+    def curata_fn():
+        return curata.search.knn(base, q, K, "ip")
+
+    def make_torch():
+        import torch  # noqa: PLC0415
+
+        from curata import _search_device  # noqa: PLC0415
+
+        tb, tq = torch.from_numpy(base), torch.from_numpy(q)
+        return lambda: _search_device.knn_torch(tb, tq, K, "ip")
+
+    peer = contender("curata-torch-cpu", make_torch, note="device path on CPU tensors (torch.mm tiles)")
+
+    def check() -> Check:
+        if peer.fn is None:
+            return Check("unchecked", peer.skip_reason or "torch missing")
+        d, i = curata_fn()
+        td, ti = peer.fn()
+        agree = float(np.mean(ti.numpy() == i))
+        if agree < 0.999:
+            return Check("mismatch", f"index agreement {agree:.5f}")
+        return Check("ok" if agree == 1.0 else "note", f"index agreement {agree:.5f}")
+
+    name = f"knn ip {n // 1000}k x {DIM}, {m} queries, k={K}: torch path on CPU"
+    return Case(name, "knn device path (CPU sanity)", params, [Contender("curata", curata_fn), peer], check=check)
+
+
+# ------------------------------------------------------------------------------------ CUDA
+GPU_QUERIES = 10_000
+GPU_SHAPES = {"full": [(10_000_000, 128), (1_000_000, 512)], "quick": [(1_000_000, 128), (200_000, 512)]}
+GPU_KS = (10, 100, 1024)
+GPU_BIG_K = 8192
+# "cuda" in the suite; a smoke test of the GPU cases' code may set "cpu" (tiny shapes).
+GPU_DEVICE = "cuda"
+_gpu_cache: dict[tuple, Any] = {}
+
+
+def _gpu_data(n: int, d: int, half: bool):
+    import torch  # noqa: PLC0415
+
+    key = (n, d, half)
+    if key not in _gpu_cache:
+        _gpu_cache.clear()
+        if GPU_DEVICE == "cuda":
+            torch.cuda.empty_cache()
+        g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+        base = torch.randn((n, d), device=GPU_DEVICE, generator=g)
+        base = torch.nn.functional.normalize(base, dim=1)  # embedding-like: unit rows
+        queries = torch.nn.functional.normalize(torch.randn((GPU_QUERIES, d), device=GPU_DEVICE, generator=g), dim=1)
+        if half:
+            base = base.half()
+        _gpu_cache[key] = (base, queries, {})
+    return _gpu_cache[key]
+
+
+def _faiss_gpu_index(n: int, d: int, half: bool, metric: str):
+    import faiss  # noqa: PLC0415
+
+    if not hasattr(faiss, "StandardGpuResources"):
+        raise ImportError("faiss is installed without GPU support")
+    import faiss.contrib.torch_utils  # noqa: F401,PLC0415  (torch tensors in and out)
+
+    base, _, indexes = _gpu_data(n, d, half)
+    if metric not in indexes:
+        res = faiss.StandardGpuResources()
+        cfg = faiss.GpuIndexFlatConfig()
+        cfg.useFloat16 = half
+        cls = faiss.GpuIndexFlatIP if metric == "ip" else faiss.GpuIndexFlatL2
+        index = cls(res, d, cfg)
+        index.add(base.float() if half else base)
+        indexes[metric] = (res, index)
+    return indexes[metric][1]
+
+
+def _gpu_case(n: int, d: int, k: int, metric: str, half: bool) -> Case:
+    base, queries, _ = _gpu_data(n, d, half)
+    params = {"base": n, "queries": GPU_QUERIES, "dim": d, "k": k, "metric": metric,
+              "dtype": "float16" if half else "float32"}
+
+    def curata_fn():
+        return curata.search.knn(base, queries, k, metric)
+
+    contenders = [Contender("curata", curata_fn)]
+    faiss_fn = None
+    if k <= 2048:
+        def make_faiss():
+            index = _faiss_gpu_index(n, d, half, metric)
+            return lambda: index.search(queries, k)
+
+        peer = contender("faiss-gpu", make_faiss, note="GpuIndexFlat" + (" float16" if half else ""))
+        contenders.append(peer)
+        faiss_fn = peer.fn
+
+    def check() -> Check:
+        if faiss_fn is None:
+            return Check("unchecked", "faiss-gpu missing or k > 2048 (faiss GPU cap)")
+        sub = queries[:200]
+        _, i = curata.search.knn(base, sub, k, metric)
+        _, fi = _faiss_gpu_index(n, d, half, metric).search(sub, k)
+        i, fi = i.cpu().numpy(), np.asarray(fi.cpu() if hasattr(fi, "cpu") else fi)
+        agree = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(i.tolist(), fi.tolist())]))
+        if agree < 0.999:
+            return Check("mismatch" if not half else "note", f"neighbour agreement {agree:.5f}")
+        return Check("ok" if agree == 1.0 else "note", f"neighbour agreement {agree:.5f}")
+
+    name = f"gpu knn {metric} {n // 1000}k x {d} {params['dtype']}, {GPU_QUERIES} queries, k={k}"
+    return Case(name, f"gpu knn {metric}", params, contenders, check=check, max_repeats=5, warmup=1)
+
+
+def _gpu_plan(quick: bool) -> list[tuple[str, Callable[[], Case]]]:
+    plan = []
+    for n, d in GPU_SHAPES["quick" if quick else "full"]:
+        for half in (False, True):
+            for metric in ("ip", "l2"):
+                for k in GPU_KS + (GPU_BIG_K,):
+                    if metric == "l2" and k not in (10, GPU_BIG_K):
+                        continue  # l2 differs from ip only by a rank-1 update: two k's are enough
+                    dt = "float16" if half else "float32"
+                    name = f"gpu knn {metric} {n // 1000}k x {d} {dt}, {GPU_QUERIES} queries, k={k}"
+                    plan.append((name, lambda n=n, d=d, k=k, metric=metric, half=half: _gpu_case(n, d, k, metric, half)))
+    return plan
+
+
+def _kcenter_gpu_case(n: int, d: int, picks: int) -> Case:
+    """curate.k_center_greedy on a CUDA tensor (curata only; goal: 1M x 512, 1000 picks < 10 s
+    on an H100)."""
+    import torch  # noqa: PLC0415
+
+    g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+    x = torch.randn((n, d), device=GPU_DEVICE, generator=g)
+    params = {"rows": n, "dim": d, "picks": picks, "metric": "l2", "dtype": "float32"}
+
+    def curata_fn():
+        return curata.curate.k_center_greedy(x, picks)
+
+    name = f"gpu k_center_greedy {n // 1000}k x {d}, {picks} picks"
+    return Case(name, "gpu k_center_greedy", params, [Contender("curata", curata_fn)], max_repeats=3, warmup=0)
+
 
 def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
-    """The suite's plan: (case name, builder) pairs, CPU only (no GPU kNN yet)."""
-    if device != "cpu":
-        return []
+    """The suite's plan: (case name, builder) pairs; ``device="cuda"``: the GPU cases."""
+    if device == "cuda":
+        n, picks = (100_000, 200) if quick else (1_000_000, 1000)
+        return _gpu_plan(quick) + [(f"gpu k_center_greedy {n // 1000}k x 512, {picks} picks",
+                                    lambda: _kcenter_gpu_case(n, 512, picks))]
     n = 50_000 if quick else 200_000
     plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
     out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
+    m_torch = 500 if quick else 2000
+    out.append((f"knn ip {n // 1000}k x {DIM}, {m_torch} queries, k={K}: torch path on CPU",
+                lambda: _torch_cpu_case(n, m_torch)))
     # No float16 range_search case: faiss's IndexScalarQuantizer range search takes ~30 s per call
     # at 200k (8.1 s at 50k vs curata's 0.12 s), which would dominate the suite's run time.
     index_plan = [("add", "float32"), ("search", "float32"), ("search", "float16"), ("range_search", "float32"),

@@ -55,8 +55,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     Parameters
     ----------
     x : array-like of shape (N, D)
-        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy; device input is copied to
-        the host). NaN or infinity raises ValueError.
+        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy). torch CUDA tensors and
+        CuPy arrays (with torch installed) run on their GPU with the same rules
+        (``curata._kcenter_device``: one matrix-vector product per pick); results come back on
+        that device. NaN or infinity raises ValueError.
     n : int
         Number of new points to pick, ``0 <= n <= N - len(already_selected)``.
     already_selected : array-like of int, optional
@@ -77,17 +79,27 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     Notes
     -----
     Deterministic, no randomness. Ties go to the lowest index: distances are computed in float32
-    (mean-centred data, ``|x|^2 - 2 x.c + |c|^2`` by BLAS matrix-vector product) and every point
+    (mean-centred float32 rows, ``|x|^2 - 2 x.c + |c|^2`` by BLAS matrix-vector product) and every point
     within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
     distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
     exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
     lowest index among the float32 maxima is taken instead.
 
-    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory: a
-    centred float64 copy of ``x`` (kept for the exact re-check), a float32 copy (scanned each
-    pick), the float64 conversion of non-float64 input while centring, plus O(N) (one float64
-    min-distance vector): at most 20 * N * D bytes + O(N).
+    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory: the
+    float64 rows (``x`` itself when it is C-contiguous float64, else one converted copy; for
+    ``"cosine"`` the normalised copy), kept for the exact re-check, a centred float32 copy (scanned
+    each pick) and its transient float64 centring, plus O(N) (one float64 min-distance vector): at
+    most 20 * N * D bytes + O(N).
     """
+    if _array.on_cuda(x):
+        try:
+            import torch  # noqa: F401,PLC0415  (GPU input only)
+        except ImportError:
+            pass
+        else:
+            from . import _kcenter_device  # noqa: PLC0415
+
+            return _kcenter_device.k_center_greedy_torch(x, n, already_selected, metric)
     if not isinstance(metric, str) or metric not in _KCENTER_METRICS:
         raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
     n = _count(n, "n")
@@ -119,10 +131,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
             )
         a = a / norms[:, None]
-        a -= a.mean(axis=0)  # distances are translation invariant; centring limits cancellation
-    else:
-        a = a - a.mean(axis=0)  # a new array: never modify the caller's data
-    x32 = np.ascontiguousarray(a, dtype=np.float32)
+    # The float32 scan works on centred rows (distances are translation invariant; centring limits
+    # cancellation); the exact float64 re-check uses the uncentred rows ``a``, because centring
+    # rounds and could split an exact tie of the original data.
+    x32 = np.ascontiguousarray(a - a.mean(axis=0), dtype=np.float32)
     sq32 = np.einsum("ij,ij->i", x32, x32, dtype=np.float64)  # |x|^2 of the float32 rows
     # Rounding bound of |x|^2 - 2 x.c + |c|^2 in float32 (dot products of length D, float64 norms):
     # |error| <= (D + 2) eps32 (|x| |c|) * 2 + small; use max norms for a global bound, plus the
