@@ -497,6 +497,7 @@ class Index:
         self._removed[: n - r] = 0
         self._n = n - r
         self._n_removed = 0
+        log.debug("curata.search.Index: compacted %d removed rows, %d left", r, n - r)
 
     def reconstruct(self, ids: Any) -> np.ndarray:
         """The stored vectors of ``ids`` as float32, shape (R, D) (normalised for ``"cosine"``,
