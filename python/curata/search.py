@@ -2,7 +2,8 @@
 
 :func:`knn` finds, for every query row, the ``k`` best rows of a base set under inner product,
 squared Euclidean distance or cosine similarity; :func:`knn_graph` is the self-join of one set
-(each point's neighbours, excluding itself). Both are exact brute force (recall 1.0), computed in
+(each point's neighbours, excluding itself); :class:`Index` keeps a growing set of vectors with
+int64 ids (add, remove, search, range search, save/load; float32 or float16 storage). Both are exact brute force (recall 1.0), computed in
 float32 by the C++ core: blocks of queries are multiplied against blocks of base rows by a
 register-blocked dot-product kernel (AVX-512/AVX2/baseline variants picked at run time, no BLAS),
 and each query keeps a bounded heap of its best candidates. Fewer than 20 queries split the base
@@ -31,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._index import Index
 
-__all__ = ["knn", "knn_graph", "METRICS"]
+__all__ = ["knn", "knn_graph", "Index", "METRICS"]
 
 log = logging.getLogger("curata.search")
 
