@@ -323,6 +323,15 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
     -----
     O(k * log k * N * D) time (one matrix-vector product per candidate), O(N) extra memory.
     """
+    if _array.on_cuda(x):
+        try:
+            import torch  # noqa: F401,PLC0415  (GPU input only)
+        except ImportError:
+            pass
+        else:
+            from . import _kmeans_device  # noqa: PLC0415
+
+            return _kmeans_device.kmeans_plus_plus_init_torch(x, k, seed)
     a = _matrix(x, "x")
     k = _check_k(a, k, "k")
     seed = _check_seed(seed)
@@ -365,6 +374,15 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
     update's block (8192 rows: 16 * 8192 * D bytes), besides the compute-dtype copy of ``x`` when
     the input is not already a C-contiguous float32/float64 array.
     """
+    if _array.on_cuda(x):
+        try:
+            import torch  # noqa: F401,PLC0415  (GPU input only)
+        except ImportError:
+            pass
+        else:
+            from . import _kmeans_device  # noqa: PLC0415
+
+            return _kmeans_device.kmeans_torch(x, n_clusters, n_iter, seed)
     a = _matrix(x, "x")
     k = _check_k(a, n_clusters)
     n_iter = _count(n_iter, "n_iter")
