@@ -221,6 +221,9 @@ def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, n
     labels = np.empty(N, dtype=np.int64)
     dist = np.empty(N, dtype=np.float64)
     rows = max(1, _BLOCK_ENTRIES // max(1, k))
+    # (rows, k) = xb @ c.T rather than (k, rows) = c @ xb.T: measured on 200k x 128 float32 (2
+    # OpenBLAS threads, medians of 9 interleaved runs) the transposed form was 1.3x faster at k = 8
+    # but 0.75x at k = 64 and 0.41x at k = 256 (numpy's argmin over axis 0 is a strided pass).
     ct = np.ascontiguousarray(c.T)
     for s in range(0, N, rows):
         xb = x[s : s + rows]
@@ -304,7 +307,9 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
     ----------
     x : array-like of shape (N, D)
         Finite embeddings; float32 stays float32, float64 stays float64, others become float32
-        (float16) or float64 (integers).
+        (float16) or float64 (integers). torch CUDA tensors and CuPy arrays (with torch installed)
+        run on their GPU (``curata._kmeans_device``) with the same random numbers and rules; the
+        picks are the same unless a draw falls within rounding of a cumulative-weight boundary.
     k : int
         ``1 <= k <= N``.
     seed : int
@@ -322,6 +327,7 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
     Notes
     -----
     O(k * log k * N * D) time (one matrix-vector product per candidate), O(N) extra memory.
+    On a GPU: one (N, D) x (D, t) GEMM per pick, O(N t) extra memory.
     """
     if _array.on_cuda(x):
         try:
@@ -345,8 +351,14 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
     Parameters
     ----------
     x : array-like of shape (N, D)
-        Finite embeddings (numpy, torch, CuPy; device input is copied to the host). Compute dtype:
-        float32 stays float32, float64 stays float64, float16 -> float32, integers -> float64.
+        Finite embeddings (numpy, torch, CuPy). Compute dtype: float32 stays float32, float64
+        stays float64, float16 -> float32, integers -> float64. torch CUDA tensors and CuPy arrays
+        (with torch installed) run on their GPU (``curata._kmeans_device``: the same seeding random
+        numbers, assignment by GEMM tiles of at most 2**24 distances, float64 ``index_add_`` sums,
+        the same empty-cluster and stopping rules); the result's arrays stay on that device. Labels
+        can differ from the host path only where a point is within rounding of equidistant to two
+        centroids (the GPU path re-checks those in float64), picks only where a k-means++ draw is
+        within rounding of a boundary.
     n_clusters : int
         ``1 <= n_clusters <= N``.
     n_iter : int
@@ -372,7 +384,9 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
 
     Complexity O(n_iter * N * k * D) time; extra memory O(N) plus one distance block plus the
     update's block (8192 rows: 16 * 8192 * D bytes), besides the compute-dtype copy of ``x`` when
-    the input is not already a C-contiguous float32/float64 array.
+    the input is not already a C-contiguous float32/float64 array. On a GPU: the data (plus a
+    compute-dtype copy for float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment
+    workspace (float32 data; 128 MiB for float64).
     """
     if _array.on_cuda(x):
         try:

@@ -25,8 +25,10 @@ the guarantee is per step, not for the whole run; on data without such near-ties
 host's labels, centroids to float rounding and inertia to ~1e-7 relative.
 
 Assignment: ``|c|^2 - 2 x.c`` by one GEMM per row chunk of at most ``_BLOCK_ENTRIES`` (2**24)
-distances — the workspace: a float32/float64 (rows, k) GEMM block plus a float64 distance block,
-at most 12 * 2**24 bytes = 192 MiB for float32 data (16 * 2**24 = 256 MiB for float64). The argmin
+distances — the workspace: a float32/float64 (rows, k) GEMM block plus a float64 distance block
+(the near-tie re-check adds batches of at most 2**20 candidate entries, ~40 MiB),
+at most 12 * 2**24 bytes = 192 MiB for float32 data (8 * 2**24 = 128 MiB for float64, whose GEMM
+block is the distance block). The argmin
 takes the first (lowest-index) minimum. Rounding of the GEMM (TF32 too, when the caller enabled it:
 ``torch.backends.cuda.matmul.allow_tf32`` or ``torch.set_float32_matmul_precision("high")``) is
 bounded per row; every row whose two best distances are within that bound (exact ties included) is
@@ -36,7 +38,8 @@ changed (that would race with other threads); under TF32 more rows are re-checke
 k-means++ distances switch to float64 GEMMs on chunks of rows so the D² weights stay float32-accurate.
 
 Centroid update: ``index_add_`` of float64 row chunks (``_UPDATE_ENTRIES`` = 2**22 values, 32 MiB).
-On CUDA ``index_add_`` accumulates with atomics, so the float64 sums' last bits depend on the order;
+On CUDA ``index_add_`` accumulates with atomics (contended when k is small: N / k adds per
+address), so the float64 sums' last bits depend on the order;
 the float32 centroids are bitwise reproducible unless a sum lies within float64 rounding of a
 float32 rounding boundary; ``torch.use_deterministic_algorithms(True)`` makes them reproducible.
 
@@ -189,27 +192,38 @@ def _assign(torch: Any, a: Any, sq: Any, c: Any, eps: float) -> tuple[Any, Any]:
             d.scatter_(1, lab[:, None], inf)
             second = d.amin(dim=1)
             flag = torch.nonzero(second - best <= tol[r0:r1])[:, 0]
-            if flag.numel():
-                # Candidates of a flagged row: centroids within the bound of its best (plus the best).
-                cand = d[flag] <= (best[flag] + tol[r0:r1][flag])[:, None]
-                cand[torch.arange(flag.numel(), device=dev), lab[flag]] = True
-                pr, pj = torch.nonzero(cand, as_tuple=True)  # row-major: j ascending per row
-                rows_g = flag[pr] + r0
-                exact = torch.empty(pr.numel(), dtype=torch.float64, device=dev)
-                step = max(1, _EXACT_CHUNK // D)
-                for s in range(0, pr.numel(), step):
-                    diff = a[rows_g[s : s + step]].to(torch.float64) - c64[pj[s : s + step]]
-                    exact[s : s + step] = (diff * diff).sum(dim=1)
-                m = flag.numel()
-                rowmin = torch.full((m,), inf, dtype=torch.float64, device=dev)
-                rowmin.scatter_reduce_(0, pr, exact, reduce="amin")
-                win = exact == rowmin[pr]
-                jbest = torch.full((m,), k, dtype=torch.int64, device=dev)
-                jbest.scatter_reduce_(0, pr[win], pj[win], reduce="amin")
-                lab[flag] = jbest
-                dist[flag + r0] = rowmin
+            # Flagged rows in batches of at most _EXACT_CHUNK candidate entries (bounded even when
+            # every centroid ties, e.g. duplicate centroids from a degenerate seeding).
+            fstep = max(1, _EXACT_CHUNK // k)
+            for f0 in range(0, flag.numel(), fstep):
+                sub = flag[f0 : f0 + fstep]
+                lab[sub], dist[sub + r0] = _recheck(torch, a, c64, d, sub, r0, best, tol, lab)
         labels[r0:r1] = lab
     return labels, dist
+
+
+def _recheck(torch: Any, a: Any, c64: Any, d: Any, sub: Any, r0: int, best: Any, tol: Any, lab: Any) -> tuple[Any, Any]:
+    """Exact float64 nearest centroid of the chunk rows ``sub`` among their candidates (centroids
+    within the bound of the GEMM best, the best included): (labels, squared distances)."""
+    dev = a.device
+    k = c64.shape[0]
+    D = a.shape[1]
+    m = sub.numel()
+    cand = d[sub] <= (best[sub] + tol[r0:][sub])[:, None]
+    cand[torch.arange(m, device=dev), lab[sub]] = True
+    pr, pj = torch.nonzero(cand, as_tuple=True)
+    rows_g = sub[pr] + r0
+    exact = torch.empty(pr.numel(), dtype=torch.float64, device=dev)
+    step = max(1, _EXACT_CHUNK // D)
+    for s in range(0, pr.numel(), step):
+        diff = a[rows_g[s : s + step]].to(torch.float64) - c64[pj[s : s + step]]
+        exact[s : s + step] = (diff * diff).sum(dim=1)
+    rowmin = torch.full((m,), float("inf"), dtype=torch.float64, device=dev)
+    rowmin.scatter_reduce_(0, pr, exact, reduce="amin")
+    win = exact == rowmin[pr]
+    jbest = torch.full((m,), k, dtype=torch.int64, device=dev)
+    jbest.scatter_reduce_(0, pr[win], pj[win], reduce="amin")  # lowest index among exact minima
+    return jbest, rowmin
 
 
 def _cluster_sums(torch: Any, a: Any, labels: Any, k: int) -> Any:
