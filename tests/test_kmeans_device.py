@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curata import curate
 
@@ -99,6 +101,52 @@ def test_assign_exact_ties_go_to_lowest_index(monkeypatch):
     np.testing.assert_array_equal(lab.numpy(), want)
     np.testing.assert_array_equal(dist.numpy(), d[np.arange(600), want])
     assert np.count_nonzero(np.sort(d, axis=1)[:, 0] == np.sort(d, axis=1)[:, 1]) > 100  # ties were tested
+
+
+def test_assign_resolves_cancellation_in_float64():
+    # Points and centroids far from the origin (|x| ~ 1e4): the float32 GEMM's rounding (~1e-3 of
+    # |x| |c| per dot product) swamps the 1e-4 differences between the two distances; only the
+    # float64 re-check gets every label right (the host's float32 path gets some of these wrong).
+    r = np.random.default_rng(4)
+    x = (10000.0 + r.integers(0, 64, (500, 2)) * 0.25).astype(np.float32)
+    t = torch.from_numpy(x)
+    for c in ([[10008.0, 10008.5001], [10008.5, 10008.0]], [[10008.5, 10008.0], [10008.0, 10008.5001]]):
+        c = np.array(c, dtype=np.float32)
+        lab, dist = kd._assign(torch, t, kd._row_sq(torch, t), torch.from_numpy(c), kd._gemm_eps(torch, t))
+        want, dd = _ref_labels(x, c)
+        np.testing.assert_array_equal(lab.numpy(), want)
+        np.testing.assert_allclose(dist.numpy(), dd[np.arange(500), want], rtol=1e-9)
+
+
+def test_assign_all_centroids_equal_in_small_batches(monkeypatch):
+    x = np.random.default_rng(1).standard_normal((300, 4))
+    c = np.tile(x[7], (40, 1))
+    monkeypatch.setattr(kd, "_EXACT_CHUNK", 100)  # 2 rows of 40 candidates per re-check batch
+    t = torch.from_numpy(x)
+    lab, dist = kd._assign(torch, t, kd._row_sq(torch, t), torch.from_numpy(c), kd._gemm_eps(torch, t))
+    assert not lab.any()
+    np.testing.assert_allclose(dist.numpy(), ((x - x[7]) ** 2).sum(1), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    k=st.integers(1, 9),
+    d=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_assign_is_the_float64_nearest_lowest_index(n, k, d, seed, dtype):
+    # Small integer coordinates: exact ties are common; every label must be the lowest index
+    # among the exact float64 minima, and the distance that minimum.
+    r = np.random.default_rng(seed)
+    x = r.integers(-2, 3, (n, d)).astype(dtype)
+    c = r.integers(-2, 3, (k, d)).astype(dtype)
+    t = torch.from_numpy(x)
+    lab, dist = kd._assign(torch, t, kd._row_sq(torch, t), torch.from_numpy(c), kd._gemm_eps(torch, t))
+    want, dd = _ref_labels(x, c)
+    np.testing.assert_array_equal(lab.numpy(), want)
+    np.testing.assert_array_equal(dist.numpy(), dd[np.arange(n), want])
 
 
 def test_reduced_precision_matmul_is_bounded_and_rechecked(rng):
