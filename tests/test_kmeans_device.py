@@ -274,3 +274,20 @@ def test_errors_match_host():
         kd.kmeans_plus_plus_init_torch(torch.from_numpy(x), 11)
     with pytest.raises(TypeError, match="x must have a real floating or integer dtype"):
         kd.kmeans_torch(torch.ones((4, 2), dtype=torch.bool), 2)
+
+
+def test_public_functions_dispatch_device_input(monkeypatch):
+    # No GPU here: pretend a CPU tensor is on CUDA and check curate.* hand it to the device path.
+    from curata import _array
+
+    calls = []
+    real_km, real_pp = kd.kmeans_torch, kd.kmeans_plus_plus_init_torch
+    monkeypatch.setattr(_array, "on_cuda", lambda x: isinstance(x, torch.Tensor))
+    monkeypatch.setattr(kd, "kmeans_torch", lambda *a: calls.append("kmeans") or real_km(*a))
+    monkeypatch.setattr(kd, "kmeans_plus_plus_init_torch", lambda *a: calls.append("init") or real_pp(*a))
+    x = _blobs(np.random.default_rng(0), 3, 300, 4).astype(np.float32)
+    r = curate.kmeans(torch.from_numpy(x), 3, n_iter=7, seed=2)
+    i = curate.kmeans_plus_plus_init(torch.from_numpy(x), 3, seed=2)
+    assert calls == ["kmeans", "init"]
+    np.testing.assert_array_equal(r.labels.numpy(), curate.kmeans(x, 3, n_iter=7, seed=2).labels)
+    np.testing.assert_array_equal(i.numpy(), curate.kmeans_plus_plus_init(x, 3, seed=2))

@@ -202,7 +202,9 @@ def _assign(torch: Any, a: Any, sq: Any, c: Any, eps: float) -> tuple[Any, Any]:
     return labels, dist
 
 
-def _recheck(torch: Any, a: Any, c64: Any, d: Any, sub: Any, r0: int, best: Any, tol: Any, lab: Any) -> tuple[Any, Any]:
+def _recheck(
+    torch: Any, a: Any, c64: Any, d: Any, sub: Any, r0: int, best: Any, tol: Any, lab: Any
+) -> tuple[Any, Any]:
     """Exact float64 nearest centroid of the chunk rows ``sub`` among their candidates (centroids
     within the bound of the GEMM best, the best included): (labels, squared distances)."""
     dev = a.device
