@@ -85,6 +85,9 @@ class Check:
 
     status: str
     detail: str = ""
+    # Optional numbers measured by the check (e.g. quality against a ground truth), kept in the
+    # JSON record under check.metrics.
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass
@@ -101,6 +104,10 @@ class Case:
     # run every contender once) and a cap on the interleaved rounds (None: no cap).
     warmup: int | None = None
     max_repeats: int | None = None
+    # False for contenders that take minutes per call (cleanlab's Datalab at 50k rows): no warm-up
+    # and no calibration call (the check has already run each contender once), one call per
+    # sample, max_repeats rounds (cfg.repeats when None).
+    calibrate: bool = True
 
 
 # -------------------------------------------------------------------------------------- timing
@@ -206,6 +213,11 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
     for c in case.contenders:
         if c.fn is None:
             continue
+        if not case.calibrate:
+            live.append(c)
+            per_call[c.name] = 0.0
+            numbers[c.name] = case.min_number
+            continue
         try:
             for _ in range(cfg.warmup if case.warmup is None else case.warmup):
                 timer.sample(c.fn, 1)
@@ -229,7 +241,7 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
         return record
     round_cost = sum(per_call[c.name] * numbers[c.name] for c in live)
     repeats = cfg.repeats
-    if round_cost * repeats > cfg.case_budget_s:
+    if case.calibrate and round_cost * repeats > cfg.case_budget_s:
         repeats = max(cfg.min_repeats, int(cfg.case_budget_s // max(round_cost, 1e-9)))
     if case.max_repeats is not None:
         repeats = max(1, min(repeats, case.max_repeats))
@@ -302,6 +314,8 @@ def run_cases(plan: Iterable[tuple[str, Callable[[], Case]]], cfg: TimingConfig)
                 check = Check("error", f"{type(exc).__name__}: {exc}")
                 traceback.print_exc(limit=5, file=sys.stderr)
         rec["check"] = {"status": check.status, "detail": check.detail}
+        if check.metrics is not None:
+            rec["check"]["metrics"] = check.metrics
         if check.status != "ok":
             print(f"    check {check.status}: {check.detail}", file=sys.stderr)
         if check.status in ("mismatch", "error"):
