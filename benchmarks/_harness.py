@@ -171,6 +171,7 @@ class _Timer:
             self.start = torch.cuda.Event(enable_timing=True)
             self.end = torch.cuda.Event(enable_timing=True)
         self.last_faults = 0.0
+        self.last_cpu = 0.0
 
     def sample(self, fn: Callable[[], Any], number: int) -> float:
         """Seconds per call, averaged over ``number`` back-to-back calls. Also counts the minor
@@ -178,7 +179,8 @@ class _Timer:
         and temporaries cost several µs each on small VMs and can dominate a memory-bound op."""
         gc_was_enabled = gc.isenabled()
         gc.disable()
-        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        faults0 = usage0.ru_minflt
         try:
             if self.cuda:
                 self.torch.cuda.synchronize()
@@ -193,7 +195,11 @@ class _Timer:
                 fn()
             return (time.perf_counter() - t0) / number
         finally:
-            self.last_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / number
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
+            self.last_faults = (usage1.ru_minflt - faults0) / number
+            # CPU seconds of the whole process (all threads) per call: on a shared machine less
+            # disturbed by other tenants than the wall time.
+            self.last_cpu = (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime) / number
             if gc_was_enabled:
                 gc.enable()
 
@@ -247,12 +253,14 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
         repeats = max(1, min(repeats, case.max_repeats))
     samples: dict[str, list[float]] = {c.name: [] for c in live}
     faults: dict[str, list[float]] = {c.name: [] for c in live}
+    cpu: dict[str, list[float]] = {c.name: [] for c in live}
     k = len(live)
     for r in range(repeats):
         for j in range(k):
             c = live[(r + j) % k]
             samples[c.name].append(timer.sample(c.fn, numbers[c.name]))
             faults[c.name].append(timer.last_faults)
+            cpu[c.name].append(timer.last_cpu)
 
     record["repeats"] = repeats
     for c in live:
@@ -264,6 +272,7 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
             "iqr_s": q3 - q1,
             "calls_per_sample": numbers[c.name],
             "page_faults_per_call": float(np.median(faults[c.name])),
+            "cpu_median_s": float(np.median(cpu[c.name])),
             "samples_s": samples[c.name],
         }
     base = case.contenders[0].name

@@ -193,20 +193,41 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
 
 
 def goals(results: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
-    """Issue #4: the three checks on 50k x 512 within 35 s on 2 cores."""
+    """Issue #4: the three checks on 50k x 512 within 35 s on 2 cores.
+
+    Judged on the median wall time. Where other processes kept the machine busy while the case
+    was timed (> 0.2 cores), the status also gives the CPU seconds per call divided by curata's
+    threads: the wall time the call would take with its cores to itself.
+    """
     if device != "cpu":
         return []
-    seen, times = [], []
+    seen, parts, status = [], [], "not measured"
+    met = []
     for r in results:
         if r["group"] != "curation" or r["params"].get("n") != 50_000:
             continue
-        t = r.get("timings", {}).get("curata", {}).get("median_s")
-        times.append(t)
+        t = r.get("timings", {}).get("curata", {})
         seen.append({"case": r["case"], "ratio": r.get("ratios", {}).get("cleanlab", {}).get("ratio")})
-    if not seen or any(t is None for t in times):
-        status = "not measured"
-    else:
-        status = "met" if all(t <= GOAL_SECONDS for t in times) else "not met"
-        status += f" (curata {', '.join(f'{t:.1f} s' for t in times)})"
+        if "median_s" not in t:
+            met.append(None)
+            continue
+        wall = t["median_s"]
+        part = f"curata {wall:.1f} s wall"
+        ok = wall <= GOAL_SECONDS
+        cpu, threads = t.get("cpu_median_s"), r["params"].get("threads") or 1
+        if not ok and cpu is not None and (r.get("other_processes_cores") or 0.0) > 0.2:
+            part += (f"; busy machine ({r['other_processes_cores']:.2f} other cores): {cpu:.1f} CPU-s on "
+                     f"{threads} threads = {cpu / threads:.1f} s with the cores free")
+            ok = "cpu" if cpu / threads <= GOAL_SECONDS else False
+        parts.append(part)
+        met.append(ok)
+    if met and None not in met:
+        if all(m is True for m in met):
+            status = "met"
+        elif all(m for m in met):
+            status = "met on CPU time, not measured on a quiet machine"
+        else:
+            status = "not met"
+        status += f" ({'; '.join(parts)})"
     return [{"goal": f"near-dups + outliers + label issues on 50k x 512 in <= {GOAL_SECONDS:.0f} s "
                      "(ratio: cleanlab / curata)", "target": GOAL_SECONDS, "status": status, "cases": seen}]
