@@ -334,3 +334,21 @@ def test_fuzz_operation_sequences_equal_cpu_index(tmp_path_factory, ops, metric,
             dev._compact_divisor = divisor
             cpu._compact()
         assert len(cpu) == len(dev) and np.array_equal(cpu.ids, dev.ids) and cpu.next_id == dev.next_id
+
+
+def test_gpu_index_benchmark_cases_smoke(monkeypatch):
+    # The `--device cuda` Index cases' code, on CPU torch tensors with tiny shapes.
+    bench = pytest.importorskip("benchmarks.search")
+    monkeypatch.setattr(bench, "GPU_DEVICE", "cpu")
+    monkeypatch.setattr(bench, "GPU_INDEX_QUERIES", 20)
+    monkeypatch.setattr(bench, "GPU_INDEX_RANGE_QUERIES", 5)
+    names = [name for name, _ in bench.cases("cuda", quick=True) if name.startswith("gpu index")]
+    assert len(names) == 5
+    for op, dtype in (("add", "float32"), ("search", "float16"), ("range_search", "float32"), ("remove+add", "float32")):
+        case = bench._gpu_index_case(400, 8, op, dtype)
+        out = case.contenders[0].fn()
+        if op == "search":
+            d, i = out
+            assert tuple(d.shape) == (20, 10)
+        if op == "range_search":
+            assert tuple(out[0].shape) == (6,)
