@@ -28,12 +28,17 @@ __all__ = ["DeviceTable", "torch_device_for"]
 
 
 def torch_device_for(name: str) -> Any:
-    """``torch.device(name)`` after checking that the device is usable (RuntimeError if not)."""
+    """``torch.device(name)`` after checking that the device is usable (RuntimeError if not);
+    ``"cuda"`` becomes the CUDA device current at this call."""
     torch = _search_device._torch()
     dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("curata.search.Index(device='cuda') needs a CUDA device, but torch sees none "
-                           "(torch.cuda.is_available() is False)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("curata.search.Index(device='cuda') needs a CUDA device, but torch sees none "
+                               "(torch.cuda.is_available() is False)")
+        # Pin the GPU that is current now: later allocations must not follow the caller's
+        # current device if it changes between calls.
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
