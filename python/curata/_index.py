@@ -7,6 +7,11 @@ insertion order, so equal distances are ordered by insertion: the vector added f
 flagged, or before an ``add`` would grow the table, they are squeezed out in place in one pass
 that keeps the order of the others.
 
+With ``device="cuda"`` the table, the removal flags and per-row norms are torch tensors on the GPU
+(:mod:`curata._index_device`) and searches are :func:`curata._search_device.knn_torch` /
+:func:`curata._search_device.range_torch` with the flags as a mask; ids and the id map stay on
+the host. The file format is the same whichever device saved or loads it.
+
 File format (little-endian), written atomically by :meth:`Index.save`::
 
     offset  size  field
@@ -635,7 +640,10 @@ class Index:
         -----
         Time O(M N D) on ``curata.get_num_threads()`` threads. Peak memory beyond the index and
         the outputs: as :func:`curata.search.knn` (per thread one fixed tile; float16 adds one
-        float32 base block of about 128 KiB per thread).
+        float32 base block of about 128 KiB per thread). Device index: as
+        :func:`curata._search_device.knn_torch` (a workspace of at most 1 GiB, a quarter of the
+        free device memory), distances = float64 scores of the stored vectors rounded to float32
+        (see the class notes), the (M, k) positions copied to the host to map them to ids.
         """
         q = self._queries(queries)
         live = len(self)
@@ -690,7 +698,9 @@ class Index:
         -----
         Time O(M N D). Peak memory beyond the index: per thread one fixed tile, plus the hits
         twice (12 bytes each) while they are concatenated, plus 48 bytes per query (and per
-        thread when M < 20).
+        thread when M < 20). Device index: :func:`curata._search_device.range_torch` (tiled
+        GEMM, candidates within the GEMM error bound of the radius re-checked in float64; hits
+        also in insertion order), memory the workspace plus about twice 20 bytes per hit.
         """
         q = self._queries(queries)
         if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
@@ -715,7 +725,7 @@ class Index:
         Notes
         -----
         Time O(N D) (one pass to checksum, one to write; rows flagged by ``remove`` are squeezed
-        out first). No extra memory beyond 64 MiB pieces (on big-endian machines a
+        out first). A device index copies its table to the host first (one extra host copy). No extra memory beyond 64 MiB pieces (on big-endian machines a
         little-endian copy of the table).
         """
         path = os.fspath(path)
