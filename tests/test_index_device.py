@@ -352,3 +352,24 @@ def test_gpu_index_benchmark_cases_smoke(monkeypatch):
             assert tuple(d.shape) == (20, 10)
         if op == "range_search":
             assert tuple(out[0].shape) == (6,)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_range_torch_score_order(rng, metric):
+    base = rng.integers(-2, 3, size=(600, 5)).astype(np.float32)  # many exact ties
+    q = rng.integers(-2, 3, size=(30, 5)).astype(np.float32)
+    s32 = scores64(base, q, metric).astype(np.float32)
+    radius = float(np.quantile(s32, 0.3 if metric == "l2" else 0.7))
+    lims, dist, idx = _search_device.range_torch(torch.from_numpy(base), torch.from_numpy(q), radius, metric,
+                                                 order="score", workspace_bytes=1 << 15)
+    rl, _, _ = ref_range(base, q, radius, metric)
+    np.testing.assert_array_equal(lims.numpy(), rl)
+    for r in range(q.shape[0]):
+        rows = idx[lims[r] : lims[r + 1]].numpy()
+        key = s32[r, rows].astype(np.float64) * (1 if metric == "l2" else -1)
+        want = np.lexsort((rows, key))  # score first, then lower row
+        assert np.array_equal(want, np.arange(rows.size))
+        assert set(rows.tolist()) == set(np.flatnonzero(s32[r] <= np.float32(radius) if metric == "l2"
+                                                        else s32[r] >= np.float32(radius)).tolist())
+    with pytest.raises(ValueError, match="order must be 'index' or 'score'"):
+        _search_device.range_torch(torch.from_numpy(base), torch.from_numpy(q), radius, metric, order="dist")

@@ -873,6 +873,7 @@ def range_torch(
     workspace_bytes: int | None = None,
     prepared: BaseStats | None = None,
     removed: Any = None,
+    order: str = "index",
     _trace: dict | None = None,
 ) -> tuple[Any, Any, Any]:
     """Exact range search with torch ops on ``base``'s device (CPU or CUDA).
@@ -892,12 +893,14 @@ def range_torch(
     metric : {"ip", "l2", "cosine"}
     workspace_bytes, prepared, removed
         As :func:`knn_torch` (flagged rows are never hits).
+    order : {"index", "score"}
+        Order of the hits within a query: increasing row index (insertion order, as the CPU
+        Index reports them), or best score first with ties by lower row index.
 
     Returns
     -------
     lims : int64 tensor (M + 1,), distances : float32 tensor (lims[M],), indices : int64 tensor (lims[M],)
-        faiss's CSR layout on ``base``'s device; within a query, hits in increasing row index
-        (the order :class:`curata.search.Index` reports on the CPU), not sorted by distance.
+        faiss's CSR layout on ``base``'s device; within a query, hits ordered as ``order`` says.
 
     Notes
     -----
@@ -924,6 +927,8 @@ def range_torch(
         raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
     if radius != radius:
         raise ValueError("radius must not be NaN")
+    if order not in ("index", "score"):
+        raise ValueError(f"order must be 'index' or 'score', got {order!r}")
     with np.errstate(over="ignore"):
         r32 = float(np.float32(radius))
     n, m = b.shape[0], q.shape[0]
@@ -994,7 +999,11 @@ def range_torch(
     ds = torch.cat(hit_d)
     del hit_q, hit_b, hit_d
     # Blocks come by (query tile, base tile) and pairs row-major inside a block, so a stable sort
-    # by query leaves each query's hits in increasing row order.
+    # by query leaves each query's hits in increasing row order; for "score", a stable sort by
+    # score first (rows still increasing among equal scores).
+    if order == "score":
+        _, by_score = torch.sort(ds, descending=larger, stable=True)
+        qs, bs, ds = qs[by_score], bs[by_score], ds[by_score]
     qs, perm = torch.sort(qs, stable=True)
     bs, ds = bs[perm], ds[perm]
     lims[1:] = torch.cumsum(torch.bincount(qs, minlength=m), dim=0)
