@@ -373,3 +373,20 @@ def test_range_torch_score_order(rng, metric):
                                                         else s32[r] >= np.float32(radius)).tolist())
     with pytest.raises(ValueError, match="order must be 'index' or 'score'"):
         _search_device.range_torch(torch.from_numpy(base), torch.from_numpy(q), radius, metric, order="dist")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_range_overflow_and_infinite_radius(metric):
+    # float32 products beyond the range: the GEMM cannot bound them, every row is re-scored.
+    base = np.array([[3e19, 3e19], [-3e19, 3e19], [1.0, 2.0], [3e19, -3e19]], np.float32)
+    q = np.array([[3e19, 3e19], [1.0, -1.0]], np.float32)
+    with np.errstate(over="ignore"):
+        s32 = scores64(base, q, metric).astype(np.float32)
+    for radius in (np.inf, -np.inf, 0.0, 1e38, float(s32[1, 2])):
+        lims, dist, idx = _search_device.range_torch(torch.from_numpy(base), torch.from_numpy(q), radius, metric)
+        rl, rdist, rcols = ref_range(base, q, radius, metric)
+        np.testing.assert_array_equal(lims.numpy(), rl)
+        np.testing.assert_array_equal(idx.numpy(), rcols)
+        np.testing.assert_array_equal(dist.numpy(), rdist)
+    if metric == "ip":
+        assert np.isinf(s32[0, 0])  # the case really overflows
