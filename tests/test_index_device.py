@@ -390,3 +390,26 @@ def test_range_overflow_and_infinite_radius(metric):
         np.testing.assert_array_equal(dist.numpy(), rdist)
     if metric == "ip":
         assert np.isinf(s32[0, 0])  # the case really overflows
+
+
+def test_auto_rule(monkeypatch):
+    from curata import _backend, _index
+
+    calls = []
+
+    def usable():
+        calls.append(1)
+        return True, ""
+
+    monkeypatch.setattr(_index, "_torch_cuda_usable", usable)
+    monkeypatch.setattr(_backend, "HAS_CUDA", False)
+    assert _index._resolve_device("auto") == "cpu" and not calls  # torch not even asked
+    monkeypatch.setattr(_backend, "HAS_CUDA", True)
+    assert _index._resolve_device("auto") == "cuda" and _index._resolve_device("cuda") == "cuda"
+    monkeypatch.setattr(_index, "_torch_cuda_usable", lambda: (False, "torch sees no CUDA device"))
+    assert _index._resolve_device("auto") == "cpu"
+    with pytest.raises(RuntimeError, match="needs a CUDA device through torch: torch sees no CUDA device"):
+        _index._resolve_device("cuda")
+    assert _index._resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda', got 'gpu'"):
+        _index._resolve_device("gpu")
