@@ -413,3 +413,16 @@ def test_auto_rule(monkeypatch):
     assert _index._resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda', got 'gpu'"):
         _index._resolve_device("gpu")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_empty_queries_and_reconstruct_match_cpu(metric):
+    cpu, dev = pair(3, metric)
+    for idx in (cpu, dev):
+        idx.add(np.eye(3) + 1)
+    q = np.empty((0, 3), np.float32)
+    assert_same(cpu.search(q, 2), dev.search(q, 2))
+    assert_same(cpu.range_search(q, 1.0), dev.range_search(q, 1.0))
+    assert_same([cpu.reconstruct([]), cpu.reconstruct([2, 0])], [dev.reconstruct([]), dev.reconstruct([2, 0])])
+    with pytest.raises(KeyError, match="id 7 is not in the index"):
+        dev.reconstruct([7])
