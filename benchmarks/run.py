@@ -14,7 +14,7 @@ import sys
 
 from . import _harness as h
 
-SUITES = ("boxes", "ensemble", "coco", "drift", "search")
+SUITES = ("boxes", "ensemble", "coco", "drift", "search", "curation")
 
 
 def main(argv: list[str] | None = None) -> int:

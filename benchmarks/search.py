@@ -34,9 +34,13 @@ support (skipped otherwise). Shapes from the issue: 10M x 128 and 1M x 512 bases
 float16 against faiss's float16 flat index), 10,000 queries, k = 10, 100, 1024, and k = 8192 for
 curata only (faiss GPU caps k at 2048). ``--quick`` uses 1M x 128 and 200k x 512. The check
 compares neighbour sets with faiss on the first 200 queries (>= 99.9 % agreement: faiss is exact
-up to float32 rounding, float16 GEMM rounding for its float16 index). Also on the GPU:
-``curate.k_center_greedy`` (curata only) and ``curate.kmeans`` 1M x 512, k = 1000, 20 iterations
-(100k x 512, k = 100 with ``--quick``) against ``faiss.Kmeans(gpu=True)`` (different seeding, so
+up to float32 rounding, float16 GEMM rounding for its float16 index).
+``gpu index`` cases (curata only): ``curata.search.Index(device="cuda")`` on 1M x 128 unit rows
+(200k with ``--quick``), ids a seeded permutation: add from host numpy, search 10,000 CUDA
+queries with k = 10 (float32 and float16 storage), range search 1,000 queries (ip >= 0.25),
+remove 10k ids and add them back.
+Also on the GPU: ``curate.k_center_greedy`` (curata only) and ``curate.kmeans`` 1M x 512,
+k = 1000, 20 iterations (100k x 512, k = 100 with ``--quick``) against ``faiss.Kmeans(gpu=True)`` (different seeding, so
 the check compares objectives as a note and verifies curata's labels are the nearest centroids).
 """
 
@@ -501,6 +505,89 @@ def _kmeans_gpu_case(n: int, d: int, k: int, blobs: int) -> Case:
     name = f"gpu kmeans {n // 1000}k x {d}, k={k}, {KMEANS_ITERS} iterations"
     return Case(name, "gpu kmeans", params, [Contender("curata", curata_fn), peer], check=check,
                 max_repeats=3, warmup=1)
+GPU_INDEX_QUERIES = 10_000
+GPU_INDEX_RANGE_QUERIES = 1000
+
+
+def _gpu_index(n: int, d: int, dtype: str, filled: bool = True):
+    """An Index on the GPU (GPU_DEVICE "cpu": the same code on CPU torch tensors, for a smoke
+    test) and the host data: unit rows, seeded, ids a seeded permutation."""
+    key = ("index", n, d, dtype)
+    if key not in _gpu_cache:
+        _gpu_cache.clear()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, d), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        q = rng.standard_normal((GPU_INDEX_QUERIES, d), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        ids = rng.permutation(n).astype(np.int64)
+        _gpu_cache[key] = (x, q, ids)
+    x, q, ids = _gpu_cache[key]
+    index = _new_gpu_index(d, dtype)
+    if filled:
+        index.add(x, ids)
+    return index, x, q, ids
+
+
+def _new_gpu_index(d: int, dtype: str):
+    if GPU_DEVICE == "cuda":
+        return curata.search.Index(d, "ip", dtype, device="cuda")
+    return curata.search.Index(d, "ip", dtype, _torch_device="cpu")
+
+
+def _gpu_index_case(n: int, d: int, op: str, dtype: str) -> Case:
+    """curata.search.Index(device="cuda"): add from host, search (CUDA queries, k = 10), range
+    search (inner product >= 0.25 on unit vectors), remove 10k ids + add them back."""
+    index, x, q, ids = _gpu_index(n, d, dtype, filled=op != "add")
+    params = {"base": n, "dim": d, "dtype": dtype, "op": op, "metric": "ip"}
+    torch = __import__("torch")
+    qd = torch.from_numpy(q).to(GPU_DEVICE)
+    state = {"round": 0}
+    order = np.random.default_rng(1).permutation(n)
+    if op == "add":
+        def fn():
+            fresh = _new_gpu_index(d, dtype)
+            fresh.add(x, ids)
+            return fresh
+        params["rows"] = n
+    elif op == "search":
+        def fn():
+            return index.search(qd, K)
+        params.update(queries=GPU_INDEX_QUERIES, k=K)
+    elif op == "range_search":
+        def fn():
+            return index.range_search(qd[:GPU_INDEX_RANGE_QUERIES], 0.25)
+        params.update(queries=GPU_INDEX_RANGE_QUERIES, radius=0.25)
+    else:
+        step = min(10_000, n // 4)
+
+        def fn():
+            r = state["round"] % max(1, n // step)
+            state["round"] += 1
+            sel = order[r * step : (r + 1) * step]
+            index.remove(ids[sel])
+            index.add(x[sel], ids[sel])
+        params["rows"] = step
+    if op in ("search", "range_search"):
+        def sync_fn(inner=fn):
+            out = inner()
+            if GPU_DEVICE == "cuda":
+                torch.cuda.synchronize()
+            return out
+    else:
+        sync_fn = fn
+    name = f"gpu index {op} ip {n // 1000}k x {d} {dtype}"
+    return Case(name, f"gpu index {op}", params, [Contender("curata", sync_fn)], max_repeats=5, warmup=1)
+
+
+def _gpu_index_plan(quick: bool) -> list[tuple[str, Callable[[], Case]]]:
+    n, d = (200_000, 128) if quick else (1_000_000, 128)
+    plan = []
+    for op, dtype in (("add", "float32"), ("search", "float32"), ("search", "float16"), ("range_search", "float32"),
+                      ("remove+add", "float32")):
+        name = f"gpu index {op} ip {n // 1000}k x {d} {dtype}"
+        plan.append((name, lambda op=op, dtype=dtype: _gpu_index_case(n, d, op, dtype)))
+    return plan
 
 
 def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
@@ -511,7 +598,7 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
         return _gpu_plan(quick) + [(f"gpu k_center_greedy {n // 1000}k x 512, {picks} picks",
                                     lambda: _kcenter_gpu_case(n, 512, picks)),
                                    (f"gpu kmeans {kn // 1000}k x 512, k={kk}, {KMEANS_ITERS} iterations",
-                                    lambda: _kmeans_gpu_case(kn, 512, kk, kb))]
+                                    lambda: _kmeans_gpu_case(kn, 512, kk, kb))] + _gpu_index_plan(quick)
     n = 50_000 if quick else 200_000
     plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
     out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]

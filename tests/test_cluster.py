@@ -318,6 +318,18 @@ def test_inputs_not_modified(rng, metric):
     curate.k_center_greedy(x, 10, metric=metric)
     curate.kmeans(x, 4)
     np.testing.assert_array_equal(x, keep)
+    # k_center_greedy centres its own float64 conversion in place: never the caller's float64 data
+    # behind a torch tensor, and a float32 input gives the same picks as its float64 copy
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x)
+    np.testing.assert_array_equal(curate.k_center_greedy(t, 10, metric=metric).numpy(),
+                                  curate.k_center_greedy(keep, 10, metric=metric))
+    np.testing.assert_array_equal(t.numpy(), keep)
+    x32 = keep.astype(np.float32)
+    keep32 = x32.copy()
+    np.testing.assert_array_equal(curate.k_center_greedy(x32, 10, metric=metric),
+                                  curate.k_center_greedy(x32.astype(np.float64), 10, metric=metric))
+    np.testing.assert_array_equal(x32, keep32)
 
 
 def test_kmeans_many_blocks_same_result(rng, monkeypatch):

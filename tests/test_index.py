@@ -16,6 +16,13 @@ import curata
 from curata import _core, _index, search
 from curata.search import Index
 
+
+@pytest.fixture(autouse=True)
+def _cpu_index(monkeypatch):
+    # These tests pin the CPU Index (bit-for-bit against the C++ core). On a GPU machine
+    # device="auto" would pick the GPU (tests/test_index_device.py and tests/gpu/ cover that).
+    monkeypatch.setattr(_index, "_torch_cuda_usable", lambda: (False, "pinned to the CPU by test_index.py"))
+
 METRICS = ("ip", "l2", "cosine")
 
 

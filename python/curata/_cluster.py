@@ -85,11 +85,12 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
     lowest index among the float32 maxima is taken instead.
 
-    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory: the
-    float64 rows (``x`` itself when it is C-contiguous float64, else one converted copy; for
-    ``"cosine"`` the normalised copy), kept for the exact re-check, a centred float32 copy (scanned
-    each pick) and its transient float64 centring, plus O(N) (one float64 min-distance vector): at
-    most 20 * N * D bytes + O(N).
+    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory
+    beyond the input: the float64 rows kept for the exact re-check (none when ``x`` is C-contiguous
+    float64 and ``metric="l2"``; else one converted or normalised copy, 8 N D bytes), a centred
+    float32 copy scanned each pick (4 N D bytes, centred block by block), plus O(N) float64
+    vectors: at most 12 * N * D bytes + O(N) (6 GB at 1M x 512: run it on a sample or on reduced
+    dimensions at that size, or on the GPU).
     """
     if _array.on_cuda(x):
         try:
@@ -104,6 +105,9 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
     n = _count(n, "n")
     a = _matrix(x, "x", dtype=np.dtype(np.float64))
+    # A conversion made just now (float32/int/list input) is ours to centre in place; the caller's
+    # own float64 array (or a view of a float64 tensor) never is.
+    fresh = a is not x and a.flags.owndata
     N, D = a.shape
     if already_selected is None:
         sel = np.zeros(0, dtype=np.int64)
@@ -130,11 +134,19 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
             raise ValueError(
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
             )
-        a = a / norms[:, None]
+        if fresh:
+            a /= norms[:, None]
+        else:
+            a = a / norms[:, None]
     # The float32 scan works on centred rows (distances are translation invariant; centring limits
     # cancellation); the exact float64 re-check uses the uncentred rows ``a``, because centring
-    # rounds and could split an exact tie of the original data.
-    x32 = np.ascontiguousarray(a - a.mean(axis=0), dtype=np.float32)
+    # rounds and could split an exact tie of the original data. Centred block by block: no float64
+    # temporary of the whole array.
+    mean = a.mean(axis=0)
+    x32 = np.empty(a.shape, dtype=np.float32)
+    step = max(1, (1 << 20) // max(1, D))
+    for s0 in range(0, N, step):
+        np.subtract(a[s0 : s0 + step], mean, out=x32[s0 : s0 + step], casting="same_kind")
     sq32 = np.einsum("ij,ij->i", x32, x32, dtype=np.float64)  # |x|^2 of the float32 rows
     # Rounding bound of |x|^2 - 2 x.c + |c|^2 in float32 (dot products of length D, float64 norms):
     # |error| <= (D + 2) eps32 (|x| |c|) * 2 + small; use max norms for a global bound, plus the

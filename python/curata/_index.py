@@ -7,6 +7,11 @@ insertion order, so equal distances are ordered by insertion: the vector added f
 flagged, or before an ``add`` would grow the table, they are squeezed out in place in one pass
 that keeps the order of the others.
 
+With ``device="cuda"`` the table, the removal flags and per-row norms are torch tensors on the GPU
+(:mod:`curata._index_device`) and searches are :func:`curata._search_device.knn_torch` /
+:func:`curata._search_device.range_torch` with the flags as a mask; ids and the id map stay on
+the host. The file format is the same whichever device saved or loads it.
+
 File format (little-endian), written atomically by :meth:`Index.save`::
 
     offset  size  field
@@ -96,32 +101,41 @@ def _bytes_view(a: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
 
 
-def _gpu_search_module() -> Any:
-    """The GPU kNN module when this build has one that the index can drive, else None.
-
-    The index needs ``_search_device.index_search(base, queries, k, metric_code)`` returning
-    ``(distances, positions)`` as numpy arrays; until that exists, every device choice resolves
-    to the CPU (``"cuda"`` raises).
-    """
+def _torch_cuda_usable() -> tuple[bool, str]:
+    """(usable, reason): torch importable and ``torch.cuda.is_available()``."""
     try:
-        from . import _search_device  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        return None
-    return _search_device if hasattr(_search_device, "index_search") else None
+        import torch  # noqa: PLC0415  (only when a GPU index is asked for)
+    except ImportError as exc:
+        return False, f"torch cannot be imported ({exc})"
+    if not torch.cuda.is_available():
+        return False, "torch sees no CUDA device (torch.cuda.is_available() is False)"
+    return True, ""
 
 
-def _resolve_device(device: Any) -> str:
+def _resolve_device(device: Any, torch_device: Any = None) -> str:
+    """``"cpu"`` (the C++ core), ``"cuda"`` (torch on the GPU) or, with the private
+    ``torch_device="cpu"``, ``"torch-cpu"`` (the device code on CPU torch tensors, for tests).
+
+    ``"auto"`` picks ``"cuda"`` only when curata itself sees a usable CUDA device
+    (``curata._backend.HAS_CUDA``, which needs no torch) *and* torch imports and
+    ``torch.cuda.is_available()``; otherwise ``"cpu"``. So torch is never imported on a machine
+    without a GPU, and the CPU stays the default there.
+    """
+    if torch_device is not None:
+        if torch_device != "cpu":
+            raise ValueError(f"_torch_device must be 'cpu' (tests only), got {torch_device!r}")
+        return "torch-cpu"
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cpu":
         return "cpu"
-    gpu = _gpu_search_module()
     if device == "cuda":
         _backend.require_cuda("curata.search.Index(device='cuda')")
-        if gpu is None:
-            raise RuntimeError("curata.search.Index(device='cuda'): this build has no GPU index search path yet")
+        usable, reason = _torch_cuda_usable()
+        if not usable:
+            raise RuntimeError(f"curata.search.Index(device='cuda') needs a CUDA device through torch: {reason}")
         return "cuda"
-    return "cuda" if gpu is not None and _backend.HAS_CUDA else "cpu"
+    return "cuda" if _backend.HAS_CUDA and _torch_cuda_usable()[0] else "cpu"
 
 
 def _check_metric(metric: Any) -> str:
@@ -161,11 +175,26 @@ class Index:
         float32, so results are exactly those of :func:`curata.search.knn` on the stored,
         rounded vectors converted to float32 -- not on the vectors you added.
     device : {"auto", "cpu", "cuda"}
-        Where searches run. ``"auto"`` is the CPU in this build (no GPU index path yet);
-        ``"cuda"`` raises ``RuntimeError`` saying why it is unavailable.
+        Where the table lives and searches run. ``"cpu"``: numpy table, the C++ core.
+        ``"cuda"``: the table is a torch tensor on the current CUDA device and searches are
+        :func:`curata._search_device.knn_torch` / ``range_torch`` (tiled cuBLAS GEMMs, exact
+        float64 re-check); ids, the id map and removal bookkeeping stay on the host (numpy).
+        ``RuntimeError`` saying why when no CUDA device is usable. ``"auto"``: ``"cuda"`` when
+        curata sees a CUDA device and torch imports with ``torch.cuda.is_available()``, else
+        ``"cpu"`` (torch is not imported when curata sees no device).
+    _torch_device : {"cpu"}, optional
+        Private, for tests: run the device code on CPU torch tensors (``device`` is ignored and
+        reports ``"torch-cpu"``).
 
     Notes
     -----
+    GPU (``device="cuda"``) vs CPU: the device path reports the float64 score of the stored
+    vectors rounded to float32 (the C++ core computes in float32), so distances can differ in
+    the last float32 bits ("l2": about ``1e-7 (|q|^2 + |b|^2)``), neighbours whose scores are that
+    close can swap, and ``range_search`` can differ for rows within that distance of the radius.
+    Ties (equal reported values) are broken by insertion order on both. Where every product and
+    sum is exact in float32 (e.g. small integer vectors) the two agree bit for bit.
+
     Memory: ``capacity x D x itemsize`` bytes of vectors plus ``capacity x 8`` bytes of ids, with
     ``len <= capacity < 2 len`` after growth (appends double the capacity: amortised O(1) per
     row, one copy of the table per doubling). When ids are not added in increasing order, a
@@ -173,7 +202,8 @@ class Index:
     ``remove`` or ``load`` while another thread uses the same index; concurrent searches are fine.
     """
 
-    def __init__(self, dim: int, metric: str = "ip", dtype: Any = "float32", device: str = "auto") -> None:
+    def __init__(self, dim: int, metric: str = "ip", dtype: Any = "float32", device: str = "auto",
+                 *, _torch_device: Any = None) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"dim must be an int, got {type(dim).__name__}")
         if dim < 1:
@@ -181,8 +211,15 @@ class Index:
         self._dim = int(dim)
         self._metric = _check_metric(metric)
         self._dtype = _check_dtype(dtype)
-        self._device = _resolve_device(device)
+        self._device = _resolve_device(device, _torch_device)
+        self._table = None  # the DeviceTable of a device index (then _data is None)
         self._data = np.empty((0, self._dim), dtype=self._dtype)
+        if self._device != "cpu":
+            from . import _index_device  # noqa: PLC0415  (imports torch)
+
+            tdev = _index_device.torch_device_for("cuda" if self._device == "cuda" else "cpu")
+            self._table = _index_device.DeviceTable(tdev, self._dim, self._dtype, self._metric)
+            self._data = None
         self._ids = np.empty(0, dtype=np.int64)
         self._removed = np.empty(0, dtype=np.uint8)  # 1: the row was removed, not yet compacted
         self._n = 0  # rows in use, removed ones included
@@ -210,7 +247,7 @@ class Index:
 
     @property
     def device(self) -> str:
-        """Where searches run (``"cpu"`` in this build)."""
+        """Where the table lives and searches run: ``"cpu"``, ``"cuda"`` (or ``"torch-cpu"``, tests)."""
         return self._device
 
     @property
@@ -324,13 +361,20 @@ class Index:
         return out
 
     # ------------------------------------------------------------------------ add / remove
+    def _capacity(self) -> int:
+        return self._table.capacity if self._table is not None else self._data.shape[0]
+
     def _reserve(self, rows: int) -> None:
-        cap = self._data.shape[0]
+        cap = self._capacity()
         if rows <= cap:
             return
         new_cap = max(rows, 2 * cap, 16)
-        data = np.empty((new_cap, self._dim), dtype=self._dtype)
-        data[: self._n] = self._data[: self._n]
+        if self._table is not None:
+            self._table.reserve(new_cap, self._n)
+            data = None
+        else:
+            data = np.empty((new_cap, self._dim), dtype=self._dtype)
+            data[: self._n] = self._data[: self._n]
         ids = np.empty(new_cap, dtype=np.int64)
         ids[: self._n] = self._ids[: self._n]
         removed = np.zeros(new_cap, dtype=np.uint8)
@@ -394,7 +438,7 @@ class Index:
         new_ids = self._new_ids(ids, b)
         if b == 0:
             return new_ids
-        if self._n + b > self._data.shape[0] and self._n_removed:
+        if self._n + b > self._capacity() and self._n_removed:
             self._compact()  # reuse the removed rows' space before growing the table
         n = self._n
         self._reserve(n + b)
@@ -402,7 +446,10 @@ class Index:
         # leaves the index unchanged (the capacity may have grown).
         for start in range(0, b, _ADD_CHUNK_ROWS):
             rows = a[start : start + _ADD_CHUNK_ROWS]
-            dest = self._data[n + start : n + start + rows.shape[0]]
+            if self._table is not None:  # converted on the host, then one copy to the device
+                dest = np.empty((rows.shape[0], self._dim), dtype=self._dtype)
+            else:
+                dest = self._data[n + start : n + start + rows.shape[0]]
             if self._metric == "cosine":
                 rows = self._normalised(rows, start)
             if self._dtype == "float16":
@@ -412,6 +459,8 @@ class Index:
                                      f"(|v| > {_FLOAT16_MAX:g} after rounding); use dtype='float32'")
             else:
                 dest[...] = rows
+            if self._table is not None:
+                self._table.write(n + start, dest)
         self._ids[n : n + b] = new_ids
         self._removed[n : n + b] = 0
         if self._increasing and not (np.all(new_ids[1:] > new_ids[:-1]) and (n == 0 or new_ids[0] > self._ids[n - 1])):
@@ -468,6 +517,8 @@ class Index:
         r = int(pos.size)
         if r:
             self._removed[pos] = 1
+            if self._table is not None:
+                self._table.flag(pos)
             self._n_removed += r
             if self._n_removed * self._compact_divisor > self._n:
                 self._compact()
@@ -492,7 +543,10 @@ class Index:
             self._map_ids = self._map_ids[keep]
             self._map_rows = n - r
             self._tail_cache = None
-        _core.remove_rows(self._data, n, pos)
+        if self._table is not None:
+            self._table.compact(n)
+        else:
+            _core.remove_rows(self._data, n, pos)
         _core.remove_rows(self._ids, n, pos)
         self._removed[: n - r] = 0
         self._n = n - r
@@ -506,10 +560,20 @@ class Index:
         pos = self._positions(keys)
         if np.any(pos < 0):
             raise KeyError(f"id {int(keys[np.argmax(pos < 0)])} is not in the index")
+        if self._table is not None:
+            return self._table.host_rows(pos)
         return self._data[pos].astype(np.float32)
 
     # ------------------------------------------------------------------------ search
-    def _queries(self, queries: Any) -> np.ndarray:
+    def _queries(self, queries: Any) -> Any:
+        if self._table is not None:  # a float32 tensor on the table's device (CUDA input stays there)
+            from . import _search_device  # noqa: PLC0415
+
+            torch = _search_device._torch()
+            q = _search_device._as_tensor(torch, queries, "queries", self._table.device)
+            if q.dim() != 2 or q.shape[1] != self._dim:
+                raise ValueError(f"queries must have shape (M, {self._dim}), got {tuple(q.shape)}")
+            return q.to(torch.float32).contiguous()
         q = _array.float_array(queries, "queries", dtype=np.dtype(np.float32))
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValueError(f"queries must have shape (M, {self._dim}), got {tuple(q.shape)}")
@@ -521,8 +585,14 @@ class Index:
         ``op`` is ``"knn"`` (``arg`` = k) or ``"range"`` (``arg`` = radius); returns the core's
         tuple with row positions (not ids) and the non-finite query row (or -1).
         """
-        if self._device == "cuda":  # pragma: no cover - needs a GPU index path
-            raise RuntimeError("curata.search.Index: the GPU index path is not wired in this build")
+        if self._table is not None:
+            # Device path: non-finite queries raise inside (same message); positions come back
+            # to the host to be mapped to ids.
+            if op == "knn":
+                distances, positions = self._table.knn(q, arg, self._n, self._n_removed)
+                return distances, positions.cpu().numpy(), -1
+            lims, distances, positions = self._table.range(q, arg, self._n, self._n_removed)
+            return lims, distances, positions.cpu().numpy(), -1
         code = _METRICS[self._metric]
         base = self._data[: self._n]
         removed = self._removed[: self._n] if self._n_removed else None
@@ -570,7 +640,10 @@ class Index:
         -----
         Time O(M N D) on ``curata.get_num_threads()`` threads. Peak memory beyond the index and
         the outputs: as :func:`curata.search.knn` (per thread one fixed tile; float16 adds one
-        float32 base block of about 128 KiB per thread).
+        float32 base block of about 128 KiB per thread). Device index: as
+        :func:`curata._search_device.knn_torch` (a workspace of at most 1 GiB, a quarter of the
+        free device memory), distances = float64 scores of the stored vectors rounded to float32
+        (see the class notes), the (M, k) positions copied to the host to map them to ids.
         """
         q = self._queries(queries)
         live = len(self)
@@ -584,7 +657,15 @@ class Index:
         if bad_query >= 0:
             raise ValueError(f"queries must be finite, got NaN or infinity in row {bad_query}")
         ids = self._ids[positions]
-        return _array.like(distances, queries), _array.like(ids, queries)
+        return self._like(distances, queries), _array.like(ids, queries)
+
+    def _like(self, result: Any, queries: Any) -> Any:
+        """A numpy (CPU path) or torch (device path) result as the array kind of ``queries``."""
+        if self._table is None:
+            return _array.like(result, queries)
+        from . import _search_device  # noqa: PLC0415
+
+        return _search_device._like(self._table.torch, result, queries)
 
     def range_search(self, queries: Any, radius: float) -> tuple[Any, Any, Any]:
         """Every stored vector within ``radius`` of each query, exactly.
@@ -617,7 +698,9 @@ class Index:
         -----
         Time O(M N D). Peak memory beyond the index: per thread one fixed tile, plus the hits
         twice (12 bytes each) while they are concatenated, plus 48 bytes per query (and per
-        thread when M < 20).
+        thread when M < 20). Device index: :func:`curata._search_device.range_torch` (tiled
+        GEMM, candidates within the GEMM error bound of the radius re-checked in float64; hits
+        also in insertion order), memory the workspace plus about twice 20 bytes per hit.
         """
         q = self._queries(queries)
         if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
@@ -628,7 +711,7 @@ class Index:
         if bad_query >= 0:
             raise ValueError(f"queries must be finite, got NaN or infinity in row {bad_query}")
         ids = self._ids[positions]
-        return _array.like(lims, queries), _array.like(distances, queries), _array.like(ids, queries)
+        return self._like(lims, queries), self._like(distances, queries), _array.like(ids, queries)
 
     # ------------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
@@ -642,14 +725,15 @@ class Index:
         Notes
         -----
         Time O(N D) (one pass to checksum, one to write; rows flagged by ``remove`` are squeezed
-        out first). No extra memory beyond 64 MiB pieces (on big-endian machines a
+        out first). A device index copies its table to the host first (one extra host copy). No extra memory beyond 64 MiB pieces (on big-endian machines a
         little-endian copy of the table).
         """
         path = os.fspath(path)
         self._compact()
         directory = os.path.dirname(os.path.abspath(path))
         n = self._n
-        vectors = self._data[:n].astype(np.dtype(self._dtype).newbyteorder("<"), copy=False)
+        table = self._table.host_table(n) if self._table is not None else self._data[:n]
+        vectors = table.astype(np.dtype(self._dtype).newbyteorder("<"), copy=False)
         ids = self._ids[:n].astype("<i8", copy=False)
         vview, iview = _bytes_view(vectors), _bytes_view(ids)
         fields = _HEADER.pack(MAGIC, FORMAT_VERSION, _HEADER_SIZE, self._dim, _METRICS[self._metric],
@@ -674,8 +758,9 @@ class Index:
         _fsync_directory(directory)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> "Index":
-        """Read an index written by :meth:`save`.
+    def load(cls, path: str | os.PathLike, device: str = "auto", *, _torch_device: Any = None) -> "Index":
+        """Read an index written by :meth:`save`, onto ``device`` (as in the constructor; the
+        file does not record where it was saved from).
 
         Raises
         ------
@@ -689,14 +774,16 @@ class Index:
         Notes
         -----
         Time O(N D): the sections are read straight into the new table (capacity = count, no
-        second copy) and checksummed.
+        second copy) and checksummed. For a device index they are read and checked on the host,
+        then copied to the device in 65536-row pieces (host memory: the table once, briefly).
         """
         path = os.fspath(path)
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(_HEADER_SIZE)
             fields = _parse_header(head, size, path)
-            index = cls(fields["dim"], _METRIC_NAMES[fields["metric"]], _DTYPE_NAMES[fields["dtype"]], device)
+            index = cls(fields["dim"], _METRIC_NAMES[fields["metric"]], _DTYPE_NAMES[fields["dtype"]], device,
+                        _torch_device=_torch_device)
             n = fields["count"]
             data = np.empty((n, index._dim), dtype=np.dtype(index._dtype).newbyteorder("<"))
             ids = np.empty(n, dtype="<i8")
@@ -712,6 +799,9 @@ class Index:
         index._removed = np.zeros(n, dtype=np.uint8)
         index._n = n
         _validate_loaded(index, fields, path)
+        if index._table is not None:
+            index._table.load(index._data)
+            index._data = None
         return index
 
 

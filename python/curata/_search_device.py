@@ -96,6 +96,7 @@ __all__ = [
     "knn_graph",
     "knn_torch",
     "knn_graph_torch",
+    "range_torch",
     "prepare_base",
     "BaseStats",
     "plan_tiles",
@@ -409,7 +410,41 @@ def _query_scale(torch: Any, q: Any) -> tuple[Any, Any]:
     return scale, inv
 
 
-def _select(torch, q, base, stats: BaseStats, gemm: _Gemm, sel: int, plan: TilePlan, self_rows):
+def _gemm_queries(torch, q, gemm: _Gemm):
+    """The GEMM's query operand and the per-row unscale (None for float32 GEMMs): 16-bit GEMMs
+    take each row scaled by a power of two (see :func:`_query_scale`)."""
+    if gemm.mode not in ("native16", "emulate16"):
+        return q, None
+    scale, inv_scale = _query_scale(torch, q)
+    qg = (q * scale[:, None]).to(gemm.dtype)
+    if gemm.mode == "emulate16":
+        qg = qg.to(torch.float32)
+    return qg, inv_scale
+
+
+def _score_block(torch, qg, base, stats: BaseStats, gemm: _Gemm, b0: int, b1: int, two_inv):
+    """Approximate selection scores of base rows ``b0:b1`` (one GEMM, float32): ``<q,b>``,
+    ``2<q,b> - |b|^2`` or ``<q,b>/|b|``; for 16-bit GEMMs "ip"/"cosine" rows come scaled by the
+    query's power of two (``two_inv`` = 2 / scale undoes it inside "l2")."""
+    metric = stats.metric
+    bt = base[b0:b1]
+    if gemm.mode in ("emulate16", "upcast16"):
+        bt = bt.to(torch.float32)
+    if metric == "l2" and gemm.mode in ("fp32", "upcast16"):
+        # 2 q.b - |b|^2 with the bias in the GEMM's epilogue
+        s = torch.addmm(stats.row_stat[b0:b1].neg(), qg, bt.T, alpha=2.0)
+    elif gemm.mode == "native16":
+        s = torch.mm(qg, bt.T, out_dtype=torch.float32)
+    else:
+        s = torch.mm(qg, bt.T)
+    if metric == "l2" and two_inv is not None:
+        torch.addcmul(stats.row_stat[b0:b1].neg()[None, :], s, two_inv, out=s)
+    elif metric == "cosine":
+        s.mul_(stats.row_stat[b0:b1][None, :])
+    return s
+
+
+def _select(torch, q, base, stats: BaseStats, gemm: _Gemm, sel: int, plan: TilePlan, self_rows, removed=None):
     """Best ``sel`` rows per query by the approximate selection score.
 
     Returns (scores, indices, row_unscale): for "ip"/"cosine" on 16-bit GEMMs the scores of row
@@ -418,39 +453,26 @@ def _select(torch, q, base, stats: BaseStats, gemm: _Gemm, sel: int, plan: TileP
     elementwise pass (none for "ip", the bias is fused into the GEMM for float32 "l2") and one
     ``topk``. NaN from overflowing products ranks first in ``topk``; the check then fails and the
     query is searched again, ending with every row re-scored in float64.
+
+    ``removed`` (bool (N,), optional): those rows score ``-inf`` (after any NaN), so they are
+    selected only when fewer than ``sel`` other rows exist; the threshold is then ``-inf``, which
+    ``_safe_rows`` never accepts, and the query is searched again until it is exhaustive.
     """
     n = base.shape[0]
     metric = stats.metric
-    inv_scale = None
-    qg = q
-    if gemm.mode in ("native16", "emulate16"):
-        scale, inv_scale = _query_scale(torch, q)
-        qg = (q * scale[:, None]).to(gemm.dtype)
-        if gemm.mode == "emulate16":
-            qg = qg.to(torch.float32)
+    qg, inv_scale = _gemm_queries(torch, q, gemm)
     two_inv = None if inv_scale is None else (2.0 * inv_scale)[:, None]
     best_s = best_i = None
     neg_inf = float("-inf")
     for b0 in range(0, n, plan.base_rows):
         b1 = min(n, b0 + plan.base_rows)
-        bt = base[b0:b1]
-        if gemm.mode in ("emulate16", "upcast16"):
-            bt = bt.to(torch.float32)
-        if metric == "l2" and gemm.mode in ("fp32", "upcast16"):
-            # 2 q.b - |b|^2 with the bias in the GEMM's epilogue
-            s = torch.addmm(stats.row_stat[b0:b1].neg(), qg, bt.T, alpha=2.0)
-        elif gemm.mode == "native16":
-            s = torch.mm(qg, bt.T, out_dtype=torch.float32)
-        else:
-            s = torch.mm(qg, bt.T)
-        if metric == "l2" and two_inv is not None:
-            torch.addcmul(stats.row_stat[b0:b1].neg()[None, :], s, two_inv, out=s)
-        elif metric == "cosine":
-            s.mul_(stats.row_stat[b0:b1][None, :])
+        s = _score_block(torch, qg, base, stats, gemm, b0, b1, two_inv)
         if self_rows is not None:
             col = (self_rows - b0).clamp(0, b1 - b0 - 1)[:, None]
             inside = ((self_rows >= b0) & (self_rows < b1))[:, None]
             s.scatter_(1, col, torch.where(inside, neg_inf, s.gather(1, col)))
+        if removed is not None:
+            s.masked_fill_(removed[b0:b1][None, :], neg_inf)
         kt = min(sel, b1 - b0)
         ts, ti = torch.topk(s, kt, dim=1, sorted=False)
         del s
@@ -467,6 +489,22 @@ def _select(torch, q, base, stats: BaseStats, gemm: _Gemm, sel: int, plan: TileP
     return best_s, best_i, row_unscale
 
 
+def _pair_scores(torch, metric: str, b_rows, q64_rows, qn_rows):
+    """float64 scores of (query, base row) pairs given row by row: ``sum(q*b)``,
+    ``sum((q-b)^2)`` or ``<q,b>/(|q||b|)`` (0 when either norm is 0). Works in place on the
+    float64 copy of ``b_rows``: at most three float64 (pairs, D) arrays live at once."""
+    bq = b_rows.to(torch.float64)
+    if metric == "l2":
+        bq.sub_(q64_rows)
+        return bq.mul_(bq).sum(dim=1)
+    if metric == "ip":
+        return bq.mul_(q64_rows).sum(dim=1)
+    bn = torch.sqrt((bq * bq).sum(dim=1))
+    den = bn * qn_rows
+    dot = bq.mul_(q64_rows).sum(dim=1)
+    return torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0)
+
+
 def _rerank(torch, q64, base, idx, metric: str, plan: TilePlan, self_rows):
     """float64 scores of the candidate pairs (``idx``: (mt, c)), as float32 "larger is better"
     keys and float32 distances, both (mt, c)."""
@@ -480,19 +518,7 @@ def _rerank(torch, q64, base, idx, metric: str, plan: TilePlan, self_rows):
     for p0 in range(0, mt * c, step):
         p1 = min(mt * c, p0 + step)
         rows = torch.arange(p0, p1, device=idx.device) // c
-        bq = base[flat[p0:p1]].to(torch.float64)
-        qq = q64[rows]
-        # In place: at most three float64 (pairs, D) arrays live at once.
-        if metric == "l2":
-            bq.sub_(qq)
-            out[p0:p1] = bq.mul_(bq).sum(dim=1)
-        elif metric == "ip":
-            out[p0:p1] = bq.mul_(qq).sum(dim=1)
-        else:
-            bn = torch.sqrt((bq * bq).sum(dim=1))
-            den = bn * qn[rows]
-            dot = bq.mul_(qq).sum(dim=1)
-            out[p0:p1] = torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0)
+        out[p0:p1] = _pair_scores(torch, metric, base[flat[p0:p1]], q64[rows], None if qn is None else qn[rows])
     # + 0.0 turns -0.0 into 0.0: radix sorts order -0.0 before 0.0, which would break index ties.
     f32 = out.to(torch.float32).view(mt, c) + 0.0
     key = f32.neg() + 0.0 if metric == "l2" else f32.clone()
@@ -501,8 +527,10 @@ def _rerank(torch, q64, base, idx, metric: str, plan: TilePlan, self_rows):
     return key, f32
 
 
-def _order(torch, key, idx, f32, n: int, self_rows):
-    """Sort candidates by (key descending, index ascending); the self pair goes last."""
+def _order(torch, key, idx, f32, n: int, self_rows, removed=None):
+    """Sort candidates by (key descending, index ascending); the self pair goes last, and so do
+    rows flagged in ``removed`` (a last stable sort on the flag: exact even when a live row's
+    key is -inf)."""
     sort_idx = idx
     if self_rows is not None:
         sort_idx = torch.where(idx == self_rows[:, None], n, idx)
@@ -510,7 +538,12 @@ def _order(torch, key, idx, f32, n: int, self_rows):
     key = key.gather(1, p)
     f32 = f32.gather(1, p)
     key, p2 = torch.sort(key, dim=1, descending=True, stable=True)
-    return key, sort_idx.gather(1, p2), f32.gather(1, p2)
+    sort_idx, f32 = sort_idx.gather(1, p2), f32.gather(1, p2)
+    if removed is not None:
+        flag = removed[sort_idx.clamp(max=n - 1)].to(torch.uint8)
+        _, p3 = torch.sort(flag, dim=1, stable=True)
+        key, sort_idx, f32 = key.gather(1, p3), sort_idx.gather(1, p3), f32.gather(1, p3)
+    return key, sort_idx, f32
 
 
 def _prev32(torch, x):
@@ -546,11 +579,14 @@ def _safe_rows(torch, metric, stats: BaseStats, gemm: _Gemm, d: int, qnorm, qsq,
 
 
 def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, margin: int | None, graph: bool,
-            trace: dict | None = None):
+            trace: dict | None = None, removed=None):
     """(distances float32 (M, k), indices int64 (M, k)) on base.device.
 
     ``trace`` (tests, benchmarks): filled with the GEMM mode, margins, tile plans, the number of
-    score blocks and merges, and the queries searched again in each round."""
+    score blocks and merges, and the queries searched again in each round.
+
+    ``removed`` (bool (N,), not with ``graph``): rows that are never returned; the caller
+    guarantees ``k`` <= the number of other rows."""
     n, d = base.shape
     m = q.shape[0]
     dev = base.device
@@ -563,6 +599,9 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
         margin = (64 + k // 4) if gemm.eps_rel > 1e-4 else (16 + k // 16)
     n_eff = n - 1 if graph else n
     pending = torch.arange(m, device=dev)
+    live_first = None
+    if removed is not None:
+        live_first = torch.nonzero(~removed)[:k, 0]  # the k lowest live rows (zero queries)
     if trace is not None:
         trace.update(mode=gemm.mode, eps_rel=gemm.eps_rel, margins=[], plans=[], blocks=0, merges=0,
                      researched=[])
@@ -590,17 +629,18 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
                     sel_s = None
                     sel_i = torch.arange(n, device=dev)[None, :].expand(rows.shape[0], n)
                 else:
-                    sel_s, sel_i, unscale = _select(torch, qt, base, stats, gemm, sel, plan, self_rows)
+                    sel_s, sel_i, unscale = _select(torch, qt, base, stats, gemm, sel, plan, self_rows, removed)
                 q64 = qt.to(torch.float64)
                 key, f32 = _rerank(torch, q64, base, sel_i, metric, plan, self_rows)
-                key, idx, f32 = _order(torch, key, sel_i, f32, n, self_rows)
+                key, idx, f32 = _order(torch, key, sel_i, f32, n, self_rows, removed)
                 key, idx, f32 = key[:, :k], idx[:, :k], f32[:, :k]
                 qsq = (q64 * q64).sum(dim=1)
                 qnorm = torch.sqrt(qsq)
                 if metric != "l2":
                     # A zero query scores exactly 0 against every row: the k lowest indices.
                     zero = qsq == 0
-                    first = torch.arange(k, device=dev)[None, :].expand(rows.shape[0], k)
+                    first = (torch.arange(k, device=dev) if live_first is None else live_first)[None, :]
+                    first = first.expand(rows.shape[0], k)
                     if graph:
                         first = first + (first >= rows[:, None]).to(first.dtype)
                     idx = torch.where(zero[:, None], first, idx)
@@ -678,6 +718,7 @@ def knn_torch(
     workspace_bytes: int | None = None,
     margin: int | None = None,
     prepared: BaseStats | None = None,
+    removed: Any = None,
     _trace: dict | None = None,
 ) -> tuple[Any, Any]:
     """Exact kNN with torch ops on ``base``'s device (CPU or CUDA); see the module notes.
@@ -703,7 +744,15 @@ def knn_torch(
         ``64 + k // 4`` for 16-bit/TF32 ones); multiplied by 4 for queries that fail the check.
     prepared : BaseStats, optional
         From :func:`prepare_base` for this base and metric: skips the finiteness check and the
-        norm pass (for an index searched many times).
+        norm pass (for an index searched many times). Statistics of a superset of the rows
+        (e.g. before some were removed) are fine: only upper bounds are taken from them.
+    removed : bool tensor of shape (N,), optional
+        Rows flagged True are never returned (lazy removal in :class:`curata.search.Index`):
+        their selection scores are pushed to ``-inf`` before ``topk``, the verification then
+        only has to bound the other rows, and a query whose candidates include a flagged row
+        (fewer live rows than candidates) fails the check and ends exhaustive, where flagged
+        rows are sorted last. Indices still refer to all N rows. Needs ``k`` <= the number of
+        unflagged rows. Results equal exact search over the unflagged rows (same guarantee).
 
     Returns
     -------
@@ -729,7 +778,17 @@ def knn_torch(
         raise ValueError("base must have at least one row, got shape (0, D)")
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"queries must have {b.shape[1]} columns like base, got shape {tuple(q.shape)}")
-    kk = search._k(k, b.shape[0], "number of base rows")
+    if removed is not None:
+        if _array.kind_of(removed) == "torch":
+            removed = removed.detach().to(b.device)
+        else:
+            removed = torch.from_numpy(np.asarray(removed).astype(bool)).to(b.device)
+        if removed.shape != (b.shape[0],):
+            raise ValueError(f"removed must have shape ({b.shape[0]},), got {tuple(removed.shape)}")
+        removed = removed.to(torch.bool)
+        kk = search._k(k, int((~removed).sum()), "number of rows not removed")
+    else:
+        kk = search._k(k, b.shape[0], "number of base rows")
     ws = _workspace(torch, b.device, workspace_bytes)
     stats = prepared if prepared is not None else prepare_base(b, metric, workspace_bytes=ws)
     if stats.metric != metric:
@@ -738,7 +797,7 @@ def knn_torch(
         bad = ~torch.isfinite(q).all(dim=1)
         if bool(bad.any()):
             raise ValueError(f"queries must be finite, got NaN or infinity in row {int(torch.nonzero(bad)[0, 0])}")
-    return _search(torch, b, q, kk, metric, stats, ws, _margin(margin), graph=False, trace=_trace)
+    return _search(torch, b, q, kk, metric, stats, ws, _margin(margin), graph=False, trace=_trace, removed=removed)
 
 
 def knn_graph_torch(
@@ -769,6 +828,188 @@ def knn_graph_torch(
     ws = _workspace(torch, a.device, workspace_bytes)
     stats = prepare_base(a, metric, workspace_bytes=ws, name="x")
     return _search(torch, a, a, kk, metric, stats, ws, _margin(margin), graph=True, trace=_trace)
+
+
+def _f32_down(torch, x64):
+    """float64 -> float32 rounded toward -inf (so ``s >= result`` whenever ``s >= x64``)."""
+    x32 = x64.to(torch.float32)
+    return torch.where(x32.to(torch.float64) > x64, torch.nextafter(x32, torch.full_like(x32, float("-inf"))), x32)
+
+
+def _range_lower_bounds(torch, metric, stats: BaseStats, gemm: _Gemm, d: int, qnorm, qsq, radius: float):
+    """Per query, a float64 lower bound on the *approximate* selection score (as
+    :func:`_score_block` computes it, unscaled) of every row whose reported float32 value can
+    pass the radius test; rows scoring below it are certainly out.
+
+    The reported value is the float64 pair score rounded to float32, so a hit has a float64
+    score within one float32 rounding (``delta``) of the radius, an exact score within the
+    float64 summation error (``g64`` terms) of that, and an approximate score within the GEMM
+    bound of ``_safe_rows`` (``e_dot``/``e_a``) of the exact one. An infinite radius needs no
+    bound: everything (``-inf`` for ip/cosine, ``+inf`` for l2) or nothing but overflow."""
+    B = stats.max_norm
+    dev = qnorm.device
+    if not math.isfinite(radius):
+        everything = (radius < 0) if metric != "l2" else (radius > 0)
+        return torch.full_like(qnorm, float("-inf") if everything else float("inf"))
+    g64 = _SAFETY * (d + 4) * _U64 / (1 - (d + 4) * _U64)
+    delta = 4 * _U32 * abs(radius) + 2.0**-126
+    e_dot = gemm.eps_rel * qnorm * B + gemm.eps_abs
+    if metric == "ip":
+        return radius - delta - e_dot - g64 * qnorm * B
+    if metric == "l2":
+        e_a = 2 * e_dot + _SAFETY * 2 * _U32 * (2 * qnorm * B + 2 * B * B)
+        return qsq * (1 - g64) - radius - delta - e_a - g64 * (qnorm + B) ** 2
+    e_a = gemm.eps_rel * qnorm + _SAFETY * 4 * _U32 * qnorm + gemm.eps_abs * stats.max_inv_norm
+    lo = (radius - delta - 4 * g64) * qnorm - 2 * g64 * abs(radius) * qnorm - e_a
+    return lo.to(dev)
+
+
+def range_torch(
+    base: Any,
+    queries: Any,
+    radius: float,
+    metric: str = "ip",
+    *,
+    workspace_bytes: int | None = None,
+    prepared: BaseStats | None = None,
+    removed: Any = None,
+    order: str = "index",
+    _trace: dict | None = None,
+) -> tuple[Any, Any, Any]:
+    """Exact range search with torch ops on ``base``'s device (CPU or CUDA).
+
+    A row is a hit of a query when its **float64 score rounded to float32** (the value
+    :func:`knn_torch` reports) is ``<= radius`` ("l2", squared distance) or ``>= radius``
+    ("ip", "cosine"), both inclusive, with ``radius`` rounded to float32 first.
+
+    Parameters
+    ----------
+    base : torch tensor of shape (N, D)
+        float32 (other real dtypes converted), float16 or bfloat16 (kept). Finite; N may be 0.
+    queries : torch tensor of shape (M, D)
+        float32 (moved to ``base``'s device). Finite; M may be 0.
+    radius : float
+        Not NaN; +-inf allowed.
+    metric : {"ip", "l2", "cosine"}
+    workspace_bytes, prepared, removed
+        As :func:`knn_torch` (flagged rows are never hits).
+    order : {"index", "score"}
+        Order of the hits within a query: increasing row index (insertion order, as the CPU
+        Index reports them), or best score first with ties by lower row index.
+
+    Returns
+    -------
+    lims : int64 tensor (M + 1,), distances : float32 tensor (lims[M],), indices : int64 tensor (lims[M],)
+        faiss's CSR layout on ``base``'s device; within a query, hits ordered as ``order`` says.
+
+    Notes
+    -----
+    For each (query tile, base tile) score block of :func:`plan_tiles` (half the workspace), one
+    GEMM gives approximate scores; every pair whose approximate score is not below a rigorous
+    lower bound (the GEMM error bound of :func:`knn_torch` plus one float32 rounding of the
+    radius, :func:`_range_lower_bounds`) is collected with ``torch.nonzero`` and re-scored in
+    float64 from the stored vectors, and the float32-rounded score decides -- so a row whose
+    approximate score lies within the error bound of the radius is always decided by the exact
+    re-check. Queries whose products may overflow float32 re-score every row.
+    Time O(M N D) GEMM work + O(C D) float64 re-scoring for the C candidates (the hits plus the
+    rows within the error bound of the radius). Peak memory: ``workspace_bytes``, 16 bytes per
+    candidate of one score block, and the hits (20 bytes each) about twice while they are
+    concatenated and ordered. One device-to-host sync per score block.
+    """
+    torch = _torch()
+    search = _checks()
+    search._metric_code(metric)
+    b = _matrix(torch, _as_tensor(torch, base, "base", None), "base", keep_16bit=True)
+    q = _matrix(torch, _as_tensor(torch, queries, "queries", b.device), "queries", keep_16bit=False)
+    if q.shape[1] != b.shape[1]:
+        raise ValueError(f"queries must have {b.shape[1]} columns like base, got shape {tuple(q.shape)}")
+    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
+        raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
+    if radius != radius:
+        raise ValueError("radius must not be NaN")
+    if order not in ("index", "score"):
+        raise ValueError(f"order must be 'index' or 'score', got {order!r}")
+    with np.errstate(over="ignore"):
+        r32 = float(np.float32(radius))
+    n, m = b.shape[0], q.shape[0]
+    dev = b.device
+    if removed is not None:
+        removed = removed.detach().to(dev) if _array.kind_of(removed) == "torch" else \
+            torch.from_numpy(np.asarray(removed).astype(bool)).to(dev)
+        if removed.shape != (n,):
+            raise ValueError(f"removed must have shape ({n},), got {tuple(removed.shape)}")
+        removed = removed.to(torch.bool)
+    if m:
+        bad = ~torch.isfinite(q).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"queries must be finite, got NaN or infinity in row {int(torch.nonzero(bad)[0, 0])}")
+    lims = torch.zeros(m + 1, dtype=torch.int64, device=dev)
+    if n == 0 or m == 0:
+        return lims, torch.empty(0, dtype=torch.float32, device=dev), torch.empty(0, dtype=torch.int64, device=dev)
+    ws = _workspace(torch, dev, workspace_bytes)
+    stats = prepared if prepared is not None else prepare_base(b, metric, workspace_bytes=ws)
+    if stats.metric != metric:
+        raise ValueError(f"prepared must be computed for metric {metric!r}, got {stats.metric!r}")
+    d = b.shape[1]
+    gemm = _gemm_plan(torch, b, d)
+    plan = plan_tiles(m, n, d, 1, max(1, ws // 2), upcast_base_tile=gemm.mode not in ("fp32", "native16"))
+    if _trace is not None:
+        _trace.update(mode=gemm.mode, plan=plan, candidates=0, hits=0)
+    hit_q, hit_b, hit_d = [], [], []
+    larger = metric != "l2"
+    with _full_precision_reductions(torch, dev):
+        for t0 in range(0, m, plan.query_rows):
+            qt = q[t0 : t0 + plan.query_rows]
+            q64 = qt.to(torch.float64)
+            qsq = (q64 * q64).sum(dim=1)
+            qnorm = torch.sqrt(qsq)
+            lo = _range_lower_bounds(torch, metric, stats, gemm, d, qnorm, qsq, r32)
+            qg, inv_scale = _gemm_queries(torch, qt, gemm)
+            two_inv = None if inv_scale is None else (2.0 * inv_scale)[:, None]
+            if inv_scale is not None and metric != "l2":
+                lo = lo / inv_scale.to(torch.float64)  # compare in the scaled units (powers of 2)
+            lo32 = _f32_down(torch, lo)[:, None]
+            # Products near the float32 range may overflow in the GEMM: no bound, re-score all.
+            everything = ((qnorm + stats.max_norm) ** 2 >= 1e37)[:, None]
+            for b0 in range(0, n, plan.base_rows):
+                b1 = min(n, b0 + plan.base_rows)
+                s = _score_block(torch, qg, b, stats, gemm, b0, b1, two_inv)
+                cand = (s >= lo32) | torch.isnan(s) | everything
+                del s
+                if removed is not None:
+                    cand &= ~removed[b0:b1][None, :]
+                pairs = torch.nonzero(cand)
+                del cand
+                c = pairs.shape[0]
+                if _trace is not None:
+                    _trace["candidates"] += c
+                for p0 in range(0, c, plan.rerank_pairs):
+                    qi = pairs[p0 : p0 + plan.rerank_pairs, 0]
+                    bi = pairs[p0 : p0 + plan.rerank_pairs, 1] + b0
+                    with np.errstate(over="ignore"):
+                        f32 = _pair_scores(torch, metric, b[bi], q64[qi], qnorm[qi]).to(torch.float32) + 0.0
+                    keep = f32 >= r32 if larger else f32 <= r32
+                    hit_q.append(qi[keep] + t0)
+                    hit_b.append(bi[keep])
+                    hit_d.append(f32[keep])
+    if not hit_q:
+        return lims, torch.empty(0, dtype=torch.float32, device=dev), torch.empty(0, dtype=torch.int64, device=dev)
+    qs = torch.cat(hit_q)
+    bs = torch.cat(hit_b)
+    ds = torch.cat(hit_d)
+    del hit_q, hit_b, hit_d
+    # Blocks come by (query tile, base tile) and pairs row-major inside a block, so a stable sort
+    # by query leaves each query's hits in increasing row order; for "score", a stable sort by
+    # score first (rows still increasing among equal scores).
+    if order == "score":
+        _, by_score = torch.sort(ds, descending=larger, stable=True)
+        qs, bs, ds = qs[by_score], bs[by_score], ds[by_score]
+    qs, perm = torch.sort(qs, stable=True)
+    bs, ds = bs[perm], ds[perm]
+    lims[1:] = torch.cumsum(torch.bincount(qs, minlength=m), dim=0)
+    if _trace is not None:
+        _trace["hits"] = int(bs.shape[0])
+    return lims, ds, bs
 
 
 def _margin(margin: Any) -> int | None:
