@@ -20,6 +20,8 @@ _REFINE_MAX = 256
 # k-means: rows per assignment block are chosen so one block's (rows, k) distance matrix has at
 # most this many entries (2**22 entries = 32 MiB in float64, 16 MiB in float32).
 _BLOCK_ENTRIES = 1 << 22
+# Float64 entries of one exact re-check batch in k-means assignment (rows x k x D).
+_EXACT_ENTRIES = 1 << 22
 # k-means centroid update: rows per weighted-bincount block.
 _UPDATE_ROWS = 8192
 
@@ -226,27 +228,62 @@ def _sqdist_to(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (N,) int64, squared distance to the assigned centroid (N,) float64), blockwise."""
-    N = x.shape[0]
+    """(labels (N,) int64, squared distance to the assigned centroid (N,) float64), blockwise.
+
+    Labels are the exact float64 nearest centroid (lowest index on exact ties): distances come
+    from one BLAS product per block (``|c|^2 - 2 x.c``, in the dtype of ``x``), and every row whose
+    best and second-best distances lie within a rigorous rounding bound of each other is decided
+    again with float64 differences against its near-best centroids. Without the re-check, float32
+    rows far from the origin (|x| ~ 1e4) were mislabelled by cancellation. The same rule as the
+    device path (``_kmeans_device._assign``), so both give the same labels.
+    """
+    N, D = x.shape
     k = c.shape[0]
-    csq = np.einsum("ij,ij->i", c, c).astype(x.dtype)
+    c64 = c.astype(np.float64)
+    csq = np.einsum("ij,ij->i", c64, c64)
+    cmax = float(np.sqrt(csq.max()))
+    u = 2.0**-53 if x.dtype == np.float64 else 2.0**-24
+    gamma = (D + 2) * u / (1.0 - (D + 2) * u)
+    xnorm = np.sqrt(sq)
+    # |d_j - d_j'| rounding: two dot products of length D (gamma |x| |c| each, doubled by the
+    # factor 2) plus the float64 additions; doubled again for safety.
+    tol = 2.0 * (4.0 * gamma * xnorm * cmax + 8.0 * 2.0**-53 * (cmax * cmax + 2.0 * xnorm * cmax))
     labels = np.empty(N, dtype=np.int64)
     dist = np.empty(N, dtype=np.float64)
     rows = max(1, _BLOCK_ENTRIES // max(1, k))
     # (rows, k) = xb @ c.T rather than (k, rows) = c @ xb.T: measured on 200k x 128 float32 (2
     # OpenBLAS threads, medians of 9 interleaved runs) the transposed form was 1.3x faster at k = 8
     # but 0.75x at k = 64 and 0.41x at k = 256 (numpy's argmin over axis 0 is a strided pass).
-    ct = np.ascontiguousarray(c.T)
+    ct = np.ascontiguousarray(c.T.astype(x.dtype))
     for s in range(0, N, rows):
         xb = x[s : s + rows]
-        d = xb @ ct
+        m = xb.shape[0]
+        d = (xb @ ct).astype(np.float64)
         d *= -2.0
         d += csq[None, :]
         lab = np.argmin(d, axis=1)
-        labels[s : s + rows] = lab
-        best = d[np.arange(xb.shape[0]), lab].astype(np.float64) + sq[s : s + rows]
-        dist[s : s + rows] = np.maximum(best, 0.0)
+        best = d[np.arange(m), lab]
+        if k > 1:
+            near = d <= (best + tol[s : s + m])[:, None]
+            flagged = np.flatnonzero(np.count_nonzero(near, axis=1) > 1)
+            step = max(1, _EXACT_ENTRIES // (k * D))
+            for f in range(0, flagged.size, step):
+                sub = flagged[f : f + step]
+                lab[sub], exact = _exact_nearest(xb[sub], c64, near[sub])
+                best[sub] = exact - sq[s + sub]
+        labels[s : s + m] = lab
+        dist[s : s + m] = np.maximum(best + sq[s : s + m], 0.0)
     return labels, dist
+
+
+def _exact_nearest(xs: np.ndarray, c64: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 nearest centroid among each row's candidates (bool (m, k)): (labels, squared
+    distances), lowest index among exact minima."""
+    diff = xs.astype(np.float64)[:, None, :] - c64[None, :, :]
+    exact = np.einsum("ijk,ijk->ij", diff, diff)
+    exact[~cand] = np.inf
+    lab = np.argmin(exact, axis=1)
+    return lab, exact[np.arange(lab.size), lab]
 
 
 def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
