@@ -107,6 +107,66 @@ def float_array(
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def torch_device_path(*arrays: Any) -> bool:
+    """True when an argument lives on a GPU (torch CUDA tensor or CuPy array) and torch can be
+    imported: the torch device paths (search, k-center, k-means, drift) take such input; without
+    torch, CuPy input is copied to the host for the CPU path."""
+    if not any(on_cuda(a) for a in arrays):
+        return False
+    try:
+        import torch  # noqa: F401,PLC0415  (GPU input only; never at import time)
+    except ImportError:
+        return False
+    return True
+
+
+def torch_tensor(x: Any, name: str, *, host_dtype: np.dtype | None = None, device: Any = None) -> Any:
+    """A torch tensor for the device paths (torch must be importable): torch tensors are detached
+    (no copy), CuPy arrays viewed through DLPack (zero copy), anything else converted on the host
+    (``host_dtype`` forces float32/float64 via :func:`float_array`; ``None`` keeps the real numeric
+    dtype); moved to ``device`` if given. bool and complex input raise ``TypeError``."""
+    import torch  # noqa: PLC0415  (device paths only)
+
+    kind = kind_of(x)
+    if kind == "torch":
+        t = x.detach()
+    elif kind == "cupy":
+        t = torch.from_dlpack(x)
+    elif host_dtype is not None:
+        t = torch.from_numpy(float_array(x, name, dtype=host_dtype))
+    else:
+        a = _to_numpy_view(x, name)
+        if a.dtype == np.bool_ or a.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must have a real floating or integer dtype, got {a.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("=")))
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must have a real floating or integer dtype, got {t.dtype}")
+    if device is not None and t.device != device:
+        t = t.to(device)
+    return t
+
+
+def torch_matrix(x: Any, name: str, *, host_dtype: np.dtype | None = None) -> Any:
+    """:func:`torch_tensor` of shape (N, D) with D >= 1, else ``ValueError`` naming ``name``."""
+    t = torch_tensor(x, name, host_dtype=host_dtype)
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(t.shape)}")
+    return t
+
+
+def like_torch(t: Any, reference: Any) -> Any:
+    """A torch result as the array kind and device of ``reference`` (CuPy through DLPack, torch on
+    the reference's device, numpy on the host)."""
+    kind = kind_of(reference)
+    if kind == "cupy":
+        return sys.modules["cupy"].from_dlpack(t)
+    if kind == "torch":
+        return t if t.device == reference.device else t.to(reference.device)
+    return t.cpu().numpy()
+
+
 def int_array(x: Any, name: str, *, length: int | None = None) -> np.ndarray:
     """A C-contiguous int64 vector; floats are accepted only if they hold integers."""
     a = _to_numpy_view(x, name)

@@ -94,15 +94,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     vectors: at most 12 * N * D bytes + O(N) (6 GB at 1M x 512: run it on a sample or on reduced
     dimensions at that size, or on the GPU).
     """
-    if _array.on_cuda(x):
-        try:
-            import torch  # noqa: F401,PLC0415  (GPU input only)
-        except ImportError:
-            pass
-        else:
-            from . import _kcenter_device  # noqa: PLC0415
+    if _array.torch_device_path(x):
+        from . import _kcenter_device  # noqa: PLC0415
 
-            return _kcenter_device.k_center_greedy_torch(x, n, already_selected, metric)
+        return _kcenter_device.k_center_greedy_torch(x, n, already_selected, metric)
     if not isinstance(metric, str) or metric not in _KCENTER_METRICS:
         raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
     n = _count(n, "n")
@@ -378,15 +373,10 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
     O(k * log k * N * D) time (one matrix-vector product per candidate), O(N) extra memory.
     On a GPU: one (N, D) x (D, t) GEMM per pick, O(N t) extra memory.
     """
-    if _array.on_cuda(x):
-        try:
-            import torch  # noqa: F401,PLC0415  (GPU input only)
-        except ImportError:
-            pass
-        else:
-            from . import _kmeans_device  # noqa: PLC0415
+    if _array.torch_device_path(x):
+        from . import _kmeans_device  # noqa: PLC0415
 
-            return _kmeans_device.kmeans_plus_plus_init_torch(x, k, seed)
+        return _kmeans_device.kmeans_plus_plus_init_torch(x, k, seed)
     a = _matrix(x, "x")
     k = _check_k(a, k, "k")
     seed = _check_seed(seed)
@@ -437,15 +427,10 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
     compute-dtype copy for float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment
     workspace (float32 data; 128 MiB for float64).
     """
-    if _array.on_cuda(x):
-        try:
-            import torch  # noqa: F401,PLC0415  (GPU input only)
-        except ImportError:
-            pass
-        else:
-            from . import _kmeans_device  # noqa: PLC0415
+    if _array.torch_device_path(x):
+        from . import _kmeans_device  # noqa: PLC0415
 
-            return _kmeans_device.kmeans_torch(x, n_clusters, n_iter, seed)
+        return _kmeans_device.kmeans_torch(x, n_clusters, n_iter, seed)
     a = _matrix(x, "x")
     k = _check_k(a, n_clusters)
     n_iter = _count(n_iter, "n_iter")

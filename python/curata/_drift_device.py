@@ -78,39 +78,12 @@ def _torch():
 # ---------------------------------------------------------------------------------- dispatch
 def wants_device(*arrays: Any) -> bool:
     """True when any argument is a CUDA array (torch CUDA tensor, or CuPy with torch importable)."""
-    for x in arrays:
-        kind = _array.kind_of(x)
-        if kind == "torch" and x.is_cuda:
-            return True
-        if kind == "cupy":
-            try:
-                _torch()
-            except ImportError:
-                return False  # no torch: CuPy input keeps the host copy of the CPU path
-            return True
-    return False
+    return _array.torch_device_path(*arrays)
 
 
 def as_tensor(x: Any, name: str, device: Any = None):
     """A torch tensor view of x (CuPy through DLPack, zero copy), on ``device`` if given."""
-    torch = _torch()
-    kind = _array.kind_of(x)
-    if kind == "torch":
-        t = x.detach()
-    elif kind == "cupy":
-        t = torch.from_dlpack(x)
-    else:
-        a = _array._to_numpy_view(x, name)
-        if a.dtype == np.bool_ or a.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must have a real floating or integer dtype, got {a.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("=")))
-    if t.is_complex():
-        raise TypeError(f"{name} must be a real array, got torch dtype {t.dtype}")
-    if t.dtype == torch.bool:
-        raise TypeError(f"{name} must have a real floating or integer dtype, got {t.dtype}")
-    if device is not None and t.device != device:
-        t = t.to(device)
-    return t
+    return _array.torch_tensor(x, name, device=device)
 
 
 def _compute_dtype(torch, a, b):

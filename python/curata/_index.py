@@ -41,13 +41,12 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from typing import Any
 
 import numpy as np
 
-from . import _array, _backend, _core
+from . import _array, _backend, _core, _io
 
 __all__ = ["Index"]
 
@@ -80,21 +79,6 @@ def _write_all(f: Any, view: memoryview) -> None:
     """Write ``view`` to ``f`` in pieces (a seam for tests that simulate a failing disk)."""
     for start in range(0, len(view), _CHUNK_BYTES):
         f.write(view[start : start + _CHUNK_BYTES])
-
-
-def _fsync_directory(directory: str) -> None:
-    # Makes the rename itself durable. Not every platform can open a directory (Windows); there
-    # the rename is as durable as the OS makes it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _bytes_view(a: np.ndarray) -> memoryview:
@@ -663,9 +647,7 @@ class Index:
         """A numpy (CPU path) or torch (device path) result as the array kind of ``queries``."""
         if self._table is None:
             return _array.like(result, queries)
-        from . import _search_device  # noqa: PLC0415
-
-        return _search_device._like(self._table.torch, result, queries)
+        return _array.like_torch(result, queries)
 
     def range_search(self, queries: Any, radius: float) -> tuple[Any, Any, Any]:
         """Every stored vector within ``radius`` of each query, exactly.
@@ -730,7 +712,6 @@ class Index:
         """
         path = os.fspath(path)
         self._compact()
-        directory = os.path.dirname(os.path.abspath(path))
         n = self._n
         table = self._table.host_table(n) if self._table is not None else self._data[:n]
         vectors = table.astype(np.dtype(self._dtype).newbyteorder("<"), copy=False)
@@ -740,22 +721,12 @@ class Index:
                               _DTYPES[self._dtype], 0, 0, n, self._next_id, len(vview), len(iview),
                               _crc32(vview), _crc32(iview))
         header = fields + struct.pack("<I", zlib.crc32(fields) & 0xFFFFFFFF)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                _write_all(f, memoryview(header))
-                _write_all(f, vview)
-                _write_all(f, iview)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_directory(directory)
+        def write(f: Any) -> None:
+            _write_all(f, memoryview(header))
+            _write_all(f, vview)
+            _write_all(f, iview)
+
+        _io.atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", *, _torch_device: Any = None) -> "Index":

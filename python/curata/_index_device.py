@@ -118,7 +118,6 @@ class DeviceTable:
     def compact(self, n: int) -> int:
         """Squeeze the flagged rows of ``[0, n)`` out, keeping the others' order; returns the
         number of rows left."""
-        torch = self.torch
         keep = ~self.removed[:n]
         kept = int(keep.sum())
         self.data[:kept] = self.data[:n][keep]  # boolean indexing gathers a copy first

@@ -19,7 +19,6 @@ except where two candidates' float64 distances differ by float64 rounding.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -29,23 +28,6 @@ from ._search_device import _fp32_input_roundoff, _torch
 
 _REFINE_MAX = 256
 _EXACT_CHUNK = 1 << 20
-
-
-def _torch_matrix(torch: Any, x: Any) -> Any:
-    kind = _array.kind_of(x)
-    if kind == "cupy":
-        t = torch.from_dlpack(x)
-    elif kind == "torch":
-        t = x.detach()
-    else:
-        t = torch.from_numpy(_array.float_array(x, "x", dtype=np.dtype(np.float64)))
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"x must have a real floating or integer dtype, got {t.dtype}")
-    if t.dim() != 2:
-        raise ValueError(f"x must have shape (N, D), got {tuple(t.shape)}")
-    if t.shape[1] == 0:
-        raise ValueError(f"x must have at least one column, got shape {tuple(t.shape)}")
-    return t
 
 
 def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: str = "l2") -> Any:
@@ -64,7 +46,7 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
     if not isinstance(metric, str) or metric not in _cluster._KCENTER_METRICS:
         raise ValueError(f"metric must be one of {list(_cluster._KCENTER_METRICS)}, got {metric!r}")
     n = _cluster._count(n, "n")
-    t = _torch_matrix(torch, x)
+    t = _array.torch_matrix(x, "x", host_dtype=np.dtype(np.float64))
     dev = t.device
     N, D = t.shape
     bad = ~torch.isfinite(t).all(dim=1) if t.is_floating_point() else torch.zeros(N, dtype=torch.bool, device=dev)
@@ -88,7 +70,7 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
         raise ValueError(f"n must be <= {available} (rows of x not in already_selected), got {n}")
     out = torch.zeros(n, dtype=torch.int64, device=dev)
     if n == 0:
-        return _back(out, x)
+        return _array.like_torch(out, x)
 
     # Centred float32 copy, built in float64 chunks (never a full float64 copy of x).
     step = max(1, _EXACT_CHUNK // D)
@@ -163,12 +145,4 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
         taken[top] = True
         if p + 1 < n:
             add_centre(int(top))
-    return _back(out, x)
-
-
-def _back(out: Any, x: Any) -> Any:
-    if _array.kind_of(x) == "cupy":
-        return sys.modules["cupy"].from_dlpack(out)
-    if _array.kind_of(x) == "torch":
-        return out
-    return out.numpy()
+    return _array.like_torch(out, x)

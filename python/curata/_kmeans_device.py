@@ -72,19 +72,7 @@ _SAFETY = 2.0
 def _matrix(torch: Any, x: Any) -> Any:
     """(N, D) tensor in the compute dtype: float32/float64 kept, other floats -> float32, integers
     -> float64 (the host rules); finite rows checked with the host's message."""
-    kind = _array.kind_of(x)
-    if kind == "cupy":
-        t = torch.from_dlpack(x)
-    elif kind == "torch":
-        t = x.detach()
-    else:
-        t = torch.from_numpy(_array.float_array(x, "x"))
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"x must have a real floating or integer dtype, got {t.dtype}")
-    if t.dim() != 2:
-        raise ValueError(f"x must have shape (N, D), got {tuple(t.shape)}")
-    if t.shape[1] == 0:
-        raise ValueError(f"x must have at least one column, got shape {tuple(t.shape)}")
+    t = _array.torch_matrix(x, "x")
     if t.is_floating_point():
         if t.dtype not in (torch.float32, torch.float64):
             t = t.to(torch.float32)

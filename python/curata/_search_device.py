@@ -672,24 +672,7 @@ def _search(torch, base, q, k: int, metric: str, stats: BaseStats, ws: int, marg
 
 # ------------------------------------------------------------------------------ entry points
 def _as_tensor(torch: Any, x: Any, name: str, device: Any | None) -> Any:
-    kind = _array.kind_of(x)
-    if kind == "cupy":
-        t = torch.from_dlpack(x)
-    elif kind == "torch":
-        t = x.detach()
-    else:
-        a = _array.float_array(x, name, dtype=np.dtype(np.float32))
-        t = torch.from_numpy(a)
-    if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or _is_int(torch, t)):
-        raise TypeError(f"{name} must have a real floating or integer dtype, got {t.dtype}")
-    if device is not None and t.device != device:
-        t = t.to(device)
-    return t
-
-
-def _is_int(torch: Any, t: Any) -> bool:
-    return t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16,
-                       torch.uint32, torch.uint64)
+    return _array.torch_tensor(x, name, host_dtype=np.dtype(np.float32), device=device)
 
 
 def _matrix(torch: Any, t: Any, name: str, keep_16bit: bool) -> Any:
@@ -1022,16 +1005,6 @@ def _margin(margin: Any) -> int | None:
     return int(margin)
 
 
-def _like(torch: Any, t: Any, reference: Any) -> Any:
-    """A torch result as the array kind and device of ``reference``."""
-    kind = _array.kind_of(reference)
-    if kind == "cupy":
-        return sys.modules["cupy"].from_dlpack(t)
-    if kind == "torch":
-        return t if t.device == reference.device else t.to(reference.device)
-    return t.cpu().numpy()
-
-
 def _device_of(*xs: Any) -> Any:
     torch = _torch()
     for x in xs:
@@ -1050,11 +1023,11 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     b = _as_tensor(torch, base, "base", dev)
     q = _as_tensor(torch, queries, "queries", dev)
     d, i = knn_torch(b, q, k, metric)
-    return _like(torch, d, queries), _like(torch, i, queries)
+    return _array.like_torch(d, queries), _array.like_torch(i, queries)
 
 
 def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     """:func:`curata.search.knn_graph` for GPU-resident input: results as ``x``'s kind."""
     torch = _torch()
     d, i = knn_graph_torch(_as_tensor(torch, x, "x", _device_of(x)), k, metric)
-    return _like(torch, d, x), _like(torch, i, x)
+    return _array.like_torch(d, x), _array.like_torch(i, x)

@@ -35,13 +35,12 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import _array, drift
+from . import _array, _io, drift
 from ._cluster import kmeans
 
 __all__ = [
@@ -1277,24 +1276,7 @@ class DriftMonitor:
         top_n = _array.check_count(top_n, "top_n", allow_none=False, minimum=1)
         doc = _render_html(self, top_n, str(title))
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        try:
-            mode = os.stat(path).st_mode & 0o777  # keep the permissions of the file replaced
-        except OSError:
-            mode = 0o644  # mkstemp's 0600 would hide the report from a web server or colleague
-        fd, tmp = tempfile.mkstemp(prefix=".curata-report-", suffix=".html", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(doc)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return path
+        return _io.atomic_write(path, lambda fh: fh.write(doc), text=True)
 
     # ------------------------------------------------------------------ skew
     @staticmethod

@@ -47,9 +47,7 @@ def _device_module(*arrays: Any) -> Any:
     global _warned_cuda
     if not any(_array.on_cuda(a) for a in arrays):
         return None
-    try:
-        import torch  # noqa: F401,PLC0415  (GPU input only; never at import time)
-    except ImportError:
+    if not _array.torch_device_path(*arrays):
         if not _warned_cuda:
             _warned_cuda = True
             log.warning("curata.search needs torch for its GPU path; CuPy input is copied to the host")

@@ -1,0 +1,56 @@
+"""Crash-safe file writes shared by everything curata saves (indexes, reports)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import IO, Any, Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, text: bool = False) -> str:
+    """Write ``path`` so that it holds either its old content or the complete new one.
+
+    ``write(fh)`` fills a temporary file in the same directory (binary, or UTF-8 text when
+    ``text``); it is flushed and fsynced, given the permissions of the file it replaces (0o644
+    for a new one: ``mkstemp``'s 0o600 would hide it from colleagues and web servers), renamed
+    over ``path`` with ``os.replace`` and the directory is fsynced so the rename itself is
+    durable. On any error the temporary file is removed and the error re-raised. Returns the
+    path as a string.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes the rename durable. Not every platform can open a directory (Windows); there the
+    # rename is as durable as the OS makes it.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
