@@ -39,9 +39,8 @@ BinnedCounts quantile_bin_counts(const T* ref, int64_t n_ref, const T* cur, int6
   out.nan_ref.assign(D, 0);
   out.nan_cur.assign(D, 0);
   if (columns == 0) return out;
-  constexpr int64_t kWidth = detail::block_width<T>();
-  const int64_t blocks = (columns + kWidth - 1) / kWidth;
-  const int threads = detail::column_threads(columns, n_ref, n_cur, kWidth);
+  const int64_t blocks = (columns + detail::kBlock - 1) / detail::kBlock;
+  const int threads = detail::column_threads(columns, n_ref, n_cur);
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -49,7 +48,7 @@ BinnedCounts quantile_bin_counts(const T* ref, int64_t n_ref, const T* cur, int6
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       detail::PairBlock pb;
-      detail::gather_pair_block(ref, n_ref, cur, n_cur, columns, blk * kWidth, nan_policy, ref_keys, cur_keys, pb, out,
+      detail::gather_pair_block(ref, n_ref, cur, n_cur, columns, blk * detail::kBlock, nan_policy, ref_keys, cur_keys, pb, out,
                                 error);
       const int64_t j0 = pb.j0, width = pb.width;
       const int64_t *cnt_ref = pb.n_ref, *cnt_cur = pb.n_cur, *nan_ref = pb.nan_ref, *nan_cur = pb.nan_cur;

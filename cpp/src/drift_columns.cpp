@@ -12,6 +12,7 @@ namespace curata {
 namespace drift {
 namespace {
 
+using detail::kBlock;
 
 struct Walk {
   // KS: extremes over groups holding ref values (1) and cur values (2), with first locations.
@@ -168,9 +169,8 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   if (what & kEnergy) out.energy.assign(d, 0);
   if (columns == 0) return out;
 
-  constexpr int64_t kWidth = detail::block_width<T>();
-  const int64_t blocks = (columns + kWidth - 1) / kWidth;
-  const int threads = detail::column_threads(columns, n_ref, n_cur, kWidth);
+  const int64_t blocks = (columns + kBlock - 1) / kBlock;
+  const int threads = detail::column_threads(columns, n_ref, n_cur);
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -178,7 +178,7 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       detail::PairBlock pb;
-      detail::gather_pair_block(ref, n_ref, cur, n_cur, columns, blk * kWidth, nan_policy, ref_keys, cur_keys, pb, out,
+      detail::gather_pair_block(ref, n_ref, cur, n_cur, columns, blk * kBlock, nan_policy, ref_keys, cur_keys, pb, out,
                                 error);
       const int64_t j0 = pb.j0, width = pb.width;
       const int64_t *cnt_ref = pb.n_ref, *cnt_cur = pb.n_cur, *nan_ref = pb.nan_ref, *nan_cur = pb.nan_cur;

@@ -16,14 +16,8 @@ namespace curata {
 namespace drift {
 namespace detail {
 
-// Columns gathered together: one 64-byte line of a row, 8 float64 or 16 float32 values, so a
-// pass over the columns reads each line of the input once (with 8 float32 columns per block every
-// line was read twice, by two blocks, and the gather was ~30 % of a KS test on 1M x 512 float32).
-constexpr int64_t kMaxBlock = 16;
-template <class T>
-constexpr int64_t block_width() {
-  return static_cast<int64_t>(64 / sizeof(T)) < kMaxBlock ? static_cast<int64_t>(64 / sizeof(T)) : kMaxBlock;
-}
+// Columns gathered together: 8 adjacent values are one 64-byte line of a float64 row.
+constexpr int64_t kBlock = 8;
 
 // Copies columns [j0, j0 + width) of a row-major (rows, columns) array into `keys` (column c at
 // keys + c * rows, first count[c] entries), dropping NaN (counted in nan_count[c]).
@@ -44,11 +38,11 @@ void gather_block(const T* x, int64_t rows, int64_t columns, int64_t j0, int64_t
   }
 }
 
-// Threads for a pass over `columns` columns of n_ref + n_cur values in blocks of `width`: ~15 ns
+// Threads for a pass over `columns` columns of n_ref + n_cur values in blocks of kBlock: ~15 ns
 // per value, and a thread is worth waking only for a few milliseconds of work (on a busy machine a
 // sleeping worker can take that long to be scheduled).
-inline int column_threads(int64_t columns, int64_t n_ref, int64_t n_cur, int64_t width) {
-  const int64_t blocks = (columns + width - 1) / width;
+inline int column_threads(int64_t columns, int64_t n_ref, int64_t n_cur) {
+  const int64_t blocks = (columns + kBlock - 1) / kBlock;
   return static_cast<int>(std::min<int64_t>(threads_for(columns * (n_ref + n_cur + 1), int64_t(1) << 18), blocks));
 }
 
@@ -56,8 +50,8 @@ inline int column_threads(int64_t columns, int64_t n_ref, int64_t n_cur, int64_t
 // be processed (false when nan_policy is raise and the column holds NaN; the error is offered).
 struct PairBlock {
   int64_t j0 = 0, width = 0;
-  int64_t n_ref[kMaxBlock], n_cur[kMaxBlock], nan_ref[kMaxBlock], nan_cur[kMaxBlock];
-  bool usable[kMaxBlock];
+  int64_t n_ref[kBlock], n_cur[kBlock], nan_ref[kBlock], nan_cur[kBlock];
+  bool usable[kBlock];
 };
 
 // LSD radix sort of keys with kBits-bit digits; a digit shared by every key (the low mantissa
@@ -132,7 +126,7 @@ void gather_pair_block(const T* ref, int64_t rows_ref, const T* cur, int64_t row
                        NanPolicy nan_policy, std::vector<uint64_t>& ref_keys, std::vector<uint64_t>& cur_keys,
                        PairBlock& b, Out& out, ErrorSlot& error) {
   b.j0 = j0;
-  b.width = std::min(block_width<T>(), columns - j0);
+  b.width = std::min(kBlock, columns - j0);
   ref_keys.resize(static_cast<size_t>(b.width * rows_ref));
   cur_keys.resize(static_cast<size_t>(b.width * rows_cur));
   gather_block(ref, rows_ref, columns, j0, b.width, ref_keys.data(), b.n_ref, b.nan_ref);

@@ -267,9 +267,9 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     recursion runs in extended precision and differs from scipy's by up to ~2e-11 relative for
     p-values near 1e-3 (scipy's own error there, checked against a 40-digit evaluation).
 
-    O((n + m) log(n + m) * D) time (radix sort), parallel over blocks of W columns (one 64-byte
-    line of a row: W = 8 for float64, 16 for float32); peak extra memory ~ 8 * W * (n + m) bytes
-    per thread (plus one float64 copy of an input that is neither float32 nor float64).
+    O((n + m) log(n + m) * D) time (radix sort), parallel over blocks of 8 columns; peak extra
+    memory ~ 8 * 8 * (n + m) bytes per thread (plus one float64 copy of an input that is neither
+    float32 nor float64).
     """
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
     meth = _choice(method, "method", _KS_METHODS)
