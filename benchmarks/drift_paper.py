@@ -479,6 +479,14 @@ def write_doc_tables(result: dict[str, Any], facts_line: str, command: str, doc:
     doc.write_text(head + block + tail, encoding="utf-8")
 
 
+def dumps(result: dict[str, Any]) -> str:
+    """JSON with one line per cell (the p-value lists would otherwise take one line per value)."""
+    head = {k: v for k, v in result.items() if k != "cells"}
+    text = json.dumps(head, indent=1, default=str)
+    cells = ",\n  ".join(json.dumps(c, default=str) for c in result["cells"])
+    return text[:-2] + ',\n "cells": [\n  ' + cells + "\n ]\n}\n"
+
+
 # ------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     from . import _harness as h  # noqa: PLC0415
@@ -514,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     h.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = f"drift_paper-{machine}" + ("" if default_grid else "-partial")
     path = h.RESULTS_DIR / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    path.write_text(dumps(result), encoding="utf-8")
     print(f"wrote {path}", file=sys.stderr)
     if default_grid:
         command = "python -m benchmarks.run drift_paper" + (f" --jobs {args.jobs}" if args.jobs != 2 else "")
