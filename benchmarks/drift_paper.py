@@ -13,11 +13,14 @@ detectors:
   32-dimensional PCA of the pixels (PCA fitted on the source training images);
 * **C2ST**: ``curata.drift.c2st`` (5-fold logistic regression on the 64 pixels) with its
   ``"auc-normal"`` p-value; see ``C2ST_PVALUE`` below for why, and ``docs/drift_paper.md`` for
-  what that does to its false-positive rate.
+  what that does to its false-positive rate;
+* **C2ST-fold**: a p-value with a guaranteed level from the same ``c2st`` call (per-fold
+  Mann-Whitney tests of the held-out scores, Bonferroni over the folds; :func:`fold_pvalue`).
 
 Protocol (documented again in docs/drift_paper.md):
 
-* images scaled to [0, 1] (pixel / 16); ``N_TRAIN`` = 600 seeded training images for the
+* images scaled to [0, 1] (pixel / 16); shifted images are rounded back to multiples of 1/16
+  (see :func:`apply_shift`); ``N_TRAIN`` = 600 seeded training images for the
   classifier and the PCA; the other 1197 images form the pool the two samples are drawn from;
 * per draw: a fresh random permutation of the pool; the reference sample is its first n
   images, the target sample the next n (disjoint, so n <= 598: digits has 1797 images, which
