@@ -188,12 +188,11 @@ double MwuExactNull::sf(int64_t u) const {
 }
 
 // ------------------------------------------------------------------ drivers
-template <class T>
-TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns, PMethod method,
-                     NanPolicy nan_policy) {
+TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method) {
   TestResult r;
-  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kCvm, nan_policy, 2, "cramervonmises");
+  r.summaries = std::move(summaries);
   const ColumnSummaries& s = r.summaries;
+  const int64_t columns = s.columns;
   const size_t D = static_cast<size_t>(columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
@@ -229,11 +228,17 @@ TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, i
 }
 
 template <class T>
-TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
-                        Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy) {
+TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns, PMethod method,
+                     NanPolicy nan_policy) {
+  return cvm_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kCvm, nan_policy, 2, "cramervonmises"),
+                            method);
+}
+
+TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method, bool continuity) {
   TestResult r;
-  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kMwu, nan_policy, 1, "mannwhitneyu");
+  r.summaries = std::move(summaries);
   const ColumnSummaries& s = r.summaries;
+  const int64_t columns = s.columns;
   const size_t D = static_cast<size_t>(columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
@@ -279,6 +284,13 @@ TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur
     for (int64_t j : groups[g].second) r.pvalue[j] = clip01(null.sf(static_cast<int64_t>(u_test[j])) * factor);
   }
   return r;
+}
+
+template <class T>
+TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
+                        Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy) {
+  return mwu_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kMwu, nan_policy, 1, "mannwhitneyu"),
+                            alternative, method, continuity);
 }
 
 template TestResult cvm_2samp<float>(const float*, int64_t, const float*, int64_t, int64_t, PMethod, NanPolicy);
