@@ -102,46 +102,6 @@ template <class T> py::dict distances(const carray<T>& ref, const carray<T>& cur
   return out;
 }
 
-// Several per-column tests from one gather, sort and walk per column: `what` is a set of Summary
-// bits; every test uses its default options (two-sided, method "auto", continuity correction).
-// Returns {"ks": ..., "cramervonmises": ..., ...} with the dicts of the single-test functions.
-template <class T> py::dict column_tests(const carray<T>& ref, const carray<T>& cur, unsigned what, int nan_policy) {
-  check_pair(ref, cur);
-  what &= (dr::kKs | dr::kCvm | dr::kMwu | dr::kWasserstein | dr::kEnergy);
-  if (what == 0) throw std::invalid_argument("tests must name at least one test");
-  dr::TestResult ks_r, cvm_r, mwu_r;
-  dr::ColumnSummaries s;
-  {
-    py::gil_scoped_release release;
-    // cramervonmises needs 2 values per column, the others 1; the message names the strictest test.
-    const bool cvm_needed = (what & dr::kCvm) != 0;
-    s = dr::summarize(ref.data(), ref.shape(0), cur.data(), cur.shape(0), ref.shape(1), what,
-                      static_cast<dr::NanPolicy>(nan_policy), cvm_needed ? 2 : 1,
-                      cvm_needed ? "cramervonmises" : "column_tests");
-    if (what & dr::kKs) ks_r = dr::ks_from_summaries(s, dr::Alternative::kTwoSided, dr::PMethod::kAuto);
-    if (what & dr::kCvm) cvm_r = dr::cvm_from_summaries(s, dr::PMethod::kAuto);
-    if (what & dr::kMwu) mwu_r = dr::mwu_from_summaries(s, dr::Alternative::kTwoSided, dr::PMethod::kAuto, true);
-  }
-  py::dict out;
-  if (what & dr::kKs) out["ks"] = result_dict(std::move(ks_r), true);
-  if (what & dr::kCvm) out["cramervonmises"] = result_dict(std::move(cvm_r));
-  if (what & dr::kMwu) out["mannwhitneyu"] = result_dict(std::move(mwu_r));
-  for (unsigned bit : {static_cast<unsigned>(dr::kWasserstein), static_cast<unsigned>(dr::kEnergy)}) {
-    if (!(what & bit)) continue;
-    py::dict d;
-    d[bit == dr::kWasserstein ? "wasserstein" : "energy"] =
-        as_numpy(std::vector<double>(bit == dr::kWasserstein ? s.wasserstein : s.energy));
-    dr::ColumnSummaries counts;
-    counts.n_ref = s.n_ref;
-    counts.n_cur = s.n_cur;
-    counts.nan_ref = s.nan_ref;
-    counts.nan_cur = s.nan_cur;
-    add_counts(d, counts);
-    out[bit == dr::kWasserstein ? "wasserstein" : "energy"] = d;
-  }
-  return out;
-}
-
 template <class T>
 py::dict quantile_bins(const carray<T>& ref, const carray<T>& cur, int64_t n_bins, int nan_policy) {
   check_pair(ref, cur);
@@ -207,8 +167,6 @@ template <class T> void bind_typed(py::module_& m) {
   m.def("drift_mwu", &mwu<T>, py::arg("ref"), py::arg("cur"), py::arg("alternative"), py::arg("method"),
         py::arg("continuity"), py::arg("nan_policy"));
   m.def("drift_distances", &distances<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"));
-  m.def("drift_column_tests", &column_tests<T>, py::arg("ref"), py::arg("cur"), py::arg("what"),
-        py::arg("nan_policy"));
   m.def("drift_quantile_bins", &quantile_bins<T>, py::arg("ref"), py::arg("cur"), py::arg("n_bins"),
         py::arg("nan_policy"));
 }

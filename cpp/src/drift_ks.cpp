@@ -18,7 +18,6 @@
 #include <limits>
 #include <numeric>
 #include <tuple>
-#include <utility>
 #include <vector>
 
 #include "curata/drift.hpp"
@@ -524,11 +523,12 @@ double ks_asymptotic(int64_t n1, int64_t n2, double d, Alternative alternative) 
 
 }  // namespace
 
-TestResult ks_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method) {
+template <class T>
+TestResult ks_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
+                    Alternative alternative, PMethod method, NanPolicy nan_policy) {
   TestResult r;
-  r.summaries = std::move(summaries);
+  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kKs, nan_policy, 1, "ks");
   const ColumnSummaries& s = r.summaries;
-  const int64_t columns = s.columns;
   const size_t D = static_cast<size_t>(columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
@@ -625,13 +625,6 @@ TestResult ks_from_summaries(ColumnSummaries summaries, Alternative alternative,
   }
   for (double& p : r.pvalue) p = clip01(p);
   return r;
-}
-
-template <class T>
-TestResult ks_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
-                    Alternative alternative, PMethod method, NanPolicy nan_policy) {
-  return ks_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kKs, nan_policy, 1, "ks"), alternative,
-                           method);
 }
 
 template TestResult ks_2samp<float>(const float*, int64_t, const float*, int64_t, int64_t, Alternative, PMethod,

@@ -188,11 +188,12 @@ double MwuExactNull::sf(int64_t u) const {
 }
 
 // ------------------------------------------------------------------ drivers
-TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method) {
+template <class T>
+TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns, PMethod method,
+                     NanPolicy nan_policy) {
   TestResult r;
-  r.summaries = std::move(summaries);
+  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kCvm, nan_policy, 2, "cramervonmises");
   const ColumnSummaries& s = r.summaries;
-  const int64_t columns = s.columns;
   const size_t D = static_cast<size_t>(columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
@@ -228,17 +229,11 @@ TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method) {
 }
 
 template <class T>
-TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns, PMethod method,
-                     NanPolicy nan_policy) {
-  return cvm_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kCvm, nan_policy, 2, "cramervonmises"),
-                            method);
-}
-
-TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method, bool continuity) {
+TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
+                        Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy) {
   TestResult r;
-  r.summaries = std::move(summaries);
+  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kMwu, nan_policy, 1, "mannwhitneyu");
   const ColumnSummaries& s = r.summaries;
-  const int64_t columns = s.columns;
   const size_t D = static_cast<size_t>(columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
@@ -284,13 +279,6 @@ TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative
     for (int64_t j : groups[g].second) r.pvalue[j] = clip01(null.sf(static_cast<int64_t>(u_test[j])) * factor);
   }
   return r;
-}
-
-template <class T>
-TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
-                        Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy) {
-  return mwu_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kMwu, nan_policy, 1, "mannwhitneyu"),
-                            alternative, method, continuity);
 }
 
 template TestResult cvm_2samp<float>(const float*, int64_t, const float*, int64_t, int64_t, PMethod, NanPolicy);

@@ -64,7 +64,6 @@ __all__ = [
     "mannwhitneyu",
     "wasserstein",
     "energy",
-    "column_tests",
     "chi2",
     "psi",
     "jensen_shannon",
@@ -277,10 +276,6 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     a, b = sample_pair(ref, cur, 1)
     r = _core.drift_ks(a, b, alt, meth, nan)
-    return _ks_result(r, ref)
-
-
-def _ks_result(r: dict, ref: Any) -> TestResult:
     fell = np.flatnonzero(r["fell_back"])
     if fell.size:
         log.warning(
@@ -370,10 +365,6 @@ def cramervonmises(ref: Any, cur: Any, *, method: str = "auto", nan_policy: str 
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     a, b = sample_pair(ref, cur, 2)
     r = _core.drift_cvm(a, b, meth, nan)
-    return _cvm_result(r, ref)
-
-
-def _cvm_result(r: dict, ref: Any) -> TestResult:
     p = r["pvalue"]
     asym = ~np.asarray(r["exact"], dtype=bool)
     if asym.any():
@@ -431,10 +422,6 @@ def mannwhitneyu(
         raise TypeError(f"use_continuity must be a bool, got {use_continuity!r}")
     a, b = sample_pair(ref, cur, 1)
     r = _core.drift_mwu(a, b, alt, meth, bool(use_continuity), nan)
-    return _mwu_result(r, ref)
-
-
-def _mwu_result(r: dict, ref: Any) -> TestResult:
     return TestResult(
         statistic=_array.like(r["statistic"], ref),
         pvalue=_array.like(r["pvalue"], ref),
@@ -481,66 +468,6 @@ def energy(ref: Any, cur: Any, *, nan_policy: str = "raise") -> DistanceResult:
     Parameters, returns and cost as :func:`wasserstein`.
     """
     return _distance(ref, cur, _ENERGY, "energy", nan_policy)
-
-
-_COLUMN_TESTS = {"ks": 1, "cramervonmises": 2, "mannwhitneyu": 4, "wasserstein": _WASSERSTEIN, "energy": _ENERGY}
-
-
-def column_tests(
-    ref: Any,
-    cur: Any,
-    tests: Any = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy"),
-    *,
-    nan_policy: str = "raise",
-) -> dict:
-    """Several per-column tests in one pass: each column is gathered, sorted and walked once.
-
-    Parameters
-    ----------
-    ref : array (n,) or (n, D)
-    cur : array (m,) or (m, D)
-    tests : str or sequence of str
-        Any of "ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy" (default: all).
-    nan_policy : {"raise", "omit"}
-
-    Returns
-    -------
-    dict
-        Test name -> the result :func:`ks`, :func:`cramervonmises`, :func:`mannwhitneyu`,
-        :func:`wasserstein` or :func:`energy` returns with its default options (two-sided,
-        ``method="auto"``, continuity correction), equal to it value for value. Names in the
-        order given.
-
-    Notes
-    -----
-    The gather of the columns and the radix sort (about 60 % of one test at 1M rows) are done
-    once for all the tests, so all five cost about 2x less than five separate calls (1M vs 1M x
-    512 float32: docs/benchmarks.md). Time O((n + m) log(n + m) * D); memory as :func:`ks`.
-    Needs n, m >= 2 when "cramervonmises" is requested, else >= 1.
-    """
-    names = [tests] if isinstance(tests, str) else list(tests)
-    if not names:
-        raise ValueError("tests must name at least one test, got an empty sequence")
-    for t in names:
-        if not isinstance(t, str) or t not in _COLUMN_TESTS:
-            raise ValueError(f"tests must be names from {sorted(_COLUMN_TESTS)}, got {t!r}")
-    nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    what = 0
-    for t in names:
-        what |= _COLUMN_TESTS[t]
-    a, b = sample_pair(ref, cur, 2 if "cramervonmises" in names else 1)
-    r = _core.drift_column_tests(a, b, what, nan)
-    out = {}
-    for t in dict.fromkeys(names):
-        if t == "ks":
-            out[t] = _ks_result(r[t], ref)
-        elif t == "cramervonmises":
-            out[t] = _cvm_result(r[t], ref)
-        elif t == "mannwhitneyu":
-            out[t] = _mwu_result(r[t], ref)
-        else:
-            out[t] = DistanceResult(statistic=_array.like(r[t][t], ref), test=t, **_counts(r[t]))
-    return out
 
 
 # ---------------------------------------------------------------------------------- binned

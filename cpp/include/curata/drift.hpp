@@ -68,12 +68,6 @@ template <class T>
 TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
                         Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy);
 
-// The same tests from summaries computed beforehand (summarize with the test's bit in `what`):
-// several tests of one pair of samples then share one gather, sort and walk per column.
-TestResult ks_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method);
-TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method);
-TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method, bool continuity);
-
 // ---------------------------------------------------------------- null distributions
 // Survival function P(D_n >= d) of the two-sided one-sample Kolmogorov-Smirnov statistic
 // (scipy.stats.kstwo.sf), following Simard & L'Ecuyer (2011) for the choice of algorithm.
