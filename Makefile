@@ -1,7 +1,7 @@
 # curata — two commands on a fresh machine:
 #   make demo   create .venv, build, run the post-processing demo on generated data
 #   make test   create .venv, build, run the whole test suite
-# Other targets: build, bench SUITE=boxes|ensemble|coco|drift [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
+# Other targets: build, bench SUITE=boxes|ensemble|coco|drift|search|curation [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 # torch is pinned to the CPU wheel available offline; it is a test dependency, never a runtime one.
-TEST_DEPS := pytest hypothesis scipy torch==2.13.0 pycocotools==2.0.11 faster-coco-eval==1.8.0 ensemble-boxes==1.0.9 faiss-cpu==1.15.1 scikit-learn==1.9.1
+TEST_DEPS := pytest hypothesis scipy torch==2.13.0 pycocotools==2.0.11 faster-coco-eval==1.8.0 ensemble-boxes==1.0.9 faiss-cpu==1.15.1 scikit-learn==1.9.1 pyarrow==26.0.1 'cleanlab[datalab]==2.9.0'
 BUILD_DEPS := scikit-build-core pybind11 numpy cmake ninja
 SOURCES := $(shell find cpp cuda python -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.py' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 SUITE ?= boxes
@@ -21,7 +21,7 @@ BENCH_VENV := .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_STAMP := $(BENCH_VENV)/.deps-stamp
 BENCH_BUILD_STAMP := $(BENCH_VENV)/.build-stamp
-BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy
+BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy scikit-learn==1.9.1 'cleanlab[datalab]==2.9.0'
 
 .PHONY: demo test build bench bench-venv gpu-check cuda-sim clean venv
 

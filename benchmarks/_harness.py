@@ -85,6 +85,9 @@ class Check:
 
     status: str
     detail: str = ""
+    # Optional numbers measured by the check (e.g. quality against a ground truth), kept in the
+    # JSON record under check.metrics.
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass
@@ -101,6 +104,10 @@ class Case:
     # run every contender once) and a cap on the interleaved rounds (None: no cap).
     warmup: int | None = None
     max_repeats: int | None = None
+    # False for contenders that take minutes per call (cleanlab's Datalab at 50k rows): no warm-up
+    # and no calibration call (the check has already run each contender once), one call per
+    # sample, max_repeats rounds (cfg.repeats when None).
+    calibrate: bool = True
 
 
 # -------------------------------------------------------------------------------------- timing
@@ -164,6 +171,7 @@ class _Timer:
             self.start = torch.cuda.Event(enable_timing=True)
             self.end = torch.cuda.Event(enable_timing=True)
         self.last_faults = 0.0
+        self.last_cpu = 0.0
 
     def sample(self, fn: Callable[[], Any], number: int) -> float:
         """Seconds per call, averaged over ``number`` back-to-back calls. Also counts the minor
@@ -171,7 +179,8 @@ class _Timer:
         and temporaries cost several µs each on small VMs and can dominate a memory-bound op."""
         gc_was_enabled = gc.isenabled()
         gc.disable()
-        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        faults0 = usage0.ru_minflt
         try:
             if self.cuda:
                 self.torch.cuda.synchronize()
@@ -186,7 +195,11 @@ class _Timer:
                 fn()
             return (time.perf_counter() - t0) / number
         finally:
-            self.last_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / number
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
+            self.last_faults = (usage1.ru_minflt - faults0) / number
+            # CPU seconds of the whole process (all threads) per call: on a shared machine less
+            # disturbed by other tenants than the wall time.
+            self.last_cpu = (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime) / number
             if gc_was_enabled:
                 gc.enable()
 
@@ -205,6 +218,11 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
     numbers: dict[str, int] = {}
     for c in case.contenders:
         if c.fn is None:
+            continue
+        if not case.calibrate:
+            live.append(c)
+            per_call[c.name] = 0.0
+            numbers[c.name] = case.min_number
             continue
         try:
             for _ in range(cfg.warmup if case.warmup is None else case.warmup):
@@ -229,18 +247,20 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
         return record
     round_cost = sum(per_call[c.name] * numbers[c.name] for c in live)
     repeats = cfg.repeats
-    if round_cost * repeats > cfg.case_budget_s:
+    if case.calibrate and round_cost * repeats > cfg.case_budget_s:
         repeats = max(cfg.min_repeats, int(cfg.case_budget_s // max(round_cost, 1e-9)))
     if case.max_repeats is not None:
         repeats = max(1, min(repeats, case.max_repeats))
     samples: dict[str, list[float]] = {c.name: [] for c in live}
     faults: dict[str, list[float]] = {c.name: [] for c in live}
+    cpu: dict[str, list[float]] = {c.name: [] for c in live}
     k = len(live)
     for r in range(repeats):
         for j in range(k):
             c = live[(r + j) % k]
             samples[c.name].append(timer.sample(c.fn, numbers[c.name]))
             faults[c.name].append(timer.last_faults)
+            cpu[c.name].append(timer.last_cpu)
 
     record["repeats"] = repeats
     for c in live:
@@ -252,6 +272,7 @@ def time_case(case: Case, cfg: TimingConfig) -> dict[str, Any]:
             "iqr_s": q3 - q1,
             "calls_per_sample": numbers[c.name],
             "page_faults_per_call": float(np.median(faults[c.name])),
+            "cpu_median_s": float(np.median(cpu[c.name])),
             "samples_s": samples[c.name],
         }
     base = case.contenders[0].name
@@ -302,6 +323,8 @@ def run_cases(plan: Iterable[tuple[str, Callable[[], Case]]], cfg: TimingConfig)
                 check = Check("error", f"{type(exc).__name__}: {exc}")
                 traceback.print_exc(limit=5, file=sys.stderr)
         rec["check"] = {"status": check.status, "detail": check.detail}
+        if check.metrics is not None:
+            rec["check"]["metrics"] = check.metrics
         if check.status != "ok":
             print(f"    check {check.status}: {check.detail}", file=sys.stderr)
         if check.status in ("mismatch", "error"):

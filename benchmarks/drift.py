@@ -1,6 +1,17 @@
 """Suite ``drift``: per-column two-sample tests and the MMD permutation test against their peers.
 
-Run with ``python -m benchmarks.run drift [--quick]`` (CPU only).
+Run with ``python -m benchmarks.run drift [--quick] [--device cuda]``.
+
+Monitoring (``monitor check n vs m x D``): ``curata.DriftMonitor.check`` with its defaults (KS on
+every column, 8-cluster share shift, one Benjamini-Hochberg correction over the D + 1 p-values)
+on the per-column data below; the monitor (k-means on the reference) is built once, outside the
+timing. Contenders: ``curata.drift.ks alone`` (the same KS without the monitor: its ratio < 1 is
+the monitor's overhead) and ``scipy loop + numpy``, what a hand-written check does: a
+``scipy.stats.ks_2samp`` loop over the columns, numpy nearest-centroid assignment to the
+monitor's centroids, ``scipy.stats.chi2_contingency`` of the cluster counts and
+``scipy.stats.false_discovery_control``. Checked before timing: the adjusted p-values agree to
+1e-9 relative and the cluster counts exactly. Sizes: 100k vs 100k x 64 and 10k vs 10k x 64;
+``--quick``: 10k only.
 
 Per-column tests (``TEST n vs m x D``: ks, cramervonmises, mannwhitneyu, wasserstein, energy):
 a reference (n, D) and a current (m, D) float64 sample with standard normal columns, a quarter of
@@ -25,6 +36,27 @@ temporary). They get curata's bandwidth and the labellings of ``curata.drift.per
 (both computed once, outside the timing) and must reproduce curata's statistic and its 100 null
 statistics to 1e-9 before anything is timed. Sizes: 2k, 5k and 10k per side (10k: curata alone);
 ``--quick``: 1k + 1k with both dense peers.
+
+Sanity timing of the torch device path on the CPU (``--device cpu``, ``all tests 10k vs 10k x 64
+(torch CPU)``): :func:`curata.drift.column_tests` (five tests from one sort per column in the C++
+core) against the same five tests computed by ``curata._drift_device`` on CPU torch tensors (the
+code the GPU runs, here on the CPU; it is not meant to be fast there). Checked: equal results.
+``all tests 100k vs 100k x 64 (host)``: ``column_tests`` against the five single-test calls on
+the host (what one shared sort saves). Checked: identical results.
+
+``--device cuda`` (float32 data generated on the GPU with torch, seed 0; skipped cleanly by
+``benchmarks.run`` when torch has no usable GPU):
+
+* ``all tests 1M vs 1M x 512 (cuda)``: ``curata column_tests (cuda)`` (one sort per column, all
+  five statistics, p-values on the host) and ``curata 5 calls (cuda)`` (ks, cramervonmises,
+  mannwhitneyu, wasserstein, energy one after the other) against ``curata host (C++ core)`` on host
+  copies of the same data. Goal: under 0.5 s. Checked: the device results equal the host core's
+  (statistics and p-values exactly, the float64 sums of the distances to 1e-12 relative).
+* ``mmd 20k + 20k x 512, B=100 (cuda)``: ``curata float64 (cuda)`` and ``curata float32 (cuda)``
+  against the host core; checked: float64 within 1e-12 of the host, float32 within 1e-6.
+* ``mmd 1000k + 1000k x 512, B=100 (cuda)``: ``curata float32 (cuda)`` alone, one timed round.
+  Goal: <= 30 s. ``precision="float64"`` at this size is estimated at ~45 s (H100 FP64 tensor
+  core peak) and not timed.
 """
 
 from __future__ import annotations
@@ -174,6 +206,67 @@ def _column_case(label: str, test: str, n: int, m: int, d: int) -> Case:
     return Case(f"{test} {label}", test, params, contenders, check=lambda: _column_check(contenders))
 
 
+# ---------------------------------------------------------------------------------- monitoring
+MONITOR_CASES = {"100k vs 100k x 64": (100_000, 100_000, 64), "10k vs 10k x 64": (10_000, 10_000, 64)}
+MONITOR_QUICK = ("10k vs 10k x 64",)
+MONITOR_RTOL = 1e-9
+
+
+def _monitor_by_hand(mon, ref, cur):
+    """KS loop + nearest centroid + chi2 + BH, as a hand-written check would do it."""
+    from scipy import stats  # noqa: PLC0415
+
+    cent = mon._centroids
+    mean, scale = mon._emb_mean, mon._emb_scale
+    ref_counts = mon._ref_cluster_counts
+
+    def run():
+        p = [stats.ks_2samp(ref[:, j], cur[:, j]).pvalue for j in range(ref.shape[1])]
+        z = (cur - mean) / scale
+        d = (z * z).sum(1)[:, None] - 2.0 * z @ cent.T + (cent * cent).sum(1)[None, :]
+        counts = np.bincount(np.argmin(d, axis=1), minlength=cent.shape[0])
+        p.append(stats.chi2_contingency(np.vstack([ref_counts, counts])).pvalue)
+        return stats.false_discovery_control(np.array(p)), counts
+
+    return run
+
+
+def _monitor_check(contenders: list[Contender]) -> Check:
+    try:
+        rep = contenders[0].fn()
+    except Exception as exc:  # noqa: BLE001
+        return Check("unchecked", f"curata failed, peers timed alone: {type(exc).__name__}: {exc}")
+    ours = np.array([r.adjusted_pvalue for r in rep.results] + [rep.clusters.adjusted_pvalue])
+    peer = next(c for c in contenders if c.name == "scipy loop + numpy")
+    if peer.fn is None:
+        return Check("unchecked", f"scipy missing: {peer.skip_reason}")
+    adj, counts = peer.fn()
+    diff = _max_rel(ours, np.asarray(adj, dtype=np.float64))
+    if not diff <= MONITOR_RTOL or not np.array_equal(counts, rep.clusters.cur_counts):
+        return Check("mismatch", f"adjusted p-values differ by {diff:.3g} (relative) or cluster counts differ")
+    return Check("ok", f"{ours.size} adjusted p-values equal the hand-written check's (max relative difference "
+                 f"{diff:.3g}); cluster counts equal")
+
+
+def _monitor_case(label: str, n: int, m: int, d: int) -> Case:
+    from curata import drift  # noqa: PLC0415
+    from curata.monitor import DriftMonitor  # noqa: PLC0415
+
+    ref, cur = make_data(n, m, d)
+    mon = DriftMonitor(ref, n_clusters=8, seed=0)
+    params = {"n": n, "m": m, "columns": d, "dtype": "float64", "tests": "ks", "n_clusters": 8,
+              "correction": "fdr", "data": "N(0,1) columns; a quarter shifted by 0.05, an eighth scaled by 1.02",
+              "seed": 0}
+    contenders = [
+        Contender("curata", lambda: mon.check(cur), note="DriftMonitor.check (monitor built outside the timing)"),
+        Contender("curata.drift.ks alone", lambda: drift.ks(ref, cur), note="the per-column KS without the monitor"),
+        contender("scipy loop + numpy", lambda: _monitor_by_hand(mon, ref, cur),
+                  note="ks_2samp loop, numpy nearest centroid, chi2_contingency, false_discovery_control"),
+    ]
+    return Case(f"monitor check {label}", "monitor", params, contenders, check=lambda: _monitor_check(contenders),
+                max_repeats=5)
+
+
 # ------------------------------------------------------------------------------------------ MMD
 def _dense_kernel(ref, cur, sigma):
     import torch  # noqa: PLC0415
@@ -280,17 +373,185 @@ def _mmd_case(n: int, m: int, d: int, b: int, dense: tuple[str, ...], warmup: in
                 warmup=warmup, max_repeats=max_repeats)
 
 
+# ------------------------------------------------------------------------------ device path
+def _results_check(ours: dict, expect: dict, dist_rtol: float) -> str | None:
+    """None when every statistic / p-value of ``ours`` equals ``expect`` (distances to dist_rtol)."""
+    for name, e in expect.items():
+        o = ours[name]
+        stat, p = _values(_host_result(o))
+        e_stat, e_p = _values(_host_result(e))
+        tol = dist_rtol if name in ("wasserstein", "energy") else 0.0
+        diff = max(_max_rel(stat, e_stat), _max_rel(p, e_p))
+        if not diff <= tol:
+            return f"{name} differs from the host core by {diff:.3g} (relative)"
+    return None
+
+
+def _host_result(r):
+    """A result whose arrays may be torch tensors, with numpy arrays instead."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    def host(v):
+        return v.cpu().numpy() if hasattr(v, "cpu") else v
+
+    return SimpleNamespace(statistic=host(r.statistic), pvalue=host(getattr(r, "pvalue", None)))
+
+
+def torch_column_tests(ref, cur):
+    """curata.drift.column_tests computed by the torch device path, whatever the tensors' device."""
+    from curata import _core, _drift_device, drift  # noqa: PLC0415
+
+    s = _drift_device.column_summaries(ref, cur, _drift_device.ALL, min_size=2, test="cramervonmises")
+    return {
+        "ks": drift._ks_result(_core.drift_ks_from_summaries(s, 0, 0), ref),
+        "cramervonmises": drift._cvm_result(_core.drift_cvm_from_summaries(s, 0), ref),
+        "mannwhitneyu": drift._mwu_result(_core.drift_mwu_from_summaries(s, 0, 0, True), ref),
+        "wasserstein": s["wasserstein"],
+        "energy": s["energy"],
+    }
+
+
+def _torch_cpu_case() -> Case:
+    import torch  # noqa: PLC0415
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = make_data(10_000, 10_000, 64)
+    rt, ct = torch.from_numpy(ref), torch.from_numpy(cur)
+    params = {"n": 10_000, "m": 10_000, "columns": 64, "dtype": "float64", "tests": list(TESTS)}
+    contenders = [
+        Contender("curata column_tests", lambda: drift.column_tests(ref, cur), note="C++ core, one sort per column"),
+        Contender("torch device path (CPU)", lambda: torch_column_tests(rt, ct),
+                  note="curata._drift_device on CPU torch tensors (the GPU code, run on the CPU)"),
+    ]
+
+    def check():
+        from types import SimpleNamespace  # noqa: PLC0415
+
+        ours = drift.column_tests(ref, cur)
+        dev = torch_column_tests(rt, ct)
+        dev = {k: (SimpleNamespace(statistic=v) if isinstance(v, np.ndarray) else v) for k, v in dev.items()}
+        problem = _results_check(dev, ours, 1e-12)
+        return Check("mismatch", problem) if problem else Check("ok", "the torch path equals the core")
+
+    return Case("all tests 10k vs 10k x 64 (torch CPU)", "device", params, contenders, check=check)
+
+
+def _column_tests_case(n: int, m: int, d: int) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = make_data(n, m, d)
+    params = {"n": n, "m": m, "columns": d, "dtype": "float64", "tests": list(TESTS)}
+    contenders = [
+        Contender("curata column_tests", lambda: drift.column_tests(ref, cur), note="one sort per column"),
+        Contender("curata 5 calls", lambda: {t: getattr(drift, t)(ref, cur) for t in TESTS},
+                  note="ks, cramervonmises, mannwhitneyu, wasserstein, energy one after the other"),
+    ]
+
+    def check():
+        problem = _results_check(drift.column_tests(ref, cur), contenders[1].fn(), 0.0)
+        return Check("mismatch", problem) if problem else Check("ok", "column_tests equals the five calls exactly")
+
+    return Case(f"all tests {n // 1000}k vs {m // 1000}k x {d} (host)", "device", params, contenders, check=check)
+
+
+def _cuda_data(n: int, m: int, d: int):
+    import torch  # noqa: PLC0415
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ref = torch.randn((n, d), generator=g, device="cuda", dtype=torch.float32)
+    cur = torch.randn((m, d), generator=g, device="cuda", dtype=torch.float32)
+    cur[:, ::4] += 0.05
+    cur[:, 1::8] *= 1.02
+    return ref, cur
+
+
+def _cuda_columns_case(n: int, m: int, d: int) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = _cuda_data(n, m, d)
+    href, hcur = ref.cpu().numpy(), cur.cpu().numpy()
+    params = {"n": n, "m": m, "columns": d, "dtype": "float32", "tests": list(TESTS), "data": "torch CUDA tensors"}
+
+    def five():
+        return {t: getattr(drift, t)(ref, cur) for t in TESTS}
+
+    contenders = [
+        Contender("curata column_tests (cuda)", lambda: drift.column_tests(ref, cur), note="one sort per column"),
+        Contender("curata 5 calls (cuda)", five, note="drift.ks, cramervonmises, mannwhitneyu, wasserstein, energy"),
+        Contender("curata host (C++ core)", lambda: drift.column_tests(href, hcur), note="column_tests on host copies"),
+    ]
+
+    def check():
+        expect = drift.column_tests(href, hcur)
+        for got in (drift.column_tests(ref, cur), five()):
+            problem = _results_check(got, expect, 1e-12)
+            if problem:
+                return Check("mismatch", problem)
+        return Check("ok", f"device results equal the host core's on {d} columns")
+
+    return Case(f"all tests {n // 1000}k vs {m // 1000}k x {d} (cuda)".replace("1000k", "1M"), "device", params,
+                contenders, check=check, warmup=1, max_repeats=5)
+
+
+def _cuda_mmd_case(n: int, m: int, d: int, b: int, with_host: bool) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = _cuda_data(n, m, d)
+    params = {"n": n, "m": m, "dim": d, "permutations": b, "dtype": "float32", "data": "torch CUDA tensors"}
+    contenders = [Contender("curata float32 (cuda)",
+                            lambda: drift.mmd(ref, cur, n_permutations=b, seed=0, precision="float32"))]
+    if with_host:
+        href, hcur = ref.cpu().numpy(), cur.cpu().numpy()
+        contenders.append(Contender("curata float64 (cuda)",
+                                    lambda: drift.mmd(ref, cur, n_permutations=b, seed=0, precision="float64")))
+        contenders.append(Contender("curata host (C++ core)", lambda: drift.mmd(href, hcur, n_permutations=b, seed=0)))
+
+        def check():
+            host = contenders[2].fn()
+            h = np.concatenate([[host.statistic], host.null_statistics])
+            for c, tol in ((contenders[1], 1e-12), (contenders[0], 1e-6)):
+                r = c.fn()
+                err = float(np.max(np.abs(np.concatenate([[r.statistic], r.null_statistics]) - h)))
+                if not err <= tol:
+                    return Check("mismatch", f"{c.name} differs from the host core by {err:.3g}")
+            return Check("ok", "float64 within 1e-12 and float32 within 1e-6 of the host core")
+    else:
+        check = None
+    name = f"mmd {n // 1000}k + {m // 1000}k x {d}, B={b} (cuda)"
+    return Case(name, "mmd-cuda", params, contenders, check=check, warmup=0 if not with_host else 1,
+                max_repeats=1 if not with_host else 3)
+
+
+def _cuda_cases(quick: bool) -> list[tuple[str, Callable[[], Case]]]:
+    if quick:
+        return [
+            ("all tests 100k vs 100k x 64 (cuda)", lambda: _cuda_columns_case(100_000, 100_000, 64)),
+            ("mmd 20k + 20k x 512, B=100 (cuda)", lambda: _cuda_mmd_case(20_000, 20_000, 512, 100, True)),
+        ]
+    return [
+        ("all tests 1M vs 1M x 512 (cuda)", lambda: _cuda_columns_case(1_000_000, 1_000_000, 512)),
+        ("mmd 20k + 20k x 512, B=100 (cuda)", lambda: _cuda_mmd_case(20_000, 20_000, 512, 100, True)),
+        ("mmd 1000k + 1000k x 512, B=100 (cuda)", lambda: _cuda_mmd_case(1_000_000, 1_000_000, 512, 100, False)),
+    ]
+
+
 # ---------------------------------------------------------------------------------------- cases
 def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
     """The suite's plan: (case name, builder) pairs; per-column cases first, then MMD."""
-    if device != "cpu":
-        raise SystemExit("suite drift runs on the CPU only (curata.drift has no CUDA path)")
-    plan: list[tuple[str, Callable[[], Case]]] = []
+    if device == "cuda":
+        return _cuda_cases(quick)
+    plan: list[tuple[str, Callable[[], Case]]] = [("all tests 10k vs 10k x 64 (torch CPU)", _torch_cpu_case)]
+    if not quick:
+        plan.append(("all tests 100k vs 100k x 64 (host)", lambda: _column_tests_case(100_000, 100_000, 64)))
     for label, (n, m, d, tests) in COLUMN_CASES.items():
         if quick and label not in COLUMN_QUICK:
             continue
         for test in tests:
             plan.append((f"{test} {label}", lambda a=(label, test, n, m, d): _column_case(*a)))
+    for label, (n, m, d) in MONITOR_CASES.items():
+        if quick and label not in MONITOR_QUICK:
+            continue
+        plan.append((f"monitor check {label}", lambda a=(label, n, m, d): _monitor_case(*a)))
     for spec in MMD_QUICK if quick else MMD_CASES:
         plan.append((_mmd_name(*spec[:4]), lambda s=spec: _mmd_case(*s)))
     return plan

@@ -14,7 +14,7 @@ import sys
 
 from . import _harness as h
 
-SUITES = ("boxes", "ensemble", "coco", "drift", "search", "drift_paper")
+SUITES = ("boxes", "ensemble", "coco", "drift", "search", "curation", "drift_paper")
 # Suites that measure something other than time (detection rates): they parse their own options
 # and write their own results (see the suite's module docstring).
 OWN_RUNNER = ("drift_paper",)

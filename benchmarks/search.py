@@ -12,6 +12,33 @@ of the base, added before timing).
 Check before timing: the neighbour sets agree with faiss on at least 99.9 % of the entries (exact
 search in float32 on both sides; they can differ only where two distances tie to float32 rounding)
 and the distances to 1e-3 relative.
+
+``index`` cases: ``curata.search.Index`` against faiss ``IndexIDMap(IndexFlatIP)`` (float32) and
+``IndexIDMap(IndexScalarQuantizer(QT_fp16))`` (float16 storage) on the same base with the same
+int64 ids (a seeded permutation, so neither side can use an identity map): add all rows to a new
+index, search 64 queries, range search 64 queries (inner product >= 70, about 200 hits a query),
+remove 10k ids and add them back (each call takes the next 10k of a fixed random order of the ids,
+and the 10k rows are gathered from the base inside the timed call for both; repeated calls reach
+curata's amortised compaction: it flags rows and squeezes them out once 1/8 are flagged or before
+the table would grow; faiss compacts on every call), save to and load
+from a file in the system temp directory (curata fsyncs the file and the directory, faiss does not;
+the load is read from the page cache after the first round).
+
+One more CPU case times the torch device path (``curata._search_device.knn_torch``) on CPU
+tensors against the C++ core, as a sanity check of the code that runs on GPUs (not a goal: on a
+CPU the core is the path curata uses).
+
+``--device cuda``: curata.search.knn on CUDA tensors (torch path: cuBLAS GEMM tiles + top-k,
+float64 re-rank) against faiss-gpu ``GpuIndexFlatIP`` / ``GpuIndexFlatL2`` when faiss has GPU
+support (skipped otherwise). Shapes from the issue: 10M x 128 and 1M x 512 bases (float32, and
+float16 against faiss's float16 flat index), 10,000 queries, k = 10, 100, 1024, and k = 8192 for
+curata only (faiss GPU caps k at 2048). ``--quick`` uses 1M x 128 and 200k x 512. The check
+compares neighbour sets with faiss on the first 200 queries (>= 99.9 % agreement: faiss is exact
+up to float32 rounding, float16 GEMM rounding for its float16 index).
+``gpu index`` cases (curata only): ``curata.search.Index(device="cuda")`` on 1M x 128 unit rows
+(200k with ``--quick``), ids a seeded permutation: add from host numpy, search 10,000 CUDA
+queries with k = 10 (float32 and float16 storage), range search 1,000 queries (ip >= 0.25),
+remove 10k ids and add them back.
 """
 
 from __future__ import annotations
@@ -94,10 +121,424 @@ def _name(n: int, m: int, metric: str) -> str:
     return f"knn {metric} {n // 1000}k x {DIM}, {m} quer{'y' if m == 1 else 'ies'}, k={K}"
 
 
+# ------------------------------------------------------------------------------------ index
+INDEX_QUERIES, INDEX_RADIUS, INDEX_REMOVED = 64, 70.0, 10_000
+
+
+def _index_ids(n: int) -> np.ndarray:
+    return np.random.default_rng(1).permutation(10 * n)[:n].astype(np.int64)
+
+
+def _curata_index(n: int, dtype: str):
+    base, _, cache = _prepared(n)
+    key = ("curata", dtype)
+    if key not in cache:
+        index = curata.search.Index(DIM, "ip", dtype)
+        index.add(base, ids=_index_ids(n))
+        cache[key] = index
+    return cache[key]
+
+
+def _faiss_idmap(n: int, dtype: str):
+    import faiss  # noqa: PLC0415
+
+    base, _, cache = _prepared(n)
+    key = ("faiss", dtype)
+    if key not in cache:
+        faiss.omp_set_num_threads(curata.get_num_threads())
+        if dtype == "float32":
+            inner = faiss.IndexFlatIP(DIM)
+        else:
+            inner = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIDMap(inner)
+        index.add_with_ids(base, _index_ids(n))
+        cache[key] = index
+    return cache[key]
+
+
+def _index_search_check(run_curata, run_faiss) -> Check:
+    if run_faiss is None:
+        return Check("unchecked", "faiss-cpu missing")
+    d, i = run_curata()
+    fd, fi = run_faiss()
+    agree = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(i.tolist(), fi.tolist())]))
+    close = bool(np.allclose(d, fd, rtol=1e-3, atol=1e-3))
+    if agree < 0.999 or not close:
+        return Check("mismatch", f"id agreement {agree:.5f}, distances close: {close}")
+    return Check("ok" if agree == 1.0 else "note", f"same ids ({agree:.5f}) and distances (1e-3)")
+
+
+def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
+    import tempfile  # noqa: PLC0415
+
+    base, queries, _ = _prepared(n)
+    q = queries[:INDEX_QUERIES]
+    ids = _index_ids(n)
+    params = {"base": n, "dim": DIM, "metric": "ip", "dtype": dtype, "op": op, "threads": curata.get_num_threads()}
+    check = None
+    note = "IndexIDMap(IndexFlatIP)" if dtype == "float32" else "IndexIDMap(IndexScalarQuantizer fp16)"
+    if op == "add":
+        def curata_fn():
+            index = curata.search.Index(DIM, "ip", dtype)
+            index.add(base, ids=ids)
+            return index
+
+        def make_faiss():
+            import faiss  # noqa: PLC0415
+
+            def run():
+                inner = (faiss.IndexFlatIP(DIM) if dtype == "float32" else
+                         faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
+                index = faiss.IndexIDMap(inner)
+                index.add_with_ids(base, ids)
+                return index
+            return run
+    elif op == "search":
+        params.update(queries=INDEX_QUERIES, k=K)
+        index = _curata_index(n, dtype)
+
+        def curata_fn():
+            return index.search(q, K)
+
+        def make_faiss():
+            f = _faiss_idmap(n, dtype)
+            return lambda: f.search(q, K)
+    elif op == "range_search":
+        params.update(queries=INDEX_QUERIES, radius=INDEX_RADIUS)
+        index = _curata_index(n, dtype)
+
+        def curata_fn():
+            return index.range_search(q, INDEX_RADIUS)
+
+        def make_faiss():
+            f = _faiss_idmap(n, dtype)
+            return lambda: f.range_search(q, INDEX_RADIUS)
+    elif op == "remove+add":
+        params.update(removed=INDEX_REMOVED)
+        index = _curata_index(n, dtype)
+        # Each call removes the next 10k ids of a fixed random order and adds them back, so the
+        # removed rows are spread over the table (removing the same ids every call would only
+        # ever touch the rows re-added at the end by the previous call).
+        order = np.random.default_rng(2).permutation(n)
+        blocks = [order[i : i + INDEX_REMOVED] for i in range(0, n - INDEX_REMOVED + 1, INDEX_REMOVED)]
+
+        def cycling(remove, add):
+            state = {"call": 0}
+
+            def run():
+                chosen = blocks[state["call"] % len(blocks)]
+                state["call"] += 1
+                removed = remove(ids[chosen])
+                add(base[chosen], ids[chosen])
+                return removed
+            return run
+
+        curata_fn = cycling(index.remove, lambda x, i: index.add(x, ids=i))
+
+        def make_faiss():
+            f = _faiss_idmap(n, dtype)
+            return cycling(f.remove_ids, f.add_with_ids)
+    elif op in ("save", "load"):
+        index = _curata_index(n, dtype)
+        folder = tempfile.mkdtemp(prefix="curata-bench-")
+        ours, theirs = f"{folder}/index.curata", f"{folder}/index.faiss"
+        index.save(ours)
+
+        if op == "save":
+            def curata_fn():
+                index.save(ours)
+        else:
+            def curata_fn():
+                return curata.search.Index.load(ours)
+
+        def make_faiss():
+            import faiss  # noqa: PLC0415
+
+            f = _faiss_idmap(n, dtype)
+            faiss.write_index(f, theirs)
+            if op == "save":
+                return lambda: faiss.write_index(f, theirs)
+            return lambda: faiss.read_index(theirs)
+    else:
+        raise ValueError(op)
+    contenders = [Contender("curata", curata_fn), contender("faiss-cpu", make_faiss, note=note)]
+    if op == "search":
+        check = lambda: _index_search_check(curata_fn, contenders[1].fn)  # noqa: E731
+    elif op == "range_search":
+        def check():
+            if contenders[1].fn is None:
+                return Check("unchecked", "faiss-cpu missing")
+            lims, _, got = curata_fn()
+            flims, _, fgot = contenders[1].fn()
+            same = all(set(got[lims[j]:lims[j + 1]].tolist()) == set(fgot[flims[j]:flims[j + 1]].tolist())
+                       for j in range(INDEX_QUERIES))
+            hits = int(lims[-1])
+            if same:
+                return Check("ok", f"same id sets ({hits} hits)")
+            return Check("note", f"id sets differ only at the radius? {hits} vs {int(flims[-1])} hits "
+                                 f"(faiss's bound is strict, its rounding differs)")
+    elif op == "remove+add":
+        def check():
+            if contenders[1].fn is None:
+                return Check("unchecked", "faiss-cpu missing")
+            a, b = curata_fn(), contenders[1].fn()
+            return Check("ok" if a == b == INDEX_REMOVED else "mismatch", f"removed {a} and {b}")
+    return Case(_index_name(n, op, dtype), "index", params, contenders, check=check)
+
+
+def _index_name(n: int, op: str, dtype: str) -> str:
+    what = {"add": f"add {n // 1000}k", "search": f"search {INDEX_QUERIES} queries k={K}",
+            "range_search": f"range_search {INDEX_QUERIES} queries", "remove+add": f"remove {INDEX_REMOVED // 1000}k + add back",
+            "save": "save", "load": "load"}[op]
+    return f"index {dtype} {n // 1000}k x {DIM}: {what}"
+
+def _torch_cpu_case(n: int, m: int) -> Case:
+    """The device path's code on CPU tensors vs the C++ core (sanity check, not a goal)."""
+    base, queries, _ = _prepared(n)
+    q = queries[:m]
+    params = {"base": n, "queries": m, "dim": DIM, "k": K, "metric": "ip", "dtype": "float32",
+              "threads": curata.get_num_threads()}
+
+    def curata_fn():
+        return curata.search.knn(base, q, K, "ip")
+
+    def make_torch():
+        import torch  # noqa: PLC0415
+
+        from curata import _search_device  # noqa: PLC0415
+
+        tb, tq = torch.from_numpy(base), torch.from_numpy(q)
+        return lambda: _search_device.knn_torch(tb, tq, K, "ip")
+
+    peer = contender("curata-torch-cpu", make_torch, note="device path on CPU tensors (torch.mm tiles)")
+
+    def check() -> Check:
+        if peer.fn is None:
+            return Check("unchecked", peer.skip_reason or "torch missing")
+        d, i = curata_fn()
+        td, ti = peer.fn()
+        agree = float(np.mean(ti.numpy() == i))
+        if agree < 0.999:
+            return Check("mismatch", f"index agreement {agree:.5f}")
+        return Check("ok" if agree == 1.0 else "note", f"index agreement {agree:.5f}")
+
+    name = f"knn ip {n // 1000}k x {DIM}, {m} queries, k={K}: torch path on CPU"
+    return Case(name, "knn device path (CPU sanity)", params, [Contender("curata", curata_fn), peer], check=check)
+
+
+# ------------------------------------------------------------------------------------ CUDA
+GPU_QUERIES = 10_000
+GPU_SHAPES = {"full": [(10_000_000, 128), (1_000_000, 512)], "quick": [(1_000_000, 128), (200_000, 512)]}
+GPU_KS = (10, 100, 1024)
+GPU_BIG_K = 8192
+# "cuda" in the suite; a smoke test of the GPU cases' code may set "cpu" (tiny shapes).
+GPU_DEVICE = "cuda"
+_gpu_cache: dict[tuple, Any] = {}
+
+
+def _gpu_data(n: int, d: int, half: bool):
+    import torch  # noqa: PLC0415
+
+    key = (n, d, half)
+    if key not in _gpu_cache:
+        _gpu_cache.clear()
+        if GPU_DEVICE == "cuda":
+            torch.cuda.empty_cache()
+        g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+        base = torch.randn((n, d), device=GPU_DEVICE, generator=g)
+        base = torch.nn.functional.normalize(base, dim=1)  # embedding-like: unit rows
+        queries = torch.nn.functional.normalize(torch.randn((GPU_QUERIES, d), device=GPU_DEVICE, generator=g), dim=1)
+        if half:
+            base = base.half()
+        _gpu_cache[key] = (base, queries, {})
+    return _gpu_cache[key]
+
+
+def _faiss_gpu_index(n: int, d: int, half: bool, metric: str):
+    import faiss  # noqa: PLC0415
+
+    if not hasattr(faiss, "StandardGpuResources"):
+        raise ImportError("faiss is installed without GPU support")
+    import faiss.contrib.torch_utils  # noqa: F401,PLC0415  (torch tensors in and out)
+
+    base, _, indexes = _gpu_data(n, d, half)
+    if metric not in indexes:
+        res = faiss.StandardGpuResources()
+        cfg = faiss.GpuIndexFlatConfig()
+        cfg.useFloat16 = half
+        cls = faiss.GpuIndexFlatIP if metric == "ip" else faiss.GpuIndexFlatL2
+        index = cls(res, d, cfg)
+        index.add(base.float() if half else base)
+        indexes[metric] = (res, index)
+    return indexes[metric][1]
+
+
+def _gpu_case(n: int, d: int, k: int, metric: str, half: bool) -> Case:
+    base, queries, _ = _gpu_data(n, d, half)
+    params = {"base": n, "queries": GPU_QUERIES, "dim": d, "k": k, "metric": metric,
+              "dtype": "float16" if half else "float32"}
+
+    def curata_fn():
+        return curata.search.knn(base, queries, k, metric)
+
+    contenders = [Contender("curata", curata_fn)]
+    faiss_fn = None
+    if k <= 2048:
+        def make_faiss():
+            index = _faiss_gpu_index(n, d, half, metric)
+            return lambda: index.search(queries, k)
+
+        peer = contender("faiss-gpu", make_faiss, note="GpuIndexFlat" + (" float16" if half else ""))
+        contenders.append(peer)
+        faiss_fn = peer.fn
+
+    def check() -> Check:
+        if faiss_fn is None:
+            return Check("unchecked", "faiss-gpu missing or k > 2048 (faiss GPU cap)")
+        sub = queries[:200]
+        _, i = curata.search.knn(base, sub, k, metric)
+        _, fi = _faiss_gpu_index(n, d, half, metric).search(sub, k)
+        i, fi = i.cpu().numpy(), np.asarray(fi.cpu() if hasattr(fi, "cpu") else fi)
+        agree = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(i.tolist(), fi.tolist())]))
+        if agree < 0.999:
+            return Check("mismatch" if not half else "note", f"neighbour agreement {agree:.5f}")
+        return Check("ok" if agree == 1.0 else "note", f"neighbour agreement {agree:.5f}")
+
+    name = f"gpu knn {metric} {n // 1000}k x {d} {params['dtype']}, {GPU_QUERIES} queries, k={k}"
+    return Case(name, f"gpu knn {metric}", params, contenders, check=check, max_repeats=5, warmup=1)
+
+
+def _gpu_plan(quick: bool) -> list[tuple[str, Callable[[], Case]]]:
+    plan = []
+    for n, d in GPU_SHAPES["quick" if quick else "full"]:
+        for half in (False, True):
+            for metric in ("ip", "l2"):
+                for k in GPU_KS + (GPU_BIG_K,):
+                    if metric == "l2" and k not in (10, GPU_BIG_K):
+                        continue  # l2 differs from ip only by a rank-1 update: two k's are enough
+                    dt = "float16" if half else "float32"
+                    name = f"gpu knn {metric} {n // 1000}k x {d} {dt}, {GPU_QUERIES} queries, k={k}"
+                    plan.append((name, lambda n=n, d=d, k=k, metric=metric, half=half: _gpu_case(n, d, k, metric, half)))
+    return plan
+
+
+def _kcenter_gpu_case(n: int, d: int, picks: int) -> Case:
+    """curate.k_center_greedy on a CUDA tensor (curata only; goal: 1M x 512, 1000 picks < 10 s
+    on an H100)."""
+    import torch  # noqa: PLC0415
+
+    g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+    x = torch.randn((n, d), device=GPU_DEVICE, generator=g)
+    params = {"rows": n, "dim": d, "picks": picks, "metric": "l2", "dtype": "float32"}
+
+    def curata_fn():
+        return curata.curate.k_center_greedy(x, picks)
+
+    name = f"gpu k_center_greedy {n // 1000}k x {d}, {picks} picks"
+    return Case(name, "gpu k_center_greedy", params, [Contender("curata", curata_fn)], max_repeats=3, warmup=0)
+
+
+GPU_INDEX_QUERIES = 10_000
+GPU_INDEX_RANGE_QUERIES = 1000
+
+
+def _gpu_index(n: int, d: int, dtype: str, filled: bool = True):
+    """An Index on the GPU (GPU_DEVICE "cpu": the same code on CPU torch tensors, for a smoke
+    test) and the host data: unit rows, seeded, ids a seeded permutation."""
+    key = ("index", n, d, dtype)
+    if key not in _gpu_cache:
+        _gpu_cache.clear()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, d), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        q = rng.standard_normal((GPU_INDEX_QUERIES, d), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        ids = rng.permutation(n).astype(np.int64)
+        _gpu_cache[key] = (x, q, ids)
+    x, q, ids = _gpu_cache[key]
+    index = _new_gpu_index(d, dtype)
+    if filled:
+        index.add(x, ids)
+    return index, x, q, ids
+
+
+def _new_gpu_index(d: int, dtype: str):
+    if GPU_DEVICE == "cuda":
+        return curata.search.Index(d, "ip", dtype, device="cuda")
+    return curata.search.Index(d, "ip", dtype, _torch_device="cpu")
+
+
+def _gpu_index_case(n: int, d: int, op: str, dtype: str) -> Case:
+    """curata.search.Index(device="cuda"): add from host, search (CUDA queries, k = 10), range
+    search (inner product >= 0.25 on unit vectors), remove 10k ids + add them back."""
+    index, x, q, ids = _gpu_index(n, d, dtype, filled=op != "add")
+    params = {"base": n, "dim": d, "dtype": dtype, "op": op, "metric": "ip"}
+    torch = __import__("torch")
+    qd = torch.from_numpy(q).to(GPU_DEVICE)
+    state = {"round": 0}
+    order = np.random.default_rng(1).permutation(n)
+    if op == "add":
+        def fn():
+            fresh = _new_gpu_index(d, dtype)
+            fresh.add(x, ids)
+            return fresh
+        params["rows"] = n
+    elif op == "search":
+        def fn():
+            return index.search(qd, K)
+        params.update(queries=GPU_INDEX_QUERIES, k=K)
+    elif op == "range_search":
+        def fn():
+            return index.range_search(qd[:GPU_INDEX_RANGE_QUERIES], 0.25)
+        params.update(queries=GPU_INDEX_RANGE_QUERIES, radius=0.25)
+    else:
+        step = min(10_000, n // 4)
+
+        def fn():
+            r = state["round"] % max(1, n // step)
+            state["round"] += 1
+            sel = order[r * step : (r + 1) * step]
+            index.remove(ids[sel])
+            index.add(x[sel], ids[sel])
+        params["rows"] = step
+    if op in ("search", "range_search"):
+        def sync_fn(inner=fn):
+            out = inner()
+            if GPU_DEVICE == "cuda":
+                torch.cuda.synchronize()
+            return out
+    else:
+        sync_fn = fn
+    name = f"gpu index {op} ip {n // 1000}k x {d} {dtype}"
+    return Case(name, f"gpu index {op}", params, [Contender("curata", sync_fn)], max_repeats=5, warmup=1)
+
+
+def _gpu_index_plan(quick: bool) -> list[tuple[str, Callable[[], Case]]]:
+    n, d = (200_000, 128) if quick else (1_000_000, 128)
+    plan = []
+    for op, dtype in (("add", "float32"), ("search", "float32"), ("search", "float16"), ("range_search", "float32"),
+                      ("remove+add", "float32")):
+        name = f"gpu index {op} ip {n // 1000}k x {d} {dtype}"
+        plan.append((name, lambda op=op, dtype=dtype: _gpu_index_case(n, d, op, dtype)))
+    return plan
+
+
 def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:
-    """The suite's plan: (case name, builder) pairs, CPU only (no GPU kNN yet)."""
-    if device != "cpu":
-        return []
+    """The suite's plan: (case name, builder) pairs; ``device="cuda"``: the GPU cases."""
+    if device == "cuda":
+        n, picks = (100_000, 200) if quick else (1_000_000, 1000)
+        return _gpu_plan(quick) + [(f"gpu k_center_greedy {n // 1000}k x 512, {picks} picks",
+                                    lambda: _kcenter_gpu_case(n, 512, picks))] + _gpu_index_plan(quick)
     n = 50_000 if quick else 200_000
     plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
-    return [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
+    out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
+    m_torch = 500 if quick else 2000
+    out.append((f"knn ip {n // 1000}k x {DIM}, {m_torch} queries, k={K}: torch path on CPU",
+                lambda: _torch_cpu_case(n, m_torch)))
+    # No float16 range_search case: faiss's IndexScalarQuantizer range search takes ~30 s per call
+    # at 200k (8.1 s at 50k vs curata's 0.12 s), which would dominate the suite's run time.
+    index_plan = [("add", "float32"), ("search", "float32"), ("search", "float16"), ("range_search", "float32"),
+                  ("remove+add", "float32"), ("save", "float32"), ("load", "float32"),
+                  ("add", "float16"), ("save", "float16"), ("load", "float16")]
+    out += [(_index_name(n, op, dt), lambda op=op, dt=dt: _index_case(n, op, dt)) for op, dt in index_plan]
+    return out

@@ -11,6 +11,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -102,18 +103,29 @@ class Workspace {
   std::vector<void*> blocks_;
 };
 
+// Every host wait of curata's launchers goes through here, so tests can count them
+// (curata._cuda.host_sync_count(): the sync-free paths must leave it unchanged).
+inline std::atomic<long long>& host_sync_counter() {
+  static std::atomic<long long> count{0};
+  return count;
+}
+inline void stream_sync(cudaStream_t s) {
+  ++host_sync_counter();
+  CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
 // Copies device memory to a host vector and waits for the stream: the only way results and error
 // flags reach the host, so every call of it is one host sync.
 template <class U> void copy_to_host_and_wait(std::vector<U>& host, const U* device, std::size_t count, cudaStream_t s) {
   host.resize(count);
   if (count) CURATA_CUDA_CHECK(cudaMemcpyAsync(host.data(), device, count * sizeof(U), cudaMemcpyDeviceToHost, s));
-  CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
+  stream_sync(s);
 }
 
 template <class U> U copy_value_and_wait(const U* device, cudaStream_t s) {
   U value;
   CURATA_CUDA_CHECK(cudaMemcpyAsync(&value, device, sizeof(U), cudaMemcpyDeviceToHost, s));
-  CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
+  stream_sync(s);
   return value;
 }
 

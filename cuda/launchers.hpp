@@ -62,20 +62,42 @@ struct DevicePostprocessOptions {
   int64_t max_nms = 30000;
 };
 
-struct PostprocessDeviceResult {
-  int64_t n_rows = 0;                 // rows written to out_rows
-  std::vector<int64_t> image_counts;  // rows of each image (length batch)
-};
+// YOLO head (batch, channels = 4 + n_classes, anchors), cxcywh boxes, to the padded detections of
+// curata::postprocess, with no host sync: every step is a kernel or CUB call on `stream` whose
+// sizes come from the shapes alone (see cuda/postprocess.cu for the pipeline and the bounds).
+//
+//   dets    (batch, max_det, 6) of the pred dtype: image b's detections [x1, y1, x2, y2, score,
+//           class] by descending score in rows [0, counts[b]), zeros after
+//   counts  (batch,) int32: detections of each image, or -1 when the image's input is invalid
+//           (a NaN class score, or a selected candidate box that is not finite / has x2 < x1);
+//           such an image's rows are all zeros
+//   status  (postprocess_status_size(batch),) int64: what postprocess_fetch needs to raise the
+//           CPU's error message for invalid input (first NaN, first invalid box, candidate counts)
+//   workspace  postprocess_workspace_bytes(...) bytes of device memory from the caller (its
+//           caching allocator), or 0 to take it from the stream-ordered pool (cudaMallocAsync),
+//           released in stream order when the call returns
+//
+// Candidates are capped per image at min(max_nms, anchors * classes per anchor), keeping the best
+// by descending score, ties to the lower (anchor, class) ordinal, exactly as the CPU's top-max_nms.
+// Scores are compared with conf_threshold rounded to the pred dtype, as on the CPU.
+// (The size includes CUB's temporary storage, which CUB computes from `device`'s properties: a host
+// query, no launch and no sync.)
+int64_t postprocess_workspace_bytes(bool is_double, int64_t batch, int64_t channels, int64_t anchors,
+                                    const DevicePostprocessOptions& options, int device);
+inline int64_t postprocess_status_size(int64_t batch) { return 1 + 2 * batch; }
+void postprocess_padded(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels, int64_t anchors,
+                        const DevicePostprocessOptions& options, std::uintptr_t workspace, int64_t workspace_bytes,
+                        std::uintptr_t dets, std::uintptr_t counts, std::uintptr_t status, int device,
+                        std::uintptr_t stream);
 
-// YOLO head (batch, channels = 4 + n_classes, anchors), cxcywh boxes, to detection rows
-// [x1, y1, x2, y2, score, class] of the pred dtype, grouped by image, each by descending score:
-// the same rows as curata::postprocess. out_rows holds `capacity` rows; the caller sizes it with
-// batch * min(max_det, max_nms, anchors * (multi-label ? n_classes : 1)), which is never exceeded.
-// Scores are compared with conf_threshold rounded to the pred dtype; a NaN class score raises
-// std::invalid_argument naming the first one (image, channel, anchor), as the CPU does.
-// Three host syncs: candidate count, mask workspace size, result count.
-PostprocessDeviceResult postprocess(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels,
-                                    int64_t anchors, const DevicePostprocessOptions& options, std::uintptr_t out_rows,
-                                    int64_t capacity, int device, std::uintptr_t stream);
+// The list form's single host sync: copies counts and status back, raises std::invalid_argument
+// with the CPU's message when the input was invalid (one more wait, on that error path only, to
+// read the offending box), and returns the counts.
+std::vector<int64_t> postprocess_fetch(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels,
+                                       int64_t anchors, std::uintptr_t counts, std::uintptr_t status, int device,
+                                       std::uintptr_t stream);
+
+// Host waits made by curata's launchers since the module was loaded (for tests of sync-free paths).
+int64_t host_sync_count();
 
 }  // namespace curata::cuda

@@ -1,5 +1,5 @@
-// Segmented greedy NMS and YOLO post-processing on the GPU, with the exact semantics of the CPU
-// library (cpp/src/nms.cpp, cpp/src/postprocess.cpp).
+// Segmented greedy NMS on the GPU, with the exact semantics of the CPU library (cpp/src/nms.cpp).
+// YOLO post-processing has its own bounded, sync-free pipeline in cuda/postprocess.cu.
 //
 // Pipeline of batched_nms (N boxes; every step is a fixed number of launches, whatever the number
 // of images or classes):
@@ -381,137 +381,6 @@ __global__ void __launch_bounds__(kThreads)
   out[pos] = local_divisor > 0 ? i % local_divisor : i;
 }
 
-// --------------------------------------------------------------------------- postprocess kernels
-
-// Candidates of one (image, anchor): the best class (first maximum, as torch.max) when it beats the
-// threshold and is allowed, or every allowed class above it with multi-label. Scores are compared
-// with the threshold rounded to T, as on the CPU (torch compares a tensor with a Python float so).
-// A NaN class score anywhere is an error: the lowest (image, class, anchor) one is recorded, in the
-// order the CPU reports it. count has slots + 1 entries (the last one 0) for the exclusive scan.
-template <class T>
-__global__ void __launch_bounds__(kThreads)
-    pp_count(const T* __restrict__ pred, int64_t anchors, int64_t channels, T conf,
-             const uint8_t* __restrict__ allowed, bool multi, int64_t slots, int64_t* __restrict__ count,
-             int32_t* __restrict__ best_class, unsigned long long* first_nan) {
-  const int64_t g = thread_index();
-  if (g > slots) return;
-  if (g == slots) {
-    count[g] = 0;
-    return;
-  }
-  const int64_t b = g / anchors, a = g % anchors;
-  const int64_t n_classes = channels - 4;
-  const T* cls0 = pred + (b * channels + 4) * anchors + a;  // class c of this anchor: cls0[c * anchors]
-  int64_t nan_class = -1;
-  int64_t c_count = 0;
-  T best = cls0[0];
-  int32_t bc = 0;
-  for (int64_t c = 0; c < n_classes; ++c) {
-    const T s = cls0[c * anchors];
-    if (isnan(s) && nan_class < 0) nan_class = c;
-    if (multi) {
-      c_count += (s > conf && (!allowed || allowed[c])) ? 1 : 0;
-    } else if (s > best) {  // strictly greater: the first maximum wins
-      best = s;
-      bc = static_cast<int32_t>(c);
-    }
-  }
-  if (nan_class >= 0)
-    atomicMin(first_nan, static_cast<unsigned long long>((b * n_classes + nan_class) * anchors + a));
-  if (!multi) {
-    c_count = (best > conf && (!allowed || allowed[bc])) ? 1 : 0;
-    best_class[g] = bc;
-  }
-  count[g] = c_count;
-}
-
-// Writes the candidates of each (image, anchor) at its scanned offset, in the CPU's candidate
-// order (image, anchor, class): decoded xyxy box, score, class, image, anchor, score key, index.
-template <class T>
-__global__ void __launch_bounds__(kThreads)
-    pp_emit(const T* __restrict__ pred, int64_t anchors, int64_t channels, T conf,
-            const uint8_t* __restrict__ allowed, bool multi, int64_t slots, const int64_t* __restrict__ offsets,
-            const int32_t* __restrict__ best_class, T* __restrict__ cbox, T* __restrict__ cscore,
-            int32_t* __restrict__ ccls, int32_t* __restrict__ cimg, int32_t* __restrict__ canchor,
-            typename ScoreKey<T>::type* __restrict__ score_key, int32_t* __restrict__ items) {
-  const int64_t g = thread_index();
-  if (g >= slots) return;
-  int64_t o = offsets[g];
-  if (o == offsets[g + 1]) return;
-  const int64_t b = g / anchors, a = g % anchors;
-  const int64_t n_classes = channels - 4;
-  const T* base = pred + b * channels * anchors + a;
-  const T cxcywh[4] = {base[0], base[anchors], base[2 * anchors], base[3 * anchors]};
-  T xyxy[4];
-  to_xyxy(BoxFormat::cxcywh, cxcywh, xyxy);
-  const T* cls0 = base + 4 * anchors;
-  auto put = [&](T s, int64_t c) {
-    for (int k = 0; k < 4; ++k) cbox[4 * o + k] = xyxy[k];
-    cscore[o] = s;
-    ccls[o] = static_cast<int32_t>(c);
-    cimg[o] = static_cast<int32_t>(b);
-    canchor[o] = static_cast<int32_t>(a);
-    score_key[o] = descending_score_key(s);
-    items[o] = static_cast<int32_t>(o);
-    ++o;
-  };
-  if (multi) {
-    for (int64_t c = 0; c < n_classes; ++c) {
-      const T s = cls0[c * anchors];
-      if (s > conf && (!allowed || allowed[c])) put(s, c);
-    }
-  } else {
-    const int32_t c = best_class[g];
-    put(cls0[static_cast<int64_t>(c) * anchors], c);
-  }
-}
-
-// Group key of each candidate in `in_order`. With top-k (in_order is (image, score) order), the
-// candidates past max_nms of their image get a flag bit above the key so the stable sort moves them
-// behind all survivors. Survivors' boxes are validated here: the CPU checks exactly these.
-template <class T>
-__global__ void __launch_bounds__(kThreads)
-    pp_group_keys(const int32_t* __restrict__ in_order, int n, const int32_t* __restrict__ cimg,
-                  const int32_t* __restrict__ ccls, const T* __restrict__ cbox, const int64_t* __restrict__ offsets,
-                  int64_t anchors, int64_t max_nms, bool topk, int class_bits, int flag_bit, NmsHeader* hdr,
-                  uint64_t* __restrict__ keys) {
-  const int64_t r = thread_index();
-  bool survivor = false;
-  if (r < n) {
-    const int32_t i = in_order[r];
-    const int64_t b = cimg[i];
-    // The candidates of image b start at offsets[b * anchors] in the (image, score) order.
-    survivor = !topk || (r - offsets[b * anchors]) < max_nms;
-    uint64_t key;
-    if (survivor) {
-      key = (static_cast<uint64_t>(b) << class_bits) | static_cast<uint64_t>(ccls ? ccls[i] : 0);
-      if (!box_is_valid(cbox + 4 * static_cast<int64_t>(i))) atomicMin(&hdr->bad_box, static_cast<unsigned long long>(i));
-    } else {
-      key = 1ull << flag_bit;
-    }
-    keys[r] = key;
-  }
-  const int count = __syncthreads_count(survivor);
-  if (threadIdx.x == 0 && count > 0) atomicAdd(&hdr->n_cand, count);
-}
-
-template <class T>
-__global__ void __launch_bounds__(kThreads)
-    emit_rows(const uint32_t* __restrict__ keys, const int32_t* __restrict__ items,
-              const uint64_t* __restrict__ prefix, int n_images, int64_t max_det, int n, const T* __restrict__ cbox,
-              const T* __restrict__ cscore, const int32_t* __restrict__ ccls, int64_t capacity,
-              T* __restrict__ rows) {
-  const int64_t q = thread_index();
-  if (q >= n) return;
-  const int64_t pos = output_position(keys, prefix, n_images, max_det, q);
-  if (pos < 0 || pos >= capacity) return;
-  const int64_t i = items[q];
-  T* row = rows + 6 * pos;
-  for (int k = 0; k < 4; ++k) row[k] = cbox[4 * i + k];
-  row[4] = cscore[i];
-  row[5] = static_cast<T>(ccls[i]);
-}
-
 // ------------------------------------------------------------------------------- host stages
 
 // Device arrays describing the groups of a grouped order of n items.
@@ -614,7 +483,7 @@ void fetch_image_counts(const Merged& m, const Segments& seg, int n_images, cuda
                                     cudaMemcpyDeviceToHost, s));
   CURATA_CUDA_CHECK(cudaMemcpyAsync(image_keys.data(), seg.img_key, image_keys.size() * sizeof(int64_t),
                                     cudaMemcpyDeviceToHost, s));
-  CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
+  stream_sync(s);
   image_counts.resize(static_cast<size_t>(n_images));
   for (int d = 0; d < n_images; ++d)
     image_counts[d] = static_cast<int64_t>(prefix[d + 1] & 0xFFFFFFFFu) - static_cast<int64_t>(prefix[d] & 0xFFFFFFFFu);
@@ -701,134 +570,6 @@ NmsDeviceResult batched_nms_impl(const T* boxes, const T* scores, int n, const i
   return result;
 }
 
-// --------------------------------------------------------------------------------- postprocess
-
-template <class T>
-PostprocessDeviceResult postprocess_impl(const T* pred, int64_t batch, int64_t channels, int64_t anchors,
-                                         const DevicePostprocessOptions& o, T* out_rows, int64_t capacity, int device,
-                                         cudaStream_t s) {
-  using K = typename ScoreKey<T>::type;
-  const int64_t n_classes = channels - 4;
-  PostprocessDeviceResult result;
-  result.image_counts.assign(static_cast<size_t>(batch), 0);
-  if (batch == 0 || anchors == 0) return result;
-  const int64_t slots = batch * anchors;
-  const bool multi = o.multi_label && n_classes > 1;
-  Workspace ws(s);
-
-  std::vector<uint8_t> allowed_host;  // alive until the call ends (pageable source of an async copy)
-  uint8_t* allowed = nullptr;
-  if (o.filter_classes) {
-    allowed_host.assign(static_cast<size_t>(n_classes), 0);
-    for (const int64_t c : o.allowed_classes)
-      if (c >= 0 && c < n_classes) allowed_host[static_cast<size_t>(c)] = 1;
-    allowed = ws.alloc<uint8_t>(static_cast<size_t>(n_classes));
-    CURATA_CUDA_CHECK(cudaMemcpyAsync(allowed, allowed_host.data(), allowed_host.size(), cudaMemcpyHostToDevice, s));
-  }
-
-  // Candidates: count per (image, anchor), scan, host sync 0 for the total, emit compacted.
-  int64_t* counts = ws.alloc<int64_t>(static_cast<size_t>(slots) + 1);
-  int64_t* offsets = ws.alloc<int64_t>(static_cast<size_t>(slots) + 1);
-  int32_t* best_class = multi ? nullptr : ws.alloc<int32_t>(static_cast<size_t>(slots));
-  unsigned long long* first_nan = ws.alloc<unsigned long long>(1, "error flag");
-  CURATA_CUDA_CHECK(cudaMemsetAsync(first_nan, 0xFF, sizeof(unsigned long long), s));
-  const T conf = static_cast<T>(o.conf_threshold);  // rounded to T exactly as the CPU does
-  pp_count<T><<<blocks_for(slots + 1, kThreads), kThreads, 0, s>>>(pred, anchors, channels, conf, allowed, multi,
-                                                                   slots, counts, best_class, first_nan);
-  CURATA_CUDA_CHECK_LAUNCH();
-  exclusive_sum(counts, offsets, static_cast<int>(slots + 1), ws);
-  ws.release(counts);
-  int64_t n_total = 0;
-  unsigned long long nan_at = kNone;
-  CURATA_CUDA_CHECK(cudaMemcpyAsync(&n_total, offsets + slots, sizeof(int64_t), cudaMemcpyDeviceToHost, s));
-  CURATA_CUDA_CHECK(cudaMemcpyAsync(&nan_at, first_nan, sizeof(unsigned long long), cudaMemcpyDeviceToHost, s));
-  CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
-  if (nan_at != kNone) {
-    const auto at = static_cast<int64_t>(nan_at);
-    const int64_t a = at % anchors, c = (at / anchors) % n_classes, b = at / anchors / n_classes;
-    throw std::invalid_argument("pred class scores must not be NaN, got NaN at pred[" + std::to_string(b) + ", " +
-                                std::to_string(4 + c) + ", " + std::to_string(a) + "]");
-  }
-  if (n_total == 0) return result;
-  if (n_total >= INT32_MAX)
-    throw std::invalid_argument("postprocess on the GPU supports at most 2^31 - 2 candidates, got " +
-                                std::to_string(n_total) + "; raise conf_threshold");
-  const int n = static_cast<int>(n_total);
-
-  NmsHeader* hdr = new_header(ws);
-  T* cbox = ws.alloc<T>(4 * static_cast<size_t>(n));
-  T* cscore = ws.alloc<T>(n);
-  int32_t* ccls = ws.alloc<int32_t>(n);
-  int32_t* cimg = ws.alloc<int32_t>(n);
-  int32_t* canchor = ws.alloc<int32_t>(n);
-  K* score_key = ws.alloc<K>(n);
-  K* score_key_sorted = ws.alloc<K>(n);
-  int32_t* buffer_a = ws.alloc<int32_t>(n);
-  int32_t* order1 = ws.alloc<int32_t>(n);
-  pp_emit<T><<<blocks_for(slots, kThreads), kThreads, 0, s>>>(pred, anchors, channels, conf, allowed, multi,
-                                                              slots, offsets, best_class, cbox, cscore, ccls, cimg,
-                                                              canchor, score_key, buffer_a);
-  CURATA_CUDA_CHECK_LAUNCH();
-  sort_pairs(score_key, score_key_sorted, buffer_a, order1, n, static_cast<int>(sizeof(K) * 8), ws);
-  ws.release(score_key_sorted);
-  ws.release(score_key);
-
-  // Top max_nms per image (only possible when there are more candidates than that in total), then
-  // one stable sort by (survivor flag, image, class) gives the grouped order.
-  const bool topk = n_total > o.max_nms;
-  const int image_bits = bits_for(static_cast<uint64_t>(batch - 1));
-  const int class_bits = o.agnostic ? 0 : bits_for(static_cast<uint64_t>(n_classes - 1));
-  int32_t* buffer_b = ws.alloc<int32_t>(n);
-  uint64_t* keys_in = ws.alloc<uint64_t>(n);
-  uint64_t* keys_out = ws.alloc<uint64_t>(n);
-  const int32_t* group_input = order1;
-  if (topk) {
-    gather_sort_key<<<blocks_for(n, kThreads), kThreads, 0, s>>>(order1, key_of(cimg), nullptr, n, keys_in);
-    CURATA_CUDA_CHECK_LAUNCH();
-    sort_pairs(keys_in, keys_out, order1, buffer_a, n, image_bits, ws);
-    group_input = buffer_a;
-  }
-  pp_group_keys<T><<<blocks_for(n, kThreads), kThreads, 0, s>>>(group_input, n, cimg, o.agnostic ? nullptr : ccls, cbox,
-                                                                offsets, anchors, o.max_nms, topk, class_bits,
-                                                                image_bits + class_bits, hdr, keys_in);
-  CURATA_CUDA_CHECK_LAUNCH();
-  int32_t* ord = (group_input == buffer_a) ? buffer_b : buffer_a;
-  sort_pairs(keys_in, keys_out, group_input, ord, n, image_bits + class_bits + (topk ? 1 : 0), ws);
-  ws.release(keys_out);
-  ws.release(keys_in);
-
-  Segments seg;
-  const KeyView image_key = key_of(cimg);
-  const KeyView class_key = o.agnostic ? KeyView() : key_of(static_cast<const int32_t*>(ccls));
-  const NmsHeader plan = plan_groups(ord, n, image_key, class_key, hdr, seg, ws);
-  if (plan.bad_box != kNone) {
-    const int64_t i = static_cast<int64_t>(plan.bad_box);
-    int32_t where[2] = {0, 0};
-    CURATA_CUDA_CHECK(cudaMemcpyAsync(&where[0], cimg + i, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-    CURATA_CUDA_CHECK(cudaMemcpyAsync(&where[1], canchor + i, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
-    CURATA_CUDA_CHECK(cudaStreamSynchronize(s));
-    raise_bad_box(cbox + 4 * i, "pred (decoded candidate boxes)",
-                  "the box of image " + std::to_string(where[0]) + ", anchor " + std::to_string(where[1]), s);
-  }
-  if (plan.n_cand == 0) return result;
-
-  uint8_t* kept_item = ws.alloc<uint8_t>(n);
-  int32_t* img_count = ws.alloc<int32_t>(plan.n_images);
-  suppress(static_cast<const T*>(cbox), ord, seg, plan, threshold_in<T>(o.iou_threshold), o.max_det, kept_item,
-           img_count, n, device, ws);
-  const Merged merged = merge_by_image(order1, n, kept_item, seg, img_count, plan.n_images, o.max_det, ws);
-  emit_rows<T><<<blocks_for(n, kThreads), kThreads, 0, s>>>(merged.keys, merged.items, merged.prefix, plan.n_images,
-                                                            o.max_det, n, cbox, cscore, ccls, capacity, out_rows);
-  CURATA_CUDA_CHECK_LAUNCH();
-  std::vector<int64_t> image_keys, image_counts;
-  fetch_image_counts(merged, seg, plan.n_images, s, result.n_rows, image_keys, image_counts);
-  if (result.n_rows > capacity)
-    throw std::runtime_error("curata internal error: postprocess produced " + std::to_string(result.n_rows) +
-                             " rows for an output of " + std::to_string(capacity));
-  for (size_t d = 0; d < image_keys.size(); ++d) result.image_counts[static_cast<size_t>(image_keys[d])] = image_counts[d];
-  return result;
-}
-
 }  // namespace
 
 NmsDeviceResult batched_nms(bool is_double, std::uintptr_t boxes, std::uintptr_t scores, int64_t n,
@@ -857,33 +598,6 @@ NmsDeviceResult batched_nms(bool is_double, std::uintptr_t boxes, std::uintptr_t
   return batched_nms_impl(reinterpret_cast<const float*>(boxes), reinterpret_cast<const float*>(scores), count, c, im,
                           per_image, v, iou_threshold, use_score_threshold, score_threshold, max_det, local_indices, o,
                           device, s);
-}
-
-PostprocessDeviceResult postprocess(bool is_double, std::uintptr_t pred, int64_t batch, int64_t channels,
-                                    int64_t anchors, const DevicePostprocessOptions& options, std::uintptr_t out_rows,
-                                    int64_t capacity, int device, std::uintptr_t stream) {
-  if (channels - 4 < 1)
-    throw std::invalid_argument(
-        "pred must have shape (batch, 4 + n_classes, n_anchors) with n_classes >= 1, got " + std::to_string(channels) +
-        " channels");
-  if (batch < 0 || anchors < 0 || capacity < 0)
-    throw std::invalid_argument("postprocess: batch, anchors and capacity must be >= 0");
-  if (batch > 0 && anchors > 0 && batch > (INT32_MAX - 1) / anchors)
-    throw std::invalid_argument("postprocess on the GPU supports batch * anchors < 2^31 - 1, got " +
-                                std::to_string(batch) + " x " + std::to_string(anchors));
-  if (!(options.conf_threshold >= 0.0 && options.conf_threshold <= 1.0))
-    throw std::invalid_argument("conf_threshold must be in [0, 1], got " + std::to_string(options.conf_threshold));
-  if (!(options.iou_threshold >= 0.0 && options.iou_threshold <= 1.0))
-    throw std::invalid_argument("iou_threshold must be in [0, 1], got " + std::to_string(options.iou_threshold));
-  if (options.max_det < 0 || options.max_nms < 0)
-    throw std::invalid_argument("max_det and max_nms must be >= 0");
-  DeviceGuard guard(device);
-  const cudaStream_t s = as_stream(stream);
-  if (is_double)
-    return postprocess_impl(reinterpret_cast<const double*>(pred), batch, channels, anchors, options,
-                            reinterpret_cast<double*>(out_rows), capacity, device, s);
-  return postprocess_impl(reinterpret_cast<const float*>(pred), batch, channels, anchors, options,
-                          reinterpret_cast<float*>(out_rows), capacity, device, s);
 }
 
 }  // namespace curata::cuda

@@ -145,6 +145,16 @@ def test_k_center_ties_lowest_index():
     np.testing.assert_array_equal(curate.k_center_greedy(sq, 4), [0, 2, 1, 3])
 
 
+def test_k_center_exact_ties_on_integer_grid(rng):
+    # Many points at exactly the same (integer) distance: centring the data before the float64
+    # re-check used to round those distances apart and pick a higher index than the reference.
+    x = rng.integers(-5, 6, size=(200, 3)).astype(np.float64)
+    for n in (5, 20, 60):
+        np.testing.assert_array_equal(curate.k_center_greedy(x, n), ref_k_center(x, n))
+    shifted = x + 1000.0  # far from the origin: the same ties must survive
+    np.testing.assert_array_equal(curate.k_center_greedy(shifted, 20), ref_k_center(shifted, 20))
+
+
 def test_k_center_bad_input(rng):
     x = rng.normal(size=(10, 3))
     with pytest.raises(ValueError, match="n must be <= 10"):
@@ -308,6 +318,18 @@ def test_inputs_not_modified(rng, metric):
     curate.k_center_greedy(x, 10, metric=metric)
     curate.kmeans(x, 4)
     np.testing.assert_array_equal(x, keep)
+    # k_center_greedy centres its own float64 conversion in place: never the caller's float64 data
+    # behind a torch tensor, and a float32 input gives the same picks as its float64 copy
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x)
+    np.testing.assert_array_equal(curate.k_center_greedy(t, 10, metric=metric).numpy(),
+                                  curate.k_center_greedy(keep, 10, metric=metric))
+    np.testing.assert_array_equal(t.numpy(), keep)
+    x32 = keep.astype(np.float32)
+    keep32 = x32.copy()
+    np.testing.assert_array_equal(curate.k_center_greedy(x32, 10, metric=metric),
+                                  curate.k_center_greedy(x32.astype(np.float64), 10, metric=metric))
+    np.testing.assert_array_equal(x32, keep32)
 
 
 def test_kmeans_many_blocks_same_result(rng, monkeypatch):

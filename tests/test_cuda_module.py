@@ -53,12 +53,21 @@ def test_launchers_validate_arguments_before_touching_a_device():
         pytest.skip("curata was built without CUDA")
     from curata import _cuda
 
+    syncs_before = _cuda.host_sync_count()
     with pytest.raises(ValueError, match="n must be >= 0"):
         _cuda.batched_nms(0, 0, -1, 0, 0, 0, 0, 0.5, None, -1, False, 0, False, 0, 0)
     with pytest.raises(ValueError, match=r"iou_threshold must be in \[0, 1\]"):
         _cuda.batched_nms(0, 0, 0, 0, 0, 0, 0, 1.5, None, -1, False, 0, False, 0, 0)
     with pytest.raises(ValueError, match="n_classes >= 1"):
-        _cuda.postprocess(0, 1, 4, 10, 0.25, 0.45, None, False, False, 300, 30000, 0, 0, False, 0, 0)
+        _cuda.postprocess_padded(0, 1, 4, 10, 0.25, 0.45, None, False, False, 300, 30000, 0, 0, 0, 0, 0, False, 0, 0)
+    with pytest.raises(ValueError, match="n_classes >= 1"):
+        _cuda.postprocess_workspace_bytes(1, 4, 10, 0.25, 0.45, None, False, False, 300, 30000, False, 0)
+    with pytest.raises(ValueError, match="max_det and max_nms must be >= 0"):
+        _cuda.postprocess_workspace_bytes(1, 6, 10, 0.25, 0.45, None, False, False, -1, 30000, False, 0)
+    with pytest.raises(ValueError, match="lower max_nms"):  # B * K slots must fit a 32-bit index
+        _cuda.postprocess_workspace_bytes(100000, 204, 1000, 0.25, 0.45, None, False, True, 300, 30000, False, 0)
+    # argument errors never wait for the device (the counter of host waits answers without one)
+    assert _cuda.host_sync_count() == syncs_before
     with pytest.raises(ValueError, match="negative box count"):
         _cuda.pairwise_iou(0, -1, 0, 0, 0, False, False, 0, 0)
 
@@ -75,6 +84,11 @@ def test_launchers_raise_runtime_error_without_a_device():
         _cuda.pairwise_iou(0, 0, 0, 0, 0, False, False, 0, 0)
     with pytest.raises(RuntimeError, match="CUDA error"):
         _cuda.batched_nms(0, 0, 0, 0, 0, 0, 0, 0.5, None, -1, False, 0, False, 0, 0)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        _cuda.postprocess_workspace_bytes(2, 6, 10, 0.25, 0.45, None, False, False, 300, 30000, False, 0)
+    # an empty batch needs no device work, but the padded launcher still selects the device
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        _cuda.postprocess_padded(0, 0, 6, 10, 0.25, 0.45, None, False, False, 300, 30000, 0, 0, 0, 0, 0, False, 0, 0)
 
 
 def test_device_cuda_without_a_gpu_says_why():

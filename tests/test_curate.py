@@ -405,3 +405,61 @@ def test_slices_partition_labels(labels, classes):
 def test_exported():
     assert curata.curate is curate
     assert "curate" in curata.__all__
+
+
+# --------------------------------------------------------------------------- against cleanlab
+
+
+@pytest.fixture(scope="module")
+def digits_with_problems():
+    """Digits (raw pixels) plus 20 exact copies of random rows and 10 far outliers (signed noise:
+    directions no digit image has), shuffled; returns x and the ground-truth masks."""
+    from sklearn.datasets import load_digits
+
+    x, _ = load_digits(return_X_y=True)
+    x = x.astype(np.float32)
+    rng = np.random.default_rng(0)
+    src = rng.choice(len(x), 20, replace=False)
+    far = rng.normal(0.0, 8.0, (10, x.shape[1])).astype(np.float32)
+    allx = np.vstack([x, x[src], far])
+    perm = rng.permutation(len(allx))
+    pos = np.argsort(perm)  # pos[original row] = shuffled row
+    dup = np.zeros(len(allx), dtype=bool)
+    dup[pos[np.r_[src, np.arange(len(x), len(x) + 20)]]] = True
+    out = np.zeros(len(allx), dtype=bool)
+    out[pos[len(x) + 20 :]] = True
+    return allx[perm], dup, out
+
+
+def test_agrees_with_cleanlab_datalab_on_obvious_cases(digits_with_problems):
+    from cleanlab import Datalab
+    from scipy.stats import spearmanr
+
+    x, dup, out = digits_with_problems
+    n = len(x)
+    lab = Datalab(data={"label": np.zeros(n, dtype=np.int64)}, label_name="label", verbosity=0)
+    lab.find_issues(features=x, issue_types={"near_duplicate": {}, "outlier": {}})  # k=10, cosine
+    nd, od = lab.get_issues("near_duplicate"), lab.get_issues("outlier")
+
+    g = knn_graph(x, 10, "cosine")
+    median_nn = float(np.median(1.0 - g[0][:, 0]))
+    np.testing.assert_allclose(median_nn, lab.get_info("near_duplicate")["median_distance_to_nearest_neighbor"], rtol=1e-4)
+    # cleanlab's rule (distance < 0.13 x median nearest-neighbour distance) as curata's threshold
+    groups = np.asarray(curate.near_duplicates(None, 0.13 * median_nn, k=10, graph=g))
+    ours = np.bincount(groups, minlength=n)[groups] > 1
+    theirs = nd["is_near_duplicate_issue"].to_numpy()
+    np.testing.assert_array_equal(ours, dup)  # exactly the injected copies and their sources
+    np.testing.assert_array_equal(theirs, dup)
+    for i in np.flatnonzero(dup):  # cleanlab's set of each row lies in curata's group of that row
+        members = np.r_[i, np.asarray(nd["near_duplicate_sets"].iloc[i], dtype=np.int64)]
+        assert len(set(groups[members].tolist())) == 1
+
+    ours_o = np.asarray(curate.outlier_scores(None, k=10, graph=g))
+    theirs_o = -od["outlier_score"].to_numpy()  # cleanlab: lower = more of an outlier
+    # both are monotone in the mean distance to the 10 nearest neighbours: same ranking up to
+    # float32 (curata) vs float64 (cleanlab) rounding of near-ties
+    assert spearmanr(ours_o, theirs_o).statistic > 0.9999
+    top = set(np.flatnonzero(out).tolist())
+    assert set(np.argsort(-ours_o, kind="stable")[:10].tolist()) == top
+    assert set(np.argsort(-theirs_o, kind="stable")[:10].tolist()) == top
+    assert od["is_outlier_issue"].to_numpy()[out].all()

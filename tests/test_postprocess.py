@@ -397,3 +397,129 @@ def test_against_ultralytics_when_installed(rng):
         got = cb.postprocess(pred, **options)
         theirs = non_max_suppression(torch.from_numpy(pred.copy()), **options)
         assert_rows_equal(got, [t.numpy() for t in theirs])
+
+
+# --------------------------------------------------------------------------------- padded form
+def padded_from_reference(expected, n_images, max_det, dtype):
+    """The padded form built independently from the float64 reference's per-image rows."""
+    dets = np.zeros((n_images, max_det, 6), dtype=dtype)
+    counts = np.zeros(n_images, dtype=np.int32)
+    for b, rows in enumerate(expected):
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+        dets[b, : len(rows)] = rows
+        counts[b] = len(rows)
+    return dets, counts
+
+
+def assert_padded_matches_list(pred, **options):
+    max_det = options.get("max_det", 300)
+    dets, counts = cb.postprocess(pred, padded=True, **options)
+    listed = cb.postprocess(pred, **options)
+    dets, counts = np.asarray(dets), np.asarray(counts)
+    assert dets.shape == (pred.shape[0], max_det, 6) and counts.shape == (pred.shape[0],)
+    assert counts.dtype == np.int32
+    if listed:
+        assert dets.dtype == np.asarray(listed[0]).dtype
+    for b, rows in enumerate(listed):
+        assert counts[b] == len(rows)
+        np.testing.assert_array_equal(dets[b, : counts[b]], np.asarray(rows))
+        assert not np.any(dets[b, counts[b] :])  # padding: zeros in every column
+    return dets, counts
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_padded_equals_list_form_and_reference(rng, options, dtype):
+    pred = make_pred(rng, 3, 8, 400, dtype)
+    dets, counts = assert_padded_matches_list(pred, **options)
+    want_dets, want_counts = padded_from_reference(postprocess_ref(pred, **options), 3, options.get("max_det", 300), dtype)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(dets, want_dets)
+
+
+def test_padded_cap_hit_ties_empty_and_all_suppressed_images():
+    # image 0: 50 candidates with 3 tied score levels over a cap of 10 (ties -> lower anchor)
+    # image 1: empty (every score below conf); image 2: 40 identical boxes, two classes -> one
+    # detection per class; image 3: max_det cuts the kept boxes
+    pred = np.zeros((4, 6, 50), np.float32)
+    pred[:, 0] = np.arange(50) * 20.0
+    pred[:, 1] = 5
+    pred[:, 2:4] = 4
+    pred[0, 4] = np.repeat([0.9, 0.6, 0.3], [4, 20, 26])[:50]
+    pred[1, 4:] = 0.1
+    pred[2, :4] = 8
+    pred[2, 4] = np.linspace(0.5, 0.9, 50)
+    pred[2, 5, [0, 2]] = 0.95
+    pred[3, 4] = np.linspace(0.3, 0.99, 50)
+    dets, counts = assert_padded_matches_list(pred, max_nms=10, max_det=7)
+    np.testing.assert_array_equal(counts, [7, 0, 2, 7])
+    # cap 10 of image 0: the 4 at 0.9 and the first 6 anchors at 0.6; max_det keeps the first 7
+    np.testing.assert_array_equal(dets[0, :7, 0] + 2, np.array([0, 1, 2, 3, 4, 5, 6]) * 20.0)
+    np.testing.assert_array_equal(dets[2, :2, 5], [1, 0])
+    np.testing.assert_array_equal(dets[3, :, 4], np.sort(pred[3, 4])[::-1][:7])
+    want_dets, want_counts = padded_from_reference(postprocess_ref(pred, max_nms=10, max_det=7), 4, 7, np.float32)
+    np.testing.assert_array_equal(dets, want_dets)
+    np.testing.assert_array_equal(counts, want_counts)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_padded_empty_shapes(dtype):
+    dets, counts = cb.postprocess(np.zeros((0, 6, 10), dtype), padded=True)
+    assert dets.shape == (0, 300, 6) and counts.shape == (0,) and counts.dtype == np.int32
+    dets, counts = cb.postprocess(np.zeros((2, 6, 0), dtype), padded=True, max_det=5)
+    assert dets.shape == (2, 5, 6) and not dets.any()
+    np.testing.assert_array_equal(counts, [0, 0])
+    dets, counts = cb.postprocess(make_pred(np.random.default_rng(0), 2, 3, 30, dtype), padded=True, max_det=0)
+    assert dets.shape == (2, 0, 6)
+    np.testing.assert_array_equal(counts, [0, 0])
+    dets, counts = cb.postprocess(make_pred(np.random.default_rng(0), 2, 3, 30, dtype), padded=True, max_nms=0)
+    assert not dets.any()
+    np.testing.assert_array_equal(counts, [0, 0])
+
+
+def test_padded_flags_invalid_images_with_minus_one():
+    rng = np.random.default_rng(5)
+    pred = make_pred(rng, 4, 3, 60, np.float32, p_zero=0.3)
+    good = pred.copy()
+    pred[1, 5, 7] = np.nan  # a NaN class score: the list form raises
+    pred[3, 2, :] = -4.0  # negative widths: every candidate box of image 3 is invalid
+    with pytest.raises(ValueError, match=r"NaN at pred\[1, 5, 7\]"):
+        cb.postprocess(pred)
+    dets, counts = cb.postprocess(pred, padded=True)
+    assert counts[1] == -1 and counts[3] == -1
+    assert not dets[1].any() and not dets[3].any()
+    # the valid images are exactly what they are without the invalid ones
+    for b in (0, 2):
+        want = cb.postprocess(good[b : b + 1])[0]
+        assert counts[b] == len(want) > 0
+        np.testing.assert_array_equal(dets[b, : counts[b]], want)
+    # only a NaN-free batch reports the invalid box, with the CPU's candidate index
+    pred[1] = good[1]
+    with pytest.raises(ValueError, match=r"^pred \(decoded candidate boxes\) must satisfy x1 <= x2"):
+        cb.postprocess(pred)
+
+
+def test_padded_torch_and_float16_inputs(rng):
+    pred = make_pred(rng, 2, 4, 50, np.float32)
+    dets, counts = cb.postprocess(torch.from_numpy(pred), padded=True)
+    assert isinstance(dets, torch.Tensor) and isinstance(counts, torch.Tensor)
+    assert dets.dtype == torch.float32 and counts.dtype == torch.int32
+    want_dets, want_counts = cb.postprocess(pred, padded=True)
+    np.testing.assert_array_equal(dets.numpy(), want_dets)
+    np.testing.assert_array_equal(counts.numpy(), want_counts)
+    half = pred.astype(np.float16)
+    dets16, counts16 = cb.postprocess(half, padded=True)
+    assert dets16.dtype == np.float16
+    for b, rows in enumerate(cb.postprocess(half)):
+        np.testing.assert_array_equal(dets16[b, : counts16[b]], rows)
+
+
+def test_padded_must_be_bool():
+    with pytest.raises(TypeError, match="padded must be a bool"):
+        cb.postprocess(np.zeros((1, 6, 3), np.float32), padded=1)
+
+
+@given(heads())
+def test_fuzz_padded_equals_list_form(head):
+    pred, options = head
+    assert_padded_matches_list(pred, **options)

@@ -40,10 +40,9 @@ py::tuple batched_nms(uintptr_t boxes, uintptr_t scores, int64_t n, uintptr_t cl
   return py::make_tuple(r.n_keep, r.image_ids, r.image_counts);
 }
 
-py::tuple postprocess(uintptr_t pred, int64_t batch, int64_t channels, int64_t anchors, double conf_threshold,
-                      double iou_threshold, const std::optional<Int64Array>& classes, bool agnostic, bool multi_label,
-                      int64_t max_det, int64_t max_nms, uintptr_t out_rows, int64_t capacity, bool is_double,
-                      int device, uintptr_t stream) {
+curata::cuda::DevicePostprocessOptions postprocess_options(double conf_threshold, double iou_threshold,
+                                                           const std::optional<Int64Array>& classes, bool agnostic,
+                                                           bool multi_label, int64_t max_det, int64_t max_nms) {
   curata::cuda::DevicePostprocessOptions o;
   o.conf_threshold = conf_threshold;
   o.iou_threshold = iou_threshold;
@@ -56,12 +55,31 @@ py::tuple postprocess(uintptr_t pred, int64_t batch, int64_t channels, int64_t a
   o.multi_label = multi_label;
   o.max_det = max_det;
   o.max_nms = max_nms;
-  curata::cuda::PostprocessDeviceResult r;
-  {
-    py::gil_scoped_release release;
-    r = curata::cuda::postprocess(is_double, pred, batch, channels, anchors, o, out_rows, capacity, device, stream);
-  }
-  return py::make_tuple(r.n_rows, r.image_counts);
+  return o;
+}
+
+int64_t postprocess_workspace_bytes(int64_t batch, int64_t channels, int64_t anchors, double conf_threshold,
+                                    double iou_threshold, const std::optional<Int64Array>& classes, bool agnostic,
+                                    bool multi_label, int64_t max_det, int64_t max_nms, bool is_double, int device) {
+  const auto o = postprocess_options(conf_threshold, iou_threshold, classes, agnostic, multi_label, max_det, max_nms);
+  return curata::cuda::postprocess_workspace_bytes(is_double, batch, channels, anchors, o, device);
+}
+
+void postprocess_padded(uintptr_t pred, int64_t batch, int64_t channels, int64_t anchors, double conf_threshold,
+                        double iou_threshold, const std::optional<Int64Array>& classes, bool agnostic, bool multi_label,
+                        int64_t max_det, int64_t max_nms, uintptr_t workspace, int64_t workspace_bytes, uintptr_t dets,
+                        uintptr_t counts, uintptr_t status, bool is_double, int device, uintptr_t stream) {
+  const auto o = postprocess_options(conf_threshold, iou_threshold, classes, agnostic, multi_label, max_det, max_nms);
+  py::gil_scoped_release release;
+  curata::cuda::postprocess_padded(is_double, pred, batch, channels, anchors, o, workspace, workspace_bytes, dets,
+                                   counts, status, device, stream);
+}
+
+std::vector<int64_t> postprocess_fetch(uintptr_t pred, int64_t batch, int64_t channels, int64_t anchors,
+                                       uintptr_t counts, uintptr_t status, bool is_double, int device,
+                                       uintptr_t stream) {
+  py::gil_scoped_release release;
+  return curata::cuda::postprocess_fetch(is_double, pred, batch, channels, anchors, counts, status, device, stream);
 }
 
 }  // namespace
@@ -90,11 +108,23 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("per_image"), py::arg("valid"), py::arg("iou_threshold"), py::arg("score_threshold"),
         py::arg("max_det"), py::arg("local_indices"), py::arg("out"), py::arg("is_double"), py::arg("device"),
         py::arg("stream"));
-  m.def("postprocess", &postprocess,
-        "YOLO-head post-processing on a device array; writes rows to out_rows (capacity rows) and returns "
-        "(n_rows, per-image counts)",
+  m.def("postprocess_workspace_bytes", &postprocess_workspace_bytes,
+        "Device workspace bytes of postprocess_padded, from shapes and options only (no device access)",
+        py::arg("batch"), py::arg("channels"), py::arg("anchors"), py::arg("conf_threshold"), py::arg("iou_threshold"),
+        py::arg("classes"), py::arg("agnostic"), py::arg("multi_label"), py::arg("max_det"), py::arg("max_nms"),
+        py::arg("is_double"), py::arg("device"));
+  m.def("postprocess_status_size", &curata::cuda::postprocess_status_size, py::arg("batch"));
+  m.def("postprocess_padded", &postprocess_padded,
+        "YOLO-head post-processing on a device array with no host sync: writes dets (batch, max_det, 6), "
+        "int32 counts (batch,) (-1 = invalid input) and the int64 status used by postprocess_fetch",
         py::arg("pred"), py::arg("batch"), py::arg("channels"), py::arg("anchors"), py::arg("conf_threshold"),
         py::arg("iou_threshold"), py::arg("classes"), py::arg("agnostic"), py::arg("multi_label"), py::arg("max_det"),
-        py::arg("max_nms"), py::arg("out_rows"), py::arg("capacity"), py::arg("is_double"), py::arg("device"),
-        py::arg("stream"));
+        py::arg("max_nms"), py::arg("workspace"), py::arg("workspace_bytes"), py::arg("dets"), py::arg("counts"),
+        py::arg("status"), py::arg("is_double"), py::arg("device"), py::arg("stream"));
+  m.def("postprocess_fetch", &postprocess_fetch,
+        "One host sync: the counts of postprocess_padded; raises ValueError with the CPU's message on invalid input",
+        py::arg("pred"), py::arg("batch"), py::arg("channels"), py::arg("anchors"), py::arg("counts"),
+        py::arg("status"), py::arg("is_double"), py::arg("device"), py::arg("stream"));
+  m.def("host_sync_count", &curata::cuda::host_sync_count,
+        "Host waits made by curata's CUDA launchers since import (tests of the sync-free paths)");
 }

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "curata/drift.hpp"
 #include "curata/drift_mmd.hpp"
@@ -102,6 +104,37 @@ template <class T> py::dict distances(const carray<T>& ref, const carray<T>& cur
   return out;
 }
 
+// All requested summaries of one sort per column (curata.drift.column_tests on host input).
+template <class T>
+py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, int nan_policy, int64_t min_size,
+                   const std::string& test) {
+  check_pair(ref, cur);
+  what &= (dr::kKs | dr::kCvm | dr::kMwu | dr::kWasserstein | dr::kEnergy);
+  dr::ColumnSummaries s;
+  {
+    py::gil_scoped_release release;
+    s = dr::summarize(ref.data(), ref.shape(0), cur.data(), cur.shape(0), ref.shape(1), what,
+                      static_cast<dr::NanPolicy>(nan_policy), min_size, test.c_str());
+  }
+  py::dict out;
+  if (what & dr::kKs) {
+    out["gap_max"] = as_numpy(std::move(s.gap_max));
+    out["gap_min"] = as_numpy(std::move(s.gap_min));
+    out["gap_max_at"] = as_numpy(std::move(s.gap_max_at));
+    out["gap_min_at"] = as_numpy(std::move(s.gap_min_at));
+  }
+  if (what & dr::kCvm) out["cvm_u"] = as_numpy(std::move(s.cvm_u));
+  if (what & dr::kMwu) {
+    out["mwu_u1"] = as_numpy(std::move(s.mwu_u1));
+    out["mwu_tie_sum"] = as_numpy(std::move(s.mwu_tie_sum));
+    out["mwu_ties"] = as_numpy(std::move(s.mwu_ties));
+  }
+  if (what & dr::kWasserstein) out["wasserstein"] = as_numpy(std::move(s.wasserstein));
+  if (what & dr::kEnergy) out["energy"] = as_numpy(std::move(s.energy));
+  add_counts(out, s);
+  return out;
+}
+
 template <class T>
 py::dict quantile_bins(const carray<T>& ref, const carray<T>& cur, int64_t n_bins, int nan_policy) {
   check_pair(ref, cur);
@@ -121,6 +154,77 @@ py::dict quantile_bins(const carray<T>& ref, const carray<T>& cur, int64_t n_bin
   out["nan_ref"] = as_numpy(std::move(b.nan_ref));
   out["nan_cur"] = as_numpy(std::move(b.nan_cur));
   return out;
+}
+
+// Summaries computed outside the core (the torch device path), as a dict of (D,) arrays.
+template <class T> std::vector<T> column_vector(const py::dict& d, const char* key, int64_t columns) {
+  if (!d.contains(key)) throw std::invalid_argument(std::string("summaries lack '") + key + "'");
+  const carray<T> a = py::cast<carray<T>>(d[key]);
+  if (a.ndim() != 1 || a.shape(0) != columns)
+    throw std::invalid_argument(std::string("summaries['") + key + "'] must have shape (" + std::to_string(columns) +
+                                ",)");
+  return std::vector<T>(a.data(), a.data() + columns);
+}
+
+dr::ColumnSummaries summaries_from(const py::dict& d, unsigned what, int64_t min_size) {
+  dr::ColumnSummaries s;
+  const carray<int64_t> n_ref = py::cast<carray<int64_t>>(d["n_ref"]);
+  s.columns = n_ref.ndim() == 1 ? n_ref.shape(0) : -1;
+  if (s.columns < 0) throw std::invalid_argument("summaries['n_ref'] must be 1-D");
+  const int64_t D = s.columns;
+  s.n_ref = column_vector<int64_t>(d, "n_ref", D);
+  s.n_cur = column_vector<int64_t>(d, "n_cur", D);
+  s.nan_ref = column_vector<int64_t>(d, "nan_ref", D);
+  s.nan_cur = column_vector<int64_t>(d, "nan_cur", D);
+  for (int64_t j = 0; j < D; ++j)
+    if (s.n_ref[j] < min_size || s.n_cur[j] < min_size)
+      throw std::invalid_argument("summaries: column " + std::to_string(j) + " has fewer than " +
+                                  std::to_string(min_size) + " values in a sample");
+  if (what & dr::kKs) {
+    s.gap_max = column_vector<double>(d, "gap_max", D);
+    s.gap_min = column_vector<double>(d, "gap_min", D);
+    s.gap_max_at = column_vector<double>(d, "gap_max_at", D);
+    s.gap_min_at = column_vector<double>(d, "gap_min_at", D);
+  }
+  if (what & dr::kCvm) s.cvm_u = column_vector<double>(d, "cvm_u", D);
+  if (what & dr::kMwu) {
+    s.mwu_u1 = column_vector<double>(d, "mwu_u1", D);
+    s.mwu_tie_sum = column_vector<double>(d, "mwu_tie_sum", D);
+    s.mwu_ties = column_vector<uint8_t>(d, "mwu_ties", D);
+  }
+  return s;
+}
+
+py::dict ks_from_summaries(const py::dict& d, int alternative, int method) {
+  dr::ColumnSummaries s = summaries_from(d, dr::kKs, 1);
+  dr::TestResult r;
+  {
+    py::gil_scoped_release release;
+    r = dr::ks_from_summaries(std::move(s), static_cast<dr::Alternative>(alternative),
+                              static_cast<dr::PMethod>(method));
+  }
+  return result_dict(std::move(r), true);
+}
+
+py::dict cvm_from_summaries(const py::dict& d, int method) {
+  dr::ColumnSummaries s = summaries_from(d, dr::kCvm, 2);
+  dr::TestResult r;
+  {
+    py::gil_scoped_release release;
+    r = dr::cvm_from_summaries(std::move(s), static_cast<dr::PMethod>(method));
+  }
+  return result_dict(std::move(r));
+}
+
+py::dict mwu_from_summaries(const py::dict& d, int alternative, int method, bool continuity) {
+  dr::ColumnSummaries s = summaries_from(d, dr::kMwu, 1);
+  dr::TestResult r;
+  {
+    py::gil_scoped_release release;
+    r = dr::mwu_from_summaries(std::move(s), static_cast<dr::Alternative>(alternative),
+                               static_cast<dr::PMethod>(method), continuity);
+  }
+  return result_dict(std::move(r));
 }
 
 // Elementwise null-distribution helpers, exposed for tests against scipy.
@@ -167,6 +271,8 @@ template <class T> void bind_typed(py::module_& m) {
   m.def("drift_mwu", &mwu<T>, py::arg("ref"), py::arg("cur"), py::arg("alternative"), py::arg("method"),
         py::arg("continuity"), py::arg("nan_policy"));
   m.def("drift_distances", &distances<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"));
+  m.def("drift_summaries", &summaries<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"),
+        py::arg("min_size"), py::arg("test"));
   m.def("drift_quantile_bins", &quantile_bins<T>, py::arg("ref"), py::arg("cur"), py::arg("n_bins"),
         py::arg("nan_policy"));
 }
@@ -178,6 +284,11 @@ namespace curata_py {
 void bind_drift(py::module_& m) {
   bind_typed<float>(m);
   bind_typed<double>(m);
+  m.def("drift_ks_from_summaries", &ks_from_summaries, py::arg("summaries"), py::arg("alternative"),
+        py::arg("method"));
+  m.def("drift_cvm_from_summaries", &cvm_from_summaries, py::arg("summaries"), py::arg("method"));
+  m.def("drift_mwu_from_summaries", &mwu_from_summaries, py::arg("summaries"), py::arg("alternative"),
+        py::arg("method"), py::arg("continuity"));
   m.def("drift_kstwo_sf", &kstwo_sf, py::arg("n"), py::arg("d"));
   m.def("drift_exp_nonpositive", &dr::exp_nonpositive, py::arg("x"));
   m.def("drift_smirnov_sf", &smirnov_sf, py::arg("n"), py::arg("d"));

@@ -3,18 +3,33 @@
 // two tuple items (row or -1) and python/curata/search.py raises.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include "curata/search.hpp"
 #include "numpy_util.hpp"
 
 namespace py = pybind11;
 using curata_py::carray;
+using curata_py::vector_to_numpy;
 
 namespace {
 
-py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k, int metric, bool exclude_self) {
+// removed: None or n bytes, nonzero = the base row is skipped (the index's deleted rows).
+const uint8_t* removed_flags(const std::optional<carray<uint8_t>>& removed, int64_t n) {
+  if (!removed) return nullptr;
+  if (removed->ndim() != 1 || removed->shape(0) != n)
+    throw std::invalid_argument("removed must have one byte per base row");
+  return removed->data();
+}
+
+py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k, int metric, bool exclude_self,
+              const std::optional<carray<uint8_t>>& removed) {
   if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
     throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
@@ -22,14 +37,102 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
   py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
   const float* pb = base.data();
   const float* pq = exclude_self ? pb : queries.data();
+  const uint8_t* pr = removed_flags(removed, n);
   float* pd = distances.mutable_data();
   int64_t* pi = indices.mutable_data();
   curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
-    status = curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi);
+    status = curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi,
+                                 pr);
   }
   return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
+}
+
+py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric,
+                  const std::optional<carray<uint8_t>>& removed) {
+  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
+    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
+  py::array_t<float> distances({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
+  py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
+  const uint16_t* pb = base.data();
+  const float* pq = queries.data();
+  const uint8_t* pr = removed_flags(removed, n);
+  float* pd = distances.mutable_data();
+  int64_t* pi = indices.mutable_data();
+  curata::search::KnnStatus status;
+  {
+    py::gil_scoped_release release;
+    status = curata::search::knn_f16(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), pd, pi, pr);
+  }
+  return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
+}
+
+template <class T>
+py::tuple range_search(const carray<T>& base, const carray<float>& queries, float radius, int metric,
+                       const std::optional<carray<uint8_t>>& removed) {
+  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
+    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
+  const T* pb = base.data();
+  const float* pq = queries.data();
+  const auto code = static_cast<curata::search::Metric>(metric);
+  const uint8_t* pr = removed_flags(removed, n);
+  curata::search::RangeResult r;
+  {
+    py::gil_scoped_release release;
+    if constexpr (std::is_same_v<T, float>)
+      r = curata::search::range_search(pb, n, pq, m, d, radius, code, pr);
+    else
+      r = curata::search::range_search_f16(pb, n, pq, m, d, radius, code, pr);
+  }
+  const auto total = static_cast<py::ssize_t>(r.indices.size());
+  return py::make_tuple(vector_to_numpy(std::move(r.lims), {static_cast<py::ssize_t>(m + 1)}),
+                        vector_to_numpy(std::move(r.distances), {total}),
+                        vector_to_numpy(std::move(r.indices), {total}), r.status.nonfinite_base_row,
+                        r.status.nonfinite_query_row);
+}
+
+py::array_t<float> half_to_float(const carray<uint16_t>& bits, bool allow_hardware) {
+  py::array_t<float> out(bits.request().shape);
+  const uint16_t* in = bits.data();
+  float* o = out.mutable_data();
+  const int64_t count = bits.size();
+  {
+    py::gil_scoped_release release;
+    curata::search::half_to_float(in, count, o, allow_hardware);
+  }
+  return out;
+}
+
+// Converts float32 rows into `out`, a caller-owned writeable C-contiguous uint16 array of the same
+// shape (the index's float16 table viewed as uint16), in place; returns the first non-finite row.
+int64_t float_to_half(const carray<float>& rows, py::array out, bool allow_hardware) {
+  if (rows.ndim() != 2 || out.ndim() != 2 || out.shape(0) != rows.shape(0) || out.shape(1) != rows.shape(1))
+    throw std::invalid_argument("out must have the shape of rows");
+  if (!out.dtype().is(py::dtype::of<uint16_t>()) || !(out.flags() & py::array::c_style) || !out.writeable())
+    throw std::invalid_argument("out must be a writeable C-contiguous uint16 array");
+  const float* in = rows.data();
+  auto* o = static_cast<uint16_t*>(out.mutable_data());
+  const int64_t n = rows.shape(0), d = rows.shape(1);
+  py::gil_scoped_release release;
+  return curata::search::float_to_half_rows(in, n, d, o, allow_hardware);
+}
+
+// Rows of `table` (any dtype, C-contiguous, first axis = rows) listed in `removed` (strictly
+// increasing) are squeezed out of the first `rows` rows in place; returns the new row count.
+int64_t remove_rows(py::array table, int64_t rows, const carray<int64_t>& removed) {
+  if (table.ndim() < 1 || !(table.flags() & py::array::c_style) || !table.writeable())
+    throw std::invalid_argument("table must be a writeable C-contiguous array");
+  if (rows < 0 || rows > table.shape(0))
+    throw std::invalid_argument("rows must be in [0, " + std::to_string(table.shape(0)) + "], got " + std::to_string(rows));
+  const int64_t row_bytes = table.ndim() == 1 ? table.itemsize() : table.strides(0);
+  void* data = table.mutable_data();
+  const int64_t* pr = removed.data();
+  const int64_t nr = removed.size();
+  py::gil_scoped_release release;
+  return curata::search::remove_rows(data, row_bytes, rows, pr, nr);
 }
 
 }  // namespace
@@ -37,6 +140,15 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
 namespace curata_py {
 void bind_search(py::module_& m) {
   m.def("knn", &knn, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
-        py::arg("exclude_self") = false);
+        py::arg("exclude_self") = false, py::arg("removed") = py::none());
+  m.def("knn_f16", &knn_f16, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
+        py::arg("removed") = py::none());
+  m.def("range_search", &range_search<float>, py::arg("base"), py::arg("queries"), py::arg("radius"),
+        py::arg("metric"), py::arg("removed") = py::none());
+  m.def("range_search_f16", &range_search<uint16_t>, py::arg("base"), py::arg("queries"), py::arg("radius"),
+        py::arg("metric"), py::arg("removed") = py::none());
+  m.def("half_to_float", &half_to_float, py::arg("bits"), py::arg("allow_hardware") = true);
+  m.def("float_to_half", &float_to_half, py::arg("rows"), py::arg("out"), py::arg("allow_hardware") = true);
+  m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
 }
 }  // namespace curata_py

@@ -18,6 +18,7 @@
 #include <limits>
 #include <numeric>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "curata/drift.hpp"
@@ -526,9 +527,15 @@ double ks_asymptotic(int64_t n1, int64_t n2, double d, Alternative alternative) 
 template <class T>
 TestResult ks_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
                     Alternative alternative, PMethod method, NanPolicy nan_policy) {
+  return ks_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kKs, nan_policy, 1, "ks"), alternative,
+                           method);
+}
+
+TestResult ks_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method) {
   TestResult r;
-  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kKs, nan_policy, 1, "ks");
+  r.summaries = std::move(summaries);
   const ColumnSummaries& s = r.summaries;
+  const int64_t columns = s.columns;
   const size_t D = static_cast<size_t>(columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);

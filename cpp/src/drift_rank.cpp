@@ -191,10 +191,15 @@ double MwuExactNull::sf(int64_t u) const {
 template <class T>
 TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns, PMethod method,
                      NanPolicy nan_policy) {
+  return cvm_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kCvm, nan_policy, 2, "cramervonmises"),
+                            method);
+}
+
+TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method) {
   TestResult r;
-  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kCvm, nan_policy, 2, "cramervonmises");
+  r.summaries = std::move(summaries);
   const ColumnSummaries& s = r.summaries;
-  const size_t D = static_cast<size_t>(columns);
+  const size_t D = static_cast<size_t>(s.columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
   r.exact.assign(D, 0);
@@ -231,10 +236,15 @@ TestResult cvm_2samp(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, i
 template <class T>
 TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
                         Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy) {
+  return mwu_from_summaries(summarize(ref, n_ref, cur, n_cur, columns, kMwu, nan_policy, 1, "mannwhitneyu"),
+                            alternative, method, continuity);
+}
+
+TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method, bool continuity) {
   TestResult r;
-  r.summaries = summarize(ref, n_ref, cur, n_cur, columns, kMwu, nan_policy, 1, "mannwhitneyu");
+  r.summaries = std::move(summaries);
   const ColumnSummaries& s = r.summaries;
-  const size_t D = static_cast<size_t>(columns);
+  const size_t D = static_cast<size_t>(s.columns);
   r.statistic.assign(D, 0.0);
   r.pvalue.assign(D, kNaN);
   r.exact.assign(D, 0);

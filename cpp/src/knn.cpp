@@ -24,8 +24,14 @@
 #include <string>
 #include <vector>
 
+#include "curata/half.hpp"
 #include "curata/parallel.hpp"
 #include "curata/simd.hpp"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define CURATA_HAVE_F16C_PATH 1
+#endif
 
 namespace curata {
 namespace search {
@@ -237,6 +243,22 @@ struct Problem {
   Metric metric;
   bool exclude_self;
   const float* base_norm;  // squared norms (L2) or inverse norms (cosine); null for IP
+  const uint8_t* removed;  // nonzero: the base row is never a result; null: none
+};
+
+// The base as float32 rows, stored either as float32 (used in place) or as IEEE half (each block
+// converted into the caller's buffer of base_block_rows(d) x d floats right before use).
+struct BaseRows {
+  const float* f32;
+  const uint16_t* f16;
+  int64_t d;
+
+  const float* block(int64_t b0, int64_t nb, float* buffer) const {
+    if (f32) return f32 + b0 * d;
+    half_to_float(f16 + b0 * d, nb * d, buffer);
+    return buffer;
+  }
+  bool needs_buffer() const { return f32 == nullptr; }
 };
 
 int64_t base_block_rows(int64_t d) {
@@ -280,7 +302,7 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
       float s = row[j];
       if (h.size == h.k && !(s >= h.score[0])) continue;  // the common case: not good enough
       if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
-      if (b0 + j == self) continue;
+      if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
       h.push(s, b0 + j);
     }
   }
@@ -317,48 +339,122 @@ int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d) {
   return first == rows ? -1 : first;
 }
 
-namespace {
-void search_all(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite);
-}  // namespace
+int64_t first_nonfinite_row_f16(const uint16_t* x, int64_t rows, int64_t d) {
+  for (int64_t i = 0; i < rows; ++i) {
+    int bad = 0;
+    for (int64_t j = 0; j < d; ++j) bad |= half_bits_nonfinite(x[i * d + j]);
+    if (bad) return i;
+  }
+  return -1;
+}
 
-KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
-              bool exclude_self, float* distances, int64_t* indices) {
-  if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
+#ifdef CURATA_HAVE_F16C_PATH
+namespace {
+__attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* in, int64_t count, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < count; ++i) out[i] = half_bits_to_float(in[i]);
+}
+__attribute__((target("avx,f16c"))) void float_to_half_f16c(const float* in, int64_t count, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < count; ++i) out[i] = float_to_half_bits(in[i]);
+}
+bool have_f16c() {
+  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+}  // namespace
+#endif
+
+void half_to_float(const uint16_t* in, int64_t count, float* out, bool allow_hardware) {
+#ifdef CURATA_HAVE_F16C_PATH
+  if (allow_hardware && have_f16c()) return half_to_float_f16c(in, count, out);
+#endif
+  (void)allow_hardware;
+  for (int64_t i = 0; i < count; ++i) out[i] = half_bits_to_float(in[i]);
+}
+
+int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* out, bool allow_hardware) {
+  const int64_t count = rows * d;
+#ifdef CURATA_HAVE_F16C_PATH
+  if (allow_hardware && have_f16c()) {
+    float_to_half_f16c(in, count, out);
+  } else
+#endif
+  {
+    for (int64_t i = 0; i < count; ++i) out[i] = float_to_half_bits(in[i]);
+  }
+  (void)allow_hardware;
+  return first_nonfinite_row_f16(out, rows, d);
+}
+
+namespace {
+void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
+                std::atomic<bool>& saw_nonfinite);
+
+void check_problem(int64_t n, int64_t d, Metric metric) {
+  if (n < 0) throw std::invalid_argument("base must have at least zero rows, got " + std::to_string(n));
   if (d < 1) throw std::invalid_argument("vectors must have at least one dimension, got d = " + std::to_string(d));
   if (metric != Metric::InnerProduct && metric != Metric::L2 && metric != Metric::Cosine)
     throw std::invalid_argument("unknown metric code " + std::to_string(static_cast<int>(metric)));
+}
+
+KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                  Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices) {
+  if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
+  check_problem(n, d, metric);
   const int64_t candidates = exclude_self ? n - 1 : n;
   if (exclude_self && m != n) throw std::invalid_argument("exclude_self needs queries == base");
   if (k < 1 || k > candidates)
     throw std::invalid_argument("k must be in [1, " + std::to_string(candidates) + "], got " + std::to_string(k));
   KnnStatus status;
   std::atomic<bool> saw_nonfinite{m == 0};  // no dot products: check the base directly
-  if (m > 0) search_all(base, n, queries, m, d, k, metric, exclude_self, distances, indices, saw_nonfinite);
+  if (m > 0)
+    search_all(base, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
   if (saw_nonfinite.load()) {
-    status.nonfinite_base_row = first_nonfinite_row(base, n, d);
+    status.nonfinite_base_row =
+        base.f32 ? first_nonfinite_row(base.f32, n, d) : first_nonfinite_row_f16(base.f16, n, d);
     if (!exclude_self) status.nonfinite_query_row = first_nonfinite_row(queries, m, d);
   }
   return status;
 }
 
-namespace {
-void search_all(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                Metric metric, bool exclude_self, float* distances, int64_t* indices, std::atomic<bool>& saw_nonfinite) {
-
+// Squared norms (L2) or inverse norms (Cosine) of every base row, through the same kernel as the
+// queries' norms; empty for InnerProduct.
+std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric metric) {
   std::vector<float> base_norm;
-  if (metric != Metric::InnerProduct) {
-    base_norm.resize(static_cast<size_t>(n));
-    Problem tmp{base, n, queries, m, d, metric, false, nullptr};
-    const int threads = threads_for(n * d, int64_t(1) << 18);
-    const int64_t chunk = (n + threads - 1) / threads;
+  if (metric == Metric::InnerProduct) return base_norm;
+  base_norm.resize(static_cast<size_t>(n));
+  Problem tmp{nullptr, n, nullptr, 0, d, metric, false, nullptr, nullptr};
+  const int threads = threads_for(n * d, int64_t(1) << 18);
+  const int64_t chunk = (n + threads - 1) / threads;
+  const int64_t nb_max = base_block_rows(d);
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int t = 0; t < threads; ++t) {
-      const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
-      if (r0 < r1) query_norms(tmp, base + r0 * d, r1 - r0, base_norm.data() + r0);
+  for (int t = 0; t < threads; ++t) {
+    std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
+    const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
+    for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
+      const int64_t nb = std::min(nb_max, r1 - b0);
+      query_norms(tmp, base.block(b0, nb, buffer.data()), nb, base_norm.data() + b0);
     }
   }
-  const Problem p{base, n, queries, m, d, metric, exclude_self, base_norm.empty() ? nullptr : base_norm.data()};
+  return base_norm;
+}
+
+void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
+                std::atomic<bool>& saw_nonfinite) {
+  const std::vector<float> base_norm = base_norms(base, n, d, metric);
+  const Problem p{base.f32, n,  queries, m, d, metric, exclude_self, base_norm.empty() ? nullptr : base_norm.data(),
+                  removed};
   const int64_t nb_max = base_block_rows(d);
   const int64_t work = m * n * d;
 
@@ -386,11 +482,12 @@ void search_all(const float* base, int64_t n, const float* queries, int64_t m, i
       }
       std::vector<float> tile(static_cast<size_t>(m * nb_max));
       std::vector<float> qnorm(static_cast<size_t>(m));
+      std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
       query_norms(p, queries, m, qnorm.data());
       const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
       for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, r1 - b0);
-        dot_tile(queries, m, base + b0 * d, nb, d, tile.data(), nb_max);
+        dot_tile(queries, m, base.block(b0, nb, buffer.data()), nb, d, tile.data(), nb_max);
         if (consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
@@ -423,6 +520,7 @@ void search_all(const float* base, int64_t n, const float* queries, int64_t m, i
     std::vector<float> tile(static_cast<size_t>(qb * nb_max));
     std::vector<float> qnorm(static_cast<size_t>(qb));
     std::vector<TopK> heaps(static_cast<size_t>(qb));
+    std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
@@ -436,7 +534,7 @@ void search_all(const float* base, int64_t n, const float* queries, int64_t m, i
       query_norms(p, Q, mq, qnorm.data());
       for (int64_t b0 = 0; b0 < n; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, n - b0);
-        dot_tile(Q, mq, base + b0 * d, nb, d, tile.data(), nb_max);
+        dot_tile(Q, mq, base.block(b0, nb, buffer.data()), nb, d, tile.data(), nb_max);
         if (consume_tile(p, q0, mq, b0, nb, tile.data(), nb_max, qnorm.data(), heaps.data()))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
@@ -445,6 +543,137 @@ void search_all(const float* base, int64_t n, const float* queries, int64_t m, i
   }
 }
 
+// Hits of one query within one base chunk, in increasing base index.
+struct Hits {
+  std::vector<int64_t> index;
+  std::vector<float> score;
+};
+
+// One pass over the tiles: every (query block, base chunk) pair is a task; a query's hits from
+// chunk c go to hits[c * m + query], so concatenating chunks in order gives increasing base index.
+void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
+               Metric metric, const uint8_t* removed, std::vector<Hits>& hits, int64_t& chunks,
+               std::atomic<bool>& saw_nonfinite) {
+  const std::vector<float> base_norm = base_norms(base, n, d, metric);
+  const Problem p{base.f32, n,     queries, m, d, metric, false, base_norm.empty() ? nullptr : base_norm.data(),
+                  removed};
+  const int64_t nb_max = base_block_rows(d);
+  const int threads = threads_for(m * n * d, int64_t(1) << 22);
+  int64_t qb;
+  if (m < kScanMaxQueries) {
+    qb = m;
+    chunks = std::max<int64_t>(1, std::min<int64_t>(threads, (n + nb_max - 1) / nb_max));
+  } else {
+    qb = std::min<int64_t>(kQueryBlock, (m + threads - 1) / threads);
+    qb = (qb + 11) / 12 * 12;
+    chunks = 1;
+  }
+  const int64_t chunk_rows = (n + chunks - 1) / chunks;
+  const int64_t n_blocks = (m + qb - 1) / qb;
+  hits.assign(static_cast<size_t>(chunks * m), Hits{});
+  // Scores are "larger is better" (L2: negated squared distance), as in consume_tile.
+  const float threshold = metric == Metric::L2 ? -radius : radius;
+  const float max_float = std::numeric_limits<float>::max();
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> tile(static_cast<size_t>(qb * nb_max));
+    std::vector<float> qnorm(static_cast<size_t>(qb));
+    std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < n_blocks * chunks; ++task) {
+      const int64_t blk = task / chunks, c = task % chunks;
+      const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
+      const float* Q = queries + q0 * d;
+      query_norms(p, Q, mq, qnorm.data());
+      const int64_t r0 = c * chunk_rows, r1 = std::min(n, r0 + chunk_rows);
+      int bad = 0;
+      for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
+        const int64_t nb = std::min(nb_max, r1 - b0);
+        dot_tile(Q, mq, base.block(b0, nb, buffer.data()), nb, d, tile.data(), nb_max);
+        for (int64_t i = 0; i < mq; ++i) {
+          float* row = tile.data() + i * nb_max;
+          for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
+          if (metric != Metric::InnerProduct) dots_to_scores(metric, row, nb, qnorm[i], p.base_norm + b0);
+          Hits& h = hits[static_cast<size_t>(c * m + q0 + i)];
+          for (int64_t j = 0; j < nb; ++j) {
+            if (row[j] >= threshold && !(removed && removed[b0 + j])) {  // false for NaN
+              h.index.push_back(b0 + j);
+              h.score.push_back(row[j]);
+            }
+          }
+        }
+      }
+      if (bad) saw_nonfinite.store(true, std::memory_order_relaxed);
+    }
+  }
+}
+
+RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
+                      Metric metric, const uint8_t* removed) {
+  check_problem(n, d, metric);
+  if (m < 0) throw std::invalid_argument("queries must have at least zero rows, got " + std::to_string(m));
+  if (radius != radius) throw std::invalid_argument("radius must not be NaN");
+  RangeResult out;
+  out.lims.assign(static_cast<size_t>(m + 1), 0);
+  if (m == 0 || n == 0) return out;
+  std::vector<Hits> hits;
+  int64_t chunks = 1;
+  std::atomic<bool> saw_nonfinite{false};
+  range_all(base, n, queries, m, d, radius, metric, removed, hits, chunks, saw_nonfinite);
+  for (int64_t i = 0; i < m; ++i) {
+    int64_t count = 0;
+    for (int64_t c = 0; c < chunks; ++c) count += static_cast<int64_t>(hits[c * m + i].index.size());
+    out.lims[i + 1] = out.lims[i] + count;
+  }
+  const int64_t total = out.lims[m];
+  out.distances.resize(static_cast<size_t>(total));
+  out.indices.resize(static_cast<size_t>(total));
+  const bool l2 = metric == Metric::L2;
+  const int threads = threads_for(total, int64_t(1) << 16);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
+  for (int64_t i = 0; i < m; ++i) {
+    int64_t pos = out.lims[i];
+    for (int64_t c = 0; c < chunks; ++c) {
+      Hits& h = hits[c * m + i];
+      const int64_t cnt = static_cast<int64_t>(h.index.size());
+      for (int64_t e = 0; e < cnt; ++e) {
+        out.indices[pos + e] = h.index[e];
+        out.distances[pos + e] = l2 ? -h.score[e] + 0.0f : h.score[e];  // no -0
+      }
+      pos += cnt;
+      std::vector<int64_t>().swap(h.index);  // free as we go: the peak stays near one copy
+      std::vector<float>().swap(h.score);
+    }
+  }
+  if (saw_nonfinite.load()) {
+    out.status.nonfinite_base_row =
+        base.f32 ? first_nonfinite_row(base.f32, n, d) : first_nonfinite_row_f16(base.f16, n, d);
+    out.status.nonfinite_query_row = first_nonfinite_row(queries, m, d);
+  }
+  return out;
+}
+
 }  // namespace
+
+KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
+              bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed) {
+  return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, removed, distances, indices);
+}
+
+KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                  Metric metric, float* distances, int64_t* indices, const uint8_t* removed) {
+  return knn_any(BaseRows{nullptr, base, d}, n, queries, m, d, k, metric, false, removed, distances, indices);
+}
+
+RangeResult range_search(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
+                         Metric metric, const uint8_t* removed) {
+  return range_any(BaseRows{base, nullptr, d}, n, queries, m, d, radius, metric, removed);
+}
+
+RangeResult range_search_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d,
+                             float radius, Metric metric, const uint8_t* removed) {
+  return range_any(BaseRows{nullptr, base, d}, n, queries, m, d, radius, metric, removed);
+}
+
 }  // namespace search
 }  // namespace curata

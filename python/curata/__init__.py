@@ -4,12 +4,14 @@ Modules: :mod:`curata.boxes` (conversion, IoU, NMS, YOLO post-processing, WBF, s
 matching), :mod:`curata.scores` (uncertainty scores), :mod:`curata.metrics` (exact COCO
 evaluation), :mod:`curata.drift` (per-column two-sample drift tests and distances),
 :mod:`curata.search` (exact k-nearest-neighbour search and kNN graphs) and :mod:`curata.curate`
-(near-duplicates, uniqueness, outlier scores, class balance).
+(near-duplicates, uniqueness, outlier scores, class balance), and :mod:`curata.monitor`
+(:class:`DriftMonitor`: drift monitoring of production windows, reports, history, alerts).
 """
 
 from __future__ import annotations
 
-from . import boxes, curate, drift, metrics, scores, search
+from . import boxes, curate, drift, metrics, monitor, scores, search
+from .monitor import DriftMonitor, DriftReport
 from ._runtime import (
     build_info,
     cuda_unavailable_reason,
@@ -28,8 +30,11 @@ __all__ = [
     "curate",
     "drift",
     "metrics",
+    "monitor",
     "scores",
     "search",
+    "DriftMonitor",
+    "DriftReport",
     "build_info",
     "devices",
     "cuda_unavailable_reason",

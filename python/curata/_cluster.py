@@ -55,8 +55,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     Parameters
     ----------
     x : array-like of shape (N, D)
-        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy; device input is copied to
-        the host). NaN or infinity raises ValueError.
+        Finite float/int embeddings (numpy, torch CPU/CUDA tensors, CuPy). torch CUDA tensors and
+        CuPy arrays (with torch installed) run on their GPU with the same rules
+        (``curata._kcenter_device``: one matrix-vector product per pick); results come back on
+        that device. NaN or infinity raises ValueError.
     n : int
         Number of new points to pick, ``0 <= n <= N - len(already_selected)``.
     already_selected : array-like of int, optional
@@ -77,21 +79,35 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     Notes
     -----
     Deterministic, no randomness. Ties go to the lowest index: distances are computed in float32
-    (mean-centred data, ``|x|^2 - 2 x.c + |c|^2`` by BLAS matrix-vector product) and every point
+    (mean-centred float32 rows, ``|x|^2 - 2 x.c + |c|^2`` by BLAS matrix-vector product) and every point
     within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
     distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
     exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
     lowest index among the float32 maxima is taken instead.
 
-    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory: a
-    centred float64 copy of ``x`` (kept for the exact re-check), a float32 copy (scanned each
-    pick), the float64 conversion of non-float64 input while centring, plus O(N) (one float64
-    min-distance vector): at most 20 * N * D bytes + O(N).
+    Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory
+    beyond the input: the float64 rows kept for the exact re-check (none when ``x`` is C-contiguous
+    float64 and ``metric="l2"``; else one converted or normalised copy, 8 N D bytes), a centred
+    float32 copy scanned each pick (4 N D bytes, centred block by block), plus O(N) float64
+    vectors: at most 12 * N * D bytes + O(N) (6 GB at 1M x 512: run it on a sample or on reduced
+    dimensions at that size, or on the GPU).
     """
+    if _array.on_cuda(x):
+        try:
+            import torch  # noqa: F401,PLC0415  (GPU input only)
+        except ImportError:
+            pass
+        else:
+            from . import _kcenter_device  # noqa: PLC0415
+
+            return _kcenter_device.k_center_greedy_torch(x, n, already_selected, metric)
     if not isinstance(metric, str) or metric not in _KCENTER_METRICS:
         raise ValueError(f"metric must be one of {list(_KCENTER_METRICS)}, got {metric!r}")
     n = _count(n, "n")
     a = _matrix(x, "x", dtype=np.dtype(np.float64))
+    # A conversion made just now (float32/int/list input) is ours to centre in place; the caller's
+    # own float64 array (or a view of a float64 tensor) never is.
+    fresh = a is not x and a.flags.owndata
     N, D = a.shape
     if already_selected is None:
         sel = np.zeros(0, dtype=np.int64)
@@ -118,11 +134,19 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
             raise ValueError(
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
             )
-        a = a / norms[:, None]
-        a -= a.mean(axis=0)  # distances are translation invariant; centring limits cancellation
-    else:
-        a = a - a.mean(axis=0)  # a new array: never modify the caller's data
-    x32 = np.ascontiguousarray(a, dtype=np.float32)
+        if fresh:
+            a /= norms[:, None]
+        else:
+            a = a / norms[:, None]
+    # The float32 scan works on centred rows (distances are translation invariant; centring limits
+    # cancellation); the exact float64 re-check uses the uncentred rows ``a``, because centring
+    # rounds and could split an exact tie of the original data. Centred block by block: no float64
+    # temporary of the whole array.
+    mean = a.mean(axis=0)
+    x32 = np.empty(a.shape, dtype=np.float32)
+    step = max(1, (1 << 20) // max(1, D))
+    for s0 in range(0, N, step):
+        np.subtract(a[s0 : s0 + step], mean, out=x32[s0 : s0 + step], casting="same_kind")
     sq32 = np.einsum("ij,ij->i", x32, x32, dtype=np.float64)  # |x|^2 of the float32 rows
     # Rounding bound of |x|^2 - 2 x.c + |c|^2 in float32 (dot products of length D, float64 norms):
     # |error| <= (D + 2) eps32 (|x| |c|) * 2 + small; use max norms for a global bound, plus the

@@ -12,7 +12,8 @@ uploaded (with torch when it has CUDA, else CuPy) and the results come back as t
 A host array passed next to a device array (e.g. ``classes`` as a list) is uploaded to that device.
 
 Syncs: ``iou``/``giou`` wait once for the validity flags; ``batched_nms`` twice (workspace plan,
-result count); ``postprocess`` three times (candidate count, plan, result count). Results whose
+result count); ``postprocess`` never with ``padded=True`` and once in its list form (the counts,
+to split the padded rows). Results whose
 buffer (sized by an upper bound before the count is known) is less than half used are copied to a
 right-sized array, so a kept result never pins more than twice its own size.
 """
@@ -298,12 +299,21 @@ def postprocess(
     multi_label: bool,
     max_det: int,
     max_nms: int,
-) -> list[Any]:
+    *,
+    padded: bool = False,
+) -> list[Any] | tuple[Any, Any]:
     """YOLO-head post-processing on the GPU; see :func:`curata.boxes.postprocess`.
 
     Options arrive checked by ``boxes.postprocess``; ``allowed`` is a host int64 vector or None.
-    Three host syncs; the output buffer holds ``B * min(max_det, max_nms, A * classes per anchor)``
-    rows before it is cut to the detections found.
+    Every buffer is allocated here, by the caller's framework on the current stream, from the
+    shapes alone: the output (B, max_det, 6), the int32 counts, a small int64 status vector (what
+    the list form needs to raise the CPU's error message) and one uint8 workspace block whose size
+    ``_cuda.postprocess_workspace_bytes`` computes on the host (no launch, no wait). torch's caching
+    allocator / CuPy's pool hand these back in stream order, so a call does no ``cudaMalloc`` once
+    the pool is warm, and releasing the workspace when this function returns is safe for the
+    kernels still queued on the stream.
+
+    ``padded=True``: no host sync. List form: one (``postprocess_fetch``, for the counts).
     """
     frame = _Frame.of(pred)
     with frame.active():
@@ -312,14 +322,23 @@ def postprocess(
         if len(shape) != 3 or shape[1] < 5:
             raise ValueError(f"pred must have shape (B, 4 + n_classes, A) with n_classes >= 1, got {shape}")
         n_images, channels, n_anchors = shape
-        n_classes = channels - 4
-        per_anchor = n_classes if (multi_label and n_classes > 1) else 1
-        capacity = n_images * min(max_det, max_nms, n_anchors * per_anchor)
         dp = _array.device_array(p, "pred")
-        out = _array.device_empty(dp, (capacity, 6), dp.dtype)
-        n_rows, counts = _cuda().postprocess(
-            dp.ptr, n_images, channels, n_anchors, conf_threshold, iou_threshold, allowed, bool(agnostic),
-            bool(multi_label), max_det, max_nms, out.ptr, capacity, dp.dtype == np.float64, dp.device, dp.stream,
+        is_double = dp.dtype == np.float64
+        cuda = _cuda()
+        options = (conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms)
+        n_bytes = int(cuda.postprocess_workspace_bytes(n_images, channels, n_anchors, *options, is_double, dp.device))
+        workspace = _array.device_empty(dp, (max(n_bytes, 1),), np.uint8)
+        dets = _array.device_empty(dp, (n_images, max_det, 6), dp.dtype)
+        counts = _array.device_empty(dp, (n_images,), np.int32)
+        status = _array.device_empty(dp, (int(cuda.postprocess_status_size(n_images)),), np.int64)
+        cuda.postprocess_padded(
+            dp.ptr, n_images, channels, n_anchors, *options, workspace.ptr, n_bytes, dets.ptr, counts.ptr,
+            status.ptr, is_double, dp.device, dp.stream,
         )
-        rows = frame.finish_float(frame.fit(out.obj, int(n_rows)), pred)
-        return frame.split(rows, counts)
+        if padded:
+            return frame.finish_float(dets.obj, pred), frame.finish(counts.obj, pred)
+        found = cuda.postprocess_fetch(
+            dp.ptr, n_images, channels, n_anchors, counts.ptr, status.ptr, is_double, dp.device, dp.stream
+        )
+        rows = frame.finish_float(dets.obj, pred)
+        return [rows[b, : int(n)] for b, n in enumerate(found)]

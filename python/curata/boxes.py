@@ -289,8 +289,9 @@ def postprocess(
     max_det: int = 300,
     max_nms: int = 30000,
     *,
+    padded: bool = False,
     device: str | None = None,
-) -> list[Any]:
+) -> list[Any] | tuple[Any, Any]:
     """Detections from a YOLO-style head for a whole batch (Ultralytics' ``non_max_suppression``).
 
     Parameters
@@ -300,7 +301,8 @@ def postprocess(
     conf_threshold : float in [0, 1]
         Candidates have class score ``> conf_threshold``, compared in the compute dtype (the
         threshold rounded to float32 for float16/float32 ``pred``), as torch compares a tensor
-        with a Python float in Ultralytics. NaN class scores raise ValueError.
+        with a Python float in Ultralytics. NaN class scores raise ValueError (``padded=True``:
+        the image's count is -1).
     iou_threshold : float in [0, 1]
     classes : int sequence, optional
         Keep only these classes.
@@ -311,25 +313,50 @@ def postprocess(
     max_det : int
         Detections kept per image, by descending score.
     max_nms : int
-        Candidates per image entering NMS (the best-scoring ones).
+        Candidates per image entering NMS: when an image has more, the ``max_nms`` best by
+        descending score are kept (ties to the lower anchor, then class), the others dropped.
+        Ultralytics' default 30000. It also bounds the GPU workspace (see Notes).
+    padded : bool
+        Return one fixed-size ``(dets, counts)`` pair instead of a list (see Returns). On the GPU
+        this form never waits for the device: it is queued on the current stream and can be
+        consumed by more device work; nothing reaches the host until you read it.
     device : {None, "auto", "cpu", "cuda"}
 
     Returns
     -------
     list of B arrays (n_i, 6)
-        ``[x1, y1, x2, y2, score, class]`` in the dtype of ``pred`` (float16/bfloat16 are
-        computed in float32 and cast back; integer input gives float64), by descending score.
+        Default. ``[x1, y1, x2, y2, score, class]`` in the dtype of ``pred`` (float16/bfloat16
+        are computed in float32 and cast back; integer input gives float64), by descending score.
+        On the GPU each entry is a (contiguous) view into one padded device buffer.
+    dets : array (B, max_det, 6), with ``padded=True``
+        Same dtype and rows: image ``b``'s detections are ``dets[b, :counts[b]]``; every row after
+        them is zeros (padding value 0 in all six columns).
+    counts : int32 array (B,), with ``padded=True``
+        Detections per image, or **-1** for an image whose input is invalid (a NaN class score, or
+        a selected candidate decoding to a non-finite box or one with x2 < x1; its rows are all
+        zeros). The list form raises ``ValueError`` for such input instead; the padded form
+        cannot raise on the GPU without waiting, so both devices flag the image instead. Check
+        ``(counts < 0).any()`` when you read the result.
 
     Notes
     -----
     The same detections as Ultralytics for the same options, except: NMS is exactly per class
     (Ultralytics offsets boxes by ``class * 7680``, which differs for coordinates beyond that),
     no image is ever dropped on a time limit, and equal scores are ordered by anchor. Parallel
-    over images; memory O(B·A) for the candidates.
+    over images; memory O(B·A) for the candidates. ``padded=True`` on the CPU adds the
+    zero-filled (B, max_det, 6) output; on invalid input it re-runs the batch image by image to
+    find the invalid images (that error path only).
 
-    On the GPU the rows are bit-identical to the CPU's: candidates, top ``max_nms`` per image and
-    the NMS of :func:`batched_nms` run on the device in a fixed number of launches, with three
-    waits (candidate count, mask size, result count).
+    On the GPU the rows are bit-identical to the CPU's, in a fixed number of launches with a
+    workspace sized from the shapes alone, so nothing waits for a count: per-image candidates
+    capped at ``K = min(max_nms, A * classes per anchor)`` by a radix selection of the K-th best
+    (only for images over the cap), compaction, a stable segmented sort by score then by class,
+    greedy NMS per (image, class) in blocks of 64 boxes (no N×N mask), and the padded output.
+    ``padded=True`` makes no host sync at all; the list form makes exactly one (the counts, to
+    split the rows). Device memory: the (B, max_det, 6) output plus a workspace of about
+    ``80·B·K + 12·B·A + 1 KB·B`` bytes (``110·B·K`` for float64), taken in one piece from the
+    caller's framework (torch's caching allocator or CuPy's memory pool, on the current stream),
+    so repeated calls do no ``cudaMalloc``.
     """
     if not isinstance(agnostic, (bool, np.bool_)):
         raise TypeError(f"agnostic must be a bool, got {type(agnostic).__name__}")
@@ -340,15 +367,49 @@ def postprocess(
     max_det = _array.check_count(max_det, "max_det", allow_none=False)
     max_nms = _array.check_count(max_nms, "max_nms", allow_none=False)
     allowed = None if classes is None else _array.int_array(np.atleast_1d(_array._to_numpy_view(classes, "classes")), "classes")
+    if not isinstance(padded, (bool, np.bool_)):
+        raise TypeError(f"padded must be a bool, got {type(padded).__name__}")
     if use_cuda(pred, device, "curata.boxes.postprocess"):
         return _cuda_ops().postprocess(
-            pred, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
+            pred, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms,
+            padded=bool(padded),
         )
     p = _array.float_array(pred, "pred")
     if p.ndim != 3 or p.shape[1] < 5:
         raise ValueError(f"pred must have shape (B, 4 + n_classes, A) with n_classes >= 1, got {tuple(p.shape)}")
-    rows, counts, _ = _core.postprocess(
-        p, conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms
-    )
+    options = (conf_threshold, iou_threshold, allowed, bool(agnostic), bool(multi_label), max_det, max_nms)
+    if padded:
+        dets, counts = _postprocess_padded_cpu(p, options, max_det)
+        return _array.like_float(dets, pred), _array.like(counts, pred)
+    rows, counts, _ = _core.postprocess(p, *options)
     parts = np.split(rows, np.cumsum(counts)[:-1]) if len(counts) else []
     return [_array.like_float(r, pred) for r in parts]
+
+
+def _postprocess_padded_cpu(p: np.ndarray, options: tuple, max_det: int) -> tuple[np.ndarray, np.ndarray]:
+    """The padded form on the CPU: the list form's rows in a zero-filled (B, max_det, 6) array.
+
+    Images are independent (candidates, cap, NMS and max_det are all per image), so when the batch
+    holds invalid input the images are re-run one by one and only the invalid ones get count -1:
+    the same result the GPU computes in one pass, at extra cost only on that error path.
+    """
+    n_images = p.shape[0]
+    dets = np.zeros((n_images, max_det, 6), dtype=p.dtype)
+    counts = np.zeros(n_images, dtype=np.int32)
+    try:
+        runs = [(0, _core.postprocess(p, *options))]
+    except ValueError:
+        runs = []
+        for b in range(n_images):
+            try:
+                runs.append((b, _core.postprocess(p[b : b + 1], *options)))
+            except ValueError:
+                counts[b] = -1
+    for first, (rows, image_counts, _) in runs:
+        image_counts = np.asarray(image_counts, dtype=np.int64)
+        starts = np.cumsum(image_counts) - image_counts
+        image = np.repeat(np.arange(len(image_counts)), image_counts)
+        position = np.arange(len(rows)) - np.repeat(starts, image_counts)
+        dets[first + image, position] = rows
+        counts[first : first + len(image_counts)] = image_counts
+    return dets, counts

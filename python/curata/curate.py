@@ -209,7 +209,9 @@ def near_duplicates(x: Any, threshold: float, metric: str = "cosine", k: int = 1
 
     Time: the kNN graph, O(N^2 D) (skipped with ``graph``), then O(N k) per union-find round
     (a few rounds: roots are hooked onto smaller roots and paths compressed by pointer jumping).
-    Memory: the graph, O(N k), plus O(N) for the union-find.
+    Peak memory beyond the inputs: the graph when it is computed here (12 N k bytes), plus about
+    four float64 (N, k) arrays while it is checked and converted to distances (32 N k bytes;
+    measured 60 MiB at N = 200k, k = 10) and O(N) for the union-find.
 
     Raises
     ------
@@ -260,7 +262,8 @@ def uniqueness(x: Any, k: int = 3, metric: str = "cosine", graph: Any = None) ->
     Divide by ``scores.max()`` for the rescaled form; rankings differ from FiftyOne's only where
     the weighting changes the order.
 
-    Time O(N^2 D) for the graph (skipped with ``graph``), O(N k) after. Memory O(N k).
+    Time O(N^2 D) for the graph (skipped with ``graph``), O(N k) after. Peak memory as
+    :func:`near_duplicates`: the graph if computed here (12 N k bytes) plus about 32 N k bytes.
     """
     metric = _metric(metric)
     dist, _, ref = _graph_distances(x, _k(k), metric, graph)
@@ -294,6 +297,8 @@ def outlier_scores(x: Any, k: int = 10, metric: str = "cosine", graph: Any = Non
     -----
     Scores are relative to the dataset (through ``c``): a score says how unusual a row is
     compared with the typical row of the same data. Time O(N^2 D) for the graph, O(N k) after.
+    Peak memory as :func:`near_duplicates`: the graph if computed here (12 N k bytes) plus about
+    32 N k bytes (measured 61 MiB at N = 200k, k = 10).
     """
     metric = _metric(metric)
     dist, _, ref = _graph_distances(x, _k(k), metric, graph)

@@ -7,7 +7,8 @@ are compared independently; the sorting, merging, ranking and tie handling of ev
 in the C++ core, in parallel over columns. Statistics and p-values equal ``scipy.stats`` 1.17
 (``ks_2samp``, ``cramervonmises_2samp``, ``mannwhitneyu``, ``wasserstein_distance``,
 ``energy_distance``) to about 1e-14 relative, including scipy's choice between the exact and
-the asymptotic null distribution (see each function).
+the asymptotic null distribution (see each function). :func:`column_tests` runs several of them
+from one sort of each column.
 
 Binned comparisons — :func:`chi2`, :func:`psi`, :func:`jensen_shannon`, :func:`hellinger`,
 :func:`tvd` — work on histograms: numeric columns are binned at reference quantiles, labels are
@@ -24,12 +25,19 @@ classifier) does too. :class:`Moments`, :class:`Histogram` and :class:`QuantileS
 
 Input rules shared by every function:
 
-* numpy arrays, array-likes and torch tensors (CUDA tensors are copied to the host); float32 is
+* numpy arrays, array-likes and torch tensors; float32 is
   computed in float64 (exactly: every float32 is a float64), so ``ks(x32, y32)`` equals scipy
   on ``x32.astype(np.float64)``; float16 and integers are converted to float64.
 * ``nan_policy="raise"`` (default) rejects NaN with ``ValueError``; ``"omit"`` drops NaN per
   column and per sample, and the result counts what was dropped (``nan_ref``, ``nan_cur``).
   ``+-inf`` are ordinary values for the rank-based tests (as in scipy).
+* torch CUDA tensors (and CuPy arrays, through DLPack, when torch is importable) stay on the
+  device for :func:`ks`, :func:`cramervonmises`, :func:`mannwhitneyu`, :func:`wasserstein`,
+  :func:`energy` and :func:`mmd`: the statistics are computed there with torch
+  (:mod:`curata._drift_device`) and only per-column summaries come to the host, where the
+  p-values are computed by the same core code as for host input. Results equal the host path's
+  to rounding (the rank statistics exactly; sums of float64 terms to ~1e-15 relative). The other
+  functions copy device input to the host.
 * A sample with too few rows (or a column left too small after omitting NaN) raises
   ``ValueError`` naming ``ref`` or ``cur``; so does a different number of columns.
 
@@ -48,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _array, _core
+from . import _array, _core, _drift_device
 from ._drift_input import column_pair, sample_pair
 from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
@@ -64,6 +72,7 @@ __all__ = [
     "mannwhitneyu",
     "wasserstein",
     "energy",
+    "column_tests",
     "chi2",
     "psi",
     "jensen_shannon",
@@ -101,7 +110,7 @@ class TestResult:
     Attributes
     ----------
     statistic, pvalue : array (D,) float64
-        Same array kind as ``ref`` (numpy or torch CPU tensor).
+        Same array kind and device as ``ref`` (numpy, torch CPU/CUDA tensor, CuPy array).
     method : numpy array (D,) of str
         ``"exact"`` or ``"asymptotic"``: the null distribution each column's p-value came from.
     n_ref, n_cur : numpy array (D,) int64
@@ -229,6 +238,10 @@ def _scipy_special(what: str):
     return special
 
 
+def _device_summaries(ref: Any, cur: Any, what: str, nan: int, min_size: int, test: str) -> dict:
+    return _drift_device.column_summaries(ref, cur, (what,), nan_policy=nan, min_size=min_size, test=test)
+
+
 # ---------------------------------------------------------------------------------- tests
 def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "auto", nan_policy: str = "raise") -> TestResult:
     """Two-sample Kolmogorov-Smirnov test per column (``scipy.stats.ks_2samp``).
@@ -274,8 +287,15 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
     meth = _choice(method, "method", _KS_METHODS)
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    a, b = sample_pair(ref, cur, 1)
-    r = _core.drift_ks(a, b, alt, meth, nan)
+    if _drift_device.wants_device(ref, cur):
+        r = _core.drift_ks_from_summaries(_device_summaries(ref, cur, "ks", nan, 1, "ks"), alt, meth)
+    else:
+        a, b = sample_pair(ref, cur, 1)
+        r = _core.drift_ks(a, b, alt, meth, nan)
+    return _ks_result(r, ref)
+
+
+def _ks_result(r: dict, ref: Any) -> TestResult:
     fell = np.flatnonzero(r["fell_back"])
     if fell.size:
         log.warning(
@@ -363,8 +383,15 @@ def cramervonmises(ref: Any, cur: Any, *, method: str = "auto", nan_policy: str 
     """
     meth = _choice(method, "method", _METHODS)
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
-    a, b = sample_pair(ref, cur, 2)
-    r = _core.drift_cvm(a, b, meth, nan)
+    if _drift_device.wants_device(ref, cur):
+        r = _core.drift_cvm_from_summaries(_device_summaries(ref, cur, "cvm", nan, 2, "cramervonmises"), meth)
+    else:
+        a, b = sample_pair(ref, cur, 2)
+        r = _core.drift_cvm(a, b, meth, nan)
+    return _cvm_result(r, ref)
+
+
+def _cvm_result(r: dict, ref: Any) -> TestResult:
     p = r["pvalue"]
     asym = ~np.asarray(r["exact"], dtype=bool)
     if asym.any():
@@ -420,8 +447,16 @@ def mannwhitneyu(
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     if not isinstance(use_continuity, (bool, np.bool_)):
         raise TypeError(f"use_continuity must be a bool, got {use_continuity!r}")
-    a, b = sample_pair(ref, cur, 1)
-    r = _core.drift_mwu(a, b, alt, meth, bool(use_continuity), nan)
+    if _drift_device.wants_device(ref, cur):
+        s = _device_summaries(ref, cur, "mwu", nan, 1, "mannwhitneyu")
+        r = _core.drift_mwu_from_summaries(s, alt, meth, bool(use_continuity))
+    else:
+        a, b = sample_pair(ref, cur, 1)
+        r = _core.drift_mwu(a, b, alt, meth, bool(use_continuity), nan)
+    return _mwu_result(r, ref)
+
+
+def _mwu_result(r: dict, ref: Any) -> TestResult:
     return TestResult(
         statistic=_array.like(r["statistic"], ref),
         pvalue=_array.like(r["pvalue"], ref),
@@ -433,6 +468,9 @@ def mannwhitneyu(
 
 def _distance(ref: Any, cur: Any, what: int, key: str, nan_policy: str) -> DistanceResult:
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
+    if _drift_device.wants_device(ref, cur):
+        s = _device_summaries(ref, cur, key, nan, 1, key)
+        return DistanceResult(statistic=_array.like(s[key], ref), test=key, **_counts(s))
     a, b = sample_pair(ref, cur, 1)
     r = _core.drift_distances(a, b, what, nan)
     return DistanceResult(statistic=_array.like(r[key], ref), test=key, **_counts(r))
@@ -468,6 +506,82 @@ def energy(ref: Any, cur: Any, *, nan_policy: str = "raise") -> DistanceResult:
     Parameters, returns and cost as :func:`wasserstein`.
     """
     return _distance(ref, cur, _ENERGY, "energy", nan_policy)
+
+
+_COLUMN_TESTS = {
+    "ks": ("ks", 1),
+    "cramervonmises": ("cvm", 2),
+    "mannwhitneyu": ("mwu", 4),
+    "wasserstein": ("wasserstein", _WASSERSTEIN),
+    "energy": ("energy", _ENERGY),
+}
+
+
+def column_tests(
+    ref: Any,
+    cur: Any,
+    tests: Any = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy"),
+    *,
+    nan_policy: str = "raise",
+) -> dict:
+    """Several per-column tests from one sort of each column.
+
+    Equivalent to calling each of :func:`ks`, :func:`cramervonmises`, :func:`mannwhitneyu`,
+    :func:`wasserstein` and :func:`energy` with its default options, but every column is gathered,
+    sorted and walked once for all of them (in the C++ core for host input, with torch on the
+    device for CUDA input), so asking for five tests costs about one.
+
+    Parameters
+    ----------
+    ref : array (n,) or (n, D)
+    cur : array (m,) or (m, D)
+    tests : sequence of str
+        Names among "ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy" (default
+        all five).
+    nan_policy : {"raise", "omit"}
+
+    Returns
+    -------
+    dict
+        Test name -> :class:`TestResult` (or :class:`DistanceResult` for the distances), each equal
+        to what the single-test function returns.
+
+    Notes
+    -----
+    Every column needs at least 2 values per sample when "cramervonmises" is asked for, 1
+    otherwise. Time and memory as :func:`ks`.
+    """
+    if isinstance(tests, str):
+        tests = (tests,)
+    tests = tuple(tests)
+    if not tests:
+        raise ValueError("tests must name at least one test")
+    for name in tests:
+        if name not in _COLUMN_TESTS:
+            raise ValueError(f"tests must hold names from {sorted(_COLUMN_TESTS)}, got {name!r}")
+    nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
+    min_size = 2 if "cramervonmises" in tests else 1
+    test = "cramervonmises" if min_size == 2 else tests[0]
+    if _drift_device.wants_device(ref, cur):
+        what = tuple(_COLUMN_TESTS[t][0] for t in tests)
+        s = _drift_device.column_summaries(ref, cur, what, nan_policy=nan, min_size=min_size, test=test)
+    else:
+        bits = 0
+        for name in tests:
+            bits |= _COLUMN_TESTS[name][1]
+        a, b = sample_pair(ref, cur, min_size)
+        s = _core.drift_summaries(a, b, bits, nan, min_size, test)
+    out: dict = {}
+    for name in tests:
+        if name == "ks":
+            out[name] = _ks_result(_core.drift_ks_from_summaries(s, 0, 0), ref)
+        elif name == "cramervonmises":
+            out[name] = _cvm_result(_core.drift_cvm_from_summaries(s, 0), ref)
+        elif name == "mannwhitneyu":
+            out[name] = _mwu_result(_core.drift_mwu_from_summaries(s, 0, 0, True), ref)
+        else:
+            out[name] = DistanceResult(statistic=_array.like(s[name], ref), test=name, **_counts(s))
+    return out
 
 
 # ---------------------------------------------------------------------------------- binned

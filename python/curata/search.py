@@ -2,7 +2,8 @@
 
 :func:`knn` finds, for every query row, the ``k`` best rows of a base set under inner product,
 squared Euclidean distance or cosine similarity; :func:`knn_graph` is the self-join of one set
-(each point's neighbours, excluding itself). Both are exact brute force (recall 1.0), computed in
+(each point's neighbours, excluding itself); :class:`Index` keeps a growing set of vectors with
+int64 ids (add, remove, search, range search, save/load; float32 or float16 storage). Both are exact brute force (recall 1.0), computed in
 float32 by the C++ core: blocks of queries are multiplied against blocks of base rows by a
 register-blocked dot-product kernel (AVX-512/AVX2/baseline variants picked at run time, no BLAS),
 and each query keeps a bounded heap of its best candidates. Fewer than 20 queries split the base
@@ -12,8 +13,12 @@ Input rules shared by both functions:
 
 * numpy arrays, array-likes and torch tensors of shape ``(N, D)``; float32 is used as is,
   float64/float16/integers are converted to float32 once (one temporary copy of that argument),
-  as is a non-contiguous array. torch CUDA / CuPy input is copied to the host (there is no GPU
-  path yet; a one-time warning says so) and results go back to the input's device.
+  as is a non-contiguous array.
+* torch CUDA tensors and CuPy arrays (CuPy through DLPack, when torch is installed) are searched
+  on their GPU by :mod:`curata._search_device` (tiled cuBLAS GEMM + top-k, candidates re-ranked
+  in float64 and verified against a rounding bound, so results stay exact; float16/bfloat16
+  tensors are searched in 16-bit without losing exactness). Results are the kind and device of
+  ``queries``. Without torch, CuPy input is copied to the host (a one-time warning says so).
 * NaN or infinite values raise ``ValueError`` naming the argument and the first bad row.
 * Results are ``(distances, indices)``: float32 and int64 arrays of shape ``(M, k)``, best first,
   of the same kind as ``queries`` (``x`` for :func:`knn_graph`).
@@ -27,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core
+from ._index import Index
 
-__all__ = ["knn", "knn_graph", "METRICS"]
+__all__ = ["knn", "knn_graph", "Index", "METRICS"]
 
 log = logging.getLogger("curata.search")
 
@@ -36,11 +42,24 @@ METRICS = {"ip": 0, "l2": 1, "cosine": 2}
 _warned_cuda = False
 
 
-def _vectors(x: Any, name: str) -> np.ndarray:
+def _device_module(*arrays: Any) -> Any:
+    """curata._search_device when an argument lives on a GPU and torch can be imported."""
     global _warned_cuda
-    if _array.on_cuda(x) and not _warned_cuda:
-        _warned_cuda = True
-        log.warning("curata.search has no GPU path yet; %s is copied to the host", name)
+    if not any(_array.on_cuda(a) for a in arrays):
+        return None
+    try:
+        import torch  # noqa: F401,PLC0415  (GPU input only; never at import time)
+    except ImportError:
+        if not _warned_cuda:
+            _warned_cuda = True
+            log.warning("curata.search needs torch for its GPU path; CuPy input is copied to the host")
+        return None
+    from . import _search_device  # noqa: PLC0415
+
+    return _search_device
+
+
+def _vectors(x: Any, name: str) -> np.ndarray:
     a = _array.float_array(x, name, dtype=np.dtype(np.float32))
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D), got {tuple(a.shape)}")
@@ -117,7 +136,21 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     (``"l2"``/``"cosine"``), and per thread a fixed 96 x 512 float tile; with fewer than 20
     queries, additionally threads x M x k candidates (12 bytes each). Never an N x M matrix.
     Results do not depend on the thread count or on how queries are batched.
+
+    GPU input (torch CUDA tensors, CuPy arrays; either argument) runs on that GPU through
+    :func:`curata._search_device.knn_torch`: tiled cuBLAS GEMMs + ``topk`` of ``k + margin``
+    candidates, re-scored in float64 and verified against a bound on the GEMM's rounding error
+    (queries that fail are searched again with a wider margin). Results are the exact top k of
+    the float64 scores rounded to float32, ties (in float32) by lower index, any k <= N; a
+    float16/bfloat16 base is searched in 16-bit and is exact for its stored values. Distances
+    can differ from this CPU path by float32 rounding (the CPU computes "l2" through norms), so
+    neighbours closer than that may swap. Peak GPU memory: inputs, outputs, 4 N bytes and a
+    1 GiB workspace (``knn_torch(workspace_bytes=...)``). Not yet run on a GPU (tested with the
+    same code on CPU tensors).
     """
+    device = _device_module(base, queries)
+    if device is not None:
+        return device.knn(base, queries, k, metric)
     code = _metric_code(metric)
     b = _vectors(base, "base")
     q = _vectors(queries, "queries")
@@ -156,8 +189,13 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
 
     Notes
     -----
-    Time O(N^2 D); memory as :func:`knn` with M = N (no second copy of ``x``).
+    Time O(N^2 D); memory as :func:`knn` with M = N (no second copy of ``x``). GPU input runs on
+    the GPU as in :func:`knn` (:func:`curata._search_device.knn_graph_torch`), with the same
+    exclusion rule.
     """
+    device = _device_module(x)
+    if device is not None:
+        return device.knn_graph(x, k, metric)
     code = _metric_code(metric)
     a = _vectors(x, "x")
     if a.shape[0] < 2:

@@ -7,7 +7,9 @@ skipped when that framework (with CUDA) is not installed. The contract checked:
 * IoU / GIoU matrices are bit-identical to the CPU's (same formulas, --fmad=false);
 * NMS keeps exactly the same indices in the same order (threshold compared in the box dtype,
   ties by index), for flat input with classes / image ids and for padded (B, N, 4) batches;
-* post-processing returns bit-identical rows for every option;
+* post-processing returns bit-identical rows for every option, in the list form and in the
+  padded ``(dets, counts)`` form (zeros padding, int32 counts, -1 for invalid images); the padded
+  call makes no host sync (torch's sync debug mode and curata's own counter), the list form one;
 * results are the input's kind on the input's device; bad input raises the CPU's errors.
 """
 
@@ -527,3 +529,64 @@ def test_postprocess_bad_input(fw):
     assert len(cpu[0]) > 0
     for g, c in zip(B.postprocess(fw.to(pred), max_nms=40), cpu):
         _assert_bit_equal(fw.host(g), c)
+
+
+# ------------------------------------------------------------------- postprocess, padded form
+def _assert_padded_equal(fw, got, cpu):
+    dets, counts = got
+    want_dets, want_counts = cpu
+    _assert_bit_equal(fw.host(dets), want_dets)
+    host_counts = fw.host(counts)
+    assert host_counts.dtype == np.int32
+    np.testing.assert_array_equal(host_counts, want_counts)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("options", POSTPROCESS_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_postprocess_padded_matches_cpu(fw, dtype, options):
+    rng = np.random.default_rng(400)
+    n_images, n_classes, n_anchors = int(rng.integers(1, 5)), int(rng.integers(1, 12)), int(rng.integers(1, 2500))
+    pred = _pred(rng, n_images, n_classes, n_anchors, dtype=dtype, ties=True)
+    _assert_padded_equal(fw, B.postprocess(fw.to(pred), padded=True, **options), B.postprocess(pred, padded=True, **options))
+
+
+@pytest.mark.gpu
+def test_postprocess_padded_caps_empty_suppressed_and_invalid_images(fw):
+    rng = np.random.default_rng(401)
+    pred = _pred(rng, 6, 5, 3000, dtype=np.float32, ties=True)
+    pred[1, 4:] = 0.0  # empty
+    pred[2, :4] = 50.0  # every box identical: one detection per class
+    pred[3, 6, 123] = np.nan  # invalid: count -1, zero rows (the list form raises)
+    pred[4, 3, :] = -2.0  # every candidate box invalid
+    for options in ({}, {"max_nms": 50}, {"max_nms": 50, "multi_label": True}, {"max_nms": 1, "max_det": 3}):
+        cpu = B.postprocess(pred, padded=True, **options)
+        np.testing.assert_array_equal(cpu[1][[1, 3, 4]], [0, -1, -1])
+        _assert_padded_equal(fw, B.postprocess(fw.to(pred), padded=True, **options), cpu)
+
+
+@pytest.mark.gpu
+def test_postprocess_padded_makes_no_host_sync_and_list_form_one():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch is installed without a usable CUDA device")
+    from curata import _backend
+
+    rng = np.random.default_rng(402)
+    pred = torch.from_numpy(_pred(rng, 4, 80, 8400, dtype=np.float32)).cuda()
+    B.postprocess(pred, padded=True)  # warm the caching allocator
+    torch.cuda.synchronize()
+    before = _backend._cuda.host_sync_count()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")  # any torch-side sync raises
+    try:
+        dets, counts = B.postprocess(pred, padded=True, max_nms=1000)
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    assert _backend._cuda.host_sync_count() == before  # and no wait inside curata's launchers
+    parts = B.postprocess(pred, max_nms=1000)
+    assert _backend._cuda.host_sync_count() == before + 1
+    host_counts = counts.cpu().numpy()
+    for b, rows in enumerate(parts):
+        assert rows.shape[0] == host_counts[b]
+        _assert_bit_equal(rows.cpu().numpy(), dets[b, : host_counts[b]].cpu().numpy())

@@ -1,7 +1,9 @@
 // Randomised comparison of the CUDA launchers (run on the host simulator) with the CPU library:
 // batched_nms vs curata::nms (all grouping modes, ties, thresholds, max_det), pairwise_iou bit for
-// bit, postprocess rows bit for bit, and the error messages. Usage: driver [TRIALS]
+// bit, the padded sync-free postprocess bit for bit against the CPU (caps, empty / all-suppressed /
+// tied / invalid images), the select-digit arithmetic, and the error messages. Usage: driver [TRIALS]
 #include <cstdio>
+#include <cstdint>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 #include "curata/boxes.hpp"
+#include "curata/postprocess_math.hpp"
 #include "launchers.hpp"
 using namespace curata;
 
@@ -100,52 +103,145 @@ template <class T> void check_iou(std::mt19937& g, int trial) {
   }
 }
 
+// The CPU reference of the padded form: counts[b] = -1 and zero rows for an image whose input the
+// CPU rejects (found by running the rejected batch image by image, as python/curata/boxes.py does).
+template <class T> struct PaddedRef {
+  std::vector<T> dets; std::vector<int32_t> counts; std::string error;
+};
+template <class T> PaddedRef<T> cpu_padded(const std::vector<T>& pred, int batch, int ch, int anchors, const PostprocessOptions& o) {
+  PaddedRef<T> r;
+  const int64_t D = o.max_det;
+  r.dets.assign(size_t(batch) * D * 6, T(0));
+  r.counts.assign(batch, 0);
+  auto fill = [&](int b0, int nb) {
+    std::vector<T> rows; std::vector<int64_t> counts, anchors_out;
+    postprocess(pred.data() + size_t(b0) * ch * anchors, nb, ch, anchors, o, rows, counts, anchors_out);
+    size_t at = 0;
+    for (int k = 0; k < nb; ++k) {
+      const int64_t c = counts[k];
+      if (c > D) std::abort();
+      r.counts[b0 + k] = int32_t(c);
+      if (c > 0) std::memcpy(r.dets.data() + size_t(b0 + k) * D * 6, rows.data() + at * 6, size_t(c) * 6 * sizeof(T));
+      at += c;
+    }
+  };
+  try {
+    fill(0, batch);
+  } catch (const std::invalid_argument& e) {
+    r.error = e.what();
+    for (int b = 0; b < batch; ++b) {
+      try { fill(b, 1); } catch (const std::invalid_argument&) { r.counts[b] = -1; }
+    }
+  }
+  return r;
+}
+
+// How often the randomised cases reach the interesting paths (printed, so a change that stops
+// exercising one shows).
+static long pp_with_rows = 0, pp_capped = 0, pp_flagged = 0, pp_errors = 0;
+
 template <class T> void check_postprocess(std::mt19937& g, int trial) {
   std::uniform_int_distribution<int> ub(0, 3), ua(0, 200), uc(1, 6);
   const int batch = trial % 11 == 0 ? 0 : ub(g) + 1, anchors = trial % 13 == 0 ? 0 : ua(g), C = uc(g), ch = 4 + C;
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<T> pred(size_t(batch) * ch * anchors);
-  for (int b = 0; b < batch; ++b) for (int a = 0; a < anchors; ++a) {
-    T* p = pred.data() + size_t(b) * ch * anchors + a;
-    p[0] = T(std::floor(u(g) * 30)); p[anchors] = T(std::floor(u(g) * 30)); p[2 * anchors] = T(1 + std::floor(u(g) * 10)); p[3 * anchors] = T(1 + std::floor(u(g) * 10));
-    for (int c = 0; c < C; ++c) p[(4 + c) * anchors] = trial % 3 == 0 ? T(std::floor(u(g) * 8) / 8) : T(u(g));
-    if (trial % 17 == 0 && a % 7 == 0) p[4 * anchors] = NAN;
+  // Image kinds: 0 random, 1 empty (every score below conf), 2 all boxes identical (all but one per
+  // class suppressed), 3 tied scores, 4 one NaN class score, 5 a negative width (invalid box)
+  std::uniform_int_distribution<int> kind_of(0, 9);
+  for (int b = 0; b < batch; ++b) {
+    int kind = kind_of(g);
+    if (kind > 5) kind = 0;
+    if (trial % 4 != 2 && kind >= 4) kind = 0;  // invalid input in a few trials only
+    for (int a = 0; a < anchors; ++a) {
+      T* p = pred.data() + size_t(b) * ch * anchors + a;
+      if (kind == 2) { p[0] = T(10); p[anchors] = T(10); p[2 * anchors] = T(4); p[3 * anchors] = T(4); }
+      else { p[0] = T(std::floor(u(g) * 30)); p[anchors] = T(std::floor(u(g) * 30)); p[2 * anchors] = T(1 + std::floor(u(g) * 10)); p[3 * anchors] = T(1 + std::floor(u(g) * 10)); }
+      for (int c = 0; c < C; ++c) {
+        T v = (trial % 3 == 0 || kind == 3) ? T(std::floor(u(g) * 8) / 8) : T(u(g));
+        if (kind == 1) v = T(0.1 * u(g));
+        p[(4 + c) * anchors] = v;
+      }
+      if (kind == 4 && a % 7 == 3) p[(4 + (a % C)) * anchors] = NAN;
+      if (kind == 5 && a % 5 == 2) p[2 * anchors] = T(-3);
+    }
   }
   PostprocessOptions o;
   o.conf_threshold = trial % 4 == 0 ? 0.0 : 0.3;
   o.iou_threshold = trial % 5 == 0 ? 0.5 : 0.45;
   o.agnostic = trial % 2;
   o.multi_label = (trial / 2) % 2;
-  o.max_det = trial % 7 == 0 ? 2 : 300;
-  o.max_nms = trial % 3 == 1 ? 5 : 30000;
+  o.max_det = trial % 7 == 0 ? 2 : (trial % 19 == 0 ? 0 : 300);
+  // the per-image cap: often hit (a few to a few dozen), sometimes 0, usually Ultralytics' 30000
+  std::uniform_int_distribution<int> um(1, 40);
+  o.max_nms = trial % 3 == 1 ? um(g) : (trial % 23 == 0 ? 0 : 30000);
   std::vector<int64_t> allowed = {0, 2, 99, -1};
   if (trial % 6 == 5) { o.classes = allowed.data(); o.n_allowed_classes = allowed.size(); }
-  std::vector<T> rows; std::vector<int64_t> counts, anchors_out;
-  std::string cpu_error;
-  try {
-    postprocess(pred.data(), batch, ch, anchors, o, rows, counts, anchors_out);
-  } catch (const std::invalid_argument& e) {
-    cpu_error = e.what();
+  const PaddedRef<T> ref = cpu_padded(pred, batch, ch, anchors, o);
+  for (int b = 0; b < batch; ++b) {
+    pp_with_rows += ref.counts[b] > 0;
+    pp_flagged += ref.counts[b] < 0;
+    // capped: more candidates than max_nms (the CPU's own count, conf test in T)
+    int64_t cand = 0;
+    for (int a = 0; a < anchors; ++a) for (int c = 0; c < C; ++c) cand += pred[(size_t(b) * ch + 4 + c) * anchors + a] > T(o.conf_threshold);
+    pp_capped += ref.counts[b] > 0 && o.multi_label && cand > o.max_nms;
   }
+  pp_errors += !ref.error.empty();
+
   cuda::DevicePostprocessOptions d;
   d.conf_threshold = o.conf_threshold; d.iou_threshold = o.iou_threshold; d.agnostic = o.agnostic; d.multi_label = o.multi_label;
   d.max_det = o.max_det; d.max_nms = o.max_nms;
   if (o.classes) { d.filter_classes = true; d.allowed_classes = allowed; }
-  const int64_t per_anchor = (o.multi_label && C > 1) ? C : 1;
-  const int64_t cap = int64_t(batch) * std::min<int64_t>({o.max_det, o.max_nms, anchors * per_anchor});
-  std::vector<T> out(size_t(cap) * 6 + 6, T(-99));
-  cuda::PostprocessDeviceResult r;
+  const bool dbl = sizeof(T) == 8;
+  const int64_t bytes = cuda::postprocess_workspace_bytes(dbl, batch, ch, anchors, d, 0);
+  // workspace from the caller (poisoned, as a caching allocator hands back used memory), or none
+  std::vector<unsigned char> ws(size_t(bytes) + 1, 0xA5);
+  const bool own_ws = trial % 4 != 3;
+  std::vector<T> dets(size_t(batch) * o.max_det * 6 + 6, T(-99));
+  std::vector<int32_t> counts(batch + 1, -77);
+  std::vector<int64_t> status(cuda::postprocess_status_size(batch), 12345);
+  const long syncs = cuda::host_sync_count();
+  cuda::postprocess_padded(dbl, (uintptr_t)pred.data(), batch, ch, anchors, d, own_ws ? (uintptr_t)ws.data() : 0,
+                           own_ws ? bytes : 0, (uintptr_t)dets.data(), (uintptr_t)counts.data(), (uintptr_t)status.data(), 0, 0);
+  EXPECT(cuda::host_sync_count() == syncs, "pp trial %d: the padded call waited for the device", trial);
+  for (int b = 0; b < batch; ++b)
+    EXPECT(counts[b] == ref.counts[b], "pp trial %d image %d: count %d vs CPU %d (B=%d A=%d C=%d max_nms=%ld)", trial, b, counts[b], ref.counts[b], batch, anchors, C, (long)o.max_nms);
+  EXPECT(ref.dets.empty() || std::memcmp(dets.data(), ref.dets.data(), ref.dets.size() * sizeof(T)) == 0, "pp trial %d: padded rows differ (B=%d A=%d C=%d)", trial, batch, anchors, C);
+  EXPECT(dets[ref.dets.size()] == T(-99), "pp trial %d: wrote past the output", trial);
+  // the list form: one wait, the CPU's error message
+  std::string gpu_error;
   try {
-    r = cuda::postprocess(sizeof(T) == 8, (uintptr_t)pred.data(), batch, ch, anchors, d, (uintptr_t)out.data(), cap, 0, 0);
+    auto c64 = cuda::postprocess_fetch(dbl, (uintptr_t)pred.data(), batch, ch, anchors, (uintptr_t)counts.data(), (uintptr_t)status.data(), 0, 0);
+    for (int b = 0; b < batch; ++b) EXPECT(c64[b] == counts[b], "pp trial %d: fetched counts", trial);
+    EXPECT(cuda::host_sync_count() == syncs + 1, "pp trial %d: the list form waited %ld times", trial, cuda::host_sync_count() - syncs);
   } catch (const std::invalid_argument& e) {
-    EXPECT(cpu_error == e.what(), "pp trial %d: GPU error '%s', CPU error '%s'", trial, e.what(), cpu_error.c_str());
-    return;
+    gpu_error = e.what();
   }
-  EXPECT(cpu_error.empty(), "pp trial %d: CPU raised '%s', GPU did not", trial, cpu_error.c_str());
-  EXPECT(r.image_counts == counts, "pp trial %d: counts differ (B=%d A=%d C=%d)", trial, batch, anchors, C);
-  EXPECT((size_t)r.n_rows * 6 == rows.size(), "pp trial %d: rows %ld vs %zu", trial, (long)r.n_rows, rows.size() / 6);
-  if ((size_t)r.n_rows * 6 == rows.size())
-    EXPECT(rows.empty() || std::memcmp(rows.data(), out.data(), rows.size() * sizeof(T)) == 0, "pp trial %d: row values differ", trial);
+  EXPECT(gpu_error == ref.error, "pp trial %d: GPU error '%s', CPU error '%s'", trial, gpu_error.c_str(), ref.error.c_str());
+}
+
+// select_digit / select_at_most against the composite key built with 128-bit integers.
+void check_select_digits(std::mt19937_64& g) {
+  for (int t = 0; t < 20000; ++t) {
+    const int ord_bits = 1 + int(g() % 31);
+    const int score_bits = (g() & 1) ? 64 : 32;
+    const int total = score_bits + ord_bits;
+    uint64_t key = g(); if (score_bits == 32) key &= 0xFFFFFFFFull;
+    const uint32_t ord = uint32_t(g()) & uint32_t((1ull << ord_bits) - 1);
+    const unsigned __int128 v = ((unsigned __int128)key << ord_bits) | ord;
+    const int passes = select_passes(total);
+    unsigned __int128 back = 0;
+    for (int p = 0; p < passes; ++p) {
+      const int top = total - kSelectRadixBits * p, width = top > kSelectRadixBits ? kSelectRadixBits : top;
+      back = (back << width) | select_digit(key, ord, ord_bits, total, p);
+    }
+    EXPECT(back == v, "select digits do not rebuild the key (ord_bits %d, total %d)", ord_bits, total);
+    uint64_t key2 = (g() & 3) == 0 ? key : g(); if (score_bits == 32) key2 &= 0xFFFFFFFFull;
+    const uint32_t ord2 = (g() & 1) ? ord : uint32_t(g()) & uint32_t((1ull << ord_bits) - 1);
+    const unsigned __int128 v2 = ((unsigned __int128)key2 << ord_bits) | ord2;
+    int32_t digits[kSelectMaxPasses];
+    for (int p = 0; p < passes; ++p) digits[p] = int32_t(select_digit(key2, ord2, ord_bits, total, p));
+    EXPECT(select_at_most(key, ord, ord_bits, total, digits) == (v <= v2), "select_at_most");
+  }
 }
 
 int main(int argc, char** argv) {
@@ -155,8 +251,11 @@ int main(int argc, char** argv) {
   std::printf("nms done, failures=%d\n", failures);
   for (int t = 0; t < trials / 3; ++t) { check_iou<float>(g, t); check_iou<double>(g, t); }
   std::printf("iou done, failures=%d\n", failures);
+  { std::mt19937_64 g64(7); check_select_digits(g64); }
+  std::printf("select digits done, failures=%d\n", failures);
   for (int t = 0; t < trials; ++t) { check_postprocess<float>(g, t); check_postprocess<double>(g, t); }
-  std::printf("postprocess done, failures=%d\n", failures);
+  std::printf("postprocess done, failures=%d (images with rows %ld, capped multi-label %ld, flagged %ld; trials raising %ld)\n",
+              failures, pp_with_rows, pp_capped, pp_flagged, pp_errors);
   // errors: the first invalid box wins over later ones and over NaN scores, as on the CPU
   {
     std::vector<float> b = {0, 0, 1, 1, 0, 0, NAN, 1, 2, 2, 1, 3};

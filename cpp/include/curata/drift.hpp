@@ -68,6 +68,15 @@ template <class T>
 TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
                         Alternative alternative, PMethod method, bool continuity, NanPolicy nan_policy);
 
+// The p-value half of the three tests above, from summaries computed elsewhere (the torch device
+// path of curata.drift computes the statistics on the GPU and finishes here, so CPU and GPU share
+// one implementation of every null distribution). `summaries` must hold the counts and the fields
+// of the test (kKs: gap_*; kCvm: cvm_u; kMwu: mwu_*), one entry per column, sizes >= 1 (>= 2 for
+// cvm).
+TestResult ks_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method);
+TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method);
+TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method, bool continuity);
+
 // ---------------------------------------------------------------- null distributions
 // Survival function P(D_n >= d) of the two-sided one-sample Kolmogorov-Smirnov statistic
 // (scipy.stats.kstwo.sf), following Simard & L'Ecuyer (2011) for the choice of algorithm.

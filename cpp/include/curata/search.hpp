@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace curata {
 namespace search {
@@ -38,11 +39,58 @@ struct KnnStatus {
 // vector is 0. exclude_self (requires queries == base rows, m == n) skips base row i for query i
 // (a self-join / kNN graph; other exact duplicates are kept). Throws std::invalid_argument on
 // k < 1, k > n (k > n - 1 under exclude_self), d < 1 or n < 1.
+// removed (optional, n bytes): rows with a nonzero byte are skipped, as if absent (the persistent
+// index's deleted rows before compaction); the caller guarantees k <= the number of other rows.
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
-              bool exclude_self, float* distances, int64_t* indices);
+              bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed = nullptr);
 
 // Index of the first row holding a NaN or infinity, or -1.
 int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d);
+int64_t first_nonfinite_row_f16(const uint16_t* x, int64_t rows, int64_t d);
+
+// knn over a base stored as IEEE half (numpy float16 bit patterns, (n, d) C-contiguous). Queries
+// are float32. Each base block is converted to float32 into a per-thread buffer of at most
+// kBaseBlockMax rows (base_block_rows(d) rows: about 128 KiB) right before its dot products, so
+// the result is exactly knn() on base converted to float32, and no float32 copy of the base is
+// ever made. No exclude_self.
+KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
+                  Metric metric, float* distances, int64_t* indices, const uint8_t* removed = nullptr);
+
+// All base rows within `radius` of each query, in faiss's CSR layout: the hits of query i are
+// entries lims[i] .. lims[i + 1] of distances / indices, in increasing base index. L2 keeps rows
+// with squared distance <= radius; InnerProduct and Cosine keep rows with similarity >= radius.
+// Distances are the same float32 values knn() reports (same kernel, same arithmetic), so a row
+// whose knn() distance equals `radius` is included. NaN dot products (overflow) never match.
+struct RangeResult {
+  std::vector<int64_t> lims;  // m + 1
+  std::vector<float> distances;
+  std::vector<int64_t> indices;
+  KnnStatus status;
+};
+// Work: queries are split into blocks across threads (fewer than kScanMaxQueries queries: the
+// base is split instead); hits are appended to per (query, base chunk) vectors and concatenated.
+// Memory: inputs + per thread one dot tile (and one float32 base block for the f16 variant) +
+// the hits, held twice at the end (vectors, then the concatenated output).
+// Throws std::invalid_argument on d < 1, n < 0, a NaN radius or an unknown metric.
+RangeResult range_search(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, float radius,
+                         Metric metric, const uint8_t* removed = nullptr);
+RangeResult range_search_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d,
+                             float radius, Metric metric, const uint8_t* removed = nullptr);
+
+// out[i] = float(half in[i]) for i < count, exact; uses the CPU's F16C instructions when present
+// unless allow_hardware is false (tests compare both paths on every bit pattern).
+void half_to_float(const uint16_t* in, int64_t count, float* out, bool allow_hardware = true);
+
+// out[i] = half(in[i]) (round to nearest even) for `rows` rows of d values; returns the first row
+// holding a value that became infinite or NaN (|v| >= 65520 or a non-finite input), or -1. Uses
+// F16C when present unless allow_hardware is false (both give the same bits for finite input).
+int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* out, bool allow_hardware = true);
+
+// Deletes rows `removed` (strictly increasing positions in [0, rows)) from a C-contiguous table of
+// `rows` rows of `row_bytes` bytes, in place, keeping the order of the others; returns the new row
+// count. One memmove per kept run: O(rows x row_bytes) bytes moved at most, no extra memory.
+// Throws std::invalid_argument when `removed` is not strictly increasing or out of range.
+int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* removed, int64_t n_removed);
 
 }  // namespace search
 }  // namespace curata

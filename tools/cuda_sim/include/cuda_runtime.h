@@ -103,5 +103,6 @@ template <class T> T __shfl_sync(unsigned, T v, int src) {
   return r;
 }
 inline int __ffsll(long long v) { return __builtin_ffsll(v); }
+inline int __popcll(unsigned long long v) { return __builtin_popcountll(v); }
 template <class T, class U> T atomicMin(T* p, U v) { std::lock_guard<std::mutex> g(sim::atomic_mutex); T old = *p; if (T(v) < old) *p = T(v); return old; }
 template <class T, class U> T atomicAdd(T* p, U v) { std::lock_guard<std::mutex> g(sim::atomic_mutex); T old = *p; *p = old + T(v); return old; }
