@@ -39,6 +39,9 @@ up to float32 rounding, float16 GEMM rounding for its float16 index).
 (200k with ``--quick``), ids a seeded permutation: add from host numpy, search 10,000 CUDA
 queries with k = 10 (float32 and float16 storage), range search 1,000 queries (ip >= 0.25),
 remove 10k ids and add them back.
+Also on the GPU: ``curate.k_center_greedy`` (curata only) and ``curate.kmeans`` 1M x 512,
+k = 1000, 20 iterations (100k x 512, k = 100 with ``--quick``) against ``faiss.Kmeans(gpu=True)`` (different seeding, so
+the check compares objectives as a note and verifies curata's labels are the nearest centroids).
 """
 
 from __future__ import annotations
@@ -438,6 +441,70 @@ def _kcenter_gpu_case(n: int, d: int, picks: int) -> Case:
     return Case(name, "gpu k_center_greedy", params, [Contender("curata", curata_fn)], max_repeats=3, warmup=0)
 
 
+KMEANS_ITERS = 20
+
+
+def _kmeans_gpu_case(n: int, d: int, k: int, blobs: int) -> Case:
+    """curate.kmeans on a CUDA tensor vs faiss.Kmeans(gpu=True), same data, 20 Lloyd iterations.
+
+    Data: ``blobs`` unit-norm centres plus noise (embedding-like clusters, more blobs than k so
+    the clusters do not fall out of the init). faiss seeds at random (no k-means++), runs every
+    iteration and by default trains on a sample of 256 points per centroid: the sample limit is
+    lifted (``max_points_per_centroid``) so both fit all n rows. curata may stop early (labels
+    unchanged); its time includes the k-means++ seeding (one GEMM pass per pick). faiss gets a
+    host numpy copy (its Python ``Kmeans`` trains from host memory), curata the CUDA tensor.
+    """
+    import torch  # noqa: PLC0415
+
+    g = torch.Generator(device=GPU_DEVICE).manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn((blobs, d), device=GPU_DEVICE, generator=g), dim=1)
+    pick = torch.randint(0, blobs, (n,), device=GPU_DEVICE, generator=g)
+    x = centres[pick] + 0.05 * torch.randn((n, d), device=GPU_DEVICE, generator=g)
+    del pick
+    params = {"rows": n, "dim": d, "k": k, "n_iter": KMEANS_ITERS, "dtype": "float32", "data": f"{blobs} blobs"}
+    got: dict[str, Any] = {}
+
+    def curata_fn():
+        got["curata"] = r = curata.curate.kmeans(x, k, n_iter=KMEANS_ITERS, seed=0)
+        return r
+
+    def make_faiss():
+        import faiss  # noqa: PLC0415
+
+        if not hasattr(faiss, "StandardGpuResources"):
+            raise ImportError("faiss is installed without GPU support")
+        host = x.cpu().numpy()
+
+        def run():
+            km = faiss.Kmeans(d, k, niter=KMEANS_ITERS, seed=1, gpu=True, max_points_per_centroid=n)
+            km.train(host)
+            got["faiss"] = km
+            return km
+
+        return run
+
+    peer = contender("faiss-gpu", make_faiss, note="faiss.Kmeans(gpu=True), random init, all rows")
+
+    def check() -> Check:
+        r = curata_fn()
+        labels = r.labels
+        # Labels are the nearest centroids (float64 judge on a sample of rows).
+        rows = torch.arange(0, n, max(1, n // 2000), device=x.device)
+        xs, c = x[rows].double(), r.centroids.double()
+        ref = torch.cdist(xs, c).argmin(dim=1)
+        ok = float((ref == labels[rows]).double().mean())
+        detail = f"curata inertia {r.inertia:.6g} after {r.n_iter} iterations, sampled labels nearest {ok:.4f}"
+        if ok < 0.999:
+            return Check("mismatch", detail)
+        if peer.fn is None:
+            return Check("unchecked", detail + "; faiss-gpu missing")
+        km = peer.fn()
+        faiss_inertia = float(km.obj[-1]) if len(km.obj) else float("nan")
+        return Check("note", detail + f"; faiss objective {faiss_inertia:.6g} (different init)")
+
+    name = f"gpu kmeans {n // 1000}k x {d}, k={k}, {KMEANS_ITERS} iterations"
+    return Case(name, "gpu kmeans", params, [Contender("curata", curata_fn), peer], check=check,
+                max_repeats=3, warmup=1)
 GPU_INDEX_QUERIES = 10_000
 GPU_INDEX_RANGE_QUERIES = 1000
 
@@ -527,8 +594,11 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
     """The suite's plan: (case name, builder) pairs; ``device="cuda"``: the GPU cases."""
     if device == "cuda":
         n, picks = (100_000, 200) if quick else (1_000_000, 1000)
+        kn, kk, kb = (100_000, 100, 200) if quick else (1_000_000, 1000, 2000)
         return _gpu_plan(quick) + [(f"gpu k_center_greedy {n // 1000}k x 512, {picks} picks",
-                                    lambda: _kcenter_gpu_case(n, 512, picks))] + _gpu_index_plan(quick)
+                                    lambda: _kcenter_gpu_case(n, 512, picks)),
+                                   (f"gpu kmeans {kn // 1000}k x 512, k={kk}, {KMEANS_ITERS} iterations",
+                                    lambda: _kmeans_gpu_case(kn, 512, kk, kb))] + _gpu_index_plan(quick)
     n = 50_000 if quick else 200_000
     plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
     out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]

@@ -376,3 +376,38 @@ def test_dtypes(rng):
     assert rb.centroids.dtype == torch.bfloat16 and rb.labels.dtype == torch.int64
     idx = curate.kmeans_plus_plus_init(t, 3, seed=0)
     assert isinstance(idx, torch.Tensor) and idx.dtype == torch.int64
+
+
+def _ref_nearest(x, c):
+    d = ((np.asarray(x, np.float64)[:, None, :] - np.asarray(c, np.float64)[None]) ** 2).sum(-1)
+    return np.argmin(d, axis=1), d
+
+
+def test_kmeans_assign_resolves_float32_cancellation():
+    # Far from the origin (|x| ~ 1e4) the float32 product's rounding swamps the 1e-4 differences
+    # between two centroid distances; the float64 re-check must still give the exact nearest.
+    from curata import _cluster
+
+    r = np.random.default_rng(4)
+    x = (10000.0 + r.integers(0, 64, (500, 2)) * 0.25).astype(np.float32)
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    for c in ([[10008.0, 10008.5001], [10008.5, 10008.0]], [[10008.5, 10008.0], [10008.0, 10008.5001]]):
+        c = np.array(c, dtype=np.float32)
+        lab, dist = _cluster._assign(x, sq, c)
+        want, d = _ref_nearest(x, c)
+        np.testing.assert_array_equal(lab, want)
+        np.testing.assert_allclose(dist, d[np.arange(500), want], rtol=1e-9)
+
+
+def test_kmeans_assign_exact_ties_lowest_index(monkeypatch):
+    from curata import _cluster
+
+    monkeypatch.setattr(_cluster, "_EXACT_ENTRIES", 64)  # many small re-check batches
+    x = np.random.default_rng(2).integers(-3, 4, (400, 3)).astype(np.float32)
+    c = np.array([[0, 0, 0], [1, 1, 1], [-1, -1, -1], [1, 1, 1], [0, 0, 1]], dtype=np.float32)
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    lab, dist = _cluster._assign(x, sq, c)
+    want, d = _ref_nearest(x, c)
+    np.testing.assert_array_equal(lab, want)
+    np.testing.assert_array_equal(dist, d[np.arange(400), want])
+    assert np.count_nonzero(np.sort(d, axis=1)[:, 0] == np.sort(d, axis=1)[:, 1]) > 50  # ties tested
