@@ -555,3 +555,144 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
     for spec in MMD_QUICK if quick else MMD_CASES:
         plan.append((_mmd_name(*spec[:4]), lambda s=spec: _mmd_case(*s)))
     return plan
+
+
+# ------------------------------------------------------------------------- 1M vs 1M x 512 (big)
+# Not in the timed plan above (4 GB of input and minutes per run): ``python -m benchmarks.drift big``.
+BIG_N, BIG_M, BIG_D = 1_000_000, 1_000_000, 512
+BIG_SCIPY_COLUMNS = 4
+BIG_GOAL_S = 60.0
+
+
+def make_big_data(n=BIG_N, m=BIG_M, d=BIG_D, seed=0):
+    """float32 (n, d) and (m, d) generated in float32 (no float64 temporary): 4 GB at full size.
+    Same shifts as make_data: a quarter of the columns +0.05, an eighth scaled by 1.02."""
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_normal((n, d), dtype=np.float32)
+    cur = rng.standard_normal((m, d), dtype=np.float32)
+    for lo in range(0, m, 65_536):  # in row chunks: a strided column update touches every page anyway
+        blk = cur[lo : lo + 65_536]
+        blk[:, ::4] += np.float32(0.05)
+        blk[:, 1::8] *= np.float32(1.02)
+    return ref, cur
+
+
+def _cpu_seconds() -> float:
+    import resource  # noqa: PLC0415
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run_big(n=BIG_N, m=BIG_M, d=BIG_D, scipy_columns=BIG_SCIPY_COLUMNS, tests=TESTS, seed=0) -> dict:
+    """Every per-column test once on (n, d) vs (m, d) float32, timed (wall and process CPU time),
+    plus the scipy loop on ``scipy_columns`` columns, extrapolated to d; curata's first columns are
+    checked against scipy's to COLUMN_RTOL before anything is reported."""
+    import time  # noqa: PLC0415
+
+    import curata  # noqa: PLC0415
+    from curata import drift  # noqa: PLC0415
+
+    from ._harness import ForeignLoad  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    ref, cur = make_big_data(n, m, d, seed)
+    gen_s = time.perf_counter() - t0
+    rows = []
+    for test in tests:
+        fn = getattr(drift, test)
+        load = ForeignLoad()
+        w0, c0 = time.perf_counter(), _cpu_seconds()
+        res = fn(ref, cur)
+        wall, cpu = time.perf_counter() - w0, _cpu_seconds() - c0
+        other = load.cores()
+        ours = _values(res)
+        # float64 copies, as curata computes float32 in float64 (scipy on float32 input keeps
+        # float32 ranks/sums in places and differs at 1e-5); the copy is outside the timing.
+        peer = _scipy(test, ref[:, :scipy_columns].astype(np.float64), cur[:, :scipy_columns].astype(np.float64))
+        w1, c1 = time.perf_counter(), _cpu_seconds()
+        theirs = _values(peer())
+        scipy_s, scipy_cpu = time.perf_counter() - w1, _cpu_seconds() - c1
+        diff = max(_max_rel(ours[0][:scipy_columns], theirs[0]), _max_rel(ours[1][:scipy_columns], theirs[1]))
+        rows.append({
+            "test": test, "curata_wall_s": wall, "curata_cpu_s": cpu, "other_processes_cores": other,
+            "scipy_columns": scipy_columns, "scipy_wall_s": scipy_s, "scipy_cpu_s": scipy_cpu,
+            "scipy_extrapolated_s": scipy_s * d / scipy_columns,
+            "scipy_extrapolated_cpu_s": scipy_cpu * d / scipy_columns,
+            "max_rel_diff_vs_scipy": diff, "check": "ok" if diff <= COLUMN_RTOL else "mismatch",
+        })
+        print(f"  {test}: curata {wall:.2f} s wall ({cpu:.2f} s CPU, other processes {other or 0:.2f} cores), "
+              f"scipy {scipy_columns} columns {scipy_s:.2f} s ({scipy_cpu:.2f} s CPU) -> {scipy_s * d / scipy_columns:.0f} s for {d}; "
+              f"max rel diff {diff:.2g}", flush=True)
+        del res
+    # All the tests in one call: one gather, sort and walk per column (drift.column_tests).
+    load = ForeignLoad()
+    w0, c0 = time.perf_counter(), _cpu_seconds()
+    together = drift.column_tests(ref, cur, tests)
+    one_wall, one_cpu = time.perf_counter() - w0, _cpu_seconds() - c0
+    one_other = load.cores()
+    same = all(np.array_equal(_values(together[t])[k][:scipy_columns],
+                              _values(getattr(drift, t)(ref[:, :scipy_columns], cur[:, :scipy_columns]))[k], equal_nan=True)
+               for t in tests for k in (0, 1))
+    print(f"  column_tests (all {len(tests)} in one call): {one_wall:.2f} s wall ({one_cpu:.2f} s CPU, other processes "
+          f"{one_other or 0:.2f} cores); first {scipy_columns} columns equal to the single calls: {same}", flush=True)
+    del together
+    total_wall = sum(r["curata_wall_s"] for r in rows)
+    total_cpu = sum(r["curata_cpu_s"] for r in rows)
+    return {
+        "n": n, "m": m, "columns": d, "dtype": "float32", "seed": seed, "tests": list(tests),
+        "threads": curata.get_num_threads(), "generate_s": gen_s, "rows": rows,
+        "total_curata_wall_s": total_wall, "total_curata_cpu_s": total_cpu,
+        "total_scipy_extrapolated_s": sum(r["scipy_extrapolated_s"] for r in rows),
+        "total_scipy_extrapolated_cpu_s": sum(r["scipy_extrapolated_cpu_s"] for r in rows),
+        "column_tests": {"wall_s": one_wall, "cpu_s": one_cpu, "other_processes_cores": one_other,
+                         "equal_to_single_calls_on_checked_columns": bool(same)},
+        "goal_s": BIG_GOAL_S,
+    }
+
+
+def _main_big(argv=None) -> int:
+    import argparse  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from . import _harness as h  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.drift big",
+                                description="every per-column test on 1M vs 1M x 512 float32, against the 60 s goal")
+    p.add_argument("--rows", type=int, default=BIG_N, help="rows per sample (default 1,000,000)")
+    p.add_argument("--columns", type=int, default=BIG_D)
+    p.add_argument("--scipy-columns", type=int, default=BIG_SCIPY_COLUMNS)
+    p.add_argument("--tests", default=",".join(TESTS))
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    facts = h.machine_facts("cpu", PEER_DISTRIBUTIONS)
+    machine = h.machine_tag(facts, "cpu")
+    print(f"drift big on {machine}: {h.machine_line(facts)}", file=sys.stderr)
+    created = h.now_utc()
+    out = run_big(args.rows, args.rows, args.columns, args.scipy_columns, tuple(args.tests.split(",")))
+    facts["loadavg_end"] = h.loadavg()
+    out.update({"created": created, "machine": machine, "facts": facts, "git": facts.get("git")})
+    status = "met" if out["total_curata_wall_s"] <= BIG_GOAL_S else "not met"
+    one = out["column_tests"]
+    print(f"total curata {out['total_curata_wall_s']:.1f} s wall, {out['total_curata_cpu_s']:.1f} s CPU "
+          f"({out['threads']} threads; goal {BIG_GOAL_S:.0f} s: {status}); column_tests {one['wall_s']:.1f} s wall, "
+          f"{one['cpu_s']:.1f} s CPU (goal: {'met' if one['wall_s'] <= BIG_GOAL_S else 'not met'}); scipy loop "
+          f"extrapolated {out['total_scipy_extrapolated_s']:.0f} s")
+    full = (args.rows, args.columns, args.tests) == (BIG_N, BIG_D, ",".join(TESTS))
+    if not args.no_write:
+        h.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = h.RESULTS_DIR / f"drift_big-{machine}{'' if full else '-partial'}.json"
+        path.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
+        print(f"wrote {path}", file=sys.stderr)
+    bad = [r["test"] for r in out["rows"] if r["check"] != "ok"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    if len(_sys.argv) > 1 and _sys.argv[1] == "big":
+        _sys.exit(_main_big(_sys.argv[2:]))
+    _sys.exit("usage: python -m benchmarks.drift big [--rows N] [--columns D] ... "
+              "(the timed suite runs with: python -m benchmarks.run drift)")

@@ -14,10 +14,16 @@ import sys
 
 from . import _harness as h
 
-SUITES = ("boxes", "ensemble", "coco", "drift", "search", "curation")
+SUITES = ("boxes", "ensemble", "coco", "drift", "search", "curation", "drift_paper")
+# Suites that measure something other than time (detection rates): they parse their own options
+# and write their own results (see the suite's module docstring).
+OWN_RUNNER = ("drift_paper",)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in OWN_RUNNER:
+        return importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("suite", choices=SUITES)
     p.add_argument("--quick", action="store_true", help="fewer sizes and rounds (well under a minute on 2 cores)")
