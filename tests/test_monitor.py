@@ -510,8 +510,14 @@ def test_bad_input_errors():
         DriftMonitor(ref, n_clusters=101)
     with pytest.raises(ValueError, match=r"columns entries must be in \[0, 2\]"):
         DriftMonitor(ref, columns=[5])
-    with pytest.raises(TypeError, match="timestamp must be"):
+    with pytest.raises(ValueError, match="timestamp must be an ISO 8601"):
         mon.check(ref, timestamp="yesterday")
+    with pytest.raises(TypeError, match="timestamp must be"):
+        mon.check(ref, timestamp=[2026, 11, 22])
+    r = mon.check(ref, timestamp="2026-11-22T10:30")
+    assert r.timestamp.isoformat() == "2026-11-22T10:30:00+00:00"
+    r = mon.check(ref, timestamp="2026-11-22T10:30+02:00")
+    assert r.timestamp.utcoffset().total_seconds() == 7200
     with pytest.raises(TypeError, match="array like the reference"):
         mon.check(pa.table({"a": [1.0]}))
     sub = DriftMonitor(ref, columns=[2, 0], n_clusters=None)

@@ -440,7 +440,12 @@ def _timestamp(ts: Any) -> _dt.datetime:
         return ts if ts.tzinfo is not None else ts.replace(tzinfo=_dt.timezone.utc)
     if isinstance(ts, (int, float, np.integer, np.floating)) and not isinstance(ts, bool):
         return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc)
-    raise TypeError(f"timestamp must be a datetime, POSIX seconds or None, got {type(ts).__name__}")
+    if isinstance(ts, str):
+        try:
+            return _timestamp(_dt.datetime.fromisoformat(ts))
+        except ValueError:
+            raise ValueError(f"timestamp must be an ISO 8601 date/time string, got {ts!r}") from None
+    raise TypeError(f"timestamp must be a datetime, ISO 8601 string, POSIX seconds or None, got {type(ts).__name__}")
 
 
 @dataclass
@@ -881,8 +886,9 @@ class DriftMonitor:
             Same kind and columns as the reference. An array with a different number of columns
             raises ValueError; a Table whose schema differs is tested on the columns it still has
             and the difference is reported in :attr:`DriftReport.schema`.
-        timestamp : datetime, POSIX seconds or None
-            Time of the window (default: now, UTC). Naive datetimes are taken as UTC.
+        timestamp : datetime, ISO 8601 string, POSIX seconds or None
+            Time of the window (default: now, UTC). Naive datetimes (and strings without an
+            offset) are taken as UTC.
         predictions : array (M,) or (M, C), optional
             Window predictions, the same form as the reference ``predictions`` (required to get
             :attr:`DriftReport.classes`; ignored with a ValueError if the monitor has none).
