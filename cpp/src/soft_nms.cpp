@@ -187,8 +187,8 @@ CURATA_SIMD_CLONES bool decay_linear_row(const double* x1, const double* y1, con
 }
 
 // Position of the highest score, ties by lower index, over m >= 1 entries (scores finite): the
-// maximum from 8 independent lanes, then the lowest index holding it, then its position; three
-// plain passes vectorise better than one carrying (score, index, position) selects.
+// maximum from 8 independent lanes, then a second pass for the positions holding it; two plain
+// passes vectorise better than one carrying (score, index, position) selects.
 template <class T> CURATA_ALWAYS_INLINE int64_t argmax_impl(const T* s, const int64_t* idx, int64_t m) {
   constexpr int64_t L = 8;
   T mx = s[0];
@@ -201,27 +201,20 @@ template <class T> CURATA_ALWAYS_INLINE int64_t argmax_impl(const T* s, const in
     for (int64_t l = 0; l < L; ++l) mx = lane[l] > mx ? lane[l] : mx;
   }
   for (; i < m; ++i) mx = s[i] > mx ? s[i] : mx;
-  constexpr int64_t kNoIndex = std::numeric_limits<int64_t>::max();
-  int64_t low = kNoIndex;
+  // Positions holding the maximum, lowest index first: chunks of L are tested with one vector
+  // compare and only a chunk holding it is looked into (ties are rare).
+  int64_t best = -1;
   i = 0;
-  if (m >= L) {
-    int64_t lane[L];
-    for (int64_t l = 0; l < L; ++l) lane[l] = kNoIndex;
-    for (; i + L <= m; i += L) {
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t v = s[i + l] == mx ? idx[i + l] : kNoIndex;
-        lane[l] = v < lane[l] ? v : lane[l];
-      }
-    }
-    for (int64_t l = 0; l < L; ++l) low = lane[l] < low ? lane[l] : low;
+  for (; i + L <= m; i += L) {
+    int any = 0;
+    for (int64_t l = 0; l < L; ++l) any |= s[i + l] == mx;
+    if (!any) continue;
+    for (int64_t l = 0; l < L; ++l)
+      if (s[i + l] == mx && (best < 0 || idx[i + l] < idx[best])) best = i + l;
   }
-  for (; i < m; ++i) {
-    const int64_t v = s[i] == mx ? idx[i] : kNoIndex;
-    low = v < low ? v : low;
-  }
-  int64_t p = 0;
-  while (idx[p] != low) ++p;
-  return p;
+  for (; i < m; ++i)
+    if (s[i] == mx && (best < 0 || idx[i] < idx[best])) best = i;
+  return best;
 }
 CURATA_SIMD_CLONES int64_t argmax(const float* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
 CURATA_SIMD_CLONES int64_t argmax(const double* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
