@@ -162,7 +162,8 @@ def wbf(
     weights <= 0, NaN boxes and non-finite scores. Labels are returned as int64, not float.
 
     Work is O(N log N + Σ n_g·c_g) over (image, label) groups with n_g boxes and c_g clusters;
-    memory O(N) for N boxes in all.
+    memory O(N) for N boxes in all. Each thread that ran a group keeps its scratch buffers between
+    calls (a few MB at most; buffers grown by a group of more than 4096 boxes are released).
     """
     boxes_seq = _per_model(boxes_list, "boxes_list")
     scores_seq = _per_model(scores_list, "scores_list")
