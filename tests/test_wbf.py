@@ -154,6 +154,32 @@ def test_large_groups_use_the_same_rule():
         assert_same(got, peer_wbf(*data))
 
 
+@pytest.mark.parametrize("thr", [0.0, 0.1, 0.3, 0.5, 0.55, 0.8, 0.95])
+def test_large_groups_every_threshold(thr):
+    """The grid path visits only the cells under a box's core (shrunk by min(thr, 1/2)): every
+    threshold must still find every cluster with IoU > thr."""
+    rng = np.random.default_rng(int(thr * 100))
+    data = make_models(rng, 3, 300, 1, jitter=0.05, max_size=0.2)
+    assert len(np.concatenate(data[2])) >= 512
+    assert_same(cb.wbf(*data, iou_threshold=thr), peer_wbf(*data, iou_thr=thr))
+
+
+def test_large_group_on_a_coarse_grid():
+    """>= 512 boxes with coordinates on a 16-grid: exact IoU ties and IoU exactly at the threshold
+    (0.5 = 1/2, 0.25 = 1/4 are reachable) on the grid path."""
+    rng = np.random.default_rng(7)
+    n = 600
+    x, y = rng.integers(0, 14, n), rng.integers(0, 14, n)
+    w, h = rng.integers(1, 4, n), rng.integers(1, 4, n)
+    boxes = np.stack([x, y, np.minimum(x + w, 16), np.minimum(y + h, 16)], axis=1) / 16
+    scores = rng.uniform(0.01, 0.99, n)  # random, so no two fused scores tie (their order would be unspecified)
+    model = rng.integers(0, 3, n)
+    data = [[boxes[model == m] for m in range(3)], [scores[model == m] for m in range(3)],
+            [np.zeros(int((model == m).sum()), dtype=np.int64) for m in range(3)]]
+    for thr in (0.25, 0.5):
+        assert_same(cb.wbf(*data, iou_threshold=thr), peer_wbf(*data, iou_thr=thr))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),

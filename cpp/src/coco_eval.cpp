@@ -4,8 +4,9 @@
 //  1. Counting sort of ground truth and detections by image (stable: file order survives).
 //  2. Images in parallel: each image's detections are ordered by (category, descending score,
 //     file position) and its ground truth by (category, file position); every (image, category)
-//     group computes its IoU matrix once and runs the greedy matching for every area range and IoU
-//     threshold, leaving one status byte per (detection, area, threshold): TP, FP or ignored.
+//     group computes its IoU matrix once and runs the greedy matching (greedy_match.hpp, shared
+//     with curata::match) for every area range and IoU threshold, leaving one status byte per
+//     (detection, area, threshold): TP, FP or ignored.
 //  3. Categories in parallel: the category's kept detections (image order, then rank) are sorted
 //     stably by descending score, which is exactly the order pycocotools gets from concatenating
 //     the images and merge-sorting. One pass per (area, max_det) collects, for every threshold,
@@ -21,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "curata/greedy_match.hpp"
 #include "curata/parallel.hpp"
 
 namespace curata {
@@ -57,6 +59,7 @@ struct Scratch {
   std::vector<double> iou;          // (D, G) in the group's ground-truth file order
   std::vector<int64_t> gt_sorted;   // group-local ground-truth indices, non-ignored first
   std::vector<uint8_t> gt_ignored;  // by sorted position
+  std::vector<uint8_t> gt_crowd;    // by sorted position
   std::vector<uint8_t> gt_taken;    // by sorted position, for one threshold
   std::vector<double> dt_area;
 };
@@ -94,11 +97,12 @@ void evaluate_group(const CocoEvalInput& in, const int64_t* gts, int64_t G, cons
   }
   s.gt_sorted.resize(static_cast<size_t>(G));
   s.gt_ignored.resize(static_cast<size_t>(G));
+  s.gt_crowd.resize(static_cast<size_t>(G));
   s.gt_taken.resize(static_cast<size_t>(G));
   for (int64_t a = 0; a < A; ++a) {
     const double lo = in.area_ranges[2 * a], hi = in.area_ranges[2 * a + 1];
     // Stable partition: non-ignored ground truth first.
-    int64_t n_kept = 0;
+    int64_t n_kept = 0, n_regular = 0;
     for (int64_t pass = 0; pass < 2; ++pass) {
       for (int64_t g = 0; g < G; ++g) {
         const int64_t gi = gts[g];
@@ -107,26 +111,23 @@ void evaluate_group(const CocoEvalInput& in, const int64_t* gts, int64_t G, cons
         if (ignored == (pass == 1)) {
           s.gt_sorted[n_kept] = g;
           s.gt_ignored[n_kept] = ignored ? 1 : 0;
+          s.gt_crowd[n_kept] = in.gt_crowd[gi] != 0;
           ++n_kept;
         }
       }
+      if (pass == 0) n_regular = n_kept;
     }
     for (int64_t t = 0; t < T; ++t) {
       const double threshold = std::min(in.iou_thresholds[t], 1.0 - 1e-10);
       std::fill(s.gt_taken.begin(), s.gt_taken.end(), uint8_t(0));
+      const uint8_t* taken = s.gt_taken.data();
+      const uint8_t* crowd = s.gt_crowd.data();
+      const int64_t* sorted = s.gt_sorted.data();
       for (int64_t d = 0; d < D; ++d) {
         const double* row = s.iou.data() + d * G;
-        double best = threshold;
-        int64_t match = -1;
-        for (int64_t j = 0; j < G; ++j) {
-          const int64_t g = s.gt_sorted[j];
-          const bool crowd = in.gt_crowd[gts[g]] != 0;
-          if (s.gt_taken[j] && !crowd) continue;
-          if (match > -1 && !s.gt_ignored[match] && s.gt_ignored[j]) break;
-          if (row[g] < best) continue;
-          best = row[g];
-          match = j;
-        }
+        const int64_t match = greedy_match(
+            n_regular, G, threshold, [taken, crowd](int64_t j, bool ignored) { return taken[j] && !(ignored && crowd[j]); },
+            [row, sorted](int64_t j, bool) { return row[sorted[j]]; });
         const double area = s.dt_area[d];
         const bool outside = area < lo || area > hi;
         uint8_t v;

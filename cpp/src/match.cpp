@@ -3,12 +3,10 @@
 //
 // Per (image, class): predictions in descending score order (stable, like its mergesort); GT in
 // input order with every crowd GT after every non-crowd one (its mergesort by ignore flag). Each
-// prediction scans the GT with a running bar that starts at min(iou_threshold, 1 - 1e-10):
-// already matched non-crowd GT are skipped, a GT whose overlap is >= the bar becomes the match and
-// raises the bar to that overlap (so equal overlaps go to the later GT), and the scan stops at the
-// first crowd GT once a non-crowd GT matched. Crowd overlap is intersection / prediction area;
-// crowd GT stay available. A prediction whose match is a crowd GT is ignored (neither TP nor FP).
-// Overlaps are computed in double.
+// prediction takes the GT chosen by curata::greedy_match (greedy_match.hpp, the step shared with
+// coco_eval) with the bar starting at min(iou_threshold, 1 - 1e-10); crowd GT are the ignored
+// ones: their overlap is intersection / prediction area and they stay available. A prediction
+// whose match is a crowd GT is ignored (neither TP nor FP). Overlaps are computed in double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,6 +16,7 @@
 #include "curata/box_math.hpp"
 #include "curata/boxes.hpp"
 #include "curata/ensemble.hpp"
+#include "curata/greedy_match.hpp"
 #include "curata/parallel.hpp"
 #include "curata/sort.hpp"
 #include "group_runs.hpp"
@@ -58,28 +57,18 @@ void match_group(const T* pred_boxes, const int32_t* preds, int64_t n_preds, con
     double b[4];
     to_double(pred_boxes + 4 * static_cast<int64_t>(d), b);
     const double d_area = box_area(b[0], b[1], b[2], b[3]);
-    double bar = bar0;
-    int64_t m = -1;
-    for (int64_t k = 0; k < n_regular; ++k) {
-      const int32_t g = gt_order[k];
-      if (gt_taken[g]) continue;
-      const double* c = gt_coords.data() + 5 * k;
-      const double v = iou_from_parts(box_intersection(b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3]), d_area, c[4]);
-      if (v < bar) continue;
-      bar = v;
-      m = k;
-    }
-    bool is_crowd = false;
-    if (m < 0) {
-      for (int64_t k = n_regular; k < n_gts; ++k) {
-        const double* c = gt_coords.data() + 5 * k;
-        const double v = ioa_from_parts(box_intersection(b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3]), d_area);
-        if (v < bar) continue;
-        bar = v;
-        m = k;
-        is_crowd = true;
-      }
-    }
+    // Regular GT: IoU, skipped once matched. Crowd GT (the ignored part): intersection over the
+    // prediction's area, never skipped.
+    double bar;
+    const int64_t m = greedy_match(
+        n_regular, n_gts, bar0, [&](int64_t k, bool crowd) { return !crowd && gt_taken[gt_order[k]]; },
+        [&](int64_t k, bool crowd) {
+          const double* c = gt_coords.data() + 5 * k;
+          const double inter = box_intersection(b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3]);
+          return crowd ? ioa_from_parts(inter, d_area) : iou_from_parts(inter, d_area, c[4]);
+        },
+        &bar);
+    const bool is_crowd = m >= n_regular;
     if (m < 0) continue;
     const int32_t g = gt_order[m];
     pred_gt[d] = g;

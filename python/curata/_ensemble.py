@@ -162,7 +162,8 @@ def wbf(
     weights <= 0, NaN boxes and non-finite scores. Labels are returned as int64, not float.
 
     Work is O(N log N + Σ n_g·c_g) over (image, label) groups with n_g boxes and c_g clusters;
-    memory O(N) for N boxes in all.
+    memory O(N) for N boxes in all. Each thread that ran a group keeps its scratch buffers between
+    calls (a few MB at most; buffers grown by a group of more than 4096 boxes are released).
     """
     boxes_seq = _per_model(boxes_list, "boxes_list")
     scores_seq = _per_model(scores_list, "scores_list")
@@ -177,7 +178,7 @@ def wbf(
         if len(images_seq) != n_models:
             raise ValueError(f"image_ids must have one entry per model ({n_models}), got {len(images_seq)}")
     if weights is None:
-        w = np.ones(n_models, dtype=np.float64)
+        w = np.array([1.0] * n_models, dtype=np.float64)
     else:
         w = _array.float_array(weights, "weights", dtype=np.dtype(np.float64))
         if w.ndim != 1 or w.shape[0] != n_models:
@@ -193,6 +194,7 @@ def wbf(
         raise TypeError(f"allows_overflow must be a bool, got {type(allows_overflow).__name__}")
 
     boxes, scores, labels, images = [], [], [], []
+    offsets = [0]
     for m in range(n_models):
         b = _model_boxes(boxes_seq[m], f"boxes_list[{m}]")
         n = b.shape[0]
@@ -202,20 +204,28 @@ def wbf(
         labels.append(_labels(labels_seq[m], f"labels_list[{m}]", n))
         if images_seq is not None:
             images.append(_labels(images_seq[m], f"image_ids[{m}]", n))
-    dtype = np.result_type(*[a.dtype for a in boxes + scores]) if n_models else np.dtype(np.float64)
-    if n_models:
+        offsets.append(offsets[-1] + n)
+    # Inputs are float32/float64 by now: the common dtype is float64 unless all are float32. The
+    # per-call cost of numpy's dtype machinery shows at a few hundred boxes, hence plain Python.
+    f64 = np.dtype(np.float64)
+    dtype = f64 if not n_models or any(a.dtype == f64 for a in boxes) or any(a.dtype == f64 for a in scores) \
+        else np.dtype(np.float32)
+    if n_models and not any(a.dtype == f64 for a in scores):
         # ensemble-boxes compares each score with the threshold in the score's dtype (numpy 2 casts
         # the Python float to float32 for a float32 score): round the threshold the same way.
-        skip = float(np.asarray(skip, dtype=np.result_type(*[a.dtype for a in scores])))
-    offsets = np.zeros(n_models + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([b.shape[0] for b in boxes])
-    flat_boxes = np.concatenate(boxes).astype(dtype, copy=False) if n_models else np.zeros((0, 4), dtype)
-    flat_scores = np.concatenate(scores).astype(dtype, copy=False) if n_models else np.zeros(0, dtype)
-    flat_labels = np.concatenate(labels) if n_models else np.zeros(0, np.int64)
-    flat_images = (np.concatenate(images) if n_models else np.zeros(0, np.int64)) if images_seq is not None else None
+        skip = float(np.float32(skip))
+    if n_models:
+        flat_boxes = np.concatenate(boxes, dtype=dtype) if n_models > 1 else boxes[0].astype(dtype, copy=False)
+        flat_scores = np.concatenate(scores, dtype=dtype) if n_models > 1 else scores[0].astype(dtype, copy=False)
+        flat_labels = np.concatenate(labels) if n_models > 1 else labels[0]
+        flat_images = (np.concatenate(images) if n_models > 1 else images[0]) if images_seq is not None else None
+    else:
+        flat_boxes, flat_scores, flat_labels = np.zeros((0, 4), dtype), np.zeros(0, dtype), np.zeros(0, np.int64)
+        flat_images = np.zeros(0, np.int64) if images_seq is not None else None
 
     out_boxes, out_scores, out_labels, out_images, n_clipped, n_swapped, n_zero = _core.wbf(
-        np.ascontiguousarray(flat_boxes), np.ascontiguousarray(flat_scores), flat_labels, flat_images, offsets, w,
+        np.ascontiguousarray(flat_boxes), np.ascontiguousarray(flat_scores), np.ascontiguousarray(flat_labels),
+        None if flat_images is None else np.ascontiguousarray(flat_images), np.array(offsets, dtype=np.int64), w,
         iou_threshold, skip, code, bool(allows_overflow),
     )
     if n_clipped or n_swapped or n_zero:
