@@ -288,6 +288,24 @@ def test_cramervonmises_statistic_is_exact_on_small_tied_samples(x, y):
     assert drift.cramervonmises(x, y, method="asymptotic").statistic[0] == float(cvm_exact_statistic(x, y))
 
 
+def test_cramervonmises_from_summaries_uses_the_exact_limbs():
+    """The statistic is formed from cvm_u4_hi/lo (4U exact), not from the rounded cvm_u; a dict
+    without the limbs is a ValueError naming them."""
+    rng = np.random.default_rng(8)
+    ref, cur = columns(rng, 300, 3, ties=3.0), columns(rng, 200, 3, ties=3.0)
+    s = _core.drift_summaries(ref, cur, 2, 0, 2, "cramervonmises")
+    u4 = [(int(h) << 64) + int(lo) for h, lo in zip(s["cvm_u4_hi"], s["cvm_u4_lo"])]
+    assert list(s["cvm_u"]) == [float(u) / 4 for u in u4]
+    expect = [float(Fraction(6 * u - 4 * 60000 * (4 * 60000 - 1), 24 * 60000 * 500)) for u in u4]
+    assert list(_core.drift_cvm_from_summaries(s, 2)["statistic"]) == expect
+    assert list(drift.cramervonmises(ref, cur).statistic) == expect
+    bumped = dict(s, cvm_u4_lo=s["cvm_u4_lo"] + np.uint64(1), cvm_u=s["cvm_u"] * 0)
+    assert list(_core.drift_cvm_from_summaries(bumped, 2)["statistic"]) == [
+        float(Fraction(6 * (u + 1) - 4 * 60000 * (4 * 60000 - 1), 24 * 60000 * 500)) for u in u4]
+    with pytest.raises(ValueError, match="cvm_u4_hi"):
+        _core.drift_cvm_from_summaries({k: v for k, v in s.items() if k != "cvm_u4_hi"}, 2)
+
+
 def test_cramervonmises_small_sizes_exhaustively_match_scipy():
     """Every (n, m) with 2 <= n, m <= 9, with and without ties: statistic and exact p-value
     within 1e-12 of scipy, and the statistic equal to the rounded exact value."""
