@@ -304,6 +304,11 @@ def test_cramervonmises_from_summaries_uses_the_exact_limbs():
         float(Fraction(6 * (u + 1) - 4 * 60000 * (4 * 60000 - 1), 24 * 60000 * 500)) for u in u4]
     with pytest.raises(ValueError, match="cvm_u4_hi"):
         _core.drift_cvm_from_summaries({k: v for k, v in s.items() if k != "cvm_u4_hi"}, 2)
+    huge = dict(s, n_ref=np.full(3, 2**31, dtype=np.int64), n_cur=np.full(3, 2**29, dtype=np.int64))
+    _core.drift_cvm_from_summaries(huge, 2)  # n m = 2^60: at the limit
+    huge["n_cur"] = huge["n_cur"] + 1
+    with pytest.raises(ValueError, match=r"n_ref \* n_cur <= 2\^60"):
+        _core.drift_cvm_from_summaries(huge, 2)
 
 
 def test_cramervonmises_small_sizes_exhaustively_match_scipy():
