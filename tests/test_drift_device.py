@@ -71,6 +71,10 @@ def check_against_core(x, y, nan=0, **kw):
         r1 = _core.drift_cvm(a2, b2, 2, nan)
         r2 = _core.drift_cvm_from_summaries(s, 2)
         assert_same(r2["statistic"], r1["statistic"], "cvm statistic")
+        # The exact 4U (uint64 limbs) and U rounded once are the core's, bit for bit.
+        host = _core.drift_summaries(a2, b2, 2, nan, 2, "cramervonmises")
+        for k in ("cvm_u4_hi", "cvm_u4_lo", "cvm_u"):
+            assert_same(s[k], host[k], f"cvm summary {k}")
         if max(a2.shape[0], b2.shape[0]) <= 12:
             r1 = _core.drift_cvm(a2, b2, 1, nan)
             r2 = _core.drift_cvm_from_summaries(s, 1)

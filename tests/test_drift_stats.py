@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -197,7 +198,10 @@ def test_cramervonmises_matches_scipy(n, m, method):
         ours = drift.cramervonmises(ref, cur, method=method)
         theirs = scipy_columns(stats.cramervonmises_2samp, ref, cur, method=method)
         assert_close(ours.statistic, [t.statistic for t in theirs], what="statistic")
-        assert_close(ours.pvalue, [t.pvalue for t in theirs], what="pvalue")
+        # The asymptotic p-value is 1 - cdf(T): accurate to ~1e-16 absolute only, so a p-value of
+        # 1e-11 moves by 1e-5 relative when T moves by one ulp (ours is the correctly rounded T,
+        # scipy's can be an ulp or more away). Hence a few ulps of 1 as absolute tolerance.
+        assert_close(ours.pvalue, [t.pvalue for t in theirs], atol=4 * np.finfo(np.float64).eps, what="pvalue")
         expect = "exact" if method == "exact" or (method == "auto" and max(n, m) <= 20) else "asymptotic"
         assert set(ours.method) == {expect}
 
@@ -215,6 +219,112 @@ def test_cramervonmises_too_large_for_exact_is_a_value_error():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="exact"):
         drift.cramervonmises(columns(rng, 80, 1), columns(rng, 80, 1), method="exact")
+
+
+def cvm_exact_statistic(x, y) -> Fraction:
+    """T of Anderson (1962) as an exact fraction, from doubled midranks (integers) of the pooled values.
+
+    T = U / (n m N) - (4 n m - 1) / (6 N), U = n sum (r_i - i)^2 + m sum (s_j - j)^2 with the
+    midranks r (resp. s) of the sorted x (resp. y) in the pooled sample, N = n + m.
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    y = np.sort(np.asarray(y, dtype=np.float64))
+    n, m = x.size, y.size
+    pooled = np.sort(np.concatenate([x, y]))
+
+    def doubled_midranks(v):
+        below = np.searchsorted(pooled, v, side="left")
+        size = np.searchsorted(pooled, v, side="right") - below
+        return 2 * below + size + 1  # 2 * (below + (size + 1) / 2)
+
+    def sum_sq(v, count):
+        d = doubled_midranks(v) - 2 * np.arange(1, count + 1)
+        assert count * int(np.abs(d).max(initial=0)) ** 2 < 2**63  # the int64 sum of squares is exact
+        return int(np.sum(d * d))  # 4 sum (r_i - i)^2
+
+    k, total = n * m, n + m
+    u4 = n * sum_sq(x, n) + m * sum_sq(y, m)
+    return Fraction(6 * u4 - 4 * k * (4 * k - 1), 24 * k * total)
+
+
+def test_cramervonmises_statistic_is_the_correctly_rounded_exact_value():
+    """Large columns with many ties: T equals the exact rational T rounded once, on the host and
+    the torch (device) path; scipy's float64 sums leave it within ~1e-11 (1e-8 asserted)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    n = m = 200_000
+    ref = np.round(rng.normal(size=(n, 2)) * 100) / 100
+    cur = np.round(rng.normal(0.01, 1.02, size=(m, 2)) * 100) / 100
+    ours = drift.cramervonmises(ref, cur)
+    dev = drift.cramervonmises(torch.from_numpy(ref), torch.from_numpy(cur))
+    for j in range(2):
+        exact = cvm_exact_statistic(ref[:, j], cur[:, j])
+        assert ours.statistic[j] == float(exact)
+        assert float(dev.statistic[j]) == float(exact)
+        theirs = stats.cramervonmises_2samp(ref[:, j], cur[:, j]).statistic
+        assert abs(Fraction(theirs) - exact) <= Fraction(1, 10**8) * exact
+
+
+def test_cramervonmises_statistic_unequal_sizes_and_float32():
+    rng = np.random.default_rng(6)
+    for n, m, dtype, ties in [(150_000, 40_000, np.float64, 10.0), (30_000, 70_000, np.float32, None),
+                              (3, 90_000, np.float32, 4.0)]:
+        ref = columns(rng, n, 2, ties=ties, dtype=dtype)
+        cur = columns(rng, m, 2, shift=0.05, ties=ties, dtype=dtype)
+        ours = drift.cramervonmises(ref, cur)
+        theirs = scipy_columns(stats.cramervonmises_2samp, ref, cur)
+        for j in range(2):
+            exact = cvm_exact_statistic(ref[:, j], cur[:, j])  # float32 -> float64 is exact
+            assert ours.statistic[j] == float(exact), (n, m, dtype, j)
+            assert abs(Fraction(theirs[j].statistic) - exact) <= Fraction(1, 10**8) * exact
+
+
+@given(
+    st.lists(st.integers(-4, 4), min_size=2, max_size=40),
+    st.lists(st.integers(-4, 4), min_size=2, max_size=40),
+)
+def test_cramervonmises_statistic_is_exact_on_small_tied_samples(x, y):
+    x, y = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)
+    assert drift.cramervonmises(x, y, method="asymptotic").statistic[0] == float(cvm_exact_statistic(x, y))
+
+
+def test_cramervonmises_from_summaries_uses_the_exact_limbs():
+    """The statistic is formed from cvm_u4_hi/lo (4U exact), not from the rounded cvm_u; a dict
+    without the limbs is a ValueError naming them."""
+    rng = np.random.default_rng(8)
+    ref, cur = columns(rng, 300, 3, ties=3.0), columns(rng, 200, 3, ties=3.0)
+    s = _core.drift_summaries(ref, cur, 2, 0, 2, "cramervonmises")
+    u4 = [(int(h) << 64) + int(lo) for h, lo in zip(s["cvm_u4_hi"], s["cvm_u4_lo"])]
+    assert list(s["cvm_u"]) == [float(u) / 4 for u in u4]
+    expect = [float(Fraction(6 * u - 4 * 60000 * (4 * 60000 - 1), 24 * 60000 * 500)) for u in u4]
+    assert list(_core.drift_cvm_from_summaries(s, 2)["statistic"]) == expect
+    assert list(drift.cramervonmises(ref, cur).statistic) == expect
+    bumped = dict(s, cvm_u4_lo=s["cvm_u4_lo"] + np.uint64(1), cvm_u=s["cvm_u"] * 0)
+    assert list(_core.drift_cvm_from_summaries(bumped, 2)["statistic"]) == [
+        float(Fraction(6 * (u + 1) - 4 * 60000 * (4 * 60000 - 1), 24 * 60000 * 500)) for u in u4]
+    with pytest.raises(ValueError, match="cvm_u4_hi"):
+        _core.drift_cvm_from_summaries({k: v for k, v in s.items() if k != "cvm_u4_hi"}, 2)
+    huge = dict(s, n_ref=np.full(3, 2**31, dtype=np.int64), n_cur=np.full(3, 2**29, dtype=np.int64))
+    _core.drift_cvm_from_summaries(huge, 2)  # n m = 2^60: at the limit
+    huge["n_cur"] = huge["n_cur"] + 1
+    with pytest.raises(ValueError, match=r"n_ref \* n_cur <= 2\^60"):
+        _core.drift_cvm_from_summaries(huge, 2)
+
+
+def test_cramervonmises_small_sizes_exhaustively_match_scipy():
+    """Every (n, m) with 2 <= n, m <= 9, with and without ties: statistic and exact p-value
+    within 1e-12 of scipy, and the statistic equal to the rounded exact value."""
+    rng = np.random.default_rng(7)
+    for n in range(2, 10):
+        for m in range(2, 10):
+            for ties in (None, 1.0):
+                ref = columns(rng, n, 4, ties=ties)
+                cur = columns(rng, m, 4, shift=0.5, ties=ties)
+                ours = drift.cramervonmises(ref, cur)
+                theirs = scipy_columns(stats.cramervonmises_2samp, ref, cur)
+                assert_close(ours.statistic, [t.statistic for t in theirs], what=f"statistic {n} {m}")
+                assert_close(ours.pvalue, [t.pvalue for t in theirs], what=f"pvalue {n} {m}")
+                assert list(ours.statistic) == [float(cvm_exact_statistic(ref[:, j], cur[:, j])) for j in range(4)]
 
 
 # ------------------------------------------------------------------------------ Mann-Whitney

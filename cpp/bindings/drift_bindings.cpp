@@ -123,7 +123,11 @@ py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, in
     out["gap_max_at"] = as_numpy(std::move(s.gap_max_at));
     out["gap_min_at"] = as_numpy(std::move(s.gap_min_at));
   }
-  if (what & dr::kCvm) out["cvm_u"] = as_numpy(std::move(s.cvm_u));
+  if (what & dr::kCvm) {
+    out["cvm_u"] = as_numpy(std::move(s.cvm_u));
+    out["cvm_u4_hi"] = as_numpy(std::move(s.cvm_u4_hi));
+    out["cvm_u4_lo"] = as_numpy(std::move(s.cvm_u4_lo));
+  }
   if (what & dr::kMwu) {
     out["mwu_u1"] = as_numpy(std::move(s.mwu_u1));
     out["mwu_tie_sum"] = as_numpy(std::move(s.mwu_tie_sum));
@@ -186,7 +190,15 @@ dr::ColumnSummaries summaries_from(const py::dict& d, unsigned what, int64_t min
     s.gap_max_at = column_vector<double>(d, "gap_max_at", D);
     s.gap_min_at = column_vector<double>(d, "gap_min_at", D);
   }
-  if (what & dr::kCvm) s.cvm_u = column_vector<double>(d, "cvm_u", D);
+  if (what & dr::kCvm) {
+    // The exact 4U (two uint64 limbs) is what the statistic is formed from; U as a double is
+    // derived from it rather than trusted from the caller.
+    s.cvm_u4_hi = column_vector<uint64_t>(d, "cvm_u4_hi", D);
+    s.cvm_u4_lo = column_vector<uint64_t>(d, "cvm_u4_lo", D);
+    s.cvm_u.resize(static_cast<size_t>(D));
+    for (size_t j = 0; j < static_cast<size_t>(D); ++j)
+      s.cvm_u[j] = static_cast<double>((static_cast<unsigned __int128>(s.cvm_u4_hi[j]) << 64) | s.cvm_u4_lo[j]) / 4.0;
+  }
   if (what & dr::kMwu) {
     s.mwu_u1 = column_vector<double>(d, "mwu_u1", D);
     s.mwu_tie_sum = column_vector<double>(d, "mwu_tie_sum", D);

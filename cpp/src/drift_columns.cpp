@@ -118,9 +118,12 @@ void store(const Walk& w, unsigned what, int64_t n1, int64_t n2, int64_t j, Colu
     out.gap_min_at[j] = ref_min ? w.at_min1 : w.at_min2;
   }
   if (what & kCvm) {
-    // sum (r - i)^2 is a multiple of 1/4; exact integers, rounded once like a float64 sum of them.
-    const double sx = static_cast<double>(w.cvm_ref) / 4.0, sy = static_cast<double>(w.cvm_cur) / 4.0;
-    out.cvm_u[j] = static_cast<double>(n1) * sx + static_cast<double>(n2) * sy;
+    // 4U = n1 * 4 sum (r - i)^2 + n2 * 4 sum (s - j)^2, exact (<= 8 (n1 n2)^2); the statistic is
+    // formed from it in cvm_from_summaries.
+    const uint128 u4 = static_cast<uint128>(n1 * w.cvm_ref + n2 * w.cvm_cur);
+    out.cvm_u4_hi[j] = static_cast<uint64_t>(u4 >> 64);
+    out.cvm_u4_lo[j] = static_cast<uint64_t>(u4);
+    out.cvm_u[j] = static_cast<double>(u4) / 4.0;
   }
   if (what & kMwu) {
     const double r1 = static_cast<double>(w.rank_sum_x2) / 2.0;
@@ -159,7 +162,11 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
     out.gap_max_at.assign(d, 0);
     out.gap_min_at.assign(d, 0);
   }
-  if (what & kCvm) out.cvm_u.assign(d, 0);
+  if (what & kCvm) {
+    out.cvm_u4_hi.assign(d, 0);
+    out.cvm_u4_lo.assign(d, 0);
+    out.cvm_u.assign(d, 0);
+  }
   if (what & kMwu) {
     out.mwu_u1.assign(d, 0);
     out.mwu_tie_sum.assign(d, 0);

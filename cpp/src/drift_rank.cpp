@@ -22,7 +22,6 @@ namespace curata {
 namespace drift {
 namespace {
 
-using uint128 = unsigned __int128;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double clip01(double p) { return std::isnan(p) ? p : std::min(1.0, std::max(0.0, p)); }
@@ -206,7 +205,11 @@ TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method) {
   std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> exact_groups;
   for (size_t j = 0; j < D; ++j) {
     const int64_t nx = s.n_ref[j], ny = s.n_cur[j];
-    r.statistic[j] = cvm_statistic(s.cvm_u[j], nx, ny);
+    if (static_cast<int128>(nx) * ny > (static_cast<int128>(1) << 60))
+      throw std::invalid_argument("cramervonmises supports n_ref * n_cur <= 2^60, got column " + std::to_string(j) +
+                                  " with sizes " + std::to_string(nx) + " and " + std::to_string(ny));
+    const uint128 u4 = (static_cast<uint128>(s.cvm_u4_hi[j]) << 64) | s.cvm_u4_lo[j];
+    r.statistic[j] = cvm_statistic(u4, nx, ny);
     const bool exact = method == PMethod::kExact || (method == PMethod::kAuto && std::max(nx, ny) <= 20);
     if (exact) {
       r.exact[j] = 1;

@@ -20,8 +20,11 @@ Per-column tests (:func:`column_summaries`)
     * Cramér-von Mises: ``sum (2 midrank - 2 rank_in_sample)^2`` per sample, Mann-Whitney: the
       doubled midrank sum of ref and ``sum t^3 - t`` over runs. These are exact integers: each
       term fits int64, and sums are split into high and low 31-bit halves so that neither can
-      overflow; the halves are combined on the host in Python integers and rounded to float64
-      once, exactly as the core rounds its 128-bit integers;
+      overflow; the halves are combined on the host in Python integers. A CvM term is below
+      (2 (n + m) + 1)^2 and the sum of high halves below (n + m)^3 / 2^29, both far inside int64
+      while n + m < 10^9 (at 1M + 1M: 1.6e13 and 1.5e10). The CvM sums stay exact integers up to
+      the core (``cvm_u4_hi/lo``), which forms the statistic from them exactly; the Mann-Whitney
+      sums are rounded to float64 once, as the core rounds its 128-bit integers;
     * Wasserstein / energy: ``|F_ref - F_cur|`` (resp. squared) at each run end times the gap to
       the next value, summed in float64.
 
@@ -198,7 +201,7 @@ def column_summaries(
     dict of numpy (D,) arrays
         ``n_ref, n_cur, nan_ref, nan_cur`` (int64) and, per requested statistic, the fields of
         the core's ``ColumnSummaries``: ``gap_max, gap_min, gap_max_at, gap_min_at`` (ks),
-        ``cvm_u`` (cvm), ``mwu_u1, mwu_tie_sum, mwu_ties`` (mwu), ``wasserstein``, ``energy``.
+        ``cvm_u4_hi, cvm_u4_lo`` (uint64 limbs of the exact integer 4 U) and ``cvm_u`` (cvm), ``mwu_u1, mwu_tie_sum, mwu_ties`` (mwu), ``wasserstein``, ``energy``.
 
     Notes
     -----
@@ -255,12 +258,13 @@ def column_summaries(
     if CVM in what:
         cr = _joined(host["cvm_ref_hi"], host["cvm_ref_lo"])
         cc = _joined(host["cvm_cur_hi"], host["cvm_cur_lo"])
-        # The core: n1 * (double(int128) / 4) + n2 * (double(int128) / 4); Python's int -> float
-        # conversion rounds to nearest like the core's.
-        out["cvm_u"] = np.array(
-            [float(n_ref[j]) * (float(cr[j]) / 4.0) + float(n_cur[j]) * (float(cc[j]) / 4.0) for j in range(D)],
-            dtype=np.float64,
-        )
+        # 4U = n1 * 4 sum (r - i)^2 + n2 * 4 sum (s - j)^2 exactly, handed to the core as two
+        # uint64 limbs (it forms T from them in exact integer arithmetic); cvm_u = U rounded once
+        # (Python's int -> float rounds to nearest like the core's int128 -> double).
+        u4 = [int(n_ref[j]) * cr[j] + int(n_cur[j]) * cc[j] for j in range(D)]
+        out["cvm_u4_hi"] = np.array([u >> 64 for u in u4], dtype=np.uint64)
+        out["cvm_u4_lo"] = np.array([u & 0xFFFFFFFFFFFFFFFF for u in u4], dtype=np.uint64)
+        out["cvm_u"] = np.array([float(u) / 4.0 for u in u4], dtype=np.float64)
     if MWU in what:
         ties = _joined(host["tie_hi"], host["tie_lo"])
         for j, t in big_runs:

@@ -33,7 +33,10 @@ struct ColumnSummaries {
   // kKs: extremes of F_ref - F_cur over the pooled values and the value where each occurs first
   // (first in ref order, then cur order: the value scipy.stats.ks_2samp reports).
   std::vector<double> gap_max, gap_min, gap_max_at, gap_min_at;
-  std::vector<double> cvm_u;                        // kCvm: U of Anderson (1962)
+  // kCvm: U of Anderson (1962), exact: 4U (an integer, ranks being half-integers) as two 64-bit
+  // limbs, 4U = cvm_u4_hi * 2^64 + cvm_u4_lo; cvm_u is U rounded to the nearest double.
+  std::vector<uint64_t> cvm_u4_hi, cvm_u4_lo;
+  std::vector<double> cvm_u;
   std::vector<double> mwu_u1, mwu_tie_sum;          // kMwu: U of ref, sum over ties of t^3 - t
   std::vector<uint8_t> mwu_ties;                    // kMwu: any tie group of size > 1
   std::vector<double> wasserstein, energy;          // kWasserstein, kEnergy
@@ -71,8 +74,8 @@ TestResult mannwhitneyu(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur
 // The p-value half of the three tests above, from summaries computed elsewhere (the torch device
 // path of curata.drift computes the statistics on the GPU and finishes here, so CPU and GPU share
 // one implementation of every null distribution). `summaries` must hold the counts and the fields
-// of the test (kKs: gap_*; kCvm: cvm_u; kMwu: mwu_*), one entry per column, sizes >= 1 (>= 2 for
-// cvm).
+// of the test (kKs: gap_*; kCvm: cvm_u4_hi and cvm_u4_lo, cvm_u is recomputed from them; kMwu:
+// mwu_*), one entry per column, sizes >= 1 (>= 2 for cvm).
 TestResult ks_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method);
 TestResult cvm_from_summaries(ColumnSummaries summaries, PMethod method);
 TestResult mwu_from_summaries(ColumnSummaries summaries, Alternative alternative, PMethod method, bool continuity);
