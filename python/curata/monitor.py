@@ -70,6 +70,8 @@ _NUMERIC_TESTS: dict[str, tuple[Callable, bool, int]] = {
     "tvd": (drift.tvd, False, 1),
 }
 _BINNED = ("chi2", "psi", "jensen_shannon", "hellinger", "tvd")
+# tests computed from one sort of each column (curata.drift.column_tests)
+_SORTED = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy")
 _CORRECTIONS = ("bonferroni", "fdr")
 _NAN_POLICIES = ("raise", "omit")
 INSUFFICIENT = "insufficient data"
@@ -1028,31 +1030,48 @@ class DriftMonitor:
         present = self._testable_numeric(cur, schema)
         n_ref = ref.n_values
         n_cur = cur.n_values
+        # the columns each numeric test can run on
+        masks = {}
         for test in self.tests:
-            fn, has_p, need = _NUMERIC_TESTS[test]
+            need = _NUMERIC_TESTS[test][2]
             ok = present & (n_ref >= need) & (n_cur >= need)
             if test in _BINNED:
                 # quantile bins need finite values
                 ok &= np.isfinite(np.where(np.isnan(ref.numeric), 0, ref.numeric)).all(axis=0)
                 ok &= np.isfinite(np.where(np.isnan(cur.numeric), 0, cur.numeric)).all(axis=0)
+            masks[test] = ok
+        # Sort-based tests on the same columns share one sort per column (drift.column_tests:
+        # the same summaries and p-value code as the single-test functions, so the same numbers).
+        groups: dict = {}
+        for test in self.tests:
+            if test in _SORTED and masks[test].any():
+                groups.setdefault(masks[test].tobytes(), []).append(test)
+        results = {}
+        for tests in groups.values():
+            idx = np.flatnonzero(masks[tests[0]])
+            results.update(self._sorted_tests(tests, idx, cur))
+        for test in self.tests:
+            fn, has_p, need = _NUMERIC_TESTS[test]
+            ok = masks[test]
             idx = np.flatnonzero(ok)
-            res = None
-            if idx.size:
-                kwargs = {"nan_policy": "omit"}
-                if test in _BINNED:
-                    kwargs.update(input="values", n_bins=self.n_bins)
+            res = results.get(test)
+            if res is None and idx.size:
+                kwargs = {"nan_policy": "omit", "input": "values", "n_bins": self.n_bins}
                 if idx.size == ok.size:  # every column: no gathered copies of the samples
                     res = fn(ref.numeric, cur.numeric, **kwargs)
                 else:
                     res = fn(ref.numeric[:, idx], cur.numeric[:, idx], **kwargs)
             where = {int(j): i for i, j in enumerate(idx)}
+            if res is not None:
+                stat = np.asarray(res.statistic)
+                pval = np.asarray(res.pvalue) if has_p else None
             for j, c in enumerate(self.numeric_columns):
                 if j in where:
                     i = where[j]
                     out.append({
                         "column": c, "test": test, "kind": "numeric", "has_p": has_p, "status": "ok",
-                        "statistic": float(np.asarray(res.statistic)[i]),
-                        "pvalue": float(np.asarray(res.pvalue)[i]) if has_p else math.nan,
+                        "statistic": float(stat[i]),
+                        "pvalue": float(pval[i]) if has_p else math.nan,
                         "n_ref": res.n_ref[i], "n_cur": res.n_cur[i],
                         "nan_ref": ref.nan_counts[j], "nan_cur": cur.nan_counts[j],
                     })
@@ -1078,6 +1097,13 @@ class DriftMonitor:
                     "n_ref": x.size, "n_cur": y.size, "nan_ref": 0, "nan_cur": 0,
                 })
         return out
+
+    def _sorted_tests(self, tests: list, idx: np.ndarray, cur: _Sample) -> dict:
+        """drift.column_tests of ``tests`` on the numeric columns ``idx`` (test -> result)."""
+        ref = self._reference
+        if idx.size == ref.numeric.shape[1]:  # every column: no gathered copies of the samples
+            return drift.column_tests(ref.numeric, cur.numeric, tests, nan_policy="omit")
+        return drift.column_tests(ref.numeric[:, idx], cur.numeric[:, idx], tests, nan_policy="omit")
 
     @staticmethod
     def _untested(column, test, kind, has_p, n_ref, n_cur, nan_ref, nan_cur, status) -> dict:
