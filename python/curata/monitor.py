@@ -614,6 +614,9 @@ class DriftMonitor:
         self._reference = self._extract(reference, "reference")
         if self._reference.n_rows < 1:
             raise ValueError(f"reference must have at least 1 row, got {self._reference.n_rows}")
+        self._ref_sorted = None
+        if self.numeric_columns and any(t in _SORTED for t in self.tests):
+            self._ref_sorted = drift._SortedReference(self._reference.numeric)
         self._setup_clusters(n_clusters, cluster_fit_rows)
         self._setup_predictions(predictions)
 
@@ -1100,10 +1103,11 @@ class DriftMonitor:
 
     def _sorted_tests(self, tests: list, idx: np.ndarray, cur: _Sample) -> dict:
         """drift.column_tests of ``tests`` on the numeric columns ``idx`` (test -> result)."""
-        ref = self._reference
-        if idx.size == ref.numeric.shape[1]:  # every column: no gathered copies of the samples
-            return drift.column_tests(ref.numeric, cur.numeric, tests, nan_policy="omit")
-        return drift.column_tests(ref.numeric[:, idx], cur.numeric[:, idx], tests, nan_policy="omit")
+        # the reference was sorted once at construction: only the window is sorted here, and the
+        # merged walk over the same sorted keys gives what drift.column_tests gives, bit for bit
+        if idx.size == self._reference.numeric.shape[1]:  # every column: no gathered copies
+            return self._ref_sorted.column_tests(cur.numeric, tests, nan_policy="omit")
+        return self._ref_sorted.column_tests(cur.numeric[:, idx], tests, columns=idx, nan_policy="omit")
 
     @staticmethod
     def _untested(column, test, kind, has_p, n_ref, n_cur, nan_ref, nan_cur, status) -> dict:
