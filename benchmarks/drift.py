@@ -11,7 +11,10 @@ the monitor's overhead) and ``scipy loop + numpy``, what a hand-written check do
 monitor's centroids, ``scipy.stats.chi2_contingency`` of the cluster counts and
 ``scipy.stats.false_discovery_control``. Checked before timing: the adjusted p-values agree to
 1e-9 relative and the cluster counts exactly. Sizes: 100k vs 100k x 64 and 10k vs 10k x 64;
-``--quick``: 10k only.
+``--quick``: 10k only. ``monitor check all tests``: the same with ``tests=("ks", "cramervonmises",
+"mannwhitneyu", "wasserstein", "energy")`` against the five single-test calls one after the other
+(what a check cost before it shared one sort per column and presorted the reference) and
+``curata.drift.column_tests`` alone; checked bit for bit against the single-test calls.
 
 Per-column tests (``TEST n vs m x D``: ks, cramervonmises, mannwhitneyu, wasserstein, energy):
 a reference (n, D) and a current (m, D) float64 sample with standard normal columns, a quarter of
@@ -333,6 +336,58 @@ def _monitor_case(label: str, n: int, m: int, d: int) -> Case:
                 max_repeats=5)
 
 
+MONITOR_TESTS = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy")
+MONITOR_ALL_CASES = {"100k vs 100k x 64": (100_000, 100_000, 64), "10k vs 10k x 64": (10_000, 10_000, 64)}
+
+
+def _monitor_all_check(mon, ref, cur) -> Check:
+    try:
+        rep = mon.check(cur)
+    except Exception as exc:  # noqa: BLE001
+        return Check("unchecked", f"curata failed, peers timed alone: {type(exc).__name__}: {exc}")
+    worst = 0
+    for test in MONITOR_TESTS:
+        r = getattr(_drift(), test)(ref, cur)
+        ours = np.array([[x.statistic, x.pvalue] for x in rep.results if x.test == test])
+        theirs = np.column_stack([np.asarray(r.statistic), np.asarray(r.pvalue) if hasattr(r, "pvalue") else np.full(ours.shape[0], np.nan)])
+        if not np.array_equal(ours, theirs, equal_nan=True):
+            worst += 1
+    if worst:
+        return Check("mismatch", f"{worst} test(s) differ from the per-test calls")
+    return Check("ok", f"statistics and p-values of {len(MONITOR_TESTS)} tests x {ref.shape[1]} columns equal the "
+                 "per-test drift calls bit for bit")
+
+
+def _drift():
+    from curata import drift  # noqa: PLC0415
+
+    return drift
+
+
+def _monitor_all_case(label: str, n: int, m: int, d: int) -> Case:
+    from curata.monitor import DriftMonitor  # noqa: PLC0415
+
+    drift = _drift()
+    ref, cur = make_data(n, m, d)
+    mon = DriftMonitor(ref, tests=MONITOR_TESTS, n_clusters=8, seed=0)
+    params = {"n": n, "m": m, "columns": d, "dtype": "float64", "tests": ",".join(MONITOR_TESTS), "n_clusters": 8,
+              "correction": "fdr", "data": "N(0,1) columns; a quarter shifted by 0.05, an eighth scaled by 1.02",
+              "seed": 0}
+
+    def per_test():
+        return [getattr(drift, t)(ref, cur) for t in MONITOR_TESTS]
+
+    contenders = [
+        Contender("curata", lambda: mon.check(cur), note="DriftMonitor.check, five numeric tests (monitor built outside the timing)"),
+        Contender("per-test drift calls", per_test,
+                  note="drift.ks, cramervonmises, mannwhitneyu, wasserstein, energy one after the other (each sorts both samples): what check did before"),
+        Contender("curata.drift.column_tests alone", lambda: drift.column_tests(ref, cur, MONITOR_TESTS),
+                  note="one sort of both samples per column, without the monitor"),
+    ]
+    return Case(f"monitor check all tests {label}", "monitor", params, contenders,
+                check=lambda: _monitor_all_check(mon, ref, cur), max_repeats=5)
+
+
 # ------------------------------------------------------------------------------------------ MMD
 def _dense_kernel(ref, cur, sigma):
     import torch  # noqa: PLC0415
@@ -618,6 +673,10 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
         if quick and label not in MONITOR_QUICK:
             continue
         plan.append((f"monitor check {label}", lambda a=(label, n, m, d): _monitor_case(*a)))
+    for label, (n, m, d) in MONITOR_ALL_CASES.items():
+        if quick and label not in MONITOR_QUICK:
+            continue
+        plan.append((f"monitor check all tests {label}", lambda a=(label, n, m, d): _monitor_all_case(*a)))
     for spec in MMD_QUICK if quick else MMD_CASES:
         plan.append((_mmd_name(*spec[:4]), lambda s=spec: _mmd_case(*s)))
     return plan

@@ -595,3 +595,103 @@ def test_report_laws(seed, n, m, d, shift, correction):
     assert adj == sorted(adj)
     again = mon.check(win[rng.permutation(m)])
     assert [r.pvalue for r in again.results] == [r.pvalue for r in rep.results]
+
+
+# ------------------------------------------------------------------------------ one sort per column
+_ALL_NUMERIC = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy", "psi")
+
+
+def _per_test(ref, win, tests, n_bins=10):
+    """What each test's own function gives on the columns it can run on (NaN omitted):
+    test -> (column indices, statistics, p-values or None, n_ref, n_cur)."""
+    need = {"cramervonmises": 2}
+    out = {}
+    n_ref = (~np.isnan(ref)).sum(axis=0)
+    n_cur = (~np.isnan(win)).sum(axis=0)
+    for t in tests:
+        ok = (n_ref >= need.get(t, 1)) & (n_cur >= need.get(t, 1))
+        if t == "psi":
+            ok &= np.isfinite(np.where(np.isnan(ref), 0, ref)).all(axis=0) & np.isfinite(np.where(np.isnan(win), 0, win)).all(axis=0)
+        idx = np.flatnonzero(ok)
+        kw = {"input": "values", "n_bins": n_bins} if t == "psi" else {}
+        r = getattr(curata.drift, t)(ref[:, idx], win[:, idx], nan_policy="omit", **kw)
+        p = np.asarray(r.pvalue) if t in ("ks", "cramervonmises", "mannwhitneyu") else None
+        out[t] = (idx, np.asarray(r.statistic), p, np.asarray(r.n_ref), np.asarray(r.n_cur))
+    return out
+
+
+def _assert_report_matches_per_test(rep, ref, win, tests):
+    expected = _per_test(ref, win, tests)
+    d = ref.shape[1]
+    for t in tests:
+        idx, stat, p, nr, nc = expected[t]
+        got = [rep.result(j, t) for j in range(d)]
+        assert [r.status == "ok" for r in got] == [j in idx for j in range(d)], t
+        ok = [r for r in got if r.status == "ok"]
+        # bit for bit: the grouped call runs the same summaries and p-value code
+        np.testing.assert_array_equal([r.statistic for r in ok], stat, err_msg=t)
+        np.testing.assert_array_equal([r.n_ref for r in ok], nr, err_msg=t)
+        np.testing.assert_array_equal([r.n_cur for r in ok], nc, err_msg=t)
+        if p is None:
+            assert all(math.isnan(r.pvalue) for r in got), t
+        else:
+            np.testing.assert_array_equal([r.pvalue for r in ok], p, err_msg=t)
+        assert all(math.isnan(r.statistic) and math.isnan(r.pvalue) for r in got if r.status != "ok"), t
+    # the family: every p-value test entry (NaN ones included), in report order
+    fam = [r.pvalue for r in rep.results if r.test in ("ks", "cramervonmises", "mannwhitneyu")]
+    corr = curata.drift.correct(np.asarray(fam), rep.correction, rep.alpha)
+    np.testing.assert_array_equal(
+        [r.adjusted_pvalue for r in rep.results if r.test in ("ks", "cramervonmises", "mannwhitneyu")], corr.adjusted
+    )
+
+
+def test_all_numeric_tests_share_one_sort_and_match_per_test_calls():
+    rng = np.random.default_rng(21)
+    n, m, d = 400, 150, 6
+    ref = rng.normal(size=(n, d))
+    win = rng.normal(size=(m, d)) + np.array([0.0, 0.6, 0.0, 0.3, 0.0, 0.0])
+    ref[:, 2] = np.round(ref[:, 2] * 2)  # ties in both samples (MWU tie correction, CvM midranks)
+    win[:, 2] = np.round(win[:, 2] * 2)
+    ref[[3, 7, 11], 1] = np.nan  # NaN omitted in both samples
+    win[[0, 4], 1] = np.nan
+    win[:, 4] = np.nan
+    win[17, 4] = 0.25  # one window value: ks/mwu/distances run, cramervonmises does not
+    ref[5, 5] = np.inf  # sort-based tests run on infinities, the binned one does not
+    mon = DriftMonitor(ref, tests=_ALL_NUMERIC, nan_policy="omit", n_clusters=None, top_k=d)
+    rep = mon.check(win)
+    assert rep.result(4, "cramervonmises").status == "insufficient data"
+    assert rep.result(4, "ks").status == "ok" and rep.result(4, "ks").n_cur == 1
+    assert rep.result(5, "psi").status == "insufficient data" and rep.result(5, "wasserstein").status == "ok"
+    assert rep.result(1, "ks").nan_cur == 2 and rep.result(1, "ks").nan_ref == 3
+    assert rep.n_tests == 3 * d
+    _assert_report_matches_per_test(rep, ref, win, _ALL_NUMERIC)
+    assert rep.result(1, "ks").drift and not rep.result(0, "ks").drift
+    # order of the configured tests does not change any number
+    rev = DriftMonitor(ref, tests=_ALL_NUMERIC[::-1], nan_policy="omit", n_clusters=None).check(win)
+    for t in _ALL_NUMERIC:
+        for j in range(d):
+            a, b = rep.result(j, t), rev.result(j, t)
+            assert (a.statistic == b.statistic or (math.isnan(a.statistic) and math.isnan(b.statistic))), (t, j)
+            assert (a.pvalue == b.pvalue or (math.isnan(a.pvalue) and math.isnan(b.pvalue))), (t, j)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 40),
+    m=st.integers(1, 40),
+    d=st.integers(1, 4),
+    nan_rate=st.sampled_from([0.0, 0.3, 0.9]),
+    tests=st.lists(st.sampled_from(_ALL_NUMERIC), min_size=1, max_size=6, unique=True),
+)
+def test_grouped_numeric_tests_equal_per_test_calls(seed, n, m, d, nan_rate, tests):
+    rng = np.random.default_rng(seed)
+    ref = np.round(rng.normal(size=(n, d)), 1)
+    win = np.round(rng.normal(size=(m, d)), 1)
+    ref[rng.random(ref.shape) < nan_rate] = np.nan
+    win[rng.random(win.shape) < nan_rate] = np.nan
+    ref[0] = 0.0  # every column has a reference value
+    mon = DriftMonitor(ref, tests=tests, nan_policy="omit", n_clusters=None)
+    rep = mon.check(win)
+    if rep.status == "ok":
+        _assert_report_matches_per_test(rep, ref, win, tests)

@@ -104,18 +104,7 @@ template <class T> py::dict distances(const carray<T>& ref, const carray<T>& cur
   return out;
 }
 
-// All requested summaries of one sort per column (curata.drift.column_tests on host input).
-template <class T>
-py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, int nan_policy, int64_t min_size,
-                   const std::string& test) {
-  check_pair(ref, cur);
-  what &= (dr::kKs | dr::kCvm | dr::kMwu | dr::kWasserstein | dr::kEnergy);
-  dr::ColumnSummaries s;
-  {
-    py::gil_scoped_release release;
-    s = dr::summarize(ref.data(), ref.shape(0), cur.data(), cur.shape(0), ref.shape(1), what,
-                      static_cast<dr::NanPolicy>(nan_policy), min_size, test.c_str());
-  }
+py::dict summaries_dict(dr::ColumnSummaries& s, unsigned what) {
   py::dict out;
   if (what & dr::kKs) {
     out["gap_max"] = as_numpy(std::move(s.gap_max));
@@ -137,6 +126,57 @@ py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, in
   if (what & dr::kEnergy) out["energy"] = as_numpy(std::move(s.energy));
   add_counts(out, s);
   return out;
+}
+
+// All requested summaries of one sort per column (curata.drift.column_tests on host input).
+template <class T>
+py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, int nan_policy, int64_t min_size,
+                   const std::string& test) {
+  check_pair(ref, cur);
+  what &= (dr::kKs | dr::kCvm | dr::kMwu | dr::kWasserstein | dr::kEnergy);
+  dr::ColumnSummaries s;
+  {
+    py::gil_scoped_release release;
+    s = dr::summarize(ref.data(), ref.shape(0), cur.data(), cur.shape(0), ref.shape(1), what,
+                      static_cast<dr::NanPolicy>(nan_policy), min_size, test.c_str());
+  }
+  return summaries_dict(s, what);
+}
+
+// Reference columns sorted once (curata.drift._SortedReference): keys (columns, rows) uint64,
+// column j's first n[j] entries ascending; n and nan (columns,) int64.
+template <class T> py::dict sort_columns(const carray<T>& x) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
+  dr::SortedColumns c;
+  {
+    py::gil_scoped_release release;
+    c = dr::sort_columns(x.data(), x.shape(0), x.shape(1));
+  }
+  py::dict out;
+  const auto rows = static_cast<py::ssize_t>(c.rows), cols = static_cast<py::ssize_t>(c.columns);
+  out["keys"] = vector_to_numpy(std::move(c.keys), {cols, rows});
+  out["n"] = as_numpy(std::move(c.n));
+  out["nan"] = as_numpy(std::move(c.nan));
+  return out;
+}
+
+// drift_summaries with the reference given as sort_columns() output.
+template <class T>
+py::dict summaries_sorted(const carray<uint64_t>& keys, const carray<int64_t>& n_ref, const carray<int64_t>& nan_ref,
+                          const carray<T>& cur, unsigned what, int nan_policy, int64_t min_size,
+                          const std::string& test) {
+  if (keys.ndim() != 2 || cur.ndim() != 2 || keys.shape(0) != cur.shape(1))
+    throw std::invalid_argument("keys must be (D, n) and cur (m, D) with the same D");
+  if (n_ref.ndim() != 1 || nan_ref.ndim() != 1 || n_ref.shape(0) != keys.shape(0) || nan_ref.shape(0) != keys.shape(0))
+    throw std::invalid_argument("n_ref and nan_ref must have shape (D,)");
+  what &= (dr::kKs | dr::kCvm | dr::kMwu | dr::kWasserstein | dr::kEnergy);
+  dr::ColumnSummaries s;
+  {
+    py::gil_scoped_release release;
+    s = dr::summarize_sorted(keys.data(), keys.shape(1), n_ref.data(), nan_ref.data(), cur.data(), cur.shape(0),
+                             cur.shape(1), what, static_cast<dr::NanPolicy>(nan_policy), min_size, test.c_str());
+  }
+  return summaries_dict(s, what);
 }
 
 template <class T>
@@ -285,6 +325,9 @@ template <class T> void bind_typed(py::module_& m) {
   m.def("drift_distances", &distances<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"));
   m.def("drift_summaries", &summaries<T>, py::arg("ref"), py::arg("cur"), py::arg("what"), py::arg("nan_policy"),
         py::arg("min_size"), py::arg("test"));
+  m.def("drift_sort_columns", &sort_columns<T>, py::arg("x"));
+  m.def("drift_summaries_sorted", &summaries_sorted<T>, py::arg("keys"), py::arg("n_ref"), py::arg("nan_ref"),
+        py::arg("cur"), py::arg("what"), py::arg("nan_policy"), py::arg("min_size"), py::arg("test"));
   m.def("drift_quantile_bins", &quantile_bins<T>, py::arg("ref"), py::arg("cur"), py::arg("n_bins"),
         py::arg("nan_policy"));
 }

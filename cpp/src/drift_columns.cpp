@@ -143,12 +143,7 @@ std::string count_message(const char* sample, int64_t column, int64_t have, int6
   return msg + "; " + test + " needs at least " + std::to_string(need) + " per column";
 }
 
-}  // namespace
-
-template <class T>
-ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
-                          unsigned what, NanPolicy nan_policy, int64_t min_size, const char* test) {
-  if (n_ref < 0 || n_cur < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
+ColumnSummaries allocate(int64_t columns, unsigned what) {
   ColumnSummaries out;
   out.columns = columns;
   const size_t d = static_cast<size_t>(columns);
@@ -174,6 +169,16 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   }
   if (what & kWasserstein) out.wasserstein.assign(d, 0);
   if (what & kEnergy) out.energy.assign(d, 0);
+  return out;
+}
+
+}  // namespace
+
+template <class T>
+ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_cur, int64_t columns,
+                          unsigned what, NanPolicy nan_policy, int64_t min_size, const char* test) {
+  if (n_ref < 0 || n_cur < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
+  ColumnSummaries out = allocate(columns, what);
   if (columns == 0) return out;
 
   const int64_t blocks = (columns + kBlock - 1) / kBlock;
@@ -211,6 +216,95 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   error.raise();
   return out;
 }
+
+template <class T>
+SortedColumns sort_columns(const T* x, int64_t rows, int64_t columns) {
+  if (rows < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
+  SortedColumns out;
+  out.rows = rows;
+  out.columns = columns;
+  out.keys.resize(static_cast<size_t>(rows * columns));
+  out.n.assign(static_cast<size_t>(columns), 0);
+  out.nan.assign(static_cast<size_t>(columns), 0);
+  if (columns == 0 || rows == 0) return out;
+  const int64_t blocks = (columns + kBlock - 1) / kBlock;
+  const int threads = detail::column_threads(columns, rows, 0);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<uint64_t> scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t j0 = blk * kBlock, width = std::min(kBlock, columns - j0);
+      // column j lands at keys + j * rows: the block's layout is already the output's
+      detail::gather_block(x, rows, columns, j0, width, out.keys.data() + j0 * rows, out.n.data() + j0,
+                           out.nan.data() + j0);
+      for (int64_t c = 0; c < width; ++c)
+        detail::sort_keys(out.keys.data() + (j0 + c) * rows, out.n[static_cast<size_t>(j0 + c)], scratch);
+    }
+  }
+  return out;
+}
+
+template <class T>
+ColumnSummaries summarize_sorted(const uint64_t* ref_keys, int64_t ref_rows, const int64_t* ref_n,
+                                 const int64_t* ref_nan, const T* cur, int64_t n_cur, int64_t columns, unsigned what,
+                                 NanPolicy nan_policy, int64_t min_size, const char* test) {
+  if (ref_rows < 0 || n_cur < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
+  for (int64_t j = 0; j < columns; ++j)
+    if (ref_n[j] < 0 || ref_nan[j] < 0 || ref_n[j] + ref_nan[j] > ref_rows)
+      throw std::invalid_argument("sorted reference counts of column " + std::to_string(j) +
+                                  " do not fit its " + std::to_string(ref_rows) + " rows");
+  ColumnSummaries out = allocate(columns, what);
+  if (columns == 0) return out;
+  const int64_t blocks = (columns + kBlock - 1) / kBlock;
+  const int threads = detail::column_threads(columns, ref_rows, n_cur);
+  detail::ErrorSlot error;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<uint64_t> cur_keys, scratch;
+    int64_t cnt_cur[kBlock], nan_cur[kBlock];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t j0 = blk * kBlock, width = std::min(kBlock, columns - j0);
+      cur_keys.resize(static_cast<size_t>(width * n_cur));
+      detail::gather_block(cur, n_cur, columns, j0, width, cur_keys.data(), cnt_cur, nan_cur);
+      for (int64_t c = 0; c < width; ++c) {
+        const int64_t j = j0 + c;
+        out.n_ref[j] = ref_n[j];
+        out.n_cur[j] = cnt_cur[c];
+        out.nan_ref[j] = ref_nan[j];
+        out.nan_cur[j] = nan_cur[c];
+        // the same checks, in the same order and with the same messages, as summarize()
+        if (nan_policy == NanPolicy::kRaise && (ref_nan[j] > 0 || nan_cur[c] > 0)) {
+          error.offer(j, std::string(ref_nan[j] > 0 ? "ref" : "cur") + " contains NaN (column " + std::to_string(j) +
+                             "); pass nan_policy='omit' to drop NaN values per column");
+          continue;
+        }
+        if (ref_n[j] < min_size || cnt_cur[c] < min_size) {
+          const bool bad_ref = ref_n[j] < min_size;
+          error.offer(j, count_message(bad_ref ? "ref" : "cur", j, bad_ref ? ref_n[j] : cnt_cur[c],
+                                       bad_ref ? ref_nan[j] : nan_cur[c], min_size, test));
+          continue;
+        }
+        uint64_t* b = cur_keys.data() + c * n_cur;
+        detail::sort_keys(b, cnt_cur[c], scratch);
+        Walk w;
+        walk_any(ref_keys + j * ref_rows, ref_n[j], b, cnt_cur[c], what, w);
+        store(w, what, ref_n[j], cnt_cur[c], j, out);
+      }
+    }
+  }
+  error.raise();
+  return out;
+}
+
+template SortedColumns sort_columns<float>(const float*, int64_t, int64_t);
+template SortedColumns sort_columns<double>(const double*, int64_t, int64_t);
+template ColumnSummaries summarize_sorted<float>(const uint64_t*, int64_t, const int64_t*, const int64_t*, const float*,
+                                                 int64_t, int64_t, unsigned, NanPolicy, int64_t, const char*);
+template ColumnSummaries summarize_sorted<double>(const uint64_t*, int64_t, const int64_t*, const int64_t*,
+                                                  const double*, int64_t, int64_t, unsigned, NanPolicy, int64_t,
+                                                  const char*);
 
 template ColumnSummaries summarize<float>(const float*, int64_t, const float*, int64_t, int64_t, unsigned,
                                           NanPolicy, int64_t, const char*);

@@ -554,14 +554,7 @@ def column_tests(
     Every column needs at least 2 values per sample when "cramervonmises" is asked for, 1
     otherwise. Time and memory as :func:`ks`.
     """
-    if isinstance(tests, str):
-        tests = (tests,)
-    tests = tuple(tests)
-    if not tests:
-        raise ValueError("tests must name at least one test")
-    for name in tests:
-        if name not in _COLUMN_TESTS:
-            raise ValueError(f"tests must hold names from {sorted(_COLUMN_TESTS)}, got {name!r}")
+    tests = _check_column_tests(tests)
     nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
     min_size = 2 if "cramervonmises" in tests else 1
     test = "cramervonmises" if min_size == 2 else tests[0]
@@ -574,17 +567,86 @@ def column_tests(
             bits |= _COLUMN_TESTS[name][1]
         a, b = sample_pair(ref, cur, min_size)
         s = _core.drift_summaries(a, b, bits, nan, min_size, test)
+    return _column_results(s, tests, ref)
+
+
+def _check_column_tests(tests: Any) -> tuple:
+    if isinstance(tests, str):
+        tests = (tests,)
+    tests = tuple(tests)
+    if not tests:
+        raise ValueError("tests must name at least one test")
+    for name in tests:
+        if name not in _COLUMN_TESTS:
+            raise ValueError(f"tests must hold names from {sorted(_COLUMN_TESTS)}, got {name!r}")
+    return tests
+
+
+def _column_results(s: dict, tests: tuple, like: Any) -> dict:
+    """The p-value half of :func:`column_tests` from the summaries ``s``."""
     out: dict = {}
     for name in tests:
         if name == "ks":
-            out[name] = _ks_result(_core.drift_ks_from_summaries(s, 0, 0), ref)
+            out[name] = _ks_result(_core.drift_ks_from_summaries(s, 0, 0), like)
         elif name == "cramervonmises":
-            out[name] = _cvm_result(_core.drift_cvm_from_summaries(s, 0), ref)
+            out[name] = _cvm_result(_core.drift_cvm_from_summaries(s, 0), like)
         elif name == "mannwhitneyu":
-            out[name] = _mwu_result(_core.drift_mwu_from_summaries(s, 0, 0, True), ref)
+            out[name] = _mwu_result(_core.drift_mwu_from_summaries(s, 0, 0, True), like)
         else:
-            out[name] = DistanceResult(statistic=_array.like(s[name], ref), test=name, **_counts(s))
+            out[name] = DistanceResult(statistic=_array.like(s[name], like), test=name, **_counts(s))
     return out
+
+
+class _SortedReference:
+    """The columns of a host reference sample sorted once (NaN dropped and counted), so that
+    :meth:`column_tests` compares a window with it by sorting only the window: the merged walk is
+    the one of :func:`column_tests`, on the same sorted keys, so every result is identical to
+    ``column_tests(ref, cur, tests, nan_policy=...)``. Used by :class:`curata.DriftMonitor`.
+
+    Parameters
+    ----------
+    ref : numpy array (n, D), float32 or float64
+
+    Notes
+    -----
+    Construction: O(n D) radix sort of the column keys; memory 8 n D bytes (uint64 keys), kept.
+    :meth:`column_tests`: O(m log m D) for the window plus an O(n + m) walk per column.
+    """
+
+    def __init__(self, ref: Any) -> None:
+        a = np.asarray(ref)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise ValueError(f"ref must have shape (n,) or (n, D), got {a.shape}")
+        self.dtype = np.float32 if a.dtype == np.float32 else np.float64
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        r = _core.drift_sort_columns(a)
+        self.keys, self.n, self.nan = r["keys"], r["n"], r["nan"]
+        self.rows, self.columns = a.shape
+
+    def column_tests(self, cur: Any, tests: Any, *, columns: Any = None, nan_policy: str = "raise") -> dict:
+        """:func:`column_tests` of the reference (its ``columns``, default all) against ``cur``
+        (a numpy array (m, len(columns)) of the reference's dtype, or (m,) for one column)."""
+        tests = _check_column_tests(tests)
+        nan = _choice(nan_policy, "nan_policy", _NAN_POLICIES)
+        min_size = 2 if "cramervonmises" in tests else 1
+        test = "cramervonmises" if min_size == 2 else tests[0]
+        keys, n, nan_ref = self.keys, self.n, self.nan
+        if columns is not None:
+            idx = np.asarray(columns, dtype=np.int64)
+            keys, n, nan_ref = keys[idx], n[idx], nan_ref[idx]
+        b = np.asarray(cur)
+        if b.ndim == 1:
+            b = b[:, None]
+        if b.ndim != 2 or b.shape[1] != keys.shape[0]:
+            raise ValueError(f"cur must have shape (m, {keys.shape[0]}), got {b.shape}")
+        b = np.ascontiguousarray(b, dtype=self.dtype)
+        bits = 0
+        for name in tests:
+            bits |= _COLUMN_TESTS[name][1]
+        s = _core.drift_summaries_sorted(keys, n, nan_ref, b, bits, nan, min_size, test)
+        return _column_results(s, tests, b)
 
 
 # ---------------------------------------------------------------------------------- binned
