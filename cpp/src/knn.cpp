@@ -12,9 +12,11 @@
 // base rows, rounded to a power-of-two grid a quarter of the data's rms spread wide, so data near the
 // origin gets no shift (results bit-identical to the plain formula) and data far from it
 // loses the cancellation of |q|^2 + |b|^2 against 2<q, b>: the error becomes about
-// 1e-7 (|q'|^2 + |b'|^2) instead of 1e-7 (|q|^2 + |b|^2). The shift is applied while a block of base
-// rows (and of queries) is staged into the per-thread buffer the float16 path already uses, so no
-// shifted copy of the base is ever made. Both a row and its exact copy shift to the same floats,
+// 1e-7 (|q'|^2 + |b'|^2) instead of 1e-7 (|q|^2 + |b|^2). No shifted copy of the base is ever made:
+// the query-block path stages each base block, shifted, into the per-thread buffer the float16 path
+// already uses (one subtraction per element per 96 queries); the scan path and the base norms, which
+// read each row once, subtract mu inside the dot kernel as rows are loaded (same float32 values, so
+// the same bits as staging: results stay independent of the path). Queries are staged per block. Both a row and its exact copy shift to the same floats,
 // so the distance to an exact copy stays exactly 0; integer-valued data stays exact (mu on the grid).
 #include "curata/search.hpp"
 
