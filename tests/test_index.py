@@ -115,6 +115,38 @@ def test_float32_search_equals_knn(rng, metric, m):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("m", [3, 40])
+def test_l2_offset_data_search_and_range_agree(rng, dtype, m):
+    # Far from the origin the core computes l2 on rows shifted by the base's centre (knn and range
+    # alike): exact against float64 on the stored vectors, and range hits carry the knn distances.
+    x = (rng.standard_normal((900, 48)) + 300.0).astype(np.float32)
+    q = (rng.standard_normal((m, 48)) + 300.0).astype(np.float32)
+    index = Index(48, "l2", dtype=dtype)
+    index.add(x)
+    stored = x.astype(dtype).astype(np.float64)
+    d, got = index.search(q, 8)
+    kd, ki = search.knn(x.astype(dtype), q, 8, "l2")
+    np.testing.assert_array_equal(d, kd)
+    np.testing.assert_array_equal(got, ki)
+    ref = ((q.astype(np.float64)[:, None, :] - stored[None]) ** 2).sum(-1)
+    mu = stored.mean(0)
+    scale = ((stored - mu) ** 2).sum(1).max() + ((q - mu) ** 2).sum(1).max()
+    tol = 2e-5 * scale  # the plain formula errs by ~1e-7 * 2 * 300**2 * 48 = 0.9 here
+    kth = np.sort(ref, axis=1)[:, 7]
+    assert np.all(np.take_along_axis(ref, got, 1) <= kth[:, None] + tol)
+    np.testing.assert_allclose(d, np.take_along_axis(ref, got, 1), atol=tol, rtol=0)
+    lims, rd, ri = index.range_search(q, float(kd[:, -1].max()))
+    for row in range(m):
+        hits = dict(zip(ri[lims[row] : lims[row + 1]].tolist(), rd[lims[row] : lims[row + 1]].tolist()))
+        for dist, idx in zip(kd[row].tolist(), ki[row].tolist()):
+            assert hits[idx] == dist  # same float32 value as knn
+        np.testing.assert_allclose(rd[lims[row] : lims[row + 1]], ref[row, ri[lims[row] : lims[row + 1]]], atol=tol, rtol=0)
+    # an exact copy of a stored row is at distance exactly 0
+    d0, g0 = index.search(x[:5].astype(dtype).astype(np.float32), 1)
+    np.testing.assert_array_equal(d0[:, 0], 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_cosine_search_equals_knn_on_stored_vectors(rng, dtype):
     x = (rng.standard_normal((700, 33)) * rng.uniform(0.01, 100, (700, 1))).astype(np.float32)
     q = rng.standard_normal((40, 33)).astype(np.float32)

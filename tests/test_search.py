@@ -183,6 +183,95 @@ def test_empty_queries(rng):
     assert d.shape == i.shape == (0, 2)
 
 
+# ------------------------------------------------------------------------------ far from the origin
+def centred_scale(base, queries):
+    """The l2 tolerance scale of data shifted to its centre: the core computes l2 on q - mu and
+    b - mu (mu near the base mean), so its error scales with those norms, not with |q|^2 + |b|^2."""
+    b = np.asarray(base, np.float64)
+    q = np.asarray(queries, np.float64)
+    mu = b.mean(0)
+    bn = ((b - mu) ** 2).sum(1).max()
+    qn = ((q - mu) ** 2).sum(1).max()
+    return np.sqrt(bn * qn) + bn + qn + 1e-30
+
+
+def assert_recall_one(base, queries, k, d, i, scale):
+    """Every returned neighbour is within the centred tolerance of the k-th best float64 distance,
+    distances match float64, and where the k-th and (k+1)-th float64 distances are farther apart
+    than the tolerance the neighbour set is exactly the float64 one (recall 1.0)."""
+    check_against_reference(base, queries, k, "l2", d, i, scale=scale)
+    s = ref_scores(base, queries, "l2")
+    order = np.argsort(-s, axis=1, kind="stable")
+    if k < s.shape[1]:
+        gap = np.take_along_axis(s, order[:, k - 1 : k], 1)[:, 0] - np.take_along_axis(s, order[:, k : k + 1], 1)[:, 0]
+        clear = gap > 2e-5 * scale
+        assert clear.mean() > 0.9
+    else:
+        clear = np.ones(s.shape[0], bool)
+    for row in np.flatnonzero(clear):
+        assert set(i[row].tolist()) == set(order[row, :k].tolist())
+
+
+@pytest.mark.parametrize("offset", [300.0, 1e4])
+@pytest.mark.parametrize("dim", [3, 64, 130])
+@pytest.mark.parametrize("m", [5, 50])
+def test_l2_offset_data_exact_against_float64(rng, offset, dim, m):
+    # |q|^2 + |b|^2 - 2<q, b> in float32 cancels catastrophically here (errors ~1e-7 * 2 |x|^2, far
+    # above the gaps between neighbours); the core shifts both sides by the base's centre first.
+    base = (rng.standard_normal((1500, dim)) + offset).astype(np.float32)
+    queries = (rng.standard_normal((m, dim)) + offset).astype(np.float32)
+    scale = centred_scale(base, queries)
+    d, i = search.knn(base, queries, 10, "l2")
+    assert_recall_one(base, queries, 10, d, i, scale)
+    # scan path (m < 20) and query-block path give the same bits
+    d1, i1 = search.knn(base, queries[:1], 10, "l2")
+    np.testing.assert_array_equal(d1[0], d[0])
+    np.testing.assert_array_equal(i1[0], i[0])
+    gd, gi = search.knn_graph(base[:400], 5, "l2")
+    s = ref_scores(base[:400], base[:400], "l2")
+    np.fill_diagonal(s, -np.inf)
+    tol = 1e-5 * centred_scale(base[:400], base[:400])
+    kth = -np.sort(-s, axis=1)[:, 4]
+    assert np.all(np.take_along_axis(s, gi, 1) >= kth[:, None] - tol)
+    np.testing.assert_allclose(-gd.astype(np.float64), np.take_along_axis(s, gi, 1), atol=tol, rtol=0)
+    # float16 storage: exact with respect to the rounded vectors, same centred tolerance
+    if offset < 6e4:
+        b16 = base.astype(np.float16)
+        d16, i16 = search.knn(b16, queries, 10, "l2")
+        check_against_reference(b16, queries, 10, "l2", d16, i16, scale=centred_scale(b16, queries))
+
+
+def test_l2_offset_exact_copy_distance_zero(rng):
+    x = (rng.standard_normal((300, 64)) + 1e4).astype(np.float32)
+    x[200] = x[17]  # an exact duplicate
+    for q in (x, x[:7], x[190:210]):
+        d, i = search.knn(x, q, 2, "l2")
+        assert np.all(d[:, 0] == 0.0)
+    d, i = search.knn(x, x[17:18], 2, "l2")
+    np.testing.assert_array_equal(i[0], [17, 200])
+    np.testing.assert_array_equal(d[0], [0.0, 0.0])
+    gd, gi = search.knn_graph(x, 1, "l2")
+    assert gi[17, 0] == 200 and gi[200, 0] == 17 and gd[17, 0] == gd[200, 0] == 0.0
+    assert np.all(gd[np.arange(300) != 17][:, 0][np.arange(299) != 199] > 0)
+    h = x.astype(np.float16)
+    d, i = search.knn(h, h.astype(np.float32), 1, "l2")
+    assert np.all(d[:, 0] == 0.0)
+
+
+def test_l2_offset_integer_data_keeps_exact_ties(rng):
+    # The shift is rounded to a power-of-two grid below the data's spread, so integer data stays
+    # integer-exact after shifting: ties are real and the index tie rule still holds.
+    base = (rng.integers(-2, 3, size=(300, 5)) + 1000).astype(np.float32)
+    base[100:110] = base[3]
+    queries = (rng.integers(-2, 3, size=(60, 5)) + 1000).astype(np.float32)
+    queries[:3] = base[3]
+    for k in (1, 7, 300):
+        d, i = search.knn(base, queries, k, "l2")
+        ref = ref_knn_exact(ref_scores(base, queries, "l2"), k)
+        np.testing.assert_array_equal(i, ref)
+        np.testing.assert_array_equal(-d.astype(np.float64), np.take_along_axis(ref_scores(base, queries, "l2"), ref, 1))
+
+
 # ------------------------------------------------------------------------------ input kinds
 def test_float64_noncontiguous_float16_and_torch(rng):
     base64 = rng.standard_normal((200, 24))

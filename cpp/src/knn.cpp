@@ -6,6 +6,18 @@
 // tail, then one fixed reduction order. So results do not depend on the batch size or thread
 // count, and a point's squared distance to an exact copy of itself is exactly 0. Distances may
 // differ in the last bits between CPUs (lane count, FMA or not).
+//
+// L2 is computed as |q'|^2 + |b'|^2 - 2<q', b'> on shifted rows q' = q - mu, b' = b - mu (a
+// translation leaves distances unchanged). mu (l2_shift) is the mean of a fixed strided sample of
+// base rows, rounded to a power-of-two grid a quarter of the data's rms spread wide, so data near the
+// origin gets no shift (results bit-identical to the plain formula) and data far from it
+// loses the cancellation of |q|^2 + |b|^2 against 2<q, b>: the error becomes about
+// 1e-7 (|q'|^2 + |b'|^2) instead of 1e-7 (|q|^2 + |b|^2). No shifted copy of the base is ever made:
+// the query-block path stages each base block, shifted, into the per-thread buffer the float16 path
+// already uses (one subtraction per element per 96 queries); the scan path and the base norms, which
+// read each row once, subtract mu inside the dot kernel as rows are loaded (same float32 values, so
+// the same bits as staging: results stay independent of the path). Queries are staged per block. Both a row and its exact copy shift to the same floats,
+// so the distance to an exact copy stays exactly 0; integer-valued data stays exact (mu on the grid).
 #include "curata/search.hpp"
 
 // The vector helpers below are always inlined, so the ABI of passing GCC vector types by value
@@ -55,33 +67,50 @@ CURATA_ALWAYS_INLINE float reduce(v16f v) {
   return reduce(lo + hi);
 }
 
-// out[r * C + c] = dot(q[r], b[c]) over d elements, W lanes of partial sums.
-template <class V, int W, int R, int C>
-CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b, int64_t d, float* out) {
+// out[r * C + c] = dot(q[r], b[c]) over d elements, W lanes of partial sums. Shift (mu, d floats):
+// 1 subtracts mu from every b element as it is loaded, 2 from the q elements too (self dots); the
+// float32 differences are exactly those of rows staged as b - mu, so the results are the same bits.
+template <class V, int W, int R, int C, int Shift = 0>
+CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b, int64_t d, float* out,
+                                    const float* mu = nullptr) {
   V acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = V{} * 0.0f;
   const int64_t full = d / W * W;
   for (int64_t t = 0; t < full; t += W) {
     V bv[C];
-    for (int c = 0; c < C; ++c) bv[c] = loadv<V>(b[c] + t);
+    V mv = V{} * 0.0f;
+    if (Shift) mv = loadv<V>(mu + t);
+    for (int c = 0; c < C; ++c) {
+      bv[c] = loadv<V>(b[c] + t);
+      if (Shift) bv[c] -= mv;
+    }
     for (int r = 0; r < R; ++r) {
-      const V qv = loadv<V>(q[r] + t);
+      V qv = loadv<V>(q[r] + t);
+      if (Shift == 2) qv -= mv;
       for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
     }
   }
   if (full < d) {
     const int64_t rest = d - full;
     V bv[C];
+    V mv = V{} * 0.0f;
+    if (Shift) {
+      float tmp[W] = {};
+      std::memcpy(tmp, mu + full, static_cast<size_t>(rest) * sizeof(float));
+      mv = loadv<V>(tmp);
+    }
     for (int c = 0; c < C; ++c) {
       float tmp[W] = {};
       std::memcpy(tmp, b[c] + full, static_cast<size_t>(rest) * sizeof(float));
       bv[c] = loadv<V>(tmp);
+      if (Shift) bv[c] -= mv;
     }
     for (int r = 0; r < R; ++r) {
       float tmp[W] = {};
       std::memcpy(tmp, q[r] + full, static_cast<size_t>(rest) * sizeof(float));
-      const V qv = loadv<V>(tmp);
+      V qv = loadv<V>(tmp);
+      if (Shift == 2) qv -= mv;
       for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
     }
   }
@@ -93,9 +122,9 @@ constexpr int kScanNR = 8;
 
 // tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb. Edge blocks repeat the last row
 // (results discarded) so every dot goes through the same kernel.
-template <class V, int W, int MR, int NR>
+template <class V, int W, int MR, int NR, int Shift>
 CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d,
-                                        float* tile, int64_t ldt) {
+                                        float* tile, int64_t ldt, const float* mu) {
   if (mq >= MR) {
     for (int64_t j = 0; j < nb; j += NR) {
       const float* bp[NR];
@@ -104,7 +133,7 @@ CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float*
         const float* qp[MR];
         for (int r = 0; r < MR; ++r) qp[r] = Q + std::min<int64_t>(i + r, mq - 1) * d;
         float out[MR * NR];
-        dot_block<V, W, MR, NR>(qp, bp, d, out);
+        dot_block<V, W, MR, NR, Shift>(qp, bp, d, out, mu);
         for (int r = 0; r < MR && i + r < mq; ++r)
           for (int c = 0; c < NR && j + c < nb; ++c) tile[(i + r) * ldt + j + c] = out[r * NR + c];
       }
@@ -117,16 +146,20 @@ CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float*
       const float* bp[kScanNR];
       for (int c = 0; c < kScanNR; ++c) bp[c] = B + std::min<int64_t>(j + c, nb - 1) * d;
       float out[kScanNR];
-      dot_block<V, W, 1, kScanNR>(qp, bp, d, out);
+      dot_block<V, W, 1, kScanNR, Shift>(qp, bp, d, out, mu);
       for (int c = 0; c < kScanNR && j + c < nb; ++c) tile[i * ldt + j + c] = out[c];
     }
   }
 }
 
-template <class V, int W> CURATA_ALWAYS_INLINE void self_dots_impl(const float* X, int64_t rows, int64_t d, float* out) {
+template <class V, int W>
+CURATA_ALWAYS_INLINE void self_dots_impl(const float* X, int64_t rows, int64_t d, float* out, const float* mu) {
   for (int64_t i = 0; i < rows; ++i) {
     const float* p[1] = {X + i * d};
-    dot_block<V, W, 1, 1>(p, p, d, out + i);
+    if (mu)
+      dot_block<V, W, 1, 1, 2>(p, p, d, out + i, mu);
+    else
+      dot_block<V, W, 1, 1>(p, p, d, out + i);
   }
 }
 
@@ -134,20 +167,30 @@ template <class V, int W> CURATA_ALWAYS_INLINE void self_dots_impl(const float* 
 // vector width. On AVX-512 CPUs a 16-lane 4 x 4 kernel is used instead (32 registers); every
 // dot product of one process then uses it, so the batch/thread independence holds per machine.
 CURATA_SIMD_CLONES
-void dot_tile_w8(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
-  dot_tile_impl<v8f, 8, 3, 4>(Q, mq, B, nb, d, tile, ldt);
+void dot_tile_w8(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt,
+                 const float* mu) {
+  if (mu)
+    dot_tile_impl<v8f, 8, 3, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu);
+  else
+    dot_tile_impl<v8f, 8, 3, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu);
 }
 CURATA_SIMD_CLONES
-void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out) { self_dots_impl<v8f, 8>(X, rows, d, out); }
+void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out, const float* mu) {
+  self_dots_impl<v8f, 8>(X, rows, d, out, mu);
+}
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CURATA_KNN_W16 1
 __attribute__((target("arch=x86-64-v4"))) void dot_tile_w16(const float* Q, int64_t mq, const float* B, int64_t nb,
-                                                            int64_t d, float* tile, int64_t ldt) {
-  dot_tile_impl<v16f, 16, 4, 4>(Q, mq, B, nb, d, tile, ldt);
+                                                            int64_t d, float* tile, int64_t ldt, const float* mu) {
+  if (mu)
+    dot_tile_impl<v16f, 16, 4, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu);
+  else
+    dot_tile_impl<v16f, 16, 4, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu);
 }
-__attribute__((target("arch=x86-64-v4"))) void self_dots_w16(const float* X, int64_t rows, int64_t d, float* out) {
-  self_dots_impl<v16f, 16>(X, rows, d, out);
+__attribute__((target("arch=x86-64-v4"))) void self_dots_w16(const float* X, int64_t rows, int64_t d, float* out,
+                                                             const float* mu) {
+  self_dots_impl<v16f, 16>(X, rows, d, out, mu);
 }
 #endif
 
@@ -163,18 +206,20 @@ bool use_w16() {
 #endif
 }
 
-void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt) {
+// mu (optional): subtracted from the rows of B (dot_tile) or of X (self_dots) as they are loaded.
+void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt,
+              const float* mu = nullptr) {
 #ifdef CURATA_KNN_W16
-  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt);
+  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt, mu);
 #endif
-  dot_tile_w8(Q, mq, B, nb, d, tile, ldt);
+  dot_tile_w8(Q, mq, B, nb, d, tile, ldt, mu);
 }
 
-void self_dots(const float* X, int64_t rows, int64_t d, float* out) {
+void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float* mu = nullptr) {
 #ifdef CURATA_KNN_W16
-  if (use_w16()) return self_dots_w16(X, rows, d, out);
+  if (use_w16()) return self_dots_w16(X, rows, d, out, mu);
 #endif
-  self_dots_w8(X, rows, d, out);
+  self_dots_w8(X, rows, d, out, mu);
 }
 
 // Bounded heap of (score, index), larger score better, ties to the lower index; the root is the
@@ -248,18 +293,110 @@ struct Problem {
 
 // The base as float32 rows, stored either as float32 (used in place) or as IEEE half (each block
 // converted into the caller's buffer of base_block_rows(d) x d floats right before use).
+// shift (L2 only, d floats, or null): subtracted from every row while its block is staged.
 struct BaseRows {
   const float* f32;
   const uint16_t* f16;
   int64_t d;
+  const float* shift = nullptr;
 
+  // fused: a float32 base is returned in place and *kernel_shift = shift, for the dot kernel to
+  // subtract as it loads (the scan path and the norms: each row is read once, so staging would
+  // cost a store and a reload per element); otherwise the shift is applied here.
+  const float* block(int64_t b0, int64_t nb, float* buffer, bool fused, const float** kernel_shift) const {
+    *kernel_shift = nullptr;
+    if (fused && f32 && shift) {
+      *kernel_shift = shift;
+      return f32 + b0 * d;
+    }
+    return block(b0, nb, buffer);
+  }
   const float* block(int64_t b0, int64_t nb, float* buffer) const {
-    if (f32) return f32 + b0 * d;
+    if (f32 && !shift) return f32 + b0 * d;
+    if (f32) {
+      shift_rows(f32 + b0 * d, nb, buffer);
+      return buffer;
+    }
     half_to_float(f16 + b0 * d, nb * d, buffer);
+    if (shift) shift_rows(buffer, nb, buffer);
     return buffer;
   }
-  bool needs_buffer() const { return f32 == nullptr; }
+  bool needs_buffer() const { return f32 == nullptr || shift != nullptr; }
+
+  // out[r][j] = in[r][j] - shift[j] (in may equal out).
+  void shift_rows(const float* in, int64_t rows, float* out) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = in + r * d;
+      float* dst = out + r * d;
+      for (int64_t j = 0; j < d; ++j) dst[j] = src[j] - shift[j];
+    }
+  }
+  // The query rows [0, rows) shifted into buffer (at least rows x d floats), or Q itself.
+  const float* queries(const float* Q, int64_t rows, std::vector<float>& buffer) const {
+    if (!shift) return Q;
+    if (buffer.size() < static_cast<size_t>(rows * d)) buffer.resize(static_cast<size_t>(rows * d));
+    shift_rows(Q, rows, buffer.data());
+    return buffer.data();
+  }
 };
+
+// The L2 shift mu (d floats), or empty when none is needed. mu is the float64 mean of up to
+// kShiftSample base rows at evenly strided positions (a fixed sample: no extra pass over the base,
+// and any mu near the data's centre removes the cancellation equally well), rounded to a multiple
+// of g = 2^(floor(log2(rms)) - 2), rms the sample's spread per coordinate. Rounding keeps values
+// on coarse grids (small integers) exact after the shift. No shift (empty) unless |mean|^2 exceeds
+// 4x the mean squared distance of the sample to its mean.
+// Non-finite samples: no shift (the search then reports the bad rows as before).
+constexpr int64_t kShiftSample = 1024;
+
+std::vector<float> l2_shift(const BaseRows& base, int64_t n, int64_t d) {
+  std::vector<float> mu;
+  const int64_t s = std::min(n, kShiftSample);
+  if (s < 2) return mu;
+  // One pass, per-coordinate float64 sums (vectorisable); sum of squares minus s mean^2 loses
+  // only ~1e-16 |mean|^2 / spread relatively, far below what the factor-4 rule below can notice.
+  std::vector<double> mean(static_cast<size_t>(d), 0.0), square(static_cast<size_t>(d), 0.0);
+  std::vector<float> row(static_cast<size_t>(d));
+  for (int64_t t = 0; t < s; ++t) {
+    const int64_t i = t * (n / s) + (t * (n % s)) / s;  // floor(t n / s) without overflow
+    const float* r = base.f32 ? base.f32 + i * d : row.data();
+    if (!base.f32) half_to_float(base.f16 + i * d, d, row.data(), true);
+    for (int64_t j = 0; j < d; ++j) {
+      const double v = r[j];
+      mean[j] += v;
+      square[j] += v * v;
+    }
+  }
+  double spread = 0.0;
+  for (int64_t j = 0; j < d; ++j) {
+    mean[j] /= static_cast<double>(s);
+    spread += std::max(0.0, square[j] - static_cast<double>(s) * mean[j] * mean[j]);
+  }
+  const double rms = std::sqrt(spread / static_cast<double>(s * d));
+  if (!std::isfinite(rms)) return mu;
+  for (int64_t j = 0; j < d; ++j)
+    if (!std::isfinite(mean[j])) return mu;
+  // Worth it only when the centre is far from the origin compared with the spread: the error of the
+  // plain formula is then at least 5x that of the shifted one. Otherwise (centred data, or a few
+  // huge rows among small ones, where shifted small rows could overflow) the formula stays plain.
+  double centre = 0.0;
+  for (int64_t j = 0; j < d; ++j) centre += mean[j] * mean[j];
+  if (!(centre > 4.0 * spread / static_cast<double>(s))) return mu;
+  mu.resize(static_cast<size_t>(d));
+  bool any = false;
+  for (int64_t j = 0; j < d; ++j) {
+    double v = mean[j];
+    if (rms > 0.0) {
+      const double g = std::ldexp(1.0, std::ilogb(rms) - 2);
+      v = std::nearbyint(v / g) * g;
+    }
+    mu[j] = static_cast<float>(v);
+    if (!std::isfinite(mu[j])) return std::vector<float>();
+    any |= mu[j] != 0.0f;
+  }
+  if (!any) mu.clear();
+  return mu;
+}
 
 int64_t base_block_rows(int64_t d) {
   // About 128 KiB of base rows per block: they stay in L2 while the query block streams by.
@@ -309,9 +446,9 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
   return bad != 0;
 }
 
-void query_norms(const Problem& p, const float* Q, int64_t mq, float* out) {
+void query_norms(const Problem& p, const float* Q, int64_t mq, float* out, const float* mu = nullptr) {
   if (p.metric == Metric::InnerProduct) return;
-  self_dots(Q, mq, p.d, out);
+  self_dots(Q, mq, p.d, out, mu);
   if (p.metric == Metric::Cosine)
     for (int64_t i = 0; i < mq; ++i) out[i] = out[i] > 0.0f ? 1.0f / std::sqrt(out[i]) : 0.0f;
 }
@@ -417,8 +554,12 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
     throw std::invalid_argument("k must be in [1, " + std::to_string(candidates) + "], got " + std::to_string(k));
   KnnStatus status;
   std::atomic<bool> saw_nonfinite{m == 0};  // no dot products: check the base directly
-  if (m > 0)
-    search_all(base, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
+  if (m > 0) {
+    const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d) : std::vector<float>();
+    BaseRows shifted = base;
+    shifted.shift = mu.empty() ? nullptr : mu.data();
+    search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
+  }
   if (saw_nonfinite.load()) {
     status.nonfinite_base_row =
         base.f32 ? first_nonfinite_row(base.f32, n, d) : first_nonfinite_row_f16(base.f16, n, d);
@@ -443,7 +584,9 @@ std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric
     const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
     for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
       const int64_t nb = std::min(nb_max, r1 - b0);
-      query_norms(tmp, base.block(b0, nb, buffer.data()), nb, base_norm.data() + b0);
+      const float* mu;
+      const float* rows = base.block(b0, nb, buffer.data(), true, &mu);
+      query_norms(tmp, rows, nb, base_norm.data() + b0, mu);
     }
   }
   return base_norm;
@@ -483,11 +626,15 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
       std::vector<float> tile(static_cast<size_t>(m * nb_max));
       std::vector<float> qnorm(static_cast<size_t>(m));
       std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
-      query_norms(p, queries, m, qnorm.data());
+      std::vector<float> qbuffer;
+      const float* Q = base.queries(queries, m, qbuffer);
+      query_norms(p, Q, m, qnorm.data());
       const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
       for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, r1 - b0);
-        dot_tile(queries, m, base.block(b0, nb, buffer.data()), nb, d, tile.data(), nb_max);
+        const float* mu;
+        const float* rows = base.block(b0, nb, buffer.data(), true, &mu);
+        dot_tile(Q, m, rows, nb, d, tile.data(), nb_max, mu);
         if (consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
@@ -521,10 +668,11 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     std::vector<float> qnorm(static_cast<size_t>(qb));
     std::vector<TopK> heaps(static_cast<size_t>(qb));
     std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
+    std::vector<float> qbuffer(base.shift ? static_cast<size_t>(qb * d) : 0);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
-      const float* Q = queries + q0 * d;
+      const float* Q = base.queries(queries + q0 * d, mq, qbuffer);
       for (int64_t i = 0; i < mq; ++i) {
         heaps[i].score = distances + (q0 + i) * k;
         heaps[i].index = indices + (q0 + i) * k;
@@ -579,17 +727,20 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
     std::vector<float> tile(static_cast<size_t>(qb * nb_max));
     std::vector<float> qnorm(static_cast<size_t>(qb));
     std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
+    std::vector<float> qbuffer(base.shift ? static_cast<size_t>(qb * d) : 0);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < n_blocks * chunks; ++task) {
       const int64_t blk = task / chunks, c = task % chunks;
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
-      const float* Q = queries + q0 * d;
+      const float* Q = base.queries(queries + q0 * d, mq, qbuffer);
       query_norms(p, Q, mq, qnorm.data());
       const int64_t r0 = c * chunk_rows, r1 = std::min(n, r0 + chunk_rows);
       int bad = 0;
       for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, r1 - b0);
-        dot_tile(Q, mq, base.block(b0, nb, buffer.data()), nb, d, tile.data(), nb_max);
+        const float* mu;
+        const float* rows = base.block(b0, nb, buffer.data(), m < kScanMaxQueries, &mu);
+        dot_tile(Q, mq, rows, nb, d, tile.data(), nb_max, mu);
         for (int64_t i = 0; i < mq; ++i) {
           float* row = tile.data() + i * nb_max;
           for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
@@ -619,7 +770,10 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
   std::vector<Hits> hits;
   int64_t chunks = 1;
   std::atomic<bool> saw_nonfinite{false};
-  range_all(base, n, queries, m, d, radius, metric, removed, hits, chunks, saw_nonfinite);
+  const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d) : std::vector<float>();
+  BaseRows shifted = base;
+  shifted.shift = mu.empty() ? nullptr : mu.data();
+  range_all(shifted, n, queries, m, d, radius, metric, removed, hits, chunks, saw_nonfinite);
   for (int64_t i = 0; i < m; ++i) {
     int64_t count = 0;
     for (int64_t c = 0; c < chunks; ++c) count += static_cast<int64_t>(hits[c * m + i].index.size());

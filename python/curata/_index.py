@@ -174,7 +174,8 @@ class Index:
     -----
     GPU (``device="cuda"``) vs CPU: the device path reports the float64 score of the stored
     vectors rounded to float32 (the C++ core computes in float32), so distances can differ in
-    the last float32 bits ("l2": about ``1e-7 (|q|^2 + |b|^2)``), neighbours whose scores are that
+    the last float32 bits ("l2": about ``1e-7 (|q - mu|^2 + |b - mu|^2)``, mu the core's shift, see
+    :func:`curata.search.knn`), neighbours whose scores are that
     close can swap, and ``range_search`` can differ for rows within that distance of the radius.
     Ties (equal reported values) are broken by insertion order on both. Where every product and
     sum is exact in float32 (e.g. small integer vectors) the two agree bit for bit.

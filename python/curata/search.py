@@ -105,8 +105,11 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     metric : {"ip", "l2", "cosine"}
         ``"ip"``: inner product ``<q, b>``, largest first. ``"l2"``: squared Euclidean distance
         ``|q - b|^2`` (as faiss reports it; take the square root yourself), smallest first,
-        computed as ``|q|^2 + |b|^2 - 2<q, b>`` and clamped at 0, so very close pairs carry an
-        absolute error of about ``1e-7 * (|q|^2 + |b|^2)``; identical rows give exactly 0.
+        computed as ``|q'|^2 + |b'|^2 - 2<q', b'>`` on rows shifted by a centre ``mu`` of the
+        base (``q' = q - mu``, ``b' = b - mu``; ``mu = 0`` for data near the origin) and clamped
+        at 0, so very close pairs carry an absolute error of about
+        ``1e-7 * (|q - mu|^2 + |b - mu|^2)``, also for data far from the origin; identical rows
+        give exactly 0.
         ``"cosine"``: ``<q, b> / (|q| |b|)``, largest first; a zero vector has similarity 0 with
         everything (it is not an error).
 

@@ -5,8 +5,12 @@
 // query keeps a bounded heap of its k best candidates, stored directly in its output row. Nothing
 // of size queries x base is ever materialised.
 //
+// L2 is computed on rows shifted by a centre of the base (see knn.cpp: no cancellation for data
+// far from the origin; no shift, bit-identical results, for data near it).
+//
 // Memory: inputs + outputs + base row norms (n floats, "l2"/"cosine" only) + per thread one
-// tile of kQueryBlock x kBaseBlockMax floats (at most 192 KiB) and query norms; the small-batch
+// tile of kQueryBlock x kBaseBlockMax floats (at most 192 KiB) and query norms (shifted L2: plus
+// one staged base block of about 128 KiB and one staged query block); the small-batch
 // scan path (fewer than kScanMaxQueries queries) keeps per thread and query a candidate heap of k
 // entries (threads x queries x k x 12 bytes) that is merged at the end.
 #pragma once
