@@ -14,14 +14,6 @@ from curata import boxes as B
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch is installed without a usable CUDA device")
-    return torch
-
-
 def _boxes(rng, n):
     xy = rng.random((n, 2)) * 0.8
     return np.concatenate([xy, xy + rng.random((n, 2)) * 0.2 + 0.01], axis=1)

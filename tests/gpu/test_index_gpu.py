@@ -24,14 +24,6 @@ pytestmark = pytest.mark.gpu
 METRICS = ("ip", "l2", "cosine")
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch is installed without a usable CUDA device")
-    return torch
-
-
 def _pair(dim, metric, dtype="float32", compact=True):
     cpu = Index(dim, metric, dtype, device="cpu")
     gpu = Index(dim, metric, dtype, device="cuda")

@@ -10,14 +10,6 @@ from curata import curate
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch is installed without a usable CUDA device")
-    return torch
-
-
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_k_center_on_cuda_matches_host(torch_cuda, metric):
     torch = torch_cuda

@@ -10,14 +10,6 @@ from curata import curate
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch is installed without a usable CUDA device")
-    return torch
-
-
 def _blobs(seed, n_blobs, n, d):
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_blobs, d)) * 10.0

@@ -25,14 +25,6 @@ pytestmark = pytest.mark.gpu
 METRICS = ("ip", "l2", "cosine")
 
 
-@pytest.fixture
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch is installed without a usable CUDA device")
-    return torch
-
-
 def _data(seed, n, m, d):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((m, d)).astype(np.float32)
