@@ -903,7 +903,9 @@ class DriftMonitor:
             offset) are taken as UTC.
         predictions : array (M,) or (M, C), optional
             Window predictions, the same form as the reference ``predictions`` (required to get
-            :attr:`DriftReport.classes`; ignored with a ValueError if the monitor has none).
+            :attr:`DriftReport.classes`; a ValueError if the monitor has none). The class test is
+            its own two-sample test, so ``M`` need not equal the window's row count (e.g. the
+            model's outputs on a different sample of the same period).
 
         Returns
         -------
