@@ -53,10 +53,6 @@ constexpr int kTile = 64;            // boxes per mask tile side = bits per mask
 constexpr int kReduceThreads = 128;  // nms_reduce: warp 0 resolves rows, all threads propagate
 constexpr unsigned long long kNone = ULLONG_MAX;
 
-template <class T> struct ScoreKey;
-template <> struct ScoreKey<float> { using type = uint32_t; };
-template <> struct ScoreKey<double> { using type = uint64_t; };
-
 __device__ __forceinline__ int64_t thread_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
@@ -111,9 +107,9 @@ NmsHeader* new_header(Workspace& ws) {
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     nms_prepare(const T* __restrict__ boxes, const T* __restrict__ scores, const uint8_t* __restrict__ valid, int n,
-                bool use_score_threshold, double score_threshold, typename ScoreKey<T>::type* __restrict__ score_key,
+                bool use_score_threshold, double score_threshold, score_key_t<T>* __restrict__ score_key,
                 int32_t* __restrict__ items, uint8_t* __restrict__ is_candidate, NmsHeader* hdr) {
-  using K = typename ScoreKey<T>::type;
+  using K = score_key_t<T>;
   const int64_t i = thread_index();
   bool candidate = false;
   if (i < n) {
@@ -506,7 +502,7 @@ NmsDeviceResult batched_nms_impl(const T* boxes, const T* scores, int n, const i
                                  const int64_t* image_ids, int64_t per_image, const uint8_t* valid, double iou_threshold,
                                  bool use_score_threshold, double score_threshold, int64_t max_det, bool local_indices,
                                  int64_t* out, int device, cudaStream_t s) {
-  using K = typename ScoreKey<T>::type;
+  using K = score_key_t<T>;
   NmsDeviceResult result;
   if (n == 0) return result;
   Workspace ws(s);

@@ -65,10 +65,6 @@ constexpr int kLanes = kNmsThreads / kBlock;  // pp_nms threads per row of a blo
 constexpr int kFilterWords = 32;   // class filter passed by value up to 2048 classes
 constexpr unsigned long long kNone = ULLONG_MAX;
 
-template <class T> struct ScoreKey;
-template <> struct ScoreKey<float> { using type = uint32_t; };
-template <> struct ScoreKey<double> { using type = uint64_t; };
-
 __device__ __forceinline__ int64_t thread_index() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
@@ -247,7 +243,7 @@ __global__ void __launch_bounds__(kThreads)
                const int32_t* __restrict__ best_class, const int32_t* __restrict__ img_cand,
                const int32_t* __restrict__ img_err, const int32_t* __restrict__ sel_digits,
                const int32_t* __restrict__ sel_off, T* __restrict__ cbox, T* __restrict__ cscore,
-               int32_t* __restrict__ ccls, int32_t* __restrict__ canchor, typename ScoreKey<T>::type* __restrict__ skey,
+               int32_t* __restrict__ ccls, int32_t* __restrict__ canchor, score_key_t<T>* __restrict__ skey,
                int32_t* __restrict__ items, int32_t* __restrict__ grp_count) {
   const int64_t g = thread_index();
   if (g >= sh.slots) return;
@@ -261,7 +257,7 @@ __global__ void __launch_bounds__(kThreads)
   T xyxy[4];
   to_xyxy(BoxFormat::cxcywh, cxcywh, xyxy);
   for_each_candidate(pred, sh, conf, filter, best_class, g, [&](T s, int64_t c, uint32_t ordinal) {
-    using K = typename ScoreKey<T>::type;
+    using K = score_key_t<T>;
     const K key = descending_score_key(s);
     if (capped && !select_at_most(key, ordinal, sh.ord_bits, sh.total_bits, digits)) return;
     if (o >= (b + 1) * sh.cap) return;
@@ -498,7 +494,7 @@ class Carver {
 };
 
 template <class T> struct Buffers {
-  using K = typename ScoreKey<T>::type;
+  using K = score_key_t<T>;
   int32_t *img_cand, *img_err, *sel_rank, *sel_digits, *hist, *n_img, *seg_begin, *seg_end;
   int32_t *slot_count, *sel_off, *best_class;
   T *cbox, *cscore;
@@ -514,7 +510,7 @@ template <class T> struct Buffers {
 // The workspace layout, from shapes only. CUB's temporary storage is queried with null pointers
 // (host-only) and one block of the largest size serves every CUB call.
 template <class T> std::size_t lay_out(const Shape& sh, bool filter_on_device, char* base, Buffers<T>& w) {
-  using K = typename ScoreKey<T>::type;
+  using K = score_key_t<T>;
   Carver c(base);
   const int64_t B = sh.batch, S = sh.slots, N = sh.items, BG = sh.batch * sh.groups;
   w.img_cand = c.take<int32_t>(B);
@@ -579,7 +575,7 @@ bool filter_on_device(const Shape& sh, const DevicePostprocessOptions& o) {
 template <class T>
 void padded_impl(const T* pred, const Shape& sh, const DevicePostprocessOptions& o, char* workspace,
                  int64_t workspace_bytes, T* dets, int32_t* counts, int64_t* status, cudaStream_t s) {
-  using K = typename ScoreKey<T>::type;
+  using K = score_key_t<T>;
   const int64_t B = sh.batch, S = sh.slots, N = sh.items, BG = sh.batch * sh.groups;
   CURATA_CUDA_CHECK(cudaMemsetAsync(status, 0xFF, static_cast<std::size_t>(postprocess_status_size(B)) * 8, s));
   if (o.max_det > 0)

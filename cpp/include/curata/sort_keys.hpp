@@ -36,6 +36,9 @@ CURATA_HD uint64_t descending_score_key(double s) {
   return ~u;
 }
 
+// The key type of a score type: uint32_t for float, uint64_t for double.
+template <class T> using score_key_t = decltype(descending_score_key(T{}));
+
 // Ascending order of the key is the ascending order of the signed id; a non-negative id keeps its
 // value in the low 63 bits, so a radix sort restricted to the low bits orders small ids correctly.
 CURATA_HD uint64_t ascending_id_key(int64_t v) { return static_cast<uint64_t>(v) ^ 0x8000000000000000ull; }
