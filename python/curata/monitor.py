@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import _array, _io, drift
+from . import _array, _drift_input, _io, drift
 from ._cluster import kmeans
 
 __all__ = [
@@ -681,11 +681,7 @@ class DriftMonitor:
 
     @staticmethod
     def _array2d(x: Any, name: str) -> np.ndarray:
-        a = _array._to_numpy_view(x, name)
-        if a.ndim == 1:
-            a = a.reshape(-1, 1)
-        if a.ndim != 2:
-            raise ValueError(f"{name} must have shape (N,) or (N, D), got {tuple(a.shape)}")
+        a = _drift_input.columns(x, name)
         if a.dtype == np.bool_ or a.dtype.kind not in "fiu":
             raise TypeError(f"{name} must have a real numeric dtype, got {a.dtype}")
         return a
