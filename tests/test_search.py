@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import curata
 from curata import search
+from search_reference import scores64
 
 METRICS = ("ip", "l2", "cosine")
 
@@ -16,17 +17,8 @@ METRICS = ("ip", "l2", "cosine")
 # ------------------------------------------------------------------------------ reference
 def ref_scores(base, queries, metric):
     """float64 (M, N) scores, larger is better (negated squared distance for l2)."""
-    b = np.asarray(base, dtype=np.float64)
-    q = np.asarray(queries, dtype=np.float64)
-    if metric == "ip":
-        return q @ b.T
-    if metric == "l2":
-        return -((q[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-    nb = np.linalg.norm(b, axis=1)
-    nq = np.linalg.norm(q, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = (q @ b.T) / nq[:, None] / nb[None, :]
-    return np.where(np.isfinite(s), s, 0.0)
+    s = scores64(base, queries, metric)
+    return -s if metric == "l2" else s
 
 
 def ref_knn_exact(scores, k):
