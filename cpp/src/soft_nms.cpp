@@ -191,20 +191,11 @@ CURATA_SIMD_CLONES bool decay_linear_row(const double* x1, const double* y1, con
 // passes vectorise better than one carrying (score, index, position) selects.
 template <class T> CURATA_ALWAYS_INLINE int64_t argmax_impl(const T* s, const int64_t* idx, int64_t m) {
   constexpr int64_t L = 8;
-  T mx = s[0];
-  int64_t i = 0;
-  if (m >= L) {
-    T lane[L];
-    for (int64_t l = 0; l < L; ++l) lane[l] = s[l];
-    for (i = L; i + L <= m; i += L)
-      for (int64_t l = 0; l < L; ++l) lane[l] = s[i + l] > lane[l] ? s[i + l] : lane[l];
-    for (int64_t l = 0; l < L; ++l) mx = lane[l] > mx ? lane[l] : mx;
-  }
-  for (; i < m; ++i) mx = s[i] > mx ? s[i] : mx;
+  const T mx = simd::max_value(s, m);
   // Positions holding the maximum, lowest index first: chunks of L are tested with one vector
   // compare and only a chunk holding it is looked into (ties are rare).
   int64_t best = -1;
-  i = 0;
+  int64_t i = 0;
   for (; i + L <= m; i += L) {
     int any = 0;
     for (int64_t l = 0; l < L; ++l) any |= s[i + l] == mx;

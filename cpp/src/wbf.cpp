@@ -173,17 +173,7 @@ constexpr int64_t kGridMinBoxes = 512;
 // Position of the first maximum of v[0..m) (m >= 1, no NaN): the maximum from 8 independent
 // lanes (vectorised), then the first position holding it.
 CURATA_ALWAYS_INLINE int64_t first_max_impl(const double* v, int64_t m) {
-  constexpr int64_t L = 8;
-  double mx = v[0];
-  int64_t i = 0;
-  if (m >= L) {
-    double lane[L];
-    for (int64_t l = 0; l < L; ++l) lane[l] = v[l];
-    for (i = L; i + L <= m; i += L)
-      for (int64_t l = 0; l < L; ++l) lane[l] = v[i + l] > lane[l] ? v[i + l] : lane[l];
-    for (int64_t l = 0; l < L; ++l) mx = lane[l] > mx ? lane[l] : mx;
-  }
-  for (; i < m; ++i) mx = v[i] > mx ? v[i] : mx;
+  const double mx = simd::max_value(v, m);
   int64_t j = 0;
   while (v[j] != mx) ++j;
   return j;
