@@ -258,16 +258,15 @@ def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, n
         d += csq[None, :]
         lab = np.argmin(d, axis=1)
         best = d[np.arange(m), lab]
+        dist[s : s + m] = np.maximum(best + sq[s : s + m], 0.0)
         if k > 1:
             near = d <= (best + tol[s : s + m])[:, None]
             flagged = np.flatnonzero(np.count_nonzero(near, axis=1) > 1)
             step = max(1, _EXACT_ENTRIES // (k * D))
             for f in range(0, flagged.size, step):
                 sub = flagged[f : f + step]
-                lab[sub], exact = _exact_nearest(xb[sub], c64, near[sub])
-                best[sub] = exact - sq[s + sub]
+                lab[sub], dist[s + sub] = _exact_nearest(xb[sub], c64, near[sub])
         labels[s : s + m] = lab
-        dist[s : s + m] = np.maximum(best + sq[s : s + m], 0.0)
     return labels, dist
 
 
