@@ -161,10 +161,11 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
 
     def exact_min(cands: np.ndarray) -> np.ndarray:
         centres = a[np.asarray(chosen, dtype=np.int64)]
+        rows = a[cands]
         best = np.full(cands.size, np.inf)
         step = max(1, (1 << 20) // max(1, cands.size * D))
         for s in range(0, centres.shape[0], step):
-            diff = a[cands][:, None, :] - centres[None, s : s + step, :]
+            diff = rows[:, None, :] - centres[None, s : s + step, :]
             best = np.minimum(best, np.einsum("ijk,ijk->ij", diff, diff).min(axis=1))
         return best
 
