@@ -622,6 +622,7 @@ class DriftMonitor:
         if self._reference.n_rows < 1:
             raise ValueError(f"reference must have at least 1 row, got {self._reference.n_rows}")
         self._ref_sorted = None
+        self._ref_no_inf = None
         if self.numeric_columns and any(t in _SORTED for t in self.tests):
             self._ref_sorted = drift._SortedReference(self._reference.numeric)
         self._setup_clusters(n_clusters, cluster_fit_rows)
@@ -1040,13 +1041,16 @@ class DriftMonitor:
         n_cur = cur.n_values
         # the columns each numeric test can run on
         masks = {}
+        no_inf = None  # columns without +-inf in either sample: quantile bins need finite values
         for test in self.tests:
             need = _NUMERIC_TESTS[test][2]
             ok = present & (n_ref >= need) & (n_cur >= need)
             if test in _BINNED:
-                # quantile bins need finite values
-                ok &= np.isfinite(np.where(np.isnan(ref.numeric), 0, ref.numeric)).all(axis=0)
-                ok &= np.isfinite(np.where(np.isnan(cur.numeric), 0, cur.numeric)).all(axis=0)
+                if no_inf is None:
+                    if self._ref_no_inf is None:  # the reference never changes: once per monitor
+                        self._ref_no_inf = ~np.isinf(ref.numeric).any(axis=0)
+                    no_inf = self._ref_no_inf & ~np.isinf(cur.numeric).any(axis=0)
+                ok &= no_inf
             masks[test] = ok
         # Sort-based tests on the same columns share one sort per column (drift.column_tests:
         # the same summaries and p-value code as the single-test functions, so the same numbers).
