@@ -261,3 +261,33 @@ def test_thread_count_does_not_change_results():
         curata.set_num_threads(0)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_portable_loops_equal_avx512_loops(method, dtype):
+    # On an AVX-512 machine the argmax and the candidate gather run hand-written AVX-512 code;
+    # their portable twins (what other CPUs run) must give the same boxes and bits. Scores are
+    # rounded so equal maxima (the tie rule) occur, and groups span the small and large paths.
+    from curata import _core
+
+    rng = np.random.default_rng(31)
+    cases = []
+    for n, clustered in ((40, True), (700, True), (700, False), (2500, False)):
+        boxes, scores = make_boxes(rng, n, clustered, dtype)
+        cases.append((boxes, np.round(scores, 2).astype(dtype)))
+    results = []
+    previous = _core._set_hand_avx512(False)
+    try:
+        for enabled in (False, True):
+            _core._set_hand_avx512(enabled)
+            results.append([cb.soft_nms(b, s, method=method, score_threshold=0.01) for b, s in cases])
+    finally:
+        _core._set_hand_avx512(previous)
+    for (idx_a, dec_a), (idx_b, dec_b) in zip(*results):
+        np.testing.assert_array_equal(idx_a, idx_b)
+        np.testing.assert_array_equal(dec_a, dec_b)
+    for (boxes, scores), (idx, dec) in zip(cases[:2], results[0]):  # the reference is O(n^2) Python
+        ref_idx, ref_dec = ref_soft_nms(boxes, scores, method=method, score_threshold=0.01)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_allclose(dec, ref_dec, rtol=1e-6 if dtype == np.float32 else 1e-12)

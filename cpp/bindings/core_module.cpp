@@ -12,6 +12,7 @@
 #include "curata/boxes.hpp"
 #include "curata/parallel.hpp"
 #include "curata/scores.hpp"
+#include "curata/simd.hpp"
 #include "ensemble_bindings.hpp"
 #include "numpy_util.hpp"
 
@@ -228,6 +229,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("build_info", &build_info);
   m.def("num_threads", &curata::num_threads);
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
+  // Testing hook: run the portable twins of the hand-written AVX-512 loops (returns the previous
+  // setting).
+  m.def("_set_hand_avx512", &curata::simd::set_hand_avx512, py::arg("enabled"));
   bind_typed<float>(m);
   bind_typed<double>(m);
   curata_py::bind_coco_eval(m);

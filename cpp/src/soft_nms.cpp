@@ -15,10 +15,11 @@
 // box can never be kept and, being selected only after every box above the threshold, never
 // decays a box that could be. It is dropped at once, which changes no result.
 //
-// Two equivalent loops: a vectorised quadratic one (every step computes the IoU with all remaining
-// boxes; gaussian decays only those with IoU > 0, gathered, since exp is the costly part and IoU 0
-// leaves a score bit for bit), and for large groups with sparse overlap a heap + grid one that
-// visits only overlapping boxes.
+// Two equivalent loops: a vectorised quadratic one (every step computes the intersection of the
+// selected box with all remaining boxes — no division — and forms the IoU, and decays, only where
+// it is > 0: IoU 0 leaves a score bit for bit under both methods; the argmax is two AVX-512 passes
+// where the CPU has them), and for large groups with sparse overlap a heap + grid one that visits
+// only overlapping boxes.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -37,23 +38,23 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #include <immintrin.h>
-#define CURATA_HAVE_AVX512_COMPRESS 1
+#define CURATA_HAVE_AVX512_INTRINSICS 1
 #else
-#define CURATA_HAVE_AVX512_COMPRESS 0
+#define CURATA_HAVE_AVX512_INTRINSICS 0
 #endif
 
 namespace curata {
 namespace {
 
 template <class T> struct Remaining {
-  std::vector<double> x1, y1, x2, y2, area, iou, cand_iou;
+  std::vector<double> x1, y1, x2, y2, area, iou, cand_iou, cand_inter, cand_area;
   std::vector<T> score, cand_score;
   std::vector<int64_t> index;
   std::vector<int32_t> cand;  // gaussian: positions with IoU > 0 to the selected box
   int64_t size = 0;
 
   void reset(int64_t capacity) {
-    for (auto* v : {&x1, &y1, &x2, &y2, &area, &iou, &cand_iou}) v->resize(static_cast<size_t>(capacity));
+    for (auto* v : {&x1, &y1, &x2, &y2, &area, &iou, &cand_iou, &cand_inter, &cand_area}) v->resize(static_cast<size_t>(capacity));
     score.resize(static_cast<size_t>(capacity));
     cand_score.resize(static_cast<size_t>(capacity));
     cand.resize(static_cast<size_t>(capacity));
@@ -77,6 +78,19 @@ CURATA_ALWAYS_INLINE void iou_row_impl(const double* x1, const double* y1, const
 CURATA_SIMD_CLONES void iou_row(const double* x1, const double* y1, const double* x2, const double* y2,
                                 const double* area, int64_t m, const double* b, double b_area, double* out) {
   iou_row_impl(x1, y1, x2, y2, area, m, b, b_area, out);
+}
+
+// Intersection area of box b (selected) with the first m remaining boxes. No division: the IoU is
+// formed only where the intersection is > 0 (a box with intersection 0 has IoU 0 and keeps its
+// score bit for bit), and the division is the costliest vector instruction here.
+CURATA_SIMD_CLONES void inter_row(const double* x1, const double* y1, const double* x2, const double* y2, int64_t m,
+                                  const double* b, double* out) {
+  for (int64_t j = 0; j < m; ++j) out[j] = box_intersection(b[0], b[1], b[2], b[3], x1[j], y1[j], x2[j], y2[j]);
+}
+
+// IoU from gathered intersections and areas (the same formula as iou_row, so the same bits).
+CURATA_SIMD_CLONES void iou_from_inter(const double* inter, const double* area, int64_t m, double b_area, double* out) {
+  for (int64_t j = 0; j < m; ++j) out[j] = iou_from_parts(inter[j], b_area, area[j]);
 }
 
 template <class T> CURATA_ALWAYS_INLINE void decay_linear_impl(T* score, const double* iou, int64_t m, double thr) {
@@ -124,7 +138,7 @@ CURATA_SIMD_CLONES int64_t positive_positions_generic(const double* v, int64_t m
   return k;
 }
 
-#if CURATA_HAVE_AVX512_COMPRESS
+#if CURATA_HAVE_AVX512_INTRINSICS
 // AVX-512: 16 compares to a mask and one compress-store of the 16 positions (the set-bit loop of
 // the generic form mispredicts its exit on every chunk).
 __attribute__((target("avx512f"))) int64_t positive_positions_avx512(const double* v, int64_t m, int32_t* out) {
@@ -149,42 +163,13 @@ __attribute__((target("avx512f"))) int64_t positive_positions_avx512(const doubl
 #endif
 
 int64_t positive_positions(const double* v, int64_t m, int32_t* out) {
-#if CURATA_HAVE_AVX512_COMPRESS
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) return positive_positions_avx512(v, m, out);
+#if CURATA_HAVE_AVX512_INTRINSICS
+  if (simd::hand_avx512()) return positive_positions_avx512(v, m, out);
 #endif
   return positive_positions_generic(v, m, out);
 }
 
 template <class T> inline bool better(T sa, int64_t ia, T sb, int64_t ib) { return sa > sb || (sa == sb && ia < ib); }
-
-// Linear decay of the first m remaining boxes by their IoU with the selected box b, fused into one
-// pass; returns whether a score fell to <= threshold.
-template <class T>
-CURATA_ALWAYS_INLINE bool decay_linear_row_impl(const double* x1, const double* y1, const double* x2, const double* y2,
-                                                const double* area, T* score, int64_t m, const double* b, double b_area,
-                                                double iou_threshold, T threshold) {
-  int drop = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    const double inter = box_intersection(b[0], b[1], b[2], b[3], x1[j], y1[j], x2[j], y2[j]);
-    const double v = iou_from_parts(inter, b_area, area[j]);
-    const double w = v > iou_threshold ? 1.0 - v : 1.0;
-    const T s = static_cast<T>(w * static_cast<double>(score[j]));
-    score[j] = s;
-    drop |= !(s > threshold);
-  }
-  return drop != 0;
-}
-CURATA_SIMD_CLONES bool decay_linear_row(const double* x1, const double* y1, const double* x2, const double* y2,
-                                         const double* area, float* score, int64_t m, const double* b, double b_area,
-                                         double iou_threshold, float threshold) {
-  return decay_linear_row_impl(x1, y1, x2, y2, area, score, m, b, b_area, iou_threshold, threshold);
-}
-CURATA_SIMD_CLONES bool decay_linear_row(const double* x1, const double* y1, const double* x2, const double* y2,
-                                         const double* area, double* score, int64_t m, const double* b, double b_area,
-                                         double iou_threshold, double threshold) {
-  return decay_linear_row_impl(x1, y1, x2, y2, area, score, m, b, b_area, iou_threshold, threshold);
-}
 
 // Position of the highest score, ties by lower index, over m >= 1 entries (scores finite): the
 // maximum from 8 independent lanes, then a second pass for the positions holding it; two plain
@@ -207,8 +192,81 @@ template <class T> CURATA_ALWAYS_INLINE int64_t argmax_impl(const T* s, const in
     if (s[i] == mx && (best < 0 || idx[i] < idx[best])) best = i;
   return best;
 }
-CURATA_SIMD_CLONES int64_t argmax(const float* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
-CURATA_SIMD_CLONES int64_t argmax(const double* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
+CURATA_SIMD_CLONES int64_t argmax_generic(const float* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
+CURATA_SIMD_CLONES int64_t argmax_generic(const double* s, const int64_t* idx, int64_t m) { return argmax_impl(s, idx, m); }
+
+#if CURATA_HAVE_AVX512_INTRINSICS
+// AVX-512 forms of the same two passes. The compiler keeps the generic find pass scalar (a
+// floating == reduced into an int, with a branch per chunk); here each pass is one compare to a
+// mask per vector, and the maximum runs on four independent accumulators (the one-accumulator loop
+// waits on the latency of every max).
+__attribute__((target("avx512f"))) int64_t argmax_avx512(const double* s, const int64_t* idx, int64_t m) {
+  constexpr int64_t L = 8;
+  __m512d a0 = _mm512_set1_pd(s[0]), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 4 * L <= m; i += 4 * L) {
+    a0 = _mm512_max_pd(a0, _mm512_loadu_pd(s + i));
+    a1 = _mm512_max_pd(a1, _mm512_loadu_pd(s + i + L));
+    a2 = _mm512_max_pd(a2, _mm512_loadu_pd(s + i + 2 * L));
+    a3 = _mm512_max_pd(a3, _mm512_loadu_pd(s + i + 3 * L));
+  }
+  for (; i + L <= m; i += L) a0 = _mm512_max_pd(a0, _mm512_loadu_pd(s + i));
+  double mx = _mm512_reduce_max_pd(_mm512_max_pd(_mm512_max_pd(a0, a1), _mm512_max_pd(a2, a3)));
+  for (; i < m; ++i) mx = s[i] > mx ? s[i] : mx;
+  const __m512d target = _mm512_set1_pd(mx);
+  int64_t best = -1;
+  auto take = [&](int64_t base, unsigned mask) {
+    for (; mask; mask &= mask - 1) {
+      const int64_t j = base + __builtin_ctz(mask);
+      if (best < 0 || idx[j] < idx[best]) best = j;
+    }
+  };
+  for (i = 0; i + L <= m; i += L) {
+    const unsigned mask = _mm512_cmp_pd_mask(_mm512_loadu_pd(s + i), target, _CMP_EQ_OQ);
+    if (mask) take(i, mask);
+  }
+  for (; i < m; ++i)
+    if (s[i] == mx) take(i, 1u);
+  return best;
+}
+__attribute__((target("avx512f"))) int64_t argmax_avx512(const float* s, const int64_t* idx, int64_t m) {
+  constexpr int64_t L = 16;
+  __m512 a0 = _mm512_set1_ps(s[0]), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 4 * L <= m; i += 4 * L) {
+    a0 = _mm512_max_ps(a0, _mm512_loadu_ps(s + i));
+    a1 = _mm512_max_ps(a1, _mm512_loadu_ps(s + i + L));
+    a2 = _mm512_max_ps(a2, _mm512_loadu_ps(s + i + 2 * L));
+    a3 = _mm512_max_ps(a3, _mm512_loadu_ps(s + i + 3 * L));
+  }
+  for (; i + L <= m; i += L) a0 = _mm512_max_ps(a0, _mm512_loadu_ps(s + i));
+  float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
+  for (; i < m; ++i) mx = s[i] > mx ? s[i] : mx;
+  const __m512 target = _mm512_set1_ps(mx);
+  int64_t best = -1;
+  auto take = [&](int64_t base, unsigned mask) {
+    for (; mask; mask &= mask - 1) {
+      const int64_t j = base + __builtin_ctz(mask);
+      if (best < 0 || idx[j] < idx[best]) best = j;
+    }
+  };
+  for (i = 0; i + L <= m; i += L) {
+    const unsigned mask = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), target, _CMP_EQ_OQ);
+    if (mask) take(i, mask);
+  }
+  for (; i < m; ++i)
+    if (s[i] == mx) take(i, 1u);
+  return best;
+}
+#endif
+
+// Position of the highest score, ties by lower index, over m >= 1 finite scores.
+template <class T> int64_t argmax(const T* s, const int64_t* idx, int64_t m) {
+#if CURATA_HAVE_AVX512_INTRINSICS
+  if (simd::hand_avx512()) return argmax_avx512(s, idx, m);
+#endif
+  return argmax_generic(s, idx, m);
+}
 
 // Whether any of the m scores is <= threshold.
 template <class T> CURATA_ALWAYS_INLINE bool any_at_most_impl(const T* s, int64_t m, T threshold) {
@@ -412,27 +470,25 @@ void soft_nms_group(const B* boxes, const T* scores, const int32_t* positions, i
     r.move(--r.size, best);
     const int64_t m = r.size;
     if (m == 0) break;
-    bool compact;
-    if (o.method == SoftNmsMethod::linear) {
-      compact = decay_linear_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), r.area.data(), r.score.data(), m,
-                                 sel, sel_area, o.iou_threshold, threshold);
-    } else {
-      // Only boxes with IoU > 0 can change (weight exp(-0) = 1 exactly): exp runs on those alone,
-      // gathered (a selection overlaps ~10 % of 1000 clustered proposals).
-      iou_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), r.area.data(), m, sel, sel_area, r.iou.data());
-      const int64_t k = positive_positions(r.iou.data(), m, r.cand.data());
-      for (int64_t c = 0; c < k; ++c) {
-        r.cand_iou[c] = r.iou[r.cand[c]];
-        r.cand_score[c] = r.score[r.cand[c]];
-      }
-      decay_gaussian(r.cand_score.data(), r.cand_iou.data(), k, o.sigma, threshold);
-      for (int64_t c = 0; c < k; ++c) {
-        const T before = r.score[r.cand[c]];
-        r.score[r.cand[c]] = r.cand_score[c];
-        dead += (before > threshold) & !(r.cand_score[c] > threshold);
-      }
-      compact = 8 * dead > m;
+    // Only boxes that intersect the selected one can change (IoU 0 gives weight 1 exactly under
+    // both methods): the intersection pass has no division, and the IoU and the decay run on the
+    // gathered candidates alone (a selection overlaps ~10 % of 1000 clustered proposals).
+    inter_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), m, sel, r.iou.data());
+    const int64_t k = positive_positions(r.iou.data(), m, r.cand.data());
+    for (int64_t c = 0; c < k; ++c) {
+      r.cand_inter[c] = r.iou[r.cand[c]];
+      r.cand_area[c] = r.area[r.cand[c]];
+      r.cand_score[c] = r.score[r.cand[c]];
     }
+    iou_from_inter(r.cand_inter.data(), r.cand_area.data(), k, sel_area, r.cand_iou.data());
+    if (o.method == SoftNmsMethod::linear) decay_linear(r.cand_score.data(), r.cand_iou.data(), k, o.iou_threshold);
+    else decay_gaussian(r.cand_score.data(), r.cand_iou.data(), k, o.sigma, threshold);
+    for (int64_t c = 0; c < k; ++c) {
+      const T before = r.score[r.cand[c]];
+      r.score[r.cand[c]] = r.cand_score[c];
+      dead += (before > threshold) & !(r.cand_score[c] > threshold);
+    }
+    const bool compact = 8 * dead > m;
     if (prune && compact) {
       int64_t w = 0;
       for (int64_t j = 0; j < m; ++j) {

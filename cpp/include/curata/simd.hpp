@@ -41,3 +41,15 @@ template <class T> CURATA_ALWAYS_INLINE T max_value(const T* v, int64_t m) {
 }
 
 }  // namespace curata::simd
+
+namespace curata::simd {
+
+// Whether hand-written AVX-512 paths (intrinsics under a target attribute, with a portable twin)
+// may run: the CPU has AVX-512F and they were not switched off. Tests switch them off to run the
+// portable twins on an AVX-512 machine and compare the two bit for bit.
+bool hand_avx512();
+// Switches the hand-written AVX-512 paths off (false) or back on where the CPU has them; returns
+// the previous setting. Not for use while another thread runs curata.
+bool set_hand_avx512(bool enabled);
+
+}  // namespace curata::simd
