@@ -472,3 +472,21 @@ def test_l2_far_from_origin_stays_exact(rng, half):
     d, i = sd.knn_torch(b, _t(queries), 10, "l2", _trace=trace)
     assert trace["researched"]  # the first margin could not be verified
     assert_same_knn(d.numpy(), i.numpy(), br, queries, 10, "l2")
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_gpu_knn_benchmark_cases_smoke(monkeypatch, metric):
+    # The `--device cuda` kNN cases' code (curata, the torch baseline, the check that falls back
+    # to the baseline without faiss-gpu), on CPU torch tensors with tiny shapes.
+    bench = pytest.importorskip("benchmarks.search")
+    monkeypatch.setattr(bench, "GPU_DEVICE", "cpu")
+    monkeypatch.setattr(bench, "GPU_QUERIES", 30)
+    monkeypatch.setattr(bench, "_gpu_cache", {})
+    case = bench._gpu_case(3000, 16, 7, metric, False)
+    assert [c.name for c in case.contenders][:2] == ["curata", "torch mm+topk"]
+    d, i = case.contenders[0].fn()
+    bd, bi = case.contenders[1].fn()
+    assert tuple(i.shape) == tuple(bi.shape) == (30, 7)
+    assert case.check().status == "ok"
+    monkeypatch.setattr(bench, "_torch_knn", lambda *a: (bd[:20], bi[:20].flip(1).roll(1, dims=0)))
+    assert case.check().status == "mismatch"  # the check can fail
