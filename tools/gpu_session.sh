@@ -26,6 +26,7 @@ case "$stage" in
       nvidia-smi
       python3 -c "import torch, cupy, torchvision; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cupy', cupy.__version__, 'torchvision', torchvision.__version__)"
       python3 -c "import faiss; print('faiss', faiss.__version__, 'gpu', hasattr(faiss, 'StandardGpuResources'))" || true
+      ls /usr/local/cuda*/lib64/libcublas.so.* 2>&1 | head  # a cuBLAS 12 here would let faiss-gpu-cu12 run
       nproc
       time make gpu-check
     } 2>&1 | tee "$log"
