@@ -18,7 +18,7 @@
 // Two equivalent loops: a vectorised quadratic one (every step computes the intersection of the
 // selected box with all remaining boxes — no division — and forms the IoU, and decays, only where
 // it is > 0: IoU 0 leaves a score bit for bit under both methods; the argmax is two AVX-512 passes
-// where the CPU has them), and for large groups with sparse overlap a heap + grid one that visits
+// where the CPU has them), and for large groups with sparse overlap a grid one that visits
 // only overlapping boxes.
 #include <algorithm>
 #include <cmath>
@@ -277,15 +277,85 @@ template <class T> CURATA_ALWAYS_INLINE bool any_at_most_impl(const T* s, int64_
 CURATA_SIMD_CLONES bool any_at_most(const float* s, int64_t m, float t) { return any_at_most_impl(s, m, t); }
 CURATA_SIMD_CLONES bool any_at_most(const double* s, int64_t m, double t) { return any_at_most_impl(s, m, t); }
 
-// Groups with at least this many boxes above the threshold use the grid and the heap.
+// Largest of 16 values, as a tree (independent lanes), and the first of 16 positions holding x
+// (a vector compare to a bit mask): BlockArgmax's two steps.
+template <class T> CURATA_ALWAYS_INLINE T max16_impl(const T* v) {
+  T m[8];
+  for (int l = 0; l < 8; ++l) m[l] = v[l] > v[l + 8] ? v[l] : v[l + 8];
+  for (int l = 0; l < 4; ++l) m[l] = m[l] > m[l + 4] ? m[l] : m[l + 4];
+  for (int l = 0; l < 2; ++l) m[l] = m[l] > m[l + 2] ? m[l] : m[l + 2];
+  return m[0] > m[1] ? m[0] : m[1];
+}
+template <class T> CURATA_ALWAYS_INLINE int first16_impl(const T* v, T x) {
+  unsigned mask = 0;
+  for (int l = 0; l < 16; ++l) mask |= static_cast<unsigned>(v[l] == x) << l;
+  return mask ? __builtin_ctz(mask) : 16;
+}
+
+// The next selection of the grid loop: the highest value, ties to the lowest id, over values that
+// change a few at a time. Maxima of blocks of 16 ids and of super-blocks of 16 blocks are
+// refreshed only where a value changed since the last query, and a query scans the super-block
+// maxima (n / 256 values) and descends to the first id holding the maximum: ids are positions, so
+// the first is the lowest. Cheaper than a lazy heap when every selection decays a dozen boxes
+// (each decay left a stale entry to pop and push again). -infinity marks a removed id.
+template <class T> class BlockArgmax {
+ public:
+  explicit BlockArgmax(const T* values, int64_t n)
+      : n_(n), value_(round_up(n, 256), -std::numeric_limits<T>::infinity()),
+        block_(round_up(n, 256) / 16, -std::numeric_limits<T>::infinity()),
+        super_(round_up(n, 256) / 256, -std::numeric_limits<T>::infinity()),
+        block_dirty_(block_.size(), 1), super_dirty_(super_.size(), 0) {
+    std::copy(values, values + n, value_.begin());
+    for (size_t b = 0; b < block_.size(); ++b) dirty_blocks_.push_back(static_cast<int32_t>(b));
+  }
+  void set(int64_t id, T v) {
+    value_[id] = v;
+    const int64_t b = id >> 4;
+    if (!block_dirty_[b]) {
+      block_dirty_[b] = 1;
+      dirty_blocks_.push_back(static_cast<int32_t>(b));
+    }
+  }
+  // Lowest id holding the highest value, or -1 when every id is removed.
+  int64_t argmax() {
+    for (const int32_t b : dirty_blocks_) {
+      block_[b] = max16_impl(&value_[16 * static_cast<size_t>(b)]);
+      block_dirty_[b] = 0;
+      const int32_t sb = b >> 4;
+      if (!super_dirty_[sb]) {
+        super_dirty_[sb] = 1;
+        dirty_supers_.push_back(sb);
+      }
+    }
+    dirty_blocks_.clear();
+    for (const int32_t sb : dirty_supers_) {
+      super_[sb] = max16_impl(&block_[16 * static_cast<size_t>(sb)]);
+      super_dirty_[sb] = 0;
+    }
+    dirty_supers_.clear();
+    const T mx = simd::max_value(super_.data(), static_cast<int64_t>(super_.size()));
+    if (mx == -std::numeric_limits<T>::infinity()) return -1;
+    size_t sb = 0;
+    while (!(super_[sb] == mx)) ++sb;
+    const size_t b = 16 * sb + first16_impl(&block_[16 * sb], mx);
+    return static_cast<int64_t>(16 * b + first16_impl(&value_[16 * b], mx));
+  }
+
+ private:
+  static size_t round_up(int64_t n, int64_t m) { return static_cast<size_t>((std::max<int64_t>(n, 1) + m - 1) / m * m); }
+  int64_t n_;
+  std::vector<T> value_, block_, super_;
+  std::vector<uint8_t> block_dirty_, super_dirty_;
+  std::vector<int32_t> dirty_blocks_, dirty_supers_;
+};
+
+// Groups with at least this many boxes above the threshold may use the grid loop.
 constexpr int64_t kGridMinBoxes = 96;
 
-// Large groups: a heap finds the next selection and a static uniform grid over the group's extent
-// finds the boxes a selection overlaps (only those can be decayed: a box with IoU 0 keeps its score
-// bit for bit under both methods). The cell of x is floor((x - min_x) * scale) clamped, monotone in
-// x, so overlapping boxes share a cell. The heap is lazy: a decayed box keeps its old (higher)
-// entry, which is refreshed when it surfaces; since scores only decrease, the first fresh entry
-// popped is the maximum, and ordering entries by (score desc, index asc) keeps the tie rule.
+// Large groups: block maxima (BlockArgmax) find the next selection and a static uniform grid over
+// the group's extent finds the boxes a selection overlaps (only those can be decayed: a box with
+// IoU 0 keeps its score bit for bit under both methods). The cell of x is
+// floor((x - min_x) * scale) clamped, monotone in x, so overlapping boxes share a cell.
 // Returns false, having done nothing, when the overlap is too dense for the grid to pay.
 template <class T>
 bool soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T>& r, std::vector<int64_t>& keep,
@@ -354,31 +424,20 @@ bool soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
   }
 
   // Local ids follow input order, so the lower id is the lower input index.
-  using Item = std::pair<T, int32_t>;
-  auto lower_priority = [](const Item& a, const Item& b) {
-    return a.first < b.first || (a.first == b.first && a.second > b.second);
-  };
-  std::vector<Item> heap(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) heap[j] = {r.score[j], static_cast<int32_t>(j)};
-  std::make_heap(heap.begin(), heap.end(), lower_priority);
+  BlockArgmax<T> next(r.score.data(), n);
   std::vector<uint8_t> removed(static_cast<size_t>(n), 0);
   // Candidates of one selection, gathered (at most n).
   std::vector<int32_t> stamp(static_cast<size_t>(n), -1), cand(static_cast<size_t>(n));
   std::vector<double> cx1(n), cy1(n), cx2(n), cy2(n), carea(n), ciou(n);
   std::vector<T> cscore(static_cast<size_t>(n));
   int32_t step = 0;
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), lower_priority);
-    const Item top = heap.back();
-    heap.pop_back();
-    const int32_t b = top.second;
-    if (removed[b]) continue;
-    if (top.first != r.score[b]) {  // stale: the box was decayed since this entry was pushed
-      heap.push_back({r.score[b], b});
-      std::push_heap(heap.begin(), heap.end(), lower_priority);
-      continue;
-    }
+  constexpr T kRemoved = -std::numeric_limits<T>::infinity();
+  for (;;) {
+    const int64_t best = next.argmax();
+    if (best < 0) break;
+    const int32_t b = static_cast<int32_t>(best);
     removed[b] = 1;
+    next.set(b, kRemoved);
     if (r.score[b] > threshold) {
       keep.push_back(r.index[b]);
       kept_scores.push_back(r.score[b]);
@@ -424,8 +483,11 @@ bool soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
     else decay_gaussian(cscore.data(), ciou.data(), k, o.sigma, threshold);
     for (int64_t q = 0; q < k; ++q) {
       const int32_t j = cand[q];
+      const bool changed = !(cscore[q] == r.score[j]);  // linear: most overlapping boxes keep theirs
       r.score[j] = cscore[q];
-      if (prune && !(cscore[q] > threshold)) removed[j] = 1;
+      const bool drop = prune && !(cscore[q] > threshold);
+      removed[j] = drop;
+      if (changed | drop) next.set(j, drop ? kRemoved : cscore[q]);
     }
   }
   return true;
@@ -450,10 +512,7 @@ void soft_nms_group(const B* boxes, const T* scores, const int32_t* positions, i
     r.score[k] = scores[i];
     r.index[k] = i;
   }
-  // The lazy heap needs scores that only decrease under decay: true when none is negative.
-  bool nonnegative = true;
-  for (int64_t k = 0; k < r.size; ++k) nonnegative &= r.score[k] >= T(0);
-  if (r.size >= kGridMinBoxes && nonnegative && soft_nms_grid(o, threshold, prune, r, keep, kept_scores)) return;
+  if (r.size >= kGridMinBoxes && soft_nms_grid(o, threshold, prune, r, keep, kept_scores)) return;
   // Gaussian: boxes that fell to <= threshold stay in place (they never win the argmax over a
   // box above it, and once the best is <= threshold the loop ends) until they are an eighth of
   // the remaining boxes; compacting after every drop cost more than carrying them.
