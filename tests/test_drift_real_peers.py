@@ -63,6 +63,7 @@ def test_missing_or_broken_peers_are_clean_skips(monkeypatch, exc_type):
 
     mmd = bench._mmd_peers_case(120, 100, 4, 5)
     assert [c.fn is None for c in mmd.contenders] == [False, True, True, True]
+    assert bench._mmd_peers_case(120, 100, 4, 5, with_alibi=False, with_report=False).contenders[1].skip_reason == bench.ALIBI_MMD_TOO_SLOW
     check = mmd.check()
     assert check.status == "unchecked" and "no peer" in check.detail
 
