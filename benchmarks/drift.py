@@ -40,6 +40,47 @@ temporary). They get curata's bandwidth and the labellings of ``curata.drift.per
 statistics to 1e-9 before anything is timed. Sizes: 2k, 5k and 10k per side (10k: curata alone);
 ``--quick``: 1k + 1k with both dense peers.
 
+The real peers (``... (real peers)`` cases; the libraries themselves, called as their users call
+them, in this process on the same data). Optional: a peer that cannot be imported is a clean skip
+whose reason says why. Only NannyML is in the bench venv (Makefile ``BENCH_DEPS``:
+``nannyml==0.13.1``); the other two cannot live next to the shared stack (numpy 2.4.6, pandas
+3.1.1), which is not downgraded for them: alibi-detect 0.13.0, the newest, declares
+``numpy<2.0.0``, ``pandas<3.0.0``, ``Pillow<11.0.0`` and ``numba<0.60`` (numba 0.59 itself needs
+numpy < 1.27); Evidently 0.7.23 declares ``pandas>=1.3.5`` but ``import evidently`` fails on pandas
+3 (``ImportError: cannot import name 'infer_dtype_from_object' from 'pandas.core.dtypes.common'``).
+They run in a venv with numpy 1.26.4 and pandas 2.3.3 (docs/benchmarks.md, "Drift: the real peers").
+
+* ``ks N vs M x 64 (real peers)`` (100k and 10k; ``--quick``: 10k), the per-column data above:
+  ``curata.drift.ks``; ``scipy loop``; ``alibi-detect KSDrift`` (built on the reference outside
+  the timing; timed: ``predict(cur, drift_type="feature")``: always-asymptotic KS per feature,
+  float32 distances and p-values); ``Evidently DataDriftPreset(ks)`` (timed: the DataFrames, two
+  ``Dataset.from_pandas``, ``Report([DataDriftPreset(method="ks")]).run`` and the p-values from
+  ``snapshot.dict()``: its drift score for KS is scipy's ``ks_2samp`` p-value); NannyML's
+  ``UnivariateDriftCalculator(continuous_methods=["kolmogorov_smirnov"], chunk_number=1)``, timed
+  as DataFrames + ``fit(ref)`` + ``calculate(cur)`` + ``to_df()`` and, fitted outside the timing,
+  ``calculate`` alone (no p-values; from 10,000 reference rows on, the statistic comes from 10,000
+  equal-width bins). Checked: scipy and Evidently equal to 1e-12 relative; alibi-detect within
+  float32 rounding (2^-23 relative, 1.2e-38 absolute) of curata's statistic and of curata's
+  ``method="asymp"`` p-values (at 10k curata's default is the exact p-value, as scipy's: a "note");
+  NannyML's statistic between curata's minus the largest share of either sample in one of its bins
+  and curata's (:func:`nannyml_ks_gap`; a "note": approximate, no p-value). With Evidently present,
+  no warm-up or calibration and 3 (100k) / 5 (10k) rounds of one call (its report takes ~15-30 s
+  per call at 100k).
+* ``mmd N + M x 512, B=100 (real peers)`` (the MMD data above; 2k and 10k per side; ``--quick``: 1k),
+  one timed round after the check: ``curata.drift.mmd``; ``alibi-detect MMDDrift (torch CPU)``
+  (``backend="pytorch"``, ``device="cpu"``, curata's median-heuristic bandwidth as ``sigma``, 100
+  permutations; detector construction, which computes the reference kernel block, and
+  ``predict`` both timed; 2k + 2k only: it gathers the dense (N x N) float32 kernel once per
+  permutation, ~100 s per call at 5k + 5k here); Evidently's embeddings drift with its MMD method,
+  default settings (no p-value; its own bandwidth: median distance between 1000-row samples of
+  each side), as the method object alone on two DataFrames (``MMDDriftMethod()(cur, ref)``) and,
+  at 10k only, as the ``Report([EmbeddingsDrift("emb", MMDDriftMethod())])`` a user runs, which
+  also fits a t-SNE of 2 x 2500 rows for its plot (~1 min whatever the size). Checked: alibi-detect's
+  MMD^2 within 1e-5 of curata's at the same bandwidth; Evidently's MMD^2 within 1e-5 of curata's
+  computed at Evidently's bandwidth (:func:`evidently_bandwidth`), the report's equal to the
+  method's (``MMD_FLOAT32_ATOL``: both sum float32 kernels in float32); permutation p-values are
+  reported, not compared (alibi-detect's are unseeded and lack the +1). A "note".
+
 Sanity timing of the torch device path on the CPU (``--device cpu``, ``all tests 10k vs 10k x 64
 (torch CPU)``): :func:`curata.drift.column_tests` (five tests from one sort per column in the C++
 core) against the same five tests computed by ``curata._drift_device`` on CPU torch tensors (the
