@@ -21,7 +21,7 @@ BENCH_VENV := .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_STAMP := $(BENCH_VENV)/.deps-stamp
 BENCH_BUILD_STAMP := $(BENCH_VENV)/.build-stamp
-BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy scikit-learn==1.9.1 'cleanlab[datalab]==2.9.0'
+BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy scikit-learn==1.9.1 'cleanlab[datalab]==2.9.0' ultralytics==8.4.190
 
 .PHONY: demo test build bench bench-venv gpu-check cuda-sim clean venv
 
