@@ -32,14 +32,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "curata/half.hpp"
 #include "curata/parallel.hpp"
 #include "curata/simd.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define CURATA_HAVE_F16C_PATH 1
@@ -424,6 +429,21 @@ void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const fl
 // Returns true when a dot product was NaN or infinite: a non-finite input row makes every dot
 // product with it non-finite (NaN propagates, inf * 0 is NaN, inf + -inf is NaN), so this detects
 // bad input without a separate pass over the data; finite rows can also get here by overflow.
+constexpr int64_t kChunk = 16;
+// Whether any of the kChunk floats at p is >= worst (false for NaN, as in the scalar test).
+CURATA_ALWAYS_INLINE bool any_at_least(const float* p, float worst) {
+#if defined(__SSE2__)
+  const __m128 w = _mm_set1_ps(worst);
+  const __m128 a = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p), w), _mm_cmpge_ps(_mm_loadu_ps(p + 4), w));
+  const __m128 b = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 8), w), _mm_cmpge_ps(_mm_loadu_ps(p + 12), w));
+  return _mm_movemask_ps(_mm_or_ps(a, b)) != 0;
+#else
+  int any = 0;
+  for (int64_t t = 0; t < kChunk; ++t) any |= p[t] >= worst;
+  return any != 0;
+#endif
+}
+
 bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
                   const float* qnorm, TopK* heaps) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -435,12 +455,18 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
     for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
     if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
     const int64_t self = p.exclude_self ? q0 + i : -1;
-    for (int64_t j = 0; j < nb; ++j) {
-      float s = row[j];
-      if (h.size == h.k && !(s >= h.score[0])) continue;  // the common case: not good enough
-      if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
-      if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
-      h.push(s, b0 + j);
+    for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
+      const int64_t c1 = std::min(nb, c0 + kChunk);
+      // The common case, a whole chunk below the worst kept score, in one vector pass. The root only
+      // gets better while pushing, so skipping here skips exactly what the test below would.
+      if (h.size == h.k && c1 - c0 == kChunk && !any_at_least(row + c0, h.score[0])) continue;
+      for (int64_t j = c0; j < c1; ++j) {
+        float s = row[j];
+        if (h.size == h.k && !(s >= h.score[0])) continue;  // not good enough (or NaN)
+        if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
+        if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
+        h.push(s, b0 + j);
+      }
     }
   }
   return bad != 0;
@@ -536,6 +562,8 @@ namespace {
 void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
                 Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
                 std::atomic<bool>& saw_nonfinite);
+void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
+                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite);
 
 void check_problem(int64_t n, int64_t d, Metric metric) {
   if (n < 0) throw std::invalid_argument("base must have at least zero rows, got " + std::to_string(n));
@@ -544,8 +572,10 @@ void check_problem(int64_t n, int64_t d, Metric metric) {
     throw std::invalid_argument("unknown metric code " + std::to_string(static_cast<int>(metric)));
 }
 
+// graph_block_rows > 0 (exclude_self only): the symmetric self-join with blocks of that many rows.
 KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                  Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices) {
+                  Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
+                  int64_t graph_block_rows = 0) {
   if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
   check_problem(n, d, metric);
   const int64_t candidates = exclude_self ? n - 1 : n;
@@ -558,7 +588,10 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
     const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d) : std::vector<float>();
     BaseRows shifted = base;
     shifted.shift = mu.empty() ? nullptr : mu.data();
-    search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
+    if (graph_block_rows > 0 && exclude_self)
+      search_graph(shifted, n, d, k, metric, removed, distances, indices, graph_block_rows, saw_nonfinite);
+    else
+      search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
   }
   if (saw_nonfinite.load()) {
     status.nonfinite_base_row =
@@ -691,6 +724,95 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
   }
 }
 
+// Symmetric self-join (kNN graph): rows are cut into blocks of S rows; only the tiles (I, J) with
+// J >= I are computed, and each off-diagonal tile feeds the heaps of row block I (block J as the
+// base) and, transposed, those of row block J (block I as the base). dot(x_i, x_j) is the same
+// float as dot(x_j, x_i): per lane every step is one multiply-add whose product is commutative
+// (fma(a, b, c) == fma(b, a, c), and so is a rounded a * b), the zero-padded tail and the
+// reduction order are those of every other dot, and both rows are staged by the same BaseRows
+// code (L2: both shifted by mu). The norms of row j as a query and as a base row are the same
+// base_norm entry (the general path computes the query's through the same kernel: same bits). The
+// scores are not symmetric (cosine: (dot * inv_i) * inv_j rounds differently from
+// (dot * inv_j) * inv_i), so the raw dots are transposed and each side goes through
+// consume_tile with its own norms: every candidate gets the float the general path gives it.
+//
+// Schedule: a thread claims row blocks in increasing order (a shared counter) and computes its
+// row's tiles left to right; tile (I, J) waits until row block I - 1 has finished tile (I - 1, J).
+// So every heap receives its candidates in increasing base index, as in the general path (even
+// NaN scores from overflow, which the heap's early-out skips, give the same bits), and no two
+// threads ever touch one heap: a tile running beside (I, J) on a later row I' > I is at J' < J
+// (its predecessor chain is behind (I, J)), and one on an earlier row is past J, so the heaps
+// {I, J} and {I', J'} are disjoint. Row block I's heaps are final once its own row is done.
+// Threads wait only when a thread ahead stalls (tiles are equal work); the wait spins briefly,
+// then yields. Results do not depend on the thread count or on the timing.
+void wait_until_above(const std::atomic<int64_t>& progress, int64_t value) {
+  for (int spins = 0; progress.load(std::memory_order_acquire) <= value; ++spins) {
+    if (spins < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+void transpose_tile(const float* in, int64_t rows, int64_t cols, int64_t ld, float* out) {
+  constexpr int64_t kT = 8;
+  for (int64_t i0 = 0; i0 < rows; i0 += kT)
+    for (int64_t j0 = 0; j0 < cols; j0 += kT) {
+      const int64_t i1 = std::min(rows, i0 + kT), j1 = std::min(cols, j0 + kT);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) out[j * ld + i] = in[i * ld + j];
+    }
+}
+
+void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
+                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite) {
+  const std::vector<float> base_norm = base_norms(base, n, d, metric);
+  const Problem p{base.f32, n, base.f32, n, d, metric, true, base_norm.empty() ? nullptr : base_norm.data(), removed};
+  const int64_t S = block_rows;
+  const int64_t blocks = (n + S - 1) / S;
+  std::vector<TopK> heaps(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    heaps[i].score = distances + i * k;
+    heaps[i].index = indices + i * k;
+    heaps[i].k = k;
+  }
+  // progress[I]: the next tile (I, J) row block I will compute (all with smaller J are done).
+  std::unique_ptr<std::atomic<int64_t>[]> progress(new std::atomic<int64_t>[static_cast<size_t>(blocks)]);
+  for (int64_t b = 0; b < blocks; ++b) progress[b].store(b, std::memory_order_relaxed);
+  std::atomic<int64_t> next_block{0};
+  const float* norm = p.base_norm;
+  const int threads = std::max(1, std::min<int>(threads_for(n * n * d / 2, int64_t(1) << 22),
+                                                static_cast<int>(std::min<int64_t>(blocks, 1 << 20))));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> tile(static_cast<size_t>(S * S)), tile_t(static_cast<size_t>(S * S));
+    std::vector<float> row_buffer(base.needs_buffer() ? static_cast<size_t>(S * d) : 0);
+    std::vector<float> col_buffer(row_buffer.size());
+    bool bad = false;
+    for (int64_t I = next_block.fetch_add(1); I < blocks; I = next_block.fetch_add(1)) {
+      const int64_t i0 = I * S, mi = std::min(S, n - i0);
+      const float* rows_i = base.block(i0, mi, row_buffer.data());
+      for (int64_t J = I; J < blocks; ++J) {
+        const int64_t j0 = J * S, nj = std::min(S, n - j0);
+        const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
+        dot_tile(rows_i, mi, rows_j, nj, d, tile.data(), S);
+        if (I > 0) wait_until_above(progress[I - 1], J);
+        if (J != I) {
+          transpose_tile(tile.data(), mi, nj, S, tile_t.data());
+          bad |= consume_tile(p, j0, nj, i0, mi, tile_t.data(), S, norm ? norm + j0 : nullptr, heaps.data() + j0);
+        }
+        bad |= consume_tile(p, i0, mi, j0, nj, tile.data(), S, norm ? norm + i0 : nullptr, heaps.data() + i0);
+        progress[I].store(J + 1, std::memory_order_release);
+      }
+      finish_rows(metric, distances + i0 * k, mi, k, heaps.data() + i0);
+    }
+    if (bad) saw_nonfinite.store(true, std::memory_order_relaxed);
+  }
+}
+
 // Hits of one query within one base chunk, in increasing base index.
 struct Hits {
   std::vector<int64_t> index;
@@ -812,6 +934,21 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
               bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed) {
   return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, removed, distances, indices);
+}
+
+int64_t graph_block_rows(int64_t d) {
+  (void)d;
+  return kQueryBlock;
+}
+
+KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
+                    int64_t* indices, GraphPath path, int64_t block_rows) {
+  if (block_rows < 0) throw std::invalid_argument("block_rows must be >= 0, got " + std::to_string(block_rows));
+  const int64_t rows = block_rows > 0 ? block_rows : graph_block_rows(d);
+  bool symmetric = path == GraphPath::Symmetric;
+  if (path == GraphPath::Auto) symmetric = n >= 2 * rows;
+  return knn_any(BaseRows{x, nullptr, d}, n, x, n, d, k, metric, true, nullptr, distances, indices,
+                 symmetric ? rows : 0);
 }
 
 KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,

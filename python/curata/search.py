@@ -202,6 +202,6 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     if a.shape[0] < 2:
         raise ValueError(f"x must have at least 2 rows for a kNN graph, got shape {tuple(a.shape)}")
     kk = _k(k, a.shape[0] - 1, "number of rows of x minus 1")
-    distances, indices, bad, _ = _core.knn(a, a, kk, code, True)
+    distances, indices, bad = _core.knn_graph(a, kk, code)
     _raise_nonfinite(bad, "x")
     return _out(distances, indices, x)

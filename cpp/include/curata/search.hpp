@@ -48,6 +48,21 @@ struct KnnStatus {
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
               bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed = nullptr);
 
+// The kNN graph of x (n, d) C-contiguous float32: knn(x, n, x, n, d, k, metric, exclude_self=true)
+// with the same results bit for bit (distances, indices, ties, the non-finite status), computed
+// as a symmetric self-join: only tiles on and above the diagonal of the n x n pair space, each
+// one's dot products serving both row blocks (about half the multiply-adds). Rows are cut into
+// blocks of block_rows rows (0: graph_block_rows(d)). path Auto takes the symmetric join when there
+// are at least two blocks (one block has no pair to share), General is the query x base path of
+// knn(), Symmetric forces the join (tests compare the two). Throws as knn().
+// Memory: inputs + outputs + n floats of norms (l2/cosine) + n heap records (32 bytes each) +
+// per thread two block_rows^2 float tiles (2 x 36 KiB at 96 rows), and under a shifted L2 two
+// staged blocks of block_rows x d floats.
+enum class GraphPath : int { Auto = 0, General = 1, Symmetric = 2 };
+int64_t graph_block_rows(int64_t d);
+KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
+                    int64_t* indices, GraphPath path = GraphPath::Auto, int64_t block_rows = 0);
+
 // Index of the first row holding a NaN or infinity, or -1.
 int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d);
 int64_t first_nonfinite_row_f16(const uint16_t* x, int64_t rows, int64_t d);
