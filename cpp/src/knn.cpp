@@ -125,11 +125,12 @@ CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b
 
 constexpr int kScanNR = 8;
 
-// tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb. Edge blocks repeat the last row
-// (results discarded) so every dot goes through the same kernel.
+// tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb, and the transpose tile_t[j * ldt + i] when
+// tile_t is not null (the symmetric self-join). Edge blocks repeat the last row (results discarded)
+// so every dot goes through the same kernel.
 template <class V, int W, int MR, int NR, int Shift>
 CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d,
-                                        float* tile, int64_t ldt, const float* mu) {
+                                        float* tile, int64_t ldt, const float* mu, float* tile_t) {
   if (mq >= MR) {
     for (int64_t j = 0; j < nb; j += NR) {
       const float* bp[NR];
@@ -141,6 +142,9 @@ CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float*
         dot_block<V, W, MR, NR, Shift>(qp, bp, d, out, mu);
         for (int r = 0; r < MR && i + r < mq; ++r)
           for (int c = 0; c < NR && j + c < nb; ++c) tile[(i + r) * ldt + j + c] = out[r * NR + c];
+        if (tile_t)
+          for (int c = 0; c < NR && j + c < nb; ++c)
+            for (int r = 0; r < MR && i + r < mq; ++r) tile_t[(j + c) * ldt + i + r] = out[r * NR + c];
       }
     }
     return;
@@ -153,6 +157,8 @@ CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float*
       float out[kScanNR];
       dot_block<V, W, 1, kScanNR, Shift>(qp, bp, d, out, mu);
       for (int c = 0; c < kScanNR && j + c < nb; ++c) tile[i * ldt + j + c] = out[c];
+      if (tile_t)
+        for (int c = 0; c < kScanNR && j + c < nb; ++c) tile_t[(j + c) * ldt + i] = out[c];
     }
   }
 }
@@ -173,11 +179,11 @@ CURATA_ALWAYS_INLINE void self_dots_impl(const float* X, int64_t rows, int64_t d
 // dot product of one process then uses it, so the batch/thread independence holds per machine.
 CURATA_SIMD_CLONES
 void dot_tile_w8(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt,
-                 const float* mu) {
+                 const float* mu, float* tile_t) {
   if (mu)
-    dot_tile_impl<v8f, 8, 3, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v8f, 8, 3, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
   else
-    dot_tile_impl<v8f, 8, 3, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v8f, 8, 3, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 CURATA_SIMD_CLONES
 void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out, const float* mu) {
@@ -187,11 +193,12 @@ void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out, const flo
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CURATA_KNN_W16 1
 __attribute__((target("arch=x86-64-v4"))) void dot_tile_w16(const float* Q, int64_t mq, const float* B, int64_t nb,
-                                                            int64_t d, float* tile, int64_t ldt, const float* mu) {
+                                                            int64_t d, float* tile, int64_t ldt, const float* mu,
+                                                            float* tile_t) {
   if (mu)
-    dot_tile_impl<v16f, 16, 4, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v16f, 16, 4, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
   else
-    dot_tile_impl<v16f, 16, 4, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v16f, 16, 4, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 __attribute__((target("arch=x86-64-v4"))) void self_dots_w16(const float* X, int64_t rows, int64_t d, float* out,
                                                              const float* mu) {
@@ -212,12 +219,13 @@ bool use_w16() {
 }
 
 // mu (optional): subtracted from the rows of B (dot_tile) or of X (self_dots) as they are loaded.
+// tile_t (optional): also write the transposed tile there (same leading dimension ldt).
 void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt,
-              const float* mu = nullptr) {
+              const float* mu = nullptr, float* tile_t = nullptr) {
 #ifdef CURATA_KNN_W16
-  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt, mu);
+  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 #endif
-  dot_tile_w8(Q, mq, B, nb, d, tile, ldt, mu);
+  dot_tile_w8(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 
 void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float* mu = nullptr) {
@@ -445,14 +453,15 @@ CURATA_ALWAYS_INLINE bool any_at_least(const float* p, float worst) {
 }
 
 bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
-                  const float* qnorm, TopK* heaps) {
+                  const float* qnorm, TopK* heaps, bool check_finite = true) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const float max_float = std::numeric_limits<float>::max();
   int bad = 0;
   for (int64_t i = 0; i < mq; ++i) {
     TopK& h = heaps[i];
     float* row = tile + i * ldt;
-    for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
+    if (check_finite)
+      for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
     if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
     const int64_t self = p.exclude_self ? q0 + i : -1;
     for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
@@ -734,7 +743,7 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
 // base_norm entry (the general path computes the query's through the same kernel: same bits). The
 // scores are not symmetric (cosine: (dot * inv_i) * inv_j rounds differently from
 // (dot * inv_j) * inv_i), so the raw dots are transposed and each side goes through
-// consume_tile with its own norms: every candidate gets the float the general path gives it.
+// consume_tile with its own norms (the kernel writes the tile and its transpose): every candidate gets the float the general path gives it.
 //
 // Schedule: a thread claims row blocks in increasing order (a shared counter) and computes its
 // row's tiles left to right; tile (I, J) waits until row block I - 1 has finished tile (I - 1, J).
@@ -755,16 +764,6 @@ void wait_until_above(const std::atomic<int64_t>& progress, int64_t value) {
       std::this_thread::yield();
     }
   }
-}
-
-void transpose_tile(const float* in, int64_t rows, int64_t cols, int64_t ld, float* out) {
-  constexpr int64_t kT = 8;
-  for (int64_t i0 = 0; i0 < rows; i0 += kT)
-    for (int64_t j0 = 0; j0 < cols; j0 += kT) {
-      const int64_t i1 = std::min(rows, i0 + kT), j1 = std::min(cols, j0 + kT);
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t i = i0; i < i1; ++i) out[j * ld + i] = in[i * ld + j];
-    }
 }
 
 void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
@@ -798,12 +797,10 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
       for (int64_t J = I; J < blocks; ++J) {
         const int64_t j0 = J * S, nj = std::min(S, n - j0);
         const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
-        dot_tile(rows_i, mi, rows_j, nj, d, tile.data(), S);
+        dot_tile(rows_i, mi, rows_j, nj, d, tile.data(), S, nullptr, J == I ? nullptr : tile_t.data());
         if (I > 0) wait_until_above(progress[I - 1], J);
-        if (J != I) {
-          transpose_tile(tile.data(), mi, nj, S, tile_t.data());
-          bad |= consume_tile(p, j0, nj, i0, mi, tile_t.data(), S, norm ? norm + j0 : nullptr, heaps.data() + j0);
-        }
+        if (J != I)  // the same dots as the tile below: their finiteness is checked there
+          consume_tile(p, j0, nj, i0, mi, tile_t.data(), S, norm ? norm + j0 : nullptr, heaps.data() + j0, false);
         bad |= consume_tile(p, i0, mi, j0, nj, tile.data(), S, norm ? norm + i0 : nullptr, heaps.data() + i0);
         progress[I].store(J + 1, std::memory_order_release);
       }
@@ -936,17 +933,22 @@ KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int
   return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, removed, distances, indices);
 }
 
-int64_t graph_block_rows(int64_t d) {
-  (void)d;
-  return kQueryBlock;
-}
-
 KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
                     int64_t* indices, GraphPath path, int64_t block_rows) {
-  if (block_rows < 0) throw std::invalid_argument("block_rows must be >= 0, got " + std::to_string(block_rows));
-  const int64_t rows = block_rows > 0 ? block_rows : graph_block_rows(d);
+  if (block_rows < 0 || block_rows > kBaseBlockMax)
+    throw std::invalid_argument("block_rows must be in [0, " + std::to_string(kBaseBlockMax) + "], got " +
+                                std::to_string(block_rows));
+  if (path != GraphPath::Auto && path != GraphPath::General && path != GraphPath::Symmetric)
+    throw std::invalid_argument("unknown graph path code " + std::to_string(static_cast<int>(path)));
+  const int64_t rows = block_rows > 0 ? block_rows : kQueryBlock;
   bool symmetric = path == GraphPath::Symmetric;
-  if (path == GraphPath::Auto) symmetric = n >= 2 * rows;
+  if (path == GraphPath::Auto) {
+    // The row blocks form a pipeline whose critical path is about 2 x blocks tiles, against
+    // blocks^2 / 2 tiles of work: with fewer than 4 blocks per thread the threads would wait and
+    // the general path (twice the dots, no waiting) is as fast or faster.
+    const int threads = threads_for(n * n * d, int64_t(1) << 22);
+    symmetric = (n + rows - 1) / rows >= std::max<int64_t>(2, int64_t(4) * threads);
+  }
   return knn_any(BaseRows{x, nullptr, d}, n, x, n, d, k, metric, true, nullptr, distances, indices,
                  symmetric ? rows : 0);
 }

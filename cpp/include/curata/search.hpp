@@ -50,16 +50,16 @@ KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int
 
 // The kNN graph of x (n, d) C-contiguous float32: knn(x, n, x, n, d, k, metric, exclude_self=true)
 // with the same results bit for bit (distances, indices, ties, the non-finite status), computed
-// as a symmetric self-join: only tiles on and above the diagonal of the n x n pair space, each
-// one's dot products serving both row blocks (about half the multiply-adds). Rows are cut into
-// blocks of block_rows rows (0: graph_block_rows(d)). path Auto takes the symmetric join when there
-// are at least two blocks (one block has no pair to share), General is the query x base path of
-// knn(), Symmetric forces the join (tests compare the two). Throws as knn().
+// as a symmetric self-join: rows are cut into blocks of block_rows rows (0: kQueryBlock) and only
+// the tiles on and above the diagonal of the n x n pair space are computed, each one's dot
+// products serving both row blocks (about half the multiply-adds of knn()). path Auto takes the
+// join when there are at least max(2, 4 x threads) blocks (fewer: the threads would wait on each
+// other, see knn.cpp), General is knn()'s query x base path, Symmetric forces the join (tests
+// compare the two). Throws as knn(), and on block_rows outside [0, kBaseBlockMax].
 // Memory: inputs + outputs + n floats of norms (l2/cosine) + n heap records (32 bytes each) +
-// per thread two block_rows^2 float tiles (2 x 36 KiB at 96 rows), and under a shifted L2 two
+// per thread two block_rows^2 float tiles (2 x 36 KiB at 96 rows) and, under a shifted L2, two
 // staged blocks of block_rows x d floats.
 enum class GraphPath : int { Auto = 0, General = 1, Symmetric = 2 };
-int64_t graph_block_rows(int64_t d);
 KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
                     int64_t* indices, GraphPath path = GraphPath::Auto, int64_t block_rows = 0);
 
