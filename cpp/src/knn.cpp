@@ -735,34 +735,38 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
 
 // Symmetric self-join (kNN graph): rows are cut into blocks of S rows; only the tiles (I, J) with
 // J >= I are computed, and each off-diagonal tile feeds the heaps of row block I (block J as the
-// base) and, transposed, those of row block J (block I as the base). dot(x_i, x_j) is the same
-// float as dot(x_j, x_i): per lane every step is one multiply-add whose product is commutative
-// (fma(a, b, c) == fma(b, a, c), and so is a rounded a * b), the zero-padded tail and the
-// reduction order are those of every other dot, and both rows are staged by the same BaseRows
-// code (L2: both shifted by mu). The norms of row j as a query and as a base row are the same
-// base_norm entry (the general path computes the query's through the same kernel: same bits). The
-// scores are not symmetric (cosine: (dot * inv_i) * inv_j rounds differently from
-// (dot * inv_j) * inv_i), so the raw dots are transposed and each side goes through
-// consume_tile with its own norms (the kernel writes the tile and its transpose): every candidate gets the float the general path gives it.
+// base: the "row side") and, transposed, those of row block J (block I as the base: the "column
+// side"). dot(x_i, x_j) is the same float as dot(x_j, x_i): per lane every step is one multiply-add
+// whose product is commutative (fma(a, b, c) == fma(b, a, c), and so is a rounded a * b), the
+// zero-padded tail and the reduction order are those of every other dot, and both rows are staged
+// by the same BaseRows code (L2: both shifted by mu). The norms of row j as a query and as a base
+// row are the same base_norm entry (the general path computes the query's through the same kernel:
+// same bits). The scores are not symmetric (cosine: (dot * inv_i) * inv_j rounds differently from
+// (dot * inv_j) * inv_i), so the kernel writes the raw dots and their transpose and each side goes
+// through consume_tile with its own norms: every candidate gets the float the general path gives it.
 //
-// Schedule: a thread claims row blocks in increasing order (a shared counter) and computes its
-// row's tiles left to right; tile (I, J) waits until row block I - 1 has finished tile (I - 1, J).
-// So every heap receives its candidates in increasing base index, as in the general path (even
-// NaN scores from overflow, which the heap's early-out skips, give the same bits), and no two
-// threads ever touch one heap: a tile running beside (I, J) on a later row I' > I is at J' < J
-// (its predecessor chain is behind (I, J)), and one on an earlier row is past J, so the heaps
-// {I, J} and {I', J'} are disjoint. Row block I's heaps are final once its own row is done.
-// Threads wait only when a thread ahead stalls (tiles are equal work); the wait spins briefly,
-// then yields. Results do not depend on the thread count or on the timing.
-void wait_until_above(const std::atomic<int64_t>& progress, int64_t value) {
-  for (int spins = 0; progress.load(std::memory_order_acquire) <= value; ++spins) {
-    if (spins < 256) {
+// Order: every heap receives its candidates in increasing base index, as in the general path (so
+// even NaN scores from overflow, which the heap's early-out skips, give the same bits). Heap block J
+// gets the column sides of rows 0, 1, ..., J - 1 in that order, then its own row's row sides left to
+// right. A thread claims row blocks in increasing order (a shared counter) and computes its row's
+// tiles left to right. progress[I] = the first J whose column side row I has not applied yet; row I
+// applies the column side of (I, J) once progress[I - 1] > J, and its row sides once
+// progress[I - 1] > I (then every earlier row is done with heap I, transitively). So no two threads
+// ever touch one heap, and results do not depend on the thread count or on the timing.
+//
+// Lag: a thread does not wait for the row ahead to apply a tile: it keeps computing its own tiles
+// into a ring of kGraphLag slots (tile + transpose) and applies each side as soon as it may; it
+// waits only when the ring is full or its row is done. A row ahead preempted for a while (a shared
+// machine) then stalls the rows behind it only after kGraphLag tiles. Waits spin briefly, then yield.
+constexpr int64_t kGraphLag = 8;
+
+void pause_or_yield(int& spins) {
+  if (++spins < 256) {
 #if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
+    __builtin_ia32_pause();
 #endif
-    } else {
-      std::this_thread::yield();
-    }
+  } else {
+    std::this_thread::yield();
   }
 }
 
@@ -778,32 +782,59 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
     heaps[i].index = indices + i * k;
     heaps[i].k = k;
   }
-  // progress[I]: the next tile (I, J) row block I will compute (all with smaller J are done).
   std::unique_ptr<std::atomic<int64_t>[]> progress(new std::atomic<int64_t>[static_cast<size_t>(blocks)]);
   for (int64_t b = 0; b < blocks; ++b) progress[b].store(b, std::memory_order_relaxed);
   std::atomic<int64_t> next_block{0};
   const float* norm = p.base_norm;
   const int threads = std::max(1, std::min<int>(threads_for(n * n * d / 2, int64_t(1) << 22),
                                                 static_cast<int>(std::min<int64_t>(blocks, 1 << 20))));
+  const int64_t lag = std::min(kGraphLag, blocks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<float> tile(static_cast<size_t>(S * S)), tile_t(static_cast<size_t>(S * S));
+    std::vector<float> ring(static_cast<size_t>(2 * lag * S * S));
     std::vector<float> row_buffer(base.needs_buffer() ? static_cast<size_t>(S * d) : 0);
     std::vector<float> col_buffer(row_buffer.size());
     bool bad = false;
     for (int64_t I = next_block.fetch_add(1); I < blocks; I = next_block.fetch_add(1)) {
       const int64_t i0 = I * S, mi = std::min(S, n - i0);
       const float* rows_i = base.block(i0, mi, row_buffer.data());
+      // Tiles (I, J) for J in [I, computed) are in the ring (slot (J - I) % lag); those below
+      // row_applied / col_applied have had their row / column side applied.
+      int64_t computed = I, row_applied = I, col_applied = I;
+      // Applies what may be applied now; with `until`, keeps waiting until both sides reach it.
+      auto apply = [&](int64_t until) {
+        for (int spins = 0;; pause_or_yield(spins)) {
+          const int64_t ready = I == 0 ? blocks : progress[I - 1].load(std::memory_order_acquire);
+          for (; col_applied < computed && (col_applied == I || ready > col_applied); ++col_applied) {
+            const int64_t J = col_applied;
+            if (J == I) continue;  // the diagonal tile has no column side
+            const int64_t j0 = J * S, nj = std::min(S, n - j0);
+            float* tile_t = ring.data() + ((J - I) % lag * 2 + 1) * S * S;
+            // the same dots as the row side: their finiteness is checked there
+            consume_tile(p, j0, nj, i0, mi, tile_t, S, norm ? norm + j0 : nullptr, heaps.data() + j0, false);
+            progress[I].store(J + 1, std::memory_order_release);
+          }
+          if (ready > I) {
+            for (; row_applied < computed; ++row_applied) {
+              const int64_t J = row_applied;
+              const int64_t j0 = J * S, nj = std::min(S, n - j0);
+              float* tile = ring.data() + (J - I) % lag * 2 * S * S;
+              bad |= consume_tile(p, i0, mi, j0, nj, tile, S, norm ? norm + i0 : nullptr, heaps.data() + i0);
+            }
+          }
+          if (col_applied >= until && row_applied >= until) return;
+        }
+      };
       for (int64_t J = I; J < blocks; ++J) {
+        if (J - I >= lag) apply(J - lag + 1);  // frees the slot of tile J - lag
         const int64_t j0 = J * S, nj = std::min(S, n - j0);
         const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
-        dot_tile(rows_i, mi, rows_j, nj, d, tile.data(), S, nullptr, J == I ? nullptr : tile_t.data());
-        if (I > 0) wait_until_above(progress[I - 1], J);
-        if (J != I)  // the same dots as the tile below: their finiteness is checked there
-          consume_tile(p, j0, nj, i0, mi, tile_t.data(), S, norm ? norm + j0 : nullptr, heaps.data() + j0, false);
-        bad |= consume_tile(p, i0, mi, j0, nj, tile.data(), S, norm ? norm + i0 : nullptr, heaps.data() + i0);
-        progress[I].store(J + 1, std::memory_order_release);
+        float* tile = ring.data() + (J - I) % lag * 2 * S * S;
+        dot_tile(rows_i, mi, rows_j, nj, d, tile, S, nullptr, J == I ? nullptr : tile + S * S);
+        computed = J + 1;
+        apply(I);  // whatever may be applied already, without waiting
       }
+      apply(blocks);
       finish_rows(metric, distances + i0 * k, mi, k, heaps.data() + i0);
     }
     if (bad) saw_nonfinite.store(true, std::memory_order_relaxed);
