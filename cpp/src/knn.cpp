@@ -755,8 +755,8 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
 // ever touch one heap, and results do not depend on the thread count or on the timing.
 //
 // Lag: a thread does not wait for the row ahead to apply a tile: it keeps computing its own tiles
-// into a ring of kGraphLag slots (tile + transpose) and applies each side as soon as it may; it
-// waits only when the ring is full or its row is done. A row ahead preempted for a while (a shared
+// into up to kGraphLag slots (tile + transpose) and applies each side as soon as it may; it waits
+// only when all slots hold tiles or its row is done. A row ahead preempted for a while (a shared
 // machine) then stalls the rows behind it only after kGraphLag tiles. Waits spin briefly, then yield.
 constexpr int64_t kGraphLag = 8;
 
@@ -791,17 +791,23 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
   const int64_t lag = std::min(kGraphLag, blocks);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    // Slots of two S x S floats (tile, transpose). A tile takes the most recently freed slot, so
+    // a row that never waits keeps reusing one slot (cache-hot) instead of cycling through all.
     std::vector<float> ring(static_cast<size_t>(2 * lag * S * S));
+    std::vector<int64_t> free_slots(static_cast<size_t>(lag)), slot_of(static_cast<size_t>(lag));
     std::vector<float> row_buffer(base.needs_buffer() ? static_cast<size_t>(S * d) : 0);
     std::vector<float> col_buffer(row_buffer.size());
     bool bad = false;
     for (int64_t I = next_block.fetch_add(1); I < blocks; I = next_block.fetch_add(1)) {
       const int64_t i0 = I * S, mi = std::min(S, n - i0);
       const float* rows_i = base.block(i0, mi, row_buffer.data());
-      // Tiles (I, J) for J in [I, computed) are in the ring (slot (J - I) % lag); those below
-      // row_applied / col_applied have had their row / column side applied.
-      int64_t computed = I, row_applied = I, col_applied = I;
-      // Applies what may be applied now; with `until`, keeps waiting until both sides reach it.
+      for (int64_t t = 0; t < lag; ++t) free_slots[t] = lag - 1 - t;
+      int64_t n_free = lag;
+      // Tiles (I, J) for J in [released, computed) hold a slot (slot_of[(J - I) % lag]); those
+      // below row_applied / col_applied have had their row / column side applied.
+      int64_t computed = I, row_applied = I, col_applied = I, released = I;
+      auto slot = [&](int64_t J) { return ring.data() + slot_of[(J - I) % lag] * 2 * S * S; };
+      // Applies what may be applied now; keeps waiting until `until` tiles are fully applied.
       auto apply = [&](int64_t until) {
         for (int spins = 0;; pause_or_yield(spins)) {
           const int64_t ready = I == 0 ? blocks : progress[I - 1].load(std::memory_order_acquire);
@@ -809,27 +815,27 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
             const int64_t J = col_applied;
             if (J == I) continue;  // the diagonal tile has no column side
             const int64_t j0 = J * S, nj = std::min(S, n - j0);
-            float* tile_t = ring.data() + ((J - I) % lag * 2 + 1) * S * S;
             // the same dots as the row side: their finiteness is checked there
-            consume_tile(p, j0, nj, i0, mi, tile_t, S, norm ? norm + j0 : nullptr, heaps.data() + j0, false);
+            consume_tile(p, j0, nj, i0, mi, slot(J) + S * S, S, norm ? norm + j0 : nullptr, heaps.data() + j0, false);
             progress[I].store(J + 1, std::memory_order_release);
           }
           if (ready > I) {
             for (; row_applied < computed; ++row_applied) {
               const int64_t J = row_applied;
               const int64_t j0 = J * S, nj = std::min(S, n - j0);
-              float* tile = ring.data() + (J - I) % lag * 2 * S * S;
-              bad |= consume_tile(p, i0, mi, j0, nj, tile, S, norm ? norm + i0 : nullptr, heaps.data() + i0);
+              bad |= consume_tile(p, i0, mi, j0, nj, slot(J), S, norm ? norm + i0 : nullptr, heaps.data() + i0);
             }
           }
-          if (col_applied >= until && row_applied >= until) return;
+          for (; released < std::min(row_applied, col_applied); ++released) free_slots[n_free++] = slot_of[(released - I) % lag];
+          if (released >= until) return;
         }
       };
       for (int64_t J = I; J < blocks; ++J) {
-        if (J - I >= lag) apply(J - lag + 1);  // frees the slot of tile J - lag
+        if (n_free == 0) apply(released + 1);
+        slot_of[(J - I) % lag] = free_slots[--n_free];
         const int64_t j0 = J * S, nj = std::min(S, n - j0);
         const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
-        float* tile = ring.data() + (J - I) % lag * 2 * S * S;
+        float* tile = slot(J);
         dot_tile(rows_i, mi, rows_j, nj, d, tile, S, nullptr, J == I ? nullptr : tile + S * S);
         computed = J + 1;
         apply(I);  // whatever may be applied already, without waiting
