@@ -816,7 +816,8 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
             if (J == I) continue;  // the diagonal tile has no column side
             const int64_t j0 = J * S, nj = std::min(S, n - j0);
             // the same dots as the row side: their finiteness is checked there
-            consume_tile(p, j0, nj, i0, mi, slot(J) + S * S, S, norm ? norm + j0 : nullptr, heaps.data() + j0, false);
+            consume_tile(p, j0, nj, i0, mi, slot(J) + S * S, S, norm ? norm + j0 : nullptr, heaps.data() + j0,
+                         false);
             progress[I].store(J + 1, std::memory_order_release);
           }
           if (ready > I) {
@@ -826,7 +827,8 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
               bad |= consume_tile(p, i0, mi, j0, nj, slot(J), S, norm ? norm + i0 : nullptr, heaps.data() + i0);
             }
           }
-          for (; released < std::min(row_applied, col_applied); ++released) free_slots[n_free++] = slot_of[(released - I) % lag];
+          for (; released < std::min(row_applied, col_applied); ++released)
+            free_slots[n_free++] = slot_of[(released - I) % lag];
           if (released >= until) return;
         }
       };
