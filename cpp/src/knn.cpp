@@ -431,12 +431,6 @@ void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const fl
   }
 }
 
-// Feed the candidates of base rows [b0, b0 + nb) for queries [q0, q0 + mq) into heaps[0..mq).
-// tile: mq x nb dots (overwritten by scores); qnorm: per query squared norm (L2) or inverse norm
-// (cosine).
-// Returns true when a dot product was NaN or infinite: a non-finite input row makes every dot
-// product with it non-finite (NaN propagates, inf * 0 is NaN, inf + -inf is NaN), so this detects
-// bad input without a separate pass over the data; finite rows can also get here by overflow.
 constexpr int64_t kChunk = 16;
 // Whether any of the kChunk floats at p is >= worst (false for NaN, as in the scalar test).
 CURATA_ALWAYS_INLINE bool any_at_least(const float* p, float worst) {
@@ -452,6 +446,13 @@ CURATA_ALWAYS_INLINE bool any_at_least(const float* p, float worst) {
 #endif
 }
 
+// Feed the candidates of base rows [b0, b0 + nb) for queries [q0, q0 + mq) into heaps[0..mq).
+// tile: mq x nb dots (overwritten by scores); qnorm: per query squared norm (L2) or inverse norm
+// (cosine).
+// Returns true when a dot product was NaN or infinite: a non-finite input row makes every dot
+// product with it non-finite (NaN propagates, inf * 0 is NaN, inf + -inf is NaN), so this detects
+// bad input without a separate pass over the data; finite rows can also get here by overflow.
+// check_finite false skips that check (the caller checks the same dots elsewhere: false returned).
 bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
                   const float* qnorm, TopK* heaps, bool check_finite = true) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
