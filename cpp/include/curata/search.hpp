@@ -57,8 +57,9 @@ KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int
 // other, see knn.cpp), General is knn()'s query x base path, Symmetric forces the join (tests
 // compare the two). Throws as knn(), and on block_rows outside [0, kBaseBlockMax].
 // Memory: inputs + outputs + n floats of norms (l2/cosine) + n heap records (32 bytes each) +
-// per thread two block_rows^2 float tiles (2 x 36 KiB at 96 rows) and, under a shifted L2, two
-// staged blocks of block_rows x d floats.
+// per thread 8 slots of two block_rows^2 float tiles (a row computes up to 8 tiles ahead of the
+// row before it: 576 KiB at 96 rows) and, under a shifted L2, two staged blocks of
+// block_rows x d floats.
 enum class GraphPath : int { Auto = 0, General = 1, Symmetric = 2 };
 KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
                     int64_t* indices, GraphPath path = GraphPath::Auto, int64_t block_rows = 0);
