@@ -49,6 +49,26 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
   return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
+// path: 0 auto, 1 the general query x base path, 2 the symmetric self-join (see search.hpp);
+// block_rows: 0 = the default for d (tests use small blocks to get many of them).
+py::tuple knn_graph(const carray<float>& x, int64_t k, int metric, int path, int64_t block_rows) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
+  if (path < 0 || path > 2) throw std::invalid_argument("path must be 0, 1 or 2, got " + std::to_string(path));
+  const int64_t n = x.shape(0), d = x.shape(1);
+  py::array_t<float> distances({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  py::array_t<int64_t> indices({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  const float* px = x.data();
+  float* pd = distances.mutable_data();
+  int64_t* pi = indices.mutable_data();
+  curata::search::KnnStatus status;
+  {
+    py::gil_scoped_release release;
+    status = curata::search::knn_graph(px, n, d, k, static_cast<curata::search::Metric>(metric), pd, pi,
+                                       static_cast<curata::search::GraphPath>(path), block_rows);
+  }
+  return py::make_tuple(distances, indices, status.nonfinite_base_row);
+}
+
 py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric,
                   const std::optional<carray<uint8_t>>& removed) {
   if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
@@ -141,6 +161,8 @@ namespace curata_py {
 void bind_search(py::module_& m) {
   m.def("knn", &knn, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_self") = false, py::arg("removed") = py::none());
+  m.def("knn_graph", &knn_graph, py::arg("x"), py::arg("k"), py::arg("metric"), py::arg("path") = 0,
+        py::arg("block_rows") = 0);
   m.def("knn_f16", &knn_f16, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("removed") = py::none());
   m.def("range_search", &range_search<float>, py::arg("base"), py::arg("queries"), py::arg("radius"),
