@@ -46,6 +46,7 @@ the check compares objectives as a note and verifies curata's labels are the nea
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -262,9 +263,28 @@ def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
             if op == "save":
                 return lambda: faiss.write_index(f, theirs)
             return lambda: faiss.read_index(theirs)
+
+        def make_faiss_fsync():
+            # faiss writes in place and never fsyncs; curata's save fsyncs (that is what makes it
+            # crash-safe), which on most disks is most of its time. This contender adds the one
+            # fsync that puts faiss's data on disk (still not atomic: no temporary file + rename).
+            import faiss  # noqa: PLC0415
+
+            f = _faiss_idmap(n, dtype)
+
+            def run():
+                faiss.write_index(f, theirs)
+                fd = os.open(theirs, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            return run
     else:
         raise ValueError(op)
     contenders = [Contender("curata", curata_fn), contender("faiss-cpu", make_faiss, note=note)]
+    if op == "save":
+        contenders.append(contender("faiss-cpu + fsync", make_faiss_fsync, note=note + ", then fsync of the file"))
     if op == "search":
         check = lambda: _index_search_check(curata_fn, contenders[1].fn)  # noqa: E731
     elif op == "range_search":

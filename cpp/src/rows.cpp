@@ -1,6 +1,7 @@
-// In-place row deletion for the persistent index (python/curata/_index.py): its storage is a
+// Row helpers for the persistent index (python/curata/_index.py). In-place row deletion: its storage is a
 // growing table whose removed rows are squeezed out at once, so a remove() of r ids costs one pass
 // over the rows after the first removed one, not one pass per id.
+// The finiteness scan of a loaded table (first_nonfinite_row) works on the bit patterns.
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,36 @@ int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* 
     }
   }
   return rows - n_removed;
+}
+
+namespace {
+template <class Bits>
+int64_t first_nonfinite(const Bits* bits, int64_t rows, int64_t d, Bits exponent) {
+  if (rows < 0 || d < 0) throw std::invalid_argument("first_nonfinite_row: bad sizes");
+  // Blocks of rows: a branch-free OR over a block vectorises; the row is located only on a hit.
+  constexpr int64_t kBlockRows = 64;
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
+    const int64_t r1 = r0 + kBlockRows < rows ? r0 + kBlockRows : rows;
+    const Bits* p = bits + r0 * d;
+    const int64_t count = (r1 - r0) * d;
+    Bits hit = 0;
+    for (int64_t i = 0; i < count; ++i) hit |= static_cast<Bits>((p[i] & exponent) == exponent);
+    if (hit) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < d; ++j)
+          if ((bits[r * d + j] & exponent) == exponent) return r;
+    }
+  }
+  return -1;
+}
+}  // namespace
+
+int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d) {
+  return first_nonfinite<uint32_t>(bits, rows, d, 0x7F800000u);
+}
+
+int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d) {
+  return first_nonfinite<uint16_t>(bits, rows, d, static_cast<uint16_t>(0x7C00u));
 }
 
 }  // namespace search
