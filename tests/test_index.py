@@ -358,13 +358,45 @@ def test_many_removed_copies_of_an_id(rng):
 
 def test_growth_compacts_removed_rows_first(rng):
     index = Index(4, "ip")
-    index.add(rng.standard_normal((64, 4)))  # capacity 64
-    assert index._data.shape[0] == 64
-    index.remove(np.arange(5))  # 5 of 64 flagged: below 1/8, kept
-    assert index._n == 64
-    index.add(rng.standard_normal((3, 4)))  # fits after compaction: no growth
-    assert index._data.shape[0] == 64 and index._n == 62 and len(index) == 62
-    assert index.ids.tolist() == list(range(5, 67))
+    index.add(rng.standard_normal((128, 4)))  # capacity 128
+    assert index._data.shape[0] == 128
+    index.remove(np.arange(15))  # 15 of 128 flagged: below 1/8, kept
+    assert index._n == 128
+    index.add(rng.standard_normal((3, 4)))  # fits after compaction with 10 rows to spare: no growth
+    assert index._data.shape[0] == 128 and index._n == 116 and len(index) == 116
+    assert index.ids.tolist() == list(range(15, 131))
+
+
+def test_full_table_keeps_headroom_after_compacting(rng, monkeypatch):
+    # A compaction forced by a full table that would leave less than 1/16 of it free grows the
+    # table to 9/8 of the rows: a table kept full by remove + add churn is then not squeezed by
+    # every add (each squeeze is a pass over all rows).
+    index = Index(4, "ip")
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    index.add(x, ids=rng.permutation(1000)[:64])  # capacity 64, ids not increasing (sorted map)
+    first = index.ids
+    index.remove(first[:5])
+    index.add(x[:3], ids=[2000, 2001, 2002])  # 59 live + 3 = 62 rows: 2 free < 64 / 16 -> 62 + 7
+    assert index._data.shape[0] == 69 and index._n == 62
+    assert index.ids.tolist() == first[5:].tolist() + [2000, 2001, 2002]
+    np.testing.assert_array_equal(index.reconstruct(index.ids), np.concatenate([x[5:], x[:3]]))
+    model = dict(zip(index.ids.tolist(), index.reconstruct(index.ids)))
+    squeezes = []
+    real = _core.remove_rows
+    monkeypatch.setattr(_index._core, "remove_rows", lambda *a: squeezes.append(1) or real(*a))
+    for step in range(40):  # remove 2 ids, add them back (at the end): churn at a constant size
+        order = list(model)
+        chosen = [order[(5 * step) % 62], order[(5 * step + 31) % 62]]
+        assert index.remove(chosen) == 2
+        index.add(np.stack([model[c] for c in chosen]), ids=chosen)
+        model = {k: v for k, v in model.items() if k not in chosen} | {c: model[c] for c in chosen}
+        assert index.ids.tolist() == list(model)
+    assert len(index) == 62 and 62 <= index._data.shape[0] <= 2 * 62
+    # Two remove_rows calls (vectors, ids) per squeeze. After a forced squeeze at least 69 // 16
+    # = 4 rows are free, so at most one squeeze per 2 steps (here one per 4); without the
+    # headroom every add (40) would squeeze.
+    assert 0 < len(squeezes) // 2 <= 20
+    np.testing.assert_array_equal(index.reconstruct(list(model)), np.stack(list(model.values())))
 
 
 def test_remove_everything_and_empty_behaviour():
