@@ -19,10 +19,12 @@ int64 ids (a seeded permutation, so neither side can use an identity map): add a
 index, search 64 queries, range search 64 queries (inner product >= 70, about 200 hits a query),
 remove 10k ids and add them back (each call takes the next 10k of a fixed random order of the ids,
 and the 10k rows are gathered from the base inside the timed call for both; repeated calls reach
-curata's amortised compaction: it flags rows and squeezes them out once 1/8 are flagged or before
-the table would grow; faiss compacts on every call), save to and load
+curata's amortised compaction: it flags rows and squeezes them out once 1/8 are flagged or when an
+add finds the table full, and the first such squeeze of the exactly-sized table grows it to 9/8 of
+its rows, so later squeezes come every few calls; faiss compacts on every call), save to and load
 from a file in the system temp directory (curata fsyncs the file and the directory, faiss does not;
-the load is read from the page cache after the first round).
+the save case also times faiss followed by an fsync of its file, the closest like-for-like; the
+load is read from the page cache after the first round).
 
 One more CPU case times the torch device path (``curata._search_device.knn_torch``) on CPU
 tensors against the C++ core, as a sanity check of the code that runs on GPUs (not a goal: on a
