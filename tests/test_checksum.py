@@ -114,22 +114,46 @@ def test_preallocate_and_writeback(tmp_path):
 
 
 # ------------------------------------------------------------------------------ non-finite scan
+@pytest.mark.parametrize("hardware", [True, False])
 @pytest.mark.parametrize("dtype, bits", [(np.float32, np.uint32), (np.float16, np.uint16)])
-def test_first_nonfinite_row(dtype, bits):
+def test_first_nonfinite_row(dtype, bits, hardware):
     rng = np.random.default_rng(3)
     for rows, d in ((0, 4), (1, 1), (7, 3), (200, 5), (130, 64)):
         x = rng.standard_normal((rows, d)).astype(dtype)
-        assert _core.first_nonfinite_row(x.view(bits)) == -1
+        assert _core.first_nonfinite_row(x.view(bits), hardware) == -1
         for value in (np.nan, np.inf, -np.inf):
             for r in {0, rows // 2, rows - 1} if rows else ():
                 y = x.copy()
                 y[r, d - 1] = value
                 if r + 1 < rows:
                     y[rows - 1, 0] = value  # a later one too: the first is reported
-                assert _core.first_nonfinite_row(y.view(bits)) == r
+                assert _core.first_nonfinite_row(y.view(bits), hardware) == r
     # the largest finite values, subnormals and negative zero are finite
     finfo = np.finfo(dtype)
     edge = np.array([[finfo.max, -finfo.max, finfo.smallest_subnormal, -0.0]], dtype=dtype)
-    assert _core.first_nonfinite_row(edge.view(bits)) == -1
+    # every bit pattern of one exponent-all-ones neighbourhood: signs, quiet/signalling NaNs
+    if dtype == np.float16:
+        every = np.arange(65536, dtype=np.uint16).reshape(-1, 64)
+        want = np.flatnonzero(~np.isfinite(every.view(np.float16)).all(axis=1))[0]
+        assert _core.first_nonfinite_row(every, hardware) == want
+        for r in range(every.shape[0]):
+            row = every[r : r + 1]
+            assert (_core.first_nonfinite_row(row, hardware) == 0) == (not np.isfinite(row.view(np.float16)).all())
+    assert _core.first_nonfinite_row(edge.view(bits), hardware) == -1
     with pytest.raises(ValueError, match="uint32 or uint16"):
         _core.first_nonfinite_row(np.zeros((2, 2), np.float32))
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_first_nonfinite_row_float32_boundary_patterns(hardware):
+    finite = [0x7F7FFFFF, 0xFF7FFFFF, 0x00000001, 0x80000000, 0x3F800000]
+    nonfinite = [0x7F800000, 0xFF800000, 0x7F800001, 0x7FC00000, 0xFFFFFFFF, 0x7FFFFFFF]
+    for d in (1, 3, 17):
+        for bad in nonfinite:
+            rows = np.full((100, d), 0x3F800000, dtype=np.uint32)
+            rows[:, 0] = np.resize(np.array(finite, np.uint32), 100)
+            assert _core.first_nonfinite_row(rows, hardware) == -1
+            rows[63, d - 1] = bad  # last row of the first 64-row block
+            rows[64, 0] = bad
+            assert _core.first_nonfinite_row(rows, hardware) == 63
+            assert _core.first_nonfinite_row(rows[64:], hardware) == 0

@@ -72,7 +72,7 @@ const Tables& tables() {
   return t;
 }
 
-inline uint64_t load64(const unsigned char* p) {
+[[maybe_unused]] inline uint64_t load64(const unsigned char* p) {
   uint64_t v;
   std::memcpy(&v, p, 8);
   return v;

@@ -98,9 +98,10 @@ int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* 
 
 // First row of a (rows, d) table of IEEE floats, given by their bit patterns, that holds a NaN or
 // an infinity (all exponent bits set), or -1. float32 as uint32, float16 as uint16. One pass of
-// vectorised integer tests (no float compares: signalling NaNs stay quiet, nothing traps).
-int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d);
-int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d);
+// vectorised integer tests (no float compares: signalling NaNs stay quiet, nothing traps), AVX2
+// where the CPU has it (`allow_hardware` = false: the portable build of the same loop, for tests).
+int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
+int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
 
 }  // namespace search
 }  // namespace curata
