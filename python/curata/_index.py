@@ -427,10 +427,15 @@ class Index:
         new = _array.int_array(ids, "ids", length=b)
         if b == 0:
             return new
-        uniq, counts = np.unique(new, return_counts=True)
-        if uniq.size != b:
-            raise ValueError(f"ids must be unique, got id {int(uniq[np.argmax(counts > 1)])} more than once in ids")
-        clash = self._positions(new)
+        # One sort serves both checks: duplicates are neighbours, and sorted keys make the
+        # lookups of existing ids walk the id map in order.
+        order = np.argsort(new, kind="stable")
+        sorted_new = new[order]
+        dup = np.flatnonzero(sorted_new[1:] == sorted_new[:-1])
+        if dup.size:
+            raise ValueError(f"ids must be unique, got id {int(sorted_new[dup[0]])} more than once in ids")
+        clash = np.empty(b, dtype=np.int64)
+        clash[order] = self._positions_of(sorted_new)
         if np.any(clash >= 0):
             raise ValueError(f"ids must be new, got id {int(new[np.argmax(clash >= 0)])} which is already in the index")
         return new
