@@ -419,14 +419,16 @@ class Index:
         removed[: self._n] = self._removed[: self._n]
         self._data, self._ids, self._removed = data, ids, removed
 
-    def _new_ids(self, ids: Any, b: int) -> np.ndarray:
+    def _new_ids(self, ids: Any, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The checked ids of ``b`` new rows, and the order that sorts them (None: already
+        sorted); the order is reused as the sorted tail of the id map."""
         if ids is None:
             if self._next_id + b - 1 > np.iinfo(np.int64).max:
                 raise ValueError("default ids would exceed the int64 range; pass ids explicitly")
-            return np.arange(self._next_id, self._next_id + b, dtype=np.int64)
+            return np.arange(self._next_id, self._next_id + b, dtype=np.int64), None
         new = _array.int_array(ids, "ids", length=b)
         if b == 0:
-            return new
+            return new, None
         # One sort serves both checks: duplicates are neighbours, and sorted keys make the
         # lookups of existing ids walk the id map in order.
         order = np.argsort(new, kind="stable")
@@ -438,7 +440,7 @@ class Index:
         clash[order] = self._positions_of(sorted_new)
         if np.any(clash >= 0):
             raise ValueError(f"ids must be new, got id {int(new[np.argmax(clash >= 0)])} which is already in the index")
-        return new
+        return new, order
 
     def add(self, x: Any, ids: Any = None) -> np.ndarray:
         """Append vectors.
@@ -491,7 +493,7 @@ class Index:
                 # this, the next forced pass is at least N/16 added rows away.
                 target = max(need + need // 8, 16)
                 self._reserve(target, target)
-        new_ids = self._new_ids(ids, b)
+        new_ids, order = self._new_ids(ids, b)
         if b == 0:
             return new_ids
         n = self._n
@@ -526,6 +528,10 @@ class Index:
             self._tail_cache = None
         self._n = n + b
         self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+        if not self._increasing and self._map_rows == n:
+            # The tail of the id map is exactly the rows just added, sorted already above.
+            rows = np.arange(n, n + b, dtype=np.int64) if order is None else order.astype(np.int64) + n
+            self._tail_cache = (n + b, new_ids if order is None else new_ids[order], rows)
         self._maybe_merge_tail()
         return new_ids
 
