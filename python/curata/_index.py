@@ -571,7 +571,9 @@ class Index:
         full by remove + add churn; searches meanwhile scan at most 8/7 of the live rows. Extra
         memory O(R) (and O(N) for the id map while compacting when ids are not increasing).
         """
-        keys = np.unique(_array.int_array(ids, "ids"))
+        keys = np.sort(_array.int_array(ids, "ids"))  # a sorted copy: in-order lookups
+        if keys.size > 1:
+            keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
         if keys.size == 0 or len(self) == 0:
             return 0
         pos = self._positions(keys)
