@@ -844,7 +844,8 @@ def test_loads_format_1_file_written_by_the_old_writer(tmp_path, dtype, metric):
         assert struct.unpack_from("<I", f.read(12), 8)[0] == 1
     loaded = Index.load(path)
     x, ids = _v1_expected()
-    assert (loaded.dim, loaded.metric, loaded.dtype, len(loaded), loaded.next_id) == (3, metric, np.dtype(dtype), 18, 48)
+    got = (loaded.dim, loaded.metric, loaded.dtype, len(loaded), loaded.next_id)
+    assert got == (3, metric, np.dtype(dtype), 18, 48)
     np.testing.assert_array_equal(loaded.ids, ids)
     np.testing.assert_array_equal(loaded.reconstruct(ids), x)
     if metric == "l2":  # each row finds itself (the first copy of rows that repeat every 7)

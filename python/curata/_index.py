@@ -471,9 +471,10 @@ class Index:
         -----
         Time O(B D) amortised (a full table is first squeezed of its removed rows, then doubles
         if still too small; O(N D) at that moment, see ``remove``), plus O(B log N) for user ids
-        (the keys are sorted first, so the binary searches walk the id map in order). Peak memory beyond the table: a float32 copy of ``x`` when it is
-        not already C-contiguous float32, for ``"cosine"`` a 65536-row float64 working chunk, and
-        during a doubling the old and the new table together. float16 rounding runs in the C++
+        (the keys are sorted first, so the binary searches walk the id map in order). Peak
+        memory beyond the table: a float32 copy of ``x`` when it is not already C-contiguous
+        float32, for ``"cosine"`` a 65536-row float64 working chunk, and during a doubling the
+        old and the new table together. float16 rounding runs in the C++
         core (F16C where the CPU has it; bit-identical to numpy's ``astype(float16)``).
         """
         a = _array.float_array(x, "x", dtype=np.dtype(np.float32))
@@ -915,7 +916,7 @@ def _read_section(f: Any, arr: np.ndarray, name: str, expected_crc: int, checksu
     return bad_row
 
 
-def _parse_header(head: bytes, size: int, path: str) -> dict[str, int]:
+def _parse_header(head: bytes | memoryview, size: int, path: str) -> dict[str, int]:
     if len(head) < 12:
         if MAGIC.startswith(bytes(head[:8])) and len(head) > 0:
             raise ValueError(f"{path}: the file is truncated ({size} bytes, a curata index header is {_HEADER_SIZE})")
