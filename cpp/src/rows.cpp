@@ -7,6 +7,7 @@
 #include <string>
 
 #include "curata/search.hpp"
+#include "curata/simd.hpp"
 
 namespace curata {
 namespace search {
@@ -39,8 +40,8 @@ namespace {
 // max of the masked bits (two vector instructions per vector), compared once; the row is
 // located only on a hit.
 template <class Bits>
-__attribute__((always_inline)) inline int64_t first_nonfinite_body(const Bits* bits, int64_t rows, int64_t d,
-                                                                  Bits abs_mask, Bits limit) {
+CURATA_ALWAYS_INLINE int64_t first_nonfinite_body(const Bits* bits, int64_t rows, int64_t d,
+                                                  Bits abs_mask, Bits limit) {
   constexpr int64_t kBlockRows = 64;
   for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
     const int64_t r1 = r0 + kBlockRows < rows ? r0 + kBlockRows : rows;
