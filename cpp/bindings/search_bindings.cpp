@@ -155,6 +155,25 @@ int64_t remove_rows(py::array table, int64_t rows, const carray<int64_t>& remove
   return curata::search::remove_rows(data, row_bytes, rows, pr, nr);
 }
 
+// First row of a C-contiguous (n, d) table of float bit patterns (uint32 for float32, uint16 for
+// float16) holding a NaN or an infinity, or -1.
+int64_t first_nonfinite_row(const py::array& bits, bool allow_hardware) {
+  if (bits.ndim() != 2 || !(bits.flags() & py::array::c_style))
+    throw std::invalid_argument("bits must be a C-contiguous 2-D uint32 or uint16 array");
+  const int64_t n = bits.shape(0), d = bits.shape(1);
+  if (bits.dtype().is(py::dtype::of<uint32_t>())) {
+    const auto* p = static_cast<const uint32_t*>(bits.data());
+    py::gil_scoped_release release;
+    return curata::search::first_nonfinite_row(p, n, d, allow_hardware);
+  }
+  if (bits.dtype().is(py::dtype::of<uint16_t>())) {
+    const auto* p = static_cast<const uint16_t*>(bits.data());
+    py::gil_scoped_release release;
+    return curata::search::first_nonfinite_row(p, n, d, allow_hardware);
+  }
+  throw std::invalid_argument("bits must be a C-contiguous 2-D uint32 or uint16 array");
+}
+
 }  // namespace
 
 namespace curata_py {
@@ -172,5 +191,6 @@ void bind_search(py::module_& m) {
   m.def("half_to_float", &half_to_float, py::arg("bits"), py::arg("allow_hardware") = true);
   m.def("float_to_half", &float_to_half, py::arg("rows"), py::arg("out"), py::arg("allow_hardware") = true);
   m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
+  m.def("first_nonfinite_row", &first_nonfinite_row, py::arg("bits"), py::arg("allow_hardware") = true);
 }
 }  // namespace curata_py

@@ -112,5 +112,12 @@ int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* o
 // Throws std::invalid_argument when `removed` is not strictly increasing or out of range.
 int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* removed, int64_t n_removed);
 
+// First row of a (rows, d) table of IEEE floats, given by their bit patterns, that holds a NaN or
+// an infinity (all exponent bits set), or -1. float32 as uint32, float16 as uint16. One pass of
+// vectorised integer tests (no float compares: signalling NaNs stay quiet, nothing traps), AVX2
+// where the CPU has it (`allow_hardware` = false: the portable build of the same loop, for tests).
+int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
+int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
+
 }  // namespace search
 }  // namespace curata
