@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import curata
 from curata import _core, _index, search
 from curata.search import Index
+from checksum_reference import crc32c_reference
 from search_reference import scores64
 
 
@@ -357,13 +358,45 @@ def test_many_removed_copies_of_an_id(rng):
 
 def test_growth_compacts_removed_rows_first(rng):
     index = Index(4, "ip")
-    index.add(rng.standard_normal((64, 4)))  # capacity 64
-    assert index._data.shape[0] == 64
-    index.remove(np.arange(5))  # 5 of 64 flagged: below 1/8, kept
-    assert index._n == 64
-    index.add(rng.standard_normal((3, 4)))  # fits after compaction: no growth
-    assert index._data.shape[0] == 64 and index._n == 62 and len(index) == 62
-    assert index.ids.tolist() == list(range(5, 67))
+    index.add(rng.standard_normal((128, 4)))  # capacity 128
+    assert index._data.shape[0] == 128
+    index.remove(np.arange(15))  # 15 of 128 flagged: below 1/8, kept
+    assert index._n == 128
+    index.add(rng.standard_normal((3, 4)))  # fits after compaction with 10 rows to spare: no growth
+    assert index._data.shape[0] == 128 and index._n == 116 and len(index) == 116
+    assert index.ids.tolist() == list(range(15, 131))
+
+
+def test_full_table_keeps_headroom_after_compacting(rng, monkeypatch):
+    # A compaction forced by a full table that would leave less than 1/16 of it free grows the
+    # table to 9/8 of the rows: a table kept full by remove + add churn is then not squeezed by
+    # every add (each squeeze is a pass over all rows).
+    index = Index(4, "ip")
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    index.add(x, ids=rng.permutation(1000)[:64])  # capacity 64, ids not increasing (sorted map)
+    first = index.ids
+    index.remove(first[:5])
+    index.add(x[:3], ids=[2000, 2001, 2002])  # 59 live + 3 = 62 rows: 2 free < 64 / 16 -> 62 + 7
+    assert index._data.shape[0] == 69 and index._n == 62
+    assert index.ids.tolist() == first[5:].tolist() + [2000, 2001, 2002]
+    np.testing.assert_array_equal(index.reconstruct(index.ids), np.concatenate([x[5:], x[:3]]))
+    model = dict(zip(index.ids.tolist(), index.reconstruct(index.ids)))
+    squeezes = []
+    real = _core.remove_rows
+    monkeypatch.setattr(_index._core, "remove_rows", lambda *a: squeezes.append(1) or real(*a))
+    for step in range(40):  # remove 2 ids, add them back (at the end): churn at a constant size
+        order = list(model)
+        chosen = [order[(5 * step) % 62], order[(5 * step + 31) % 62]]
+        assert index.remove(chosen) == 2
+        index.add(np.stack([model[c] for c in chosen]), ids=chosen)
+        model = {k: v for k, v in model.items() if k not in chosen} | {c: model[c] for c in chosen}
+        assert index.ids.tolist() == list(model)
+    assert len(index) == 62 and 62 <= index._data.shape[0] <= 2 * 62
+    # Two remove_rows calls (vectors, ids) per squeeze. After a forced squeeze at least 69 // 16
+    # = 4 rows are free, so at most one squeeze per 2 steps (here one per 4); without the
+    # headroom every add (40) would squeeze.
+    assert 0 < len(squeezes) // 2 <= 20
+    np.testing.assert_array_equal(index.reconstruct(list(model)), np.stack(list(model.values())))
 
 
 def test_remove_everything_and_empty_behaviour():
@@ -704,7 +737,7 @@ def test_corrupt_single_bytes(tmp_path, rng, dtype):
             if off < 8:
                 assert "not a curata index file" in msg
             elif off >= 72:
-                assert "fails its CRC-32 check: the file is corrupt" in msg and "section" in msg
+                assert "fails its CRC-32C check: the file is corrupt" in msg and "section" in msg
             else:
                 assert "corrupt" in msg, (off, msg)
 
@@ -734,19 +767,22 @@ def test_foreign_files(tmp_path):
 
 
 def _rewrite_header(good: bytes, **changes) -> bytes:
+    """``good`` with header fields changed and the header checksum recomputed (CRC-32C for
+    format 2, zlib's CRC-32 for format 1: whatever ``version`` ends up as)."""
     fields = list(_index._HEADER.unpack(good[: _index._HEADER.size]))
     names = ["magic", "version", "header_size", "dim", "metric", "dtype", "id_dtype", "reserved", "count",
              "next_id", "vbytes", "ibytes", "vcrc", "icrc"]
     for key, value in changes.items():
         fields[names.index(key)] = value
     body = _index._HEADER.pack(*fields)
-    return body + struct.pack("<I", zlib.crc32(body)) + good[72:]
+    crc = zlib.crc32(body) if fields[1] == 1 else _core.crc32c(body)
+    return body + struct.pack("<I", crc) + good[72:]
 
 
 def test_newer_version_and_inconsistent_headers(tmp_path, rng):
     good = _saved_bytes(rng, tmp_path)
-    with pytest.raises(ValueError, match="format version 2 is newer than this curata reads"):
-        _load_bytes(tmp_path, _rewrite_header(good, version=2))
+    with pytest.raises(ValueError, match="format version 3 is newer than this curata reads"):
+        _load_bytes(tmp_path, _rewrite_header(good, version=3))
     with pytest.raises(ValueError, match="invalid index format version 0"):
         _load_bytes(tmp_path, _rewrite_header(good, version=0))
     for change, text in ((dict(metric=7), "metric code 7"), (dict(dtype=9), "dtype code 9"),
@@ -764,7 +800,7 @@ def test_newer_version_and_inconsistent_headers(tmp_path, rng):
     ids[1] = ids[0]
     tampered = good[:ids_off] + ids.tobytes()
     with pytest.raises(ValueError, match="duplicate ids"):
-        _load_bytes(tmp_path, _rewrite_header(tampered, icrc=zlib.crc32(ids.tobytes())))
+        _load_bytes(tmp_path, _rewrite_header(tampered, icrc=_core.crc32c(ids.tobytes())))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -777,7 +813,132 @@ def test_load_rejects_nonfinite_vectors_with_valid_checksums(tmp_path, rng, dtyp
     vectors[3 * dim + 2] = value
     tampered = good[:72] + vectors.tobytes() + good[vec_end:]
     with pytest.raises(ValueError, match="stored vector 3 is not finite"):
-        _load_bytes(tmp_path, _rewrite_header(tampered, vcrc=zlib.crc32(vectors.tobytes())))
+        _load_bytes(tmp_path, _rewrite_header(tampered, vcrc=_core.crc32c(vectors.tobytes())))
+
+
+# ------------------------------------------------------------------------------ format versions
+def test_format_2_layout_and_checksums(tmp_path, rng):
+    # Fields and checksums of a saved file against the layout table and a bitwise CRC-32C.
+    good = _saved_bytes(rng, tmp_path)
+    fields = _index._HEADER.unpack(good[: _index._HEADER.size])
+    magic, version, header_size, dim, metric, dtype, id_dtype, reserved, count, next_id, vb, ib, vcrc, icrc = fields
+    assert (magic, version, header_size, dim, metric, dtype, id_dtype, reserved) == (b"CURATAIX", 2, 72, 5, 0, 0, 0, 0)
+    assert len(good) == 72 + vb + ib and vb == count * 5 * 4 and ib == count * 8
+    assert vcrc == crc32c_reference(good[72 : 72 + vb])
+    assert icrc == crc32c_reference(good[72 + vb :])
+    assert struct.unpack_from("<I", good, 68)[0] == crc32c_reference(good[:68])
+
+
+def _v1_expected():
+    """What tests/data/index_v1_*.curidx hold (written by the format-1 writer, see that commit)."""
+    x = (np.arange(60, dtype=np.float32).reshape(20, 3) % 7) - 3
+    ids = (np.arange(20, dtype=np.int64) * 37) % 101 - 50
+    keep = np.setdiff1d(np.arange(20), [2, 5])
+    return x[keep], ids[keep]
+
+
+@pytest.mark.parametrize("dtype, metric", [("float32", "l2"), ("float16", "ip")])
+def test_loads_format_1_file_written_by_the_old_writer(tmp_path, dtype, metric):
+    path = os.path.join(os.path.dirname(__file__), "data", f"index_v1_{dtype}.curidx")
+    with open(path, "rb") as f:
+        assert struct.unpack_from("<I", f.read(12), 8)[0] == 1
+    loaded = Index.load(path)
+    x, ids = _v1_expected()
+    got = (loaded.dim, loaded.metric, loaded.dtype, len(loaded), loaded.next_id)
+    assert got == (3, metric, np.dtype(dtype), 18, 48)
+    np.testing.assert_array_equal(loaded.ids, ids)
+    np.testing.assert_array_equal(loaded.reconstruct(ids), x)
+    if metric == "l2":  # each row finds itself (the first copy of rows that repeat every 7)
+        assert loaded.search(x[:4], 1)[1][:, 0].tolist() == ids[:4].tolist()
+    assert ids[5] in loaded and 999 not in loaded
+    # saved again it becomes a format-2 file with the same content
+    loaded.save(tmp_path / "v2")
+    assert struct.unpack_from("<I", (tmp_path / "v2").read_bytes(), 8)[0] == 2
+    again = Index.load(tmp_path / "v2")
+    np.testing.assert_array_equal(again.ids, ids)
+    np.testing.assert_array_equal(again.reconstruct(ids), x)
+    # and a damaged format-1 file names format 1's checksum
+    data = bytearray(open(path, "rb").read())
+    data[80] ^= 0x10
+    with pytest.raises(ValueError, match="vectors section fails its CRC-32 check: the file is corrupt"):
+        _load_bytes(tmp_path, bytes(data))
+    data[80] ^= 0x10
+    data[30] ^= 0x01
+    with pytest.raises(ValueError, match="header fails its CRC-32 check: the file is corrupt"):
+        _load_bytes(tmp_path, bytes(data))
+
+
+def _as_format_1(good: bytes) -> bytes:
+    """The format-1 writer's output for the same index: same layout, zlib CRC-32 checksums."""
+    fields = _index._HEADER.unpack(good[: _index._HEADER.size])
+    vb = fields[10]
+    vectors, ids = good[72 : 72 + vb], good[72 + vb :]
+    return _rewrite_header(good, version=1, vcrc=zlib.crc32(vectors), icrc=zlib.crc32(ids))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_format_1_and_2_load_the_same(tmp_path, rng, dtype):
+    good = _saved_bytes(rng, tmp_path, dtype)
+    old = _as_format_1(good)
+    assert old[72:] == good[72:] and old[8:12] == struct.pack("<I", 1)
+    a, b = _load_bytes(tmp_path, good, "v2"), _load_bytes(tmp_path, old, "v1")
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.reconstruct(a.ids), b.reconstruct(b.ids))
+    assert a.next_id == b.next_id
+    # a format-2 checksum in a file that says format 1 (or the reverse) is a corrupt file
+    with pytest.raises(ValueError, match="fails its CRC-32 check"):
+        _load_bytes(tmp_path, _rewrite_header(good, version=1))
+    with pytest.raises(ValueError, match="fails its CRC-32C check"):
+        _load_bytes(tmp_path, _rewrite_header(old, version=2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_sections_in_many_pieces(tmp_path, rng, dtype, monkeypatch):
+    # Pieces of 1000 bytes (not a multiple of a row) for writing, whole rows for reading: the
+    # checksums chain across pieces, and a non-finite row is found in any piece.
+    monkeypatch.setattr(_index, "_CHUNK_BYTES", 1000)
+    index = Index(7, "l2", dtype)
+    x = rng.standard_normal((1000, 7)).astype(np.float32)
+    index.add(x, ids=rng.permutation(5000)[:1000])
+    path = tmp_path / "pieces"
+    index.save(path)
+    good = path.read_bytes()
+    loaded = Index.load(path)
+    np.testing.assert_array_equal(loaded.ids, index.ids)
+    np.testing.assert_array_equal(loaded.reconstruct(index.ids), index.reconstruct(index.ids))
+    monkeypatch.undo()
+    assert Index.load(path).next_id == index.next_id  # and with the default piece size
+    monkeypatch.setattr(_index, "_CHUNK_BYTES", 1000)
+    item = np.dtype(dtype).itemsize
+    vectors = np.frombuffer(good[72 : 72 + 1000 * 7 * item], dtype).copy().reshape(1000, 7)
+    for row in (0, 71, 72, 500, 999):  # 1000 // (7 * 4) = 35 rows a piece for float32, 71 for float16
+        bad = vectors.copy()
+        bad[row, 3] = np.inf
+        bad[min(row + 40, 999), 0] = np.nan
+        tampered = good[:72] + bad.tobytes() + good[72 + bad.nbytes :]
+        with pytest.raises(ValueError, match=f"stored vector {row} is not finite"):
+            _load_bytes(tmp_path, _rewrite_header(tampered, vcrc=_core.crc32c(bad.tobytes())))
+    for cut in (72 + 35 * 7 * item, 72 + 1000 * 7 * item - 1, len(good) - 3):
+        with pytest.raises(ValueError, match="truncated"):
+            _load_bytes(tmp_path, good[:cut])
+
+
+def test_full_disk_before_writing_keeps_old_file(tmp_path, rng, monkeypatch):
+    from curata import _io
+
+    old, _ = _filled(rng, n=100)
+    path = tmp_path / "idx"
+    old.save(path)
+    before = path.read_bytes()
+
+    def no_space(fd, size):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_io._core, "preallocate", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        old.save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
 
 
 # ------------------------------------------------------------------------------ model-based fuzz

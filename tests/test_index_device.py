@@ -281,6 +281,27 @@ def test_growth_doubles_on_the_device(rng):
     assert all(b in (a, 2 * a) or a == 0 for a, b in zip(caps, caps[1:]))
 
 
+def test_full_table_headroom_on_the_device(rng):
+    # A squeeze forced by a full table grows the device table to 9/8 of the rows, as on the CPU,
+    # and churn then leaves both with the same rows, capacity and answers.
+    cpu, dev = pair(5, "l2")
+    x = ints(rng, 200, 5)
+    ids = rng.permutation(1000)[:200]
+    for idx in (cpu, dev):
+        idx.add(x, ids=ids)
+    row_of = {int(i): k for k, i in enumerate(ids)}
+    for step in range(12):
+        chosen = ids[(np.arange(10) * 17 + step * 5) % 200]
+        rows = x[[row_of[int(c)] for c in chosen]]
+        for idx in (cpu, dev):
+            assert idx.remove(chosen) == 10
+            idx.add(rows, ids=chosen)
+    assert cpu._data.shape[0] == dev._table.capacity > 200
+    np.testing.assert_array_equal(cpu.ids, dev.ids)
+    q = ints(rng, 9, 5)
+    assert_same(cpu.search(q, 6), dev.search(q, 6))
+
+
 # ------------------------------------------------------------------------------ fuzz
 OPS = st.lists(
     st.one_of(

@@ -25,6 +25,7 @@ namespace curata_py {
 void bind_coco_eval(py::module_& m);  // coco_bindings.cpp
 void bind_drift(py::module_& m);      // drift_bindings.cpp
 void bind_search(py::module_& m);     // search_bindings.cpp
+void bind_io(py::module_& m);         // io_bindings.cpp
 }
 
 namespace {
@@ -238,4 +239,5 @@ PYBIND11_MODULE(_core, m) {
   curata_py::bind_ensemble(m);
   curata_py::bind_drift(m);
   curata_py::bind_search(m);
+  curata_py::bind_io(m);
 }

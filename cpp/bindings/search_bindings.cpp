@@ -49,6 +49,26 @@ py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k
   return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
+// path: 0 auto, 1 the general query x base path, 2 the symmetric self-join (see search.hpp);
+// block_rows: 0 = the default for d (tests use small blocks to get many of them).
+py::tuple knn_graph(const carray<float>& x, int64_t k, int metric, int path, int64_t block_rows) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
+  if (path < 0 || path > 2) throw std::invalid_argument("path must be 0, 1 or 2, got " + std::to_string(path));
+  const int64_t n = x.shape(0), d = x.shape(1);
+  py::array_t<float> distances({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  py::array_t<int64_t> indices({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  const float* px = x.data();
+  float* pd = distances.mutable_data();
+  int64_t* pi = indices.mutable_data();
+  curata::search::KnnStatus status;
+  {
+    py::gil_scoped_release release;
+    status = curata::search::knn_graph(px, n, d, k, static_cast<curata::search::Metric>(metric), pd, pi,
+                                       static_cast<curata::search::GraphPath>(path), block_rows);
+  }
+  return py::make_tuple(distances, indices, status.nonfinite_base_row);
+}
+
 py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric,
                   const std::optional<carray<uint8_t>>& removed) {
   if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
@@ -135,12 +155,33 @@ int64_t remove_rows(py::array table, int64_t rows, const carray<int64_t>& remove
   return curata::search::remove_rows(data, row_bytes, rows, pr, nr);
 }
 
+// First row of a C-contiguous (n, d) table of float bit patterns (uint32 for float32, uint16 for
+// float16) holding a NaN or an infinity, or -1.
+int64_t first_nonfinite_row(const py::array& bits, bool allow_hardware) {
+  if (bits.ndim() != 2 || !(bits.flags() & py::array::c_style))
+    throw std::invalid_argument("bits must be a C-contiguous 2-D uint32 or uint16 array");
+  const int64_t n = bits.shape(0), d = bits.shape(1);
+  if (bits.dtype().is(py::dtype::of<uint32_t>())) {
+    const auto* p = static_cast<const uint32_t*>(bits.data());
+    py::gil_scoped_release release;
+    return curata::search::first_nonfinite_row(p, n, d, allow_hardware);
+  }
+  if (bits.dtype().is(py::dtype::of<uint16_t>())) {
+    const auto* p = static_cast<const uint16_t*>(bits.data());
+    py::gil_scoped_release release;
+    return curata::search::first_nonfinite_row(p, n, d, allow_hardware);
+  }
+  throw std::invalid_argument("bits must be a C-contiguous 2-D uint32 or uint16 array");
+}
+
 }  // namespace
 
 namespace curata_py {
 void bind_search(py::module_& m) {
   m.def("knn", &knn, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_self") = false, py::arg("removed") = py::none());
+  m.def("knn_graph", &knn_graph, py::arg("x"), py::arg("k"), py::arg("metric"), py::arg("path") = 0,
+        py::arg("block_rows") = 0);
   m.def("knn_f16", &knn_f16, py::arg("base"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("removed") = py::none());
   m.def("range_search", &range_search<float>, py::arg("base"), py::arg("queries"), py::arg("radius"),
@@ -150,5 +191,6 @@ void bind_search(py::module_& m) {
   m.def("half_to_float", &half_to_float, py::arg("bits"), py::arg("allow_hardware") = true);
   m.def("float_to_half", &float_to_half, py::arg("rows"), py::arg("out"), py::arg("allow_hardware") = true);
   m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
+  m.def("first_nonfinite_row", &first_nonfinite_row, py::arg("bits"), py::arg("allow_hardware") = true);
 }
 }  // namespace curata_py

@@ -32,14 +32,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "curata/half.hpp"
 #include "curata/parallel.hpp"
 #include "curata/simd.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define CURATA_HAVE_F16C_PATH 1
@@ -120,11 +125,12 @@ CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b
 
 constexpr int kScanNR = 8;
 
-// tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb. Edge blocks repeat the last row
-// (results discarded) so every dot goes through the same kernel.
+// tile[i * ldt + j] = dot(Q[i], B[j]) for i < mq, j < nb, and the transpose tile_t[j * ldt + i] when
+// tile_t is not null (the symmetric self-join). Edge blocks repeat the last row (results discarded)
+// so every dot goes through the same kernel.
 template <class V, int W, int MR, int NR, int Shift>
 CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d,
-                                        float* tile, int64_t ldt, const float* mu) {
+                                        float* tile, int64_t ldt, const float* mu, float* tile_t) {
   if (mq >= MR) {
     for (int64_t j = 0; j < nb; j += NR) {
       const float* bp[NR];
@@ -136,6 +142,9 @@ CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float*
         dot_block<V, W, MR, NR, Shift>(qp, bp, d, out, mu);
         for (int r = 0; r < MR && i + r < mq; ++r)
           for (int c = 0; c < NR && j + c < nb; ++c) tile[(i + r) * ldt + j + c] = out[r * NR + c];
+        if (tile_t)
+          for (int c = 0; c < NR && j + c < nb; ++c)
+            for (int r = 0; r < MR && i + r < mq; ++r) tile_t[(j + c) * ldt + i + r] = out[r * NR + c];
       }
     }
     return;
@@ -148,6 +157,8 @@ CURATA_ALWAYS_INLINE void dot_tile_impl(const float* Q, int64_t mq, const float*
       float out[kScanNR];
       dot_block<V, W, 1, kScanNR, Shift>(qp, bp, d, out, mu);
       for (int c = 0; c < kScanNR && j + c < nb; ++c) tile[i * ldt + j + c] = out[c];
+      if (tile_t)
+        for (int c = 0; c < kScanNR && j + c < nb; ++c) tile_t[(j + c) * ldt + i] = out[c];
     }
   }
 }
@@ -168,11 +179,11 @@ CURATA_ALWAYS_INLINE void self_dots_impl(const float* X, int64_t rows, int64_t d
 // dot product of one process then uses it, so the batch/thread independence holds per machine.
 CURATA_SIMD_CLONES
 void dot_tile_w8(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt,
-                 const float* mu) {
+                 const float* mu, float* tile_t) {
   if (mu)
-    dot_tile_impl<v8f, 8, 3, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v8f, 8, 3, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
   else
-    dot_tile_impl<v8f, 8, 3, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v8f, 8, 3, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 CURATA_SIMD_CLONES
 void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out, const float* mu) {
@@ -182,11 +193,12 @@ void self_dots_w8(const float* X, int64_t rows, int64_t d, float* out, const flo
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CURATA_KNN_W16 1
 __attribute__((target("arch=x86-64-v4"))) void dot_tile_w16(const float* Q, int64_t mq, const float* B, int64_t nb,
-                                                            int64_t d, float* tile, int64_t ldt, const float* mu) {
+                                                            int64_t d, float* tile, int64_t ldt, const float* mu,
+                                                            float* tile_t) {
   if (mu)
-    dot_tile_impl<v16f, 16, 4, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v16f, 16, 4, 4, 1>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
   else
-    dot_tile_impl<v16f, 16, 4, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu);
+    dot_tile_impl<v16f, 16, 4, 4, 0>(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 __attribute__((target("arch=x86-64-v4"))) void self_dots_w16(const float* X, int64_t rows, int64_t d, float* out,
                                                              const float* mu) {
@@ -207,12 +219,13 @@ bool use_w16() {
 }
 
 // mu (optional): subtracted from the rows of B (dot_tile) or of X (self_dots) as they are loaded.
+// tile_t (optional): also write the transposed tile there (same leading dimension ldt).
 void dot_tile(const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile, int64_t ldt,
-              const float* mu = nullptr) {
+              const float* mu = nullptr, float* tile_t = nullptr) {
 #ifdef CURATA_KNN_W16
-  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt, mu);
+  if (use_w16()) return dot_tile_w16(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 #endif
-  dot_tile_w8(Q, mq, B, nb, d, tile, ldt, mu);
+  dot_tile_w8(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 
 void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float* mu = nullptr) {
@@ -418,29 +431,52 @@ void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const fl
   }
 }
 
+constexpr int64_t kChunk = 16;
+// Whether any of the kChunk floats at p is >= worst (false for NaN, as in the scalar test).
+CURATA_ALWAYS_INLINE bool any_at_least(const float* p, float worst) {
+#if defined(__SSE2__)
+  const __m128 w = _mm_set1_ps(worst);
+  const __m128 a = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p), w), _mm_cmpge_ps(_mm_loadu_ps(p + 4), w));
+  const __m128 b = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 8), w), _mm_cmpge_ps(_mm_loadu_ps(p + 12), w));
+  return _mm_movemask_ps(_mm_or_ps(a, b)) != 0;
+#else
+  int any = 0;
+  for (int64_t t = 0; t < kChunk; ++t) any |= p[t] >= worst;
+  return any != 0;
+#endif
+}
+
 // Feed the candidates of base rows [b0, b0 + nb) for queries [q0, q0 + mq) into heaps[0..mq).
 // tile: mq x nb dots (overwritten by scores); qnorm: per query squared norm (L2) or inverse norm
 // (cosine).
 // Returns true when a dot product was NaN or infinite: a non-finite input row makes every dot
 // product with it non-finite (NaN propagates, inf * 0 is NaN, inf + -inf is NaN), so this detects
 // bad input without a separate pass over the data; finite rows can also get here by overflow.
+// check_finite false skips that check (the caller checks the same dots elsewhere: false returned).
 bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t nb, float* tile, int64_t ldt,
-                  const float* qnorm, TopK* heaps) {
+                  const float* qnorm, TopK* heaps, bool check_finite = true) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const float max_float = std::numeric_limits<float>::max();
   int bad = 0;
   for (int64_t i = 0; i < mq; ++i) {
     TopK& h = heaps[i];
     float* row = tile + i * ldt;
-    for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
+    if (check_finite)
+      for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
     if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
     const int64_t self = p.exclude_self ? q0 + i : -1;
-    for (int64_t j = 0; j < nb; ++j) {
-      float s = row[j];
-      if (h.size == h.k && !(s >= h.score[0])) continue;  // the common case: not good enough
-      if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
-      if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
-      h.push(s, b0 + j);
+    for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
+      const int64_t c1 = std::min(nb, c0 + kChunk);
+      // The common case, a whole chunk below the worst kept score, in one vector pass. The root only
+      // gets better while pushing, so skipping here skips exactly what the test below would.
+      if (h.size == h.k && c1 - c0 == kChunk && !any_at_least(row + c0, h.score[0])) continue;
+      for (int64_t j = c0; j < c1; ++j) {
+        float s = row[j];
+        if (h.size == h.k && !(s >= h.score[0])) continue;  // not good enough (or NaN)
+        if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
+        if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
+        h.push(s, b0 + j);
+      }
     }
   }
   return bad != 0;
@@ -536,6 +572,8 @@ namespace {
 void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
                 Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
                 std::atomic<bool>& saw_nonfinite);
+void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
+                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite);
 
 void check_problem(int64_t n, int64_t d, Metric metric) {
   if (n < 0) throw std::invalid_argument("base must have at least zero rows, got " + std::to_string(n));
@@ -544,8 +582,10 @@ void check_problem(int64_t n, int64_t d, Metric metric) {
     throw std::invalid_argument("unknown metric code " + std::to_string(static_cast<int>(metric)));
 }
 
+// graph_block_rows > 0 (exclude_self only): the symmetric self-join with blocks of that many rows.
 KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
-                  Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices) {
+                  Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
+                  int64_t graph_block_rows = 0) {
   if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
   check_problem(n, d, metric);
   const int64_t candidates = exclude_self ? n - 1 : n;
@@ -558,7 +598,10 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
     const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d) : std::vector<float>();
     BaseRows shifted = base;
     shifted.shift = mu.empty() ? nullptr : mu.data();
-    search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
+    if (graph_block_rows > 0 && exclude_self)
+      search_graph(shifted, n, d, k, metric, removed, distances, indices, graph_block_rows, saw_nonfinite);
+    else
+      search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
   }
   if (saw_nonfinite.load()) {
     status.nonfinite_base_row =
@@ -691,6 +734,122 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
   }
 }
 
+// Symmetric self-join (kNN graph): rows are cut into blocks of S rows; only the tiles (I, J) with
+// J >= I are computed, and each off-diagonal tile feeds the heaps of row block I (block J as the
+// base: the "row side") and, transposed, those of row block J (block I as the base: the "column
+// side"). dot(x_i, x_j) is the same float as dot(x_j, x_i): per lane every step is one multiply-add
+// whose product is commutative (fma(a, b, c) == fma(b, a, c), and so is a rounded a * b), the
+// zero-padded tail and the reduction order are those of every other dot, and both rows are staged
+// by the same BaseRows code (L2: both shifted by mu). The norms of row j as a query and as a base
+// row are the same base_norm entry (the general path computes the query's through the same kernel:
+// same bits). The scores are not symmetric (cosine: (dot * inv_i) * inv_j rounds differently from
+// (dot * inv_j) * inv_i), so the kernel writes the raw dots and their transpose and each side goes
+// through consume_tile with its own norms: every candidate gets the float the general path gives it.
+//
+// Order: every heap receives its candidates in increasing base index, as in the general path (so
+// even NaN scores from overflow, which the heap's early-out skips, give the same bits). Heap block J
+// gets the column sides of rows 0, 1, ..., J - 1 in that order, then its own row's row sides left to
+// right. A thread claims row blocks in increasing order (a shared counter) and computes its row's
+// tiles left to right. progress[I] = the first J whose column side row I has not applied yet; row I
+// applies the column side of (I, J) once progress[I - 1] > J, and its row sides once
+// progress[I - 1] > I (then every earlier row is done with heap I, transitively). So no two threads
+// ever touch one heap, and results do not depend on the thread count or on the timing.
+//
+// Lag: a thread does not wait for the row ahead to apply a tile: it keeps computing its own tiles
+// into up to kGraphLag slots (tile + transpose) and applies each side as soon as it may; it waits
+// only when all slots hold tiles or its row is done. A row ahead preempted for a while (a shared
+// machine) then stalls the rows behind it only after kGraphLag tiles. Waits spin briefly, then yield.
+constexpr int64_t kGraphLag = 8;
+
+void pause_or_yield(int& spins) {
+  if (++spins < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
+                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite) {
+  const std::vector<float> base_norm = base_norms(base, n, d, metric);
+  const Problem p{base.f32, n, base.f32, n, d, metric, true, base_norm.empty() ? nullptr : base_norm.data(), removed};
+  const int64_t S = block_rows;
+  const int64_t blocks = (n + S - 1) / S;
+  std::vector<TopK> heaps(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    heaps[i].score = distances + i * k;
+    heaps[i].index = indices + i * k;
+    heaps[i].k = k;
+  }
+  std::unique_ptr<std::atomic<int64_t>[]> progress(new std::atomic<int64_t>[static_cast<size_t>(blocks)]);
+  for (int64_t b = 0; b < blocks; ++b) progress[b].store(b, std::memory_order_relaxed);
+  std::atomic<int64_t> next_block{0};
+  const float* norm = p.base_norm;
+  const int threads = std::max(1, std::min<int>(threads_for(n * n * d / 2, int64_t(1) << 22),
+                                                static_cast<int>(std::min<int64_t>(blocks, 1 << 20))));
+  const int64_t lag = std::min(kGraphLag, blocks);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    // Slots of two S x S floats (tile, transpose). A tile takes the most recently freed slot, so
+    // a row that never waits keeps reusing one slot (cache-hot) instead of cycling through all.
+    std::vector<float> ring(static_cast<size_t>(2 * lag * S * S));
+    std::vector<int64_t> free_slots(static_cast<size_t>(lag)), slot_of(static_cast<size_t>(lag));
+    std::vector<float> row_buffer(base.needs_buffer() ? static_cast<size_t>(S * d) : 0);
+    std::vector<float> col_buffer(row_buffer.size());
+    bool bad = false;
+    for (int64_t I = next_block.fetch_add(1); I < blocks; I = next_block.fetch_add(1)) {
+      const int64_t i0 = I * S, mi = std::min(S, n - i0);
+      const float* rows_i = base.block(i0, mi, row_buffer.data());
+      for (int64_t t = 0; t < lag; ++t) free_slots[t] = lag - 1 - t;
+      int64_t n_free = lag;
+      // Tiles (I, J) for J in [released, computed) hold a slot (slot_of[(J - I) % lag]); those
+      // below row_applied / col_applied have had their row / column side applied.
+      int64_t computed = I, row_applied = I, col_applied = I, released = I;
+      auto slot = [&](int64_t J) { return ring.data() + slot_of[(J - I) % lag] * 2 * S * S; };
+      // Applies what may be applied now; keeps waiting until `until` tiles are fully applied.
+      auto apply = [&](int64_t until) {
+        for (int spins = 0;; pause_or_yield(spins)) {
+          const int64_t ready = I == 0 ? blocks : progress[I - 1].load(std::memory_order_acquire);
+          for (; col_applied < computed && (col_applied == I || ready > col_applied); ++col_applied) {
+            const int64_t J = col_applied;
+            if (J == I) continue;  // the diagonal tile has no column side
+            const int64_t j0 = J * S, nj = std::min(S, n - j0);
+            // the same dots as the row side: their finiteness is checked there
+            consume_tile(p, j0, nj, i0, mi, slot(J) + S * S, S, norm ? norm + j0 : nullptr, heaps.data() + j0,
+                         false);
+            progress[I].store(J + 1, std::memory_order_release);
+          }
+          if (ready > I) {
+            for (; row_applied < computed; ++row_applied) {
+              const int64_t J = row_applied;
+              const int64_t j0 = J * S, nj = std::min(S, n - j0);
+              bad |= consume_tile(p, i0, mi, j0, nj, slot(J), S, norm ? norm + i0 : nullptr, heaps.data() + i0);
+            }
+          }
+          for (; released < std::min(row_applied, col_applied); ++released)
+            free_slots[n_free++] = slot_of[(released - I) % lag];
+          if (released >= until) return;
+        }
+      };
+      for (int64_t J = I; J < blocks; ++J) {
+        if (n_free == 0) apply(released + 1);
+        slot_of[(J - I) % lag] = free_slots[--n_free];
+        const int64_t j0 = J * S, nj = std::min(S, n - j0);
+        const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
+        float* tile = slot(J);
+        dot_tile(rows_i, mi, rows_j, nj, d, tile, S, nullptr, J == I ? nullptr : tile + S * S);
+        computed = J + 1;
+        apply(I);  // whatever may be applied already, without waiting
+      }
+      apply(blocks);
+      finish_rows(metric, distances + i0 * k, mi, k, heaps.data() + i0);
+    }
+    if (bad) saw_nonfinite.store(true, std::memory_order_relaxed);
+  }
+}
+
 // Hits of one query within one base chunk, in increasing base index.
 struct Hits {
   std::vector<int64_t> index;
@@ -812,6 +971,26 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
               bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed) {
   return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, removed, distances, indices);
+}
+
+KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
+                    int64_t* indices, GraphPath path, int64_t block_rows) {
+  if (block_rows < 0 || block_rows > kBaseBlockMax)
+    throw std::invalid_argument("block_rows must be in [0, " + std::to_string(kBaseBlockMax) + "], got " +
+                                std::to_string(block_rows));
+  if (path != GraphPath::Auto && path != GraphPath::General && path != GraphPath::Symmetric)
+    throw std::invalid_argument("unknown graph path code " + std::to_string(static_cast<int>(path)));
+  const int64_t rows = block_rows > 0 ? block_rows : kQueryBlock;
+  bool symmetric = path == GraphPath::Symmetric;
+  if (path == GraphPath::Auto) {
+    // The row blocks form a pipeline whose critical path is about 2 x blocks tiles, against
+    // blocks^2 / 2 tiles of work: with fewer than 4 blocks per thread the threads would wait and
+    // the general path (twice the dots, no waiting) is as fast or faster.
+    const int threads = threads_for(n * n * d, int64_t(1) << 22);
+    symmetric = (n + rows - 1) / rows >= std::max<int64_t>(2, int64_t(4) * threads);
+  }
+  return knn_any(BaseRows{x, nullptr, d}, n, x, n, d, k, metric, true, nullptr, distances, indices,
+                 symmetric ? rows : 0);
 }
 
 KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,

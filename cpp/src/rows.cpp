@@ -1,11 +1,13 @@
-// In-place row deletion for the persistent index (python/curata/_index.py): its storage is a
+// Row helpers for the persistent index (python/curata/_index.py). In-place row deletion: its storage is a
 // growing table whose removed rows are squeezed out at once, so a remove() of r ids costs one pass
 // over the rows after the first removed one, not one pass per id.
+// The finiteness scan of a loaded table (first_nonfinite_row) works on the bit patterns.
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "curata/search.hpp"
+#include "curata/simd.hpp"
 
 namespace curata {
 namespace search {
@@ -30,6 +32,72 @@ int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* 
     }
   }
   return rows - n_removed;
+}
+
+namespace {
+// A float is NaN or infinite iff its bits without the sign are >= the all-ones exponent
+// (abs_mask = 0x7FFFFFFF / 0x7FFF, limit = 0x7F800000 / 0x7C00). Per block of rows: an unsigned
+// max of the masked bits (two vector instructions per vector), compared once; the row is
+// located only on a hit.
+template <class Bits>
+CURATA_ALWAYS_INLINE int64_t first_nonfinite_body(const Bits* bits, int64_t rows, int64_t d,
+                                                  Bits abs_mask, Bits limit) {
+  constexpr int64_t kBlockRows = 64;
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
+    const int64_t r1 = r0 + kBlockRows < rows ? r0 + kBlockRows : rows;
+    const Bits* p = bits + r0 * d;
+    const int64_t count = (r1 - r0) * d;
+    Bits top = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const Bits v = static_cast<Bits>(p[i] & abs_mask);
+      top = v > top ? v : top;
+    }
+    if (top >= limit) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < d; ++j)
+          if (static_cast<Bits>(bits[r * d + j] & abs_mask) >= limit) return r;
+    }
+  }
+  return -1;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CURATA_ROWS_AVX2 1
+__attribute__((target("avx2"))) int64_t first_nonfinite_avx2(const uint32_t* bits, int64_t rows, int64_t d) {
+  return first_nonfinite_body<uint32_t>(bits, rows, d, 0x7FFFFFFFu, 0x7F800000u);
+}
+__attribute__((target("avx2"))) int64_t first_nonfinite_avx2(const uint16_t* bits, int64_t rows, int64_t d) {
+  return first_nonfinite_body<uint16_t>(bits, rows, d, 0x7FFFu, 0x7C00u);
+}
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
+void check_sizes(int64_t rows, int64_t d) {
+  if (rows < 0 || d < 0) throw std::invalid_argument("first_nonfinite_row: bad sizes");
+}
+}  // namespace
+
+int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d, bool allow_hardware) {
+  check_sizes(rows, d);
+#ifdef CURATA_ROWS_AVX2
+  if (allow_hardware && has_avx2()) return first_nonfinite_avx2(bits, rows, d);
+#else
+  (void)allow_hardware;
+#endif
+  return first_nonfinite_body<uint32_t>(bits, rows, d, 0x7FFFFFFFu, 0x7F800000u);
+}
+
+int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool allow_hardware) {
+  check_sizes(rows, d);
+#ifdef CURATA_ROWS_AVX2
+  if (allow_hardware && has_avx2()) return first_nonfinite_avx2(bits, rows, d);
+#else
+  (void)allow_hardware;
+#endif
+  return first_nonfinite_body<uint16_t>(bits, rows, d, 0x7FFFu, 0x7C00u);
 }
 
 }  // namespace search

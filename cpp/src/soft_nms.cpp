@@ -200,20 +200,46 @@ CURATA_SIMD_CLONES int64_t argmax_generic(const double* s, const int64_t* idx, i
 // floating == reduced into an int, with a branch per chunk); here each pass is one compare to a
 // mask per vector, and the maximum runs on four independent accumulators (the one-accumulator loop
 // waits on the latency of every max).
-__attribute__((target("avx512f"))) int64_t argmax_avx512(const double* s, const int64_t* idx, int64_t m) {
-  constexpr int64_t L = 8;
-  __m512d a0 = _mm512_set1_pd(s[0]), a1 = a0, a2 = a0, a3 = a0;
+// One 512-bit vector of T: 8 doubles or 16 floats.
+#define CURATA_AVX512 __attribute__((target("avx512f"), always_inline)) static inline
+struct Avx512Double {
+  using T = double;
+  using V = __m512d;
+  static constexpr int64_t L = 8;
+  CURATA_AVX512 V load(const T* p) { return _mm512_loadu_pd(p); }
+  CURATA_AVX512 V splat(T x) { return _mm512_set1_pd(x); }
+  CURATA_AVX512 V max(V a, V b) { return _mm512_max_pd(a, b); }
+  CURATA_AVX512 T reduce_max(V a) { return _mm512_reduce_max_pd(a); }
+  CURATA_AVX512 unsigned equal(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+};
+struct Avx512Float {
+  using T = float;
+  using V = __m512;
+  static constexpr int64_t L = 16;
+  CURATA_AVX512 V load(const T* p) { return _mm512_loadu_ps(p); }
+  CURATA_AVX512 V splat(T x) { return _mm512_set1_ps(x); }
+  CURATA_AVX512 V max(V a, V b) { return _mm512_max_ps(a, b); }
+  CURATA_AVX512 T reduce_max(V a) { return _mm512_reduce_max_ps(a); }
+  CURATA_AVX512 unsigned equal(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+};
+#undef CURATA_AVX512
+
+template <class A>
+__attribute__((target("avx512f"))) int64_t argmax_avx512(const typename A::T* s, const int64_t* idx, int64_t m) {
+  using T = typename A::T;
+  constexpr int64_t L = A::L;
+  auto a0 = A::splat(s[0]), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 4 * L <= m; i += 4 * L) {
-    a0 = _mm512_max_pd(a0, _mm512_loadu_pd(s + i));
-    a1 = _mm512_max_pd(a1, _mm512_loadu_pd(s + i + L));
-    a2 = _mm512_max_pd(a2, _mm512_loadu_pd(s + i + 2 * L));
-    a3 = _mm512_max_pd(a3, _mm512_loadu_pd(s + i + 3 * L));
+    a0 = A::max(a0, A::load(s + i));
+    a1 = A::max(a1, A::load(s + i + L));
+    a2 = A::max(a2, A::load(s + i + 2 * L));
+    a3 = A::max(a3, A::load(s + i + 3 * L));
   }
-  for (; i + L <= m; i += L) a0 = _mm512_max_pd(a0, _mm512_loadu_pd(s + i));
-  double mx = _mm512_reduce_max_pd(_mm512_max_pd(_mm512_max_pd(a0, a1), _mm512_max_pd(a2, a3)));
+  for (; i + L <= m; i += L) a0 = A::max(a0, A::load(s + i));
+  T mx = A::reduce_max(A::max(A::max(a0, a1), A::max(a2, a3)));
   for (; i < m; ++i) mx = s[i] > mx ? s[i] : mx;
-  const __m512d target = _mm512_set1_pd(mx);
+  const auto target = A::splat(mx);
   int64_t best = -1;
   auto take = [&](int64_t base, unsigned mask) {
     for (; mask; mask &= mask - 1) {
@@ -222,42 +248,15 @@ __attribute__((target("avx512f"))) int64_t argmax_avx512(const double* s, const 
     }
   };
   for (i = 0; i + L <= m; i += L) {
-    const unsigned mask = _mm512_cmp_pd_mask(_mm512_loadu_pd(s + i), target, _CMP_EQ_OQ);
+    const unsigned mask = A::equal(A::load(s + i), target);
     if (mask) take(i, mask);
   }
   for (; i < m; ++i)
     if (s[i] == mx) take(i, 1u);
   return best;
 }
-__attribute__((target("avx512f"))) int64_t argmax_avx512(const float* s, const int64_t* idx, int64_t m) {
-  constexpr int64_t L = 16;
-  __m512 a0 = _mm512_set1_ps(s[0]), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 4 * L <= m; i += 4 * L) {
-    a0 = _mm512_max_ps(a0, _mm512_loadu_ps(s + i));
-    a1 = _mm512_max_ps(a1, _mm512_loadu_ps(s + i + L));
-    a2 = _mm512_max_ps(a2, _mm512_loadu_ps(s + i + 2 * L));
-    a3 = _mm512_max_ps(a3, _mm512_loadu_ps(s + i + 3 * L));
-  }
-  for (; i + L <= m; i += L) a0 = _mm512_max_ps(a0, _mm512_loadu_ps(s + i));
-  float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
-  for (; i < m; ++i) mx = s[i] > mx ? s[i] : mx;
-  const __m512 target = _mm512_set1_ps(mx);
-  int64_t best = -1;
-  auto take = [&](int64_t base, unsigned mask) {
-    for (; mask; mask &= mask - 1) {
-      const int64_t j = base + __builtin_ctz(mask);
-      if (best < 0 || idx[j] < idx[best]) best = j;
-    }
-  };
-  for (i = 0; i + L <= m; i += L) {
-    const unsigned mask = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), target, _CMP_EQ_OQ);
-    if (mask) take(i, mask);
-  }
-  for (; i < m; ++i)
-    if (s[i] == mx) take(i, 1u);
-  return best;
-}
+int64_t argmax_avx512(const double* s, const int64_t* idx, int64_t m) { return argmax_avx512<Avx512Double>(s, idx, m); }
+int64_t argmax_avx512(const float* s, const int64_t* idx, int64_t m) { return argmax_avx512<Avx512Float>(s, idx, m); }
 #endif
 
 // Position of the highest score, ties by lower index, over m >= 1 finite scores.

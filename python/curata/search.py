@@ -190,9 +190,18 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
 
     Notes
     -----
-    Time O(N^2 D); memory as :func:`knn` with M = N (no second copy of ``x``). GPU input runs on
-    the GPU as in :func:`knn` (:func:`curata._search_device.knn_graph_torch`), with the same
-    exclusion rule.
+    Time about N^2 D / 2 multiply-adds: a symmetric self-join computes each pair's dot product
+    once, in tiles of 96 x 96 rows on and above the diagonal, and feeds it to both rows' heaps.
+    Results are bit for bit those of ``knn(x, x, k, metric)`` with row i excluded from row i's
+    list (same distances, indices and tie order), whatever the thread count. Below
+    4 x ``curata.get_num_threads()`` blocks of 96 rows (N < 384 per thread) the threads would
+    wait on each other, and the query x base path of :func:`knn` (N^2 D multiply-adds) is used.
+    Peak memory beyond inputs and outputs: the float32 copy of a converted ``x``, N floats of
+    norms (``"l2"``/``"cosine"``), 32 bytes of heap state per row, and per thread a ring of 8
+    pairs of 96 x 96 float tiles (576 KiB; a row computes up to 8 tiles ahead of the row before
+    it) plus, for ``"l2"`` on data far from the origin, two shifted 96 x D blocks. No second copy
+    of ``x``, never an N x N matrix. GPU input runs on the GPU as in :func:`knn`
+    (:func:`curata._search_device.knn_graph_torch`), with the same exclusion rule.
     """
     device = _device_module(x)
     if device is not None:
@@ -202,6 +211,6 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     if a.shape[0] < 2:
         raise ValueError(f"x must have at least 2 rows for a kNN graph, got shape {tuple(a.shape)}")
     kk = _k(k, a.shape[0] - 1, "number of rows of x minus 1")
-    distances, indices, bad, _ = _core.knn(a, a, kk, code, True)
+    distances, indices, bad = _core.knn_graph(a, kk, code)
     _raise_nonfinite(bad, "x")
     return _out(distances, indices, x)

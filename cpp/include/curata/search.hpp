@@ -48,6 +48,22 @@ struct KnnStatus {
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
               bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed = nullptr);
 
+// The kNN graph of x (n, d) C-contiguous float32: knn(x, n, x, n, d, k, metric, exclude_self=true)
+// with the same results bit for bit (distances, indices, ties, the non-finite status), computed
+// as a symmetric self-join: rows are cut into blocks of block_rows rows (0: kQueryBlock) and only
+// the tiles on and above the diagonal of the n x n pair space are computed, each one's dot
+// products serving both row blocks (about half the multiply-adds of knn()). path Auto takes the
+// join when there are at least max(2, 4 x threads) blocks (fewer: the threads would wait on each
+// other, see knn.cpp), General is knn()'s query x base path, Symmetric forces the join (tests
+// compare the two). Throws as knn(), and on block_rows outside [0, kBaseBlockMax].
+// Memory: inputs + outputs + n floats of norms (l2/cosine) + n heap records (32 bytes each) +
+// per thread 8 slots of two block_rows^2 float tiles (a row computes up to 8 tiles ahead of the
+// row before it: 576 KiB at 96 rows) and, under a shifted L2, two staged blocks of
+// block_rows x d floats.
+enum class GraphPath : int { Auto = 0, General = 1, Symmetric = 2 };
+KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
+                    int64_t* indices, GraphPath path = GraphPath::Auto, int64_t block_rows = 0);
+
 // Index of the first row holding a NaN or infinity, or -1.
 int64_t first_nonfinite_row(const float* x, int64_t rows, int64_t d);
 int64_t first_nonfinite_row_f16(const uint16_t* x, int64_t rows, int64_t d);
@@ -95,6 +111,13 @@ int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* o
 // count. One memmove per kept run: O(rows x row_bytes) bytes moved at most, no extra memory.
 // Throws std::invalid_argument when `removed` is not strictly increasing or out of range.
 int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* removed, int64_t n_removed);
+
+// First row of a (rows, d) table of IEEE floats, given by their bit patterns, that holds a NaN or
+// an infinity (all exponent bits set), or -1. float32 as uint32, float16 as uint16. One pass of
+// vectorised integer tests (no float compares: signalling NaNs stay quiet, nothing traps), AVX2
+// where the CPU has it (`allow_hardware` = false: the portable build of the same loop, for tests).
+int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
+int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
 
 }  // namespace search
 }  // namespace curata
