@@ -718,10 +718,13 @@ def _ks_peers_check(contenders: list[Contender], ref, cur) -> Check:
             dist, q = (np.asarray(x, dtype=np.float64) for x in got)
             if asymp is None:
                 asymp = np.asarray(drift.ks(ref, cur, method="asymp").pvalue, dtype=np.float64)
+            if dist.shape != stat.shape or q.shape != p.shape:
+                problems.append(f"{c.name}: shapes {dist.shape}, {q.shape}, expected {stat.shape}")
+                continue
             bad_s = np.abs(dist - stat) > FLOAT32_RTOL * np.abs(stat) + FLOAT32_ATOL
             bad_p = np.abs(q - asymp) > FLOAT32_RTOL * np.abs(asymp) + FLOAT32_ATOL
             rel = max(_max_rel(dist, stat), _max_rel(q, asymp))
-            if dist.shape != stat.shape or bad_s.any() or bad_p.any():
+            if bad_s.any() or bad_p.any():
                 problems.append(f"{c.name}: {int(bad_s.sum())} statistics / {int(bad_p.sum())} p-values outside "
                                 f"float32 rounding of curata's (max relative difference {rel:.3g})")
             same_method = np.array_equal(asymp, p)
@@ -740,9 +743,12 @@ def _ks_peers_check(contenders: list[Contender], ref, cur) -> Check:
             said.append(f"{c.name}: p-values (its drift score) equal to {COLUMN_RTOL:g} (max {diff:.2g})")
         elif c.name.startswith("NannyML"):
             s = np.asarray(got, dtype=np.float64)
+            if s.shape != stat.shape:
+                problems.append(f"{c.name}: shape {s.shape}, expected {stat.shape}")
+                continue
             gap = nannyml_ks_gap(ref, cur)
             below = stat - s
-            if s.shape != stat.shape or np.any(below < -1e-12) or np.any(below > gap + 1e-12):
+            if np.any(below < -1e-12) or np.any(below > gap + 1e-12):
                 problems.append(f"{c.name}: statistic outside [curata - bin bound, curata] (differences "
                                 f"{float(below.min()):.3g} .. {float(below.max()):.3g}, bound {float(gap.max()):.3g})")
             note = True

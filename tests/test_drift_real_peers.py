@@ -138,3 +138,44 @@ def test_mmd_real_peer_case_tiny(module):
     assert check.status == "note", check.detail
     for c in peers:
         assert c.name.split()[0] in check.detail
+
+
+def _fake(name, fn):
+    return bench.Contender(name, fn)
+
+
+def test_ks_check_accepts_faithful_peers_and_catches_wrong_ones(monkeypatch):
+    # Stand-ins built from curata's own results (no peer needed): what each peer is documented to
+    # return passes; a small error in any of them is a mismatch.
+    from curata import drift
+    _break_peers(monkeypatch, ImportError)
+    monkeypatch.setattr(bench, "NANNYML_EXACT_BELOW", 100)
+    n, m, d = 400, 300, 4
+    case = bench._ks_peers_case("tiny", n, m, d, 1)
+    ref, cur = bench.make_data(n, m, d)
+    r = drift.ks(ref, cur)
+    asymp = drift.ks(ref, cur, method="asymp").pvalue
+    # a binned statistic at the edges of NANNYML_BINS bins, evaluated the way NannyML's docs describe
+    binned = _gap_reference(ref, cur, bench.NANNYML_BINS)
+
+    def check_with(alibi=None, evidently=None, nannyml=None):
+        fakes = [_fake("alibi-detect KSDrift", alibi), _fake("Evidently DataDriftPreset(ks)", evidently),
+                 _fake("NannyML KS (calculate)", nannyml)]
+        case.contenders[2:] = [f for f in fakes if f.fn is not None]
+        return case.check()
+
+    good = dict(alibi=lambda: (r.statistic.astype(np.float32), asymp.astype(np.float32)),
+                evidently=lambda: r.pvalue.copy(), nannyml=lambda: binned)
+    ok = check_with(**good)
+    assert ok.status == "note", ok.detail  # alibi's asymptotic p-values at an exact-p size, NannyML binned
+    for c in ("alibi-detect", "Evidently", "NannyML"):
+        assert c in ok.detail
+    bad = [
+        dict(good, alibi=lambda: (r.statistic.astype(np.float32), (asymp * (1 + 1e-5)).astype(np.float32))),
+        dict(good, alibi=lambda: (r.statistic.astype(np.float32), r.pvalue.astype(np.float32) * 1.001)),
+        dict(good, evidently=lambda: r.pvalue * (1 + 1e-9)),
+        dict(good, nannyml=lambda: r.statistic + 1e-6),  # above the exact statistic
+        dict(good, nannyml=lambda: r.statistic - bench.nannyml_ks_gap(ref, cur) - 1e-6),  # below the bound
+    ]
+    for kwargs in bad:
+        assert check_with(**kwargs).status == "mismatch"
