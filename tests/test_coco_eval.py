@@ -560,6 +560,9 @@ def test_bad_table_and_options():
         coco_eval(gt, dt, max_dets=(10, 100))
     with pytest.raises(TypeError, match="max_dets must be a sequence of ints"):
         coco_eval(gt, dt, max_dets=(1, 10.5, 100))
+    # Beyond int64 this used to escape as OverflowError from numpy.
+    with pytest.raises(ValueError, match=r"^max_dets must be <= 9223372036854775807, got \[1, 10, 1180591620717411303424\]"):
+        coco_eval(gt, dt, max_dets=(1, 10, 2**70))
     with pytest.raises(TypeError, match="area_ranges must be a non-empty dict"):
         coco_eval(gt, dt, area_ranges=[(0, 10)])
     with pytest.raises(ValueError, match=r"area_ranges\['all'\] must be two numbers"):

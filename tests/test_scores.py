@@ -668,3 +668,24 @@ def test_aggregate_max_and_mean_are_permutation_invariant(data, seed):
     means = scores.aggregate(values, groups, "mean", n_groups=10)
     present = counts > 0
     np.testing.assert_allclose(means[present], sums[present] / counts[present], rtol=1e-15)
+
+
+def test_aggregate_rejects_0d_values_and_out_of_range_float_groups():
+    # The docstring promises ValueError for values that are not 1-D; a 0-d value used to be
+    # promoted to shape (1,) and aggregated.
+    with pytest.raises(ValueError, match=r"^values must have shape \(N,\), got \(\)"):
+        scores.aggregate(np.float32(1.0), [0])
+    # Float group ids beyond int64 used to wrap to INT64_MIN (with a RuntimeWarning), merging groups.
+    with pytest.raises(ValueError, match=r"^groups must hold integers in the int64 range"):
+        scores.aggregate(np.array([0.1, 0.5, 0.3]), np.array([0.0, 1e19, 2.0**63]))
+    ids, values = scores.aggregate(np.array([0.1, 0.5, 0.3]), np.array([0.0, -(2.0**63), 0.0]))
+    np.testing.assert_array_equal(ids, [np.iinfo(np.int64).min, 0])
+    np.testing.assert_array_equal(values, [0.5, 0.3])
+
+
+def test_tensor_on_meta_device_names_the_argument():
+    t = torch.zeros(2, 3, device="meta")
+    with pytest.raises(TypeError, match=r"^probs must be a CPU or CUDA tensor, got device meta"):
+        scores.entropy(t)
+    with pytest.raises(TypeError, match=r"^logits must be a CPU or CUDA tensor, got device meta"):
+        scores.softmax(t)

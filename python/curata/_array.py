@@ -55,6 +55,9 @@ def _to_numpy_view(x: Any, name: str) -> np.ndarray:
     if kind == "torch":
         if x.is_cuda:
             return x.detach().cpu().numpy()
+        if x.device.type != "cpu":
+            # meta, mps, xpu...: torch's own error names neither the argument nor the fix.
+            raise TypeError(f"{name} must be a CPU or CUDA tensor, got device {x.device.type}")
         if x.dtype.is_complex:
             raise TypeError(f"{name} must be a real array, got torch dtype {x.dtype}")
         torch = _torch()
@@ -104,7 +107,9 @@ def float_array(
             dtype = np.dtype(np.float32)
         else:
             dtype = np.dtype(np.float64)
-    return np.ascontiguousarray(a, dtype=dtype)
+    # np.ascontiguousarray returns at least 1-D: keep a 0-d input 0-d, so that a later shape check
+    # reports what the caller passed and a scalar is never taken for a length-1 vector.
+    return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
 
 
 def torch_device_path(*arrays: Any) -> bool:
@@ -181,6 +186,11 @@ def int_array(x: Any, name: str, *, length: int | None = None) -> np.ndarray:
     if a.dtype.kind == "f":
         if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
             raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
+        # [-2**63, 2**63) exactly: numpy's cast of anything outside is undefined (INT64_MIN on x86).
+        if a.size and not (np.all(a >= -(2.0**63)) and np.all(a < 2.0**63)):
+            raise ValueError(
+                f"{name} must hold integers in the int64 range, got values from {a.min()} to {a.max()}"
+            )
         return np.ascontiguousarray(a, dtype=np.int64)
     if a.dtype == np.bool_ and a.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -215,7 +225,12 @@ def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int 
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > _INT64_MAX:  # the core takes int64; pybind11's own error would be a signature dump
+        raise ValueError(f"{name} must be <= {_INT64_MAX}, got {value}")
     return int(value)
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def check_finite_rows(a: np.ndarray, name: str) -> None:

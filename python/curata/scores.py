@@ -174,7 +174,7 @@ def sigmoid(x: Any) -> Any:
     if _array.on_cuda(x):
         return _device().sigmoid(x, "x")
     shape = _shape_of(x, "x")
-    a = _array.float_array(x, "x")  # note: 0-d input comes back as shape (1,)
+    a = _array.float_array(x, "x")
     out = _core.sigmoid(a.reshape(-1), "x")
     return _result(out, shape, x)
 
