@@ -125,7 +125,18 @@ void read_box(PyObject* o, const Where& at, double* out) {
   Py_DECREF(seq);
 }
 
+// numpy's bool scalar type: it has no __index__ (numpy >= 2), so it is recognised by type.
+// Looked up once with the GIL held and kept for the life of the process.
+PyTypeObject* numpy_bool_type() {
+  static PyTypeObject* type = reinterpret_cast<PyTypeObject*>(
+      py::object(py::module_::import("numpy").attr("bool_")).release().ptr());
+  return type;
+}
+
 uint8_t read_flag(PyObject* o, const Where& at) {
+  // np.bool_ flags come from annotations built out of numpy/pandas columns; like Python's bool
+  // they mean 0/1.
+  if (Py_TYPE(o) == numpy_bool_type()) return static_cast<uint8_t>(PyObject_IsTrue(o) == 1);
   if (PyFloat_Check(o) || is_text(o) || !(PyLong_Check(o) || PyIndex_Check(o))) {
     raise_type(at.str() + " must be 0 or 1, got " + type_name(o));
   }
