@@ -527,6 +527,12 @@ def test_device_path_errors(framework):
         _scores_device.aggregate(to(np.array([1.0, 2.0])), to(np.array([0, 5])), "max", 2, 0.0)
     with pytest.raises(ValueError, match=r"values must not contain NaN"):
         _scores_device.aggregate(to(np.array([1.0, np.nan])), to(np.array([0, 1])), "max", None, 0.0)
+    # Float ids beyond int64 used to be cast to int64 anyway (undefined: wrapped ids, merged groups).
+    with pytest.raises(ValueError, match=r"^groups must hold integers in the int64 range"):
+        _scores_device.aggregate(to(np.array([1.0, 2.0])), to(np.array([0.0, 1e19])), "max", None, 0.0)
+    if framework == "numpy-as-cupy":
+        with pytest.raises(ValueError, match=r"^groups has values above the int64 range"):
+            _scores_device.aggregate(to(np.array([1.0, 2.0])), np.array([0, 2**63], np.uint64), "max", None, 0.0)
 
 
 # ------------------------------------------------------------------------------------ GPU
