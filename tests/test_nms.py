@@ -705,3 +705,14 @@ def test_scalar_scores_are_not_taken_for_one_box():
         cb.nms(GOOD_B[:1], np.float32(0.5))
     with pytest.raises(ValueError, match=r"^scores must have shape \(2,\), got \(\)"):
         cb.nms(GOOD_B, 0.5)
+
+
+@pytest.mark.parametrize("fn", ["nms", "batched_nms"])
+def test_ragged_box_lists_name_the_argument(fn):
+    # np.ndim() on a ragged list used to raise numpy's bare ValueError ("setting an array element
+    # with a sequence") before any argument check.
+    ragged = [[0, 0, 1, 1], [0, 0, 1]]
+    call = cb.nms if fn == "nms" else (lambda b, s: cb.batched_nms(b, s, None))
+    with pytest.raises(TypeError, match=r"^boxes must be array-like, got list"):
+        call(ragged, [0.5, 0.4])
+    np.testing.assert_array_equal(call([[0, 0, 1, 1], [0, 0, 1, 1]], [0.4, 0.5]), [1])
