@@ -695,3 +695,14 @@ def test_tensor_on_meta_device_names_the_argument():
         scores.entropy(t)
     with pytest.raises(TypeError, match=r"^logits must be a CPU or CUDA tensor, got device meta"):
         scores.softmax(t)
+
+
+def test_big_endian_uint64_groups_above_int64_are_rejected():
+    # The uint64 range check compared the dtype with native uint64, so big-endian '>u8' ids
+    # above int64 skipped it and wrapped to negative ids.
+    for order in ("<u8", ">u8"):
+        with pytest.raises(ValueError, match=r"^groups has values above the int64 range"):
+            scores.aggregate(np.array([1.0, 2.0]), np.array([0, 2**63 + 5], order))
+    ids, values = scores.aggregate(np.array([1.0, 2.0, 3.0]), np.array([7, 2**63 - 1, 7], ">u8"))
+    np.testing.assert_array_equal(ids, [7, 2**63 - 1])
+    np.testing.assert_array_equal(values, [3.0, 2.0])

@@ -180,7 +180,8 @@ def int_array(x: Any, name: str, *, length: int | None = None) -> np.ndarray:
     if length is not None and a.shape[0] != length:
         raise ValueError(f"{name} must have length {length}, got {a.shape[0]}")
     if a.dtype.kind in "iu":
-        if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+        big_unsigned = a.dtype.kind == "u" and a.dtype.itemsize == 8  # uint64 in either byte order
+        if big_unsigned and a.size and a.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{name} has values above the int64 range")
         return np.ascontiguousarray(a, dtype=np.int64)
     if a.dtype.kind == "f":
