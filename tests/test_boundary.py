@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -237,6 +238,23 @@ def test_complex_torch_and_bool_torch_rejected():
         cb.iou(torch.zeros(2, 4, dtype=torch.complex64), BOXES)
     with pytest.raises(TypeError, match="^boxes must have a real"):
         cb.nms(torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2))
+
+
+def test_exotic_torch_tensors_name_the_argument():
+    # These used to surface torch's own errors (no argument name), a nested tensor even as
+    # RuntimeError("Internal error: NestedTensorImpl doesn't support sizes").
+    dense = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises(TypeError, match=r"^a must be a dense tensor, got layout torch.sparse_coo"):
+        cb.iou(dense.to_sparse(), BOXES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nested tensors are in prototype stage"
+        nested = torch.nested.nested_tensor([dense[0], dense[1]])
+    with pytest.raises(TypeError, match=r"^boxes must be a dense tensor, got a nested tensor"):
+        cb.nms(nested, torch.ones(2))
+    with pytest.raises(TypeError, match=r"^a has torch dtype torch.float8_e4m3fn, which numpy cannot hold"):
+        cb.iou(dense.to(torch.float8_e4m3fn), BOXES)
+    with pytest.raises(TypeError, match=r"^a must be a CPU or CUDA tensor, got device meta"):
+        cb.iou(dense.to("meta"), BOXES)
 
 
 def test_mixed_kinds_follow_the_first_array():

@@ -61,9 +61,18 @@ def _to_numpy_view(x: Any, name: str) -> np.ndarray:
         if x.dtype.is_complex:
             raise TypeError(f"{name} must be a real array, got torch dtype {x.dtype}")
         torch = _torch()
+        # torch's own errors for these name neither the argument nor the rule (a nested tensor
+        # even fails with RuntimeError("Internal error ...")).
+        if x.is_nested:
+            raise TypeError(f"{name} must be a dense tensor, got a nested tensor")
+        if x.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}")
         if x.dtype == torch.bfloat16:
             x = x.float()  # numpy has no bfloat16
-        return x.detach().resolve_conj().resolve_neg().numpy()
+        try:
+            return x.detach().resolve_conj().resolve_neg().numpy()
+        except TypeError as exc:  # float8, quantized, ...
+            raise TypeError(f"{name} has torch dtype {x.dtype}, which numpy cannot hold: {exc}") from None
     if kind == "cupy":
         return x.get()
     if isinstance(x, np.ndarray):
