@@ -706,3 +706,19 @@ def test_big_endian_uint64_groups_above_int64_are_rejected():
     ids, values = scores.aggregate(np.array([1.0, 2.0, 3.0]), np.array([7, 2**63 - 1, 7], ">u8"))
     np.testing.assert_array_equal(ids, [7, 2**63 - 1])
     np.testing.assert_array_equal(values, [3.0, 2.0])
+
+
+@pytest.mark.parametrize("fn", ["softmax", "sigmoid", "entropy", "bald"])
+def test_nested_and_sparse_tensors_name_the_argument(fn):
+    # The shape lookup used to hit RuntimeError("Internal error: NestedTensorImpl doesn't support
+    # sizes") before any argument check.
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nested tensors are in prototype stage"
+        nested = torch.nested.nested_tensor([torch.full((2, 3), 1 / 3), torch.full((1, 3), 1 / 3)])
+    name = {"softmax": "logits", "sigmoid": "x", "entropy": "probs", "bald": "mc_probs"}[fn]
+    with pytest.raises(TypeError, match=rf"^{name} must be a dense tensor, got a nested tensor"):
+        getattr(scores, fn)(nested)
+    with pytest.raises(TypeError, match=rf"^{name} must be a dense tensor, got layout torch.sparse_coo"):
+        getattr(scores, fn)(torch.full((2, 2, 3), 1 / 3).to_sparse())

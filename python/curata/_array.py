@@ -50,6 +50,19 @@ def on_cuda(x: Any) -> bool:
     return kind == "cupy"
 
 
+def check_dense(x: Any, name: str) -> None:
+    """TypeError naming ``name`` for a nested or sparse torch tensor (no-op for anything else).
+
+    torch's own errors for these name neither the argument nor the rule; a nested tensor even
+    fails on ``.shape`` with RuntimeError("Internal error ...")."""
+    if kind_of(x) != "torch":
+        return
+    if x.is_nested:
+        raise TypeError(f"{name} must be a dense tensor, got a nested tensor")
+    if x.layout != _torch().strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}")
+
+
 def _to_numpy_view(x: Any, name: str) -> np.ndarray:
     kind = kind_of(x)
     if kind == "torch":
@@ -61,12 +74,7 @@ def _to_numpy_view(x: Any, name: str) -> np.ndarray:
         if x.dtype.is_complex:
             raise TypeError(f"{name} must be a real array, got torch dtype {x.dtype}")
         torch = _torch()
-        # torch's own errors for these name neither the argument nor the rule (a nested tensor
-        # even fails with RuntimeError("Internal error ...")).
-        if x.is_nested:
-            raise TypeError(f"{name} must be a dense tensor, got a nested tensor")
-        if x.layout != torch.strided:
-            raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}")
+        check_dense(x, name)
         if x.dtype == torch.bfloat16:
             x = x.float()  # numpy has no bfloat16
         try:

@@ -68,6 +68,7 @@ def _check_flag(check: Any) -> bool:
 
 
 def _shape_of(x: Any, name: str) -> tuple[int, ...]:
+    _array.check_dense(x, name)
     if hasattr(x, "shape") and hasattr(x, "dtype"):
         return tuple(int(s) for s in x.shape)
     return tuple(_array._to_numpy_view(x, name).shape)
