@@ -72,6 +72,18 @@ def test_cuda_requested_without_device_says_why():
         fn(*args, device="auto")
 
 
+def test_missing_cuda_module_reads_as_built_without_cuda():
+    # `from . import _cuda` inside the package's own import raises "cannot import name '_cuda' from
+    # partially initialized module 'curata' (most likely due to a circular import)" when the module
+    # does not exist, so CPU-only builds used to report a circular import as the reason.
+    module, missing, error = _backend._import_submodule("_no_such_module")
+    assert module is None and missing and "No module named" in error
+    module, missing, error = _backend._import_submodule("_core")
+    assert module is curata._core and not missing and error == ""
+    if not curata.build_info()["cuda_module"]:
+        assert _backend.CUDA_REASON.startswith("curata was built without CUDA"), _backend.CUDA_REASON
+
+
 @pytest.fixture
 def restore_threads():
     before = curata.get_num_threads()
