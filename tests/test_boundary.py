@@ -398,3 +398,64 @@ def test_concurrent_calls_from_python_threads():
         results = list(pool.map(lambda _: cb.batched_nms(boxes, scores, classes, 0.5), range(8)))
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+def test_concurrent_mixed_ops_while_the_thread_count_changes(restore_threads):
+    # The core releases the GIL and wbf keeps per-thread scratch buffers between calls: many
+    # Python threads running different ops while another thread flips set_num_threads must give
+    # the single-threaded results bit for bit, and leave the inputs unchanged.
+    import threading  # noqa: PLC0415
+
+    from curata import metrics, scores  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 0.8, (1500, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.01, 0.2, (1500, 2))], axis=1)
+    score = rng.random(1500)
+    label = rng.integers(0, 3, 1500)
+    image = rng.integers(0, 10, 1500)
+    pred = rng.random((4, 4 + 6, 500)).astype(np.float32)
+    pred[:, 2:4] *= 0.1
+    probs = rng.dirichlet(np.ones(8), 3000)
+    gt = {"images": [{"id": i} for i in range(10)], "categories": [{"id": k} for k in range(3)],
+          "annotations": [{"id": j + 1, "image_id": int(image[j]), "category_id": int(label[j]),
+                           "bbox": [float(boxes[j, 0]), float(boxes[j, 1]), float(boxes[j, 2] - boxes[j, 0]),
+                                    float(boxes[j, 3] - boxes[j, 1])], "area": 1.0} for j in range(0, 1500, 7)]}
+    table = {"image_id": image, "category_id": label, "bbox": np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]],
+             "score": score}
+    ops = {
+        "wbf": lambda: cb.wbf([boxes[:750], boxes[750:]], [score[:750], score[750:]], [label[:750], label[750:]],
+                              image_ids=[image[:750], image[750:]]),
+        "soft_nms": lambda: cb.soft_nms(boxes, score, classes=label, image_ids=image, method="gaussian"),
+        "batched_nms": lambda: (cb.batched_nms(boxes, score, label, 0.5, image_ids=image),),
+        "postprocess": lambda: cb.postprocess(pred, 0.5, multi_label=True, padded=True),
+        "match": lambda: tuple(vars(cb.match(boxes, score, label, boxes[::3], label[::3],
+                                             pred_image_ids=image, gt_image_ids=image[::3])).values()),
+        "bald": lambda: (scores.bald(np.stack([probs, probs[::-1]])),),
+        "aggregate": lambda: scores.aggregate(score, image, "mean"),
+        "coco_eval": lambda: (metrics.coco_eval(gt, table).precision,),
+    }
+    before = [a.copy() for a in (boxes, score, label, image, pred, probs)]
+    curata.set_num_threads(1)
+    expected = {name: op() for name, op in ops.items()}
+    stop = threading.Event()
+
+    def flip():
+        i = 0
+        while not stop.is_set():
+            curata.set_num_threads(1 + i % 2)
+            i += 1
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [(name, pool.submit(op)) for _ in range(3) for name, op in ops.items()]
+            for name, future in futures:
+                for got, want in zip(future.result(), expected[name]):
+                    np.testing.assert_array_equal(got, want, err_msg=name)
+    finally:
+        stop.set()
+        flipper.join()
+    for a, b in zip(before, (boxes, score, label, image, pred, probs)):
+        np.testing.assert_array_equal(a, b)
