@@ -488,3 +488,35 @@ def test_eight_lane_kernel_in_subprocess(tmp_path):
         np.testing.assert_array_equal(got[f"{metric}3d"], got[f"{metric}50d"][:3])
         np.testing.assert_array_equal(got[f"{metric}3i"], got[f"{metric}50i"][:3])
         check_against_reference(b, q, 6, metric, got[f"{metric}50d"], got[f"{metric}50i"])
+
+
+# ------------------------------------------------- cosine is scale-free, also beyond float32
+@pytest.mark.parametrize("scale", [2.0**70, 2.0**-70, 2.0**120])
+def test_cosine_rows_whose_float32_norms_overflow_or_underflow(rng, scale):
+    # |row|^2 of such rows overflows to inf (or underflows to 0) in float32: before the fix the CPU
+    # core reported similarity -inf (or 0, as for a zero vector) and returned neighbours by index.
+    # Scaling rows by a power of two changes no cosine, so the results must be bit for bit those
+    # of the unscaled rows, and must agree with the float64 reference.
+    x = rng.standard_normal((60, 7)).astype(np.float32)
+    scaled = x.copy()
+    scaled[::2] *= np.float32(scale)  # mixed: every other row out of range, the rest as is
+    before = scaled.copy()
+    d0, i0 = search.knn(x, x[:9], 5, "cosine")
+    d, i = search.knn(scaled, scaled[:9], 5, "cosine")
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_array_equal(d, d0)
+    np.testing.assert_array_equal(scaled, before)  # the input is not modified
+    ref = scores64(x, x[:9], "cosine")
+    np.testing.assert_allclose(d, np.take_along_axis(ref, i, axis=1), atol=1e-6)
+    gd0, gi0 = search.knn_graph(x, 4, "cosine")
+    gd, gi = search.knn_graph(scaled, 4, "cosine")
+    np.testing.assert_array_equal(gi, gi0)
+    np.testing.assert_array_equal(gd, gd0)
+
+
+def test_cosine_1e30_embeddings_find_their_neighbours(rng):
+    # Not a power of two: compare against the float64 reference of the float32 data itself.
+    x = (rng.standard_normal((40, 5)) * 1e30).astype(np.float32)
+    d, i = search.knn(x, x, 3, "cosine")
+    check_against_reference(x, x, 3, "cosine", d, i)
+    assert np.all(d[:, 0] > 0.999)  # each row is its own best match, not a -inf score

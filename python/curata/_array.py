@@ -233,6 +233,36 @@ def check_finite_rows(a: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be finite, got NaN or infinity in row {row}")
 
 
+def cosine_safe_rows(a: np.ndarray) -> np.ndarray:
+    """Float32 (N, D) rows rescaled so float32 cosine arithmetic neither overflows nor underflows.
+
+    The squared norm of a float32 row overflows to infinity once its values pass about 1e19 and
+    underflows to 0 below about 1e-19, which turned such rows into "similarity -inf" or "zero
+    vector" rows. Cosine does not depend on a row's scale, so rows whose largest ``|value|`` lies
+    outside ``[2**-50, 2**50]`` are multiplied by a power of two that brings it into [0.5, 1): exact,
+    and every float32 product, sum, norm and quotient of the cosine scales by the same power of
+    two, so the cosines are bit for bit those of the unscaled rows wherever those did not overflow.
+    ``a`` itself is never modified (the rows are rescaled in a copy, made only when a row needs
+    it). NaN/inf are left as they are for the caller's finiteness check. Two row reductions.
+    """
+    if a.size == 0:
+        return a
+    row_max = np.maximum(np.max(a, axis=1), -np.min(a, axis=1))
+    with np.errstate(invalid="ignore"):
+        bad = ((row_max > _COSINE_SCALE_HI) | ((row_max < _COSINE_SCALE_LO) & (row_max > 0))) & np.isfinite(row_max)
+    if not bad.any():
+        return a
+    rows = np.flatnonzero(bad)
+    _, exponent = np.frexp(row_max[rows])
+    out = a.copy()
+    out[rows] = np.ldexp(a[rows], -exponent[:, None].astype(np.int32))
+    return out
+
+
+_COSINE_SCALE_HI = 2.0**50
+_COSINE_SCALE_LO = 2.0**-50
+
+
 # Native float32 / float16 and the unsigned integers of their bit patterns.
 _FLOAT_BITS = {np.dtype(np.float32): np.uint32, np.dtype(np.float16): np.uint16}
 

@@ -642,7 +642,8 @@ class Index:
         q = _array.float_array(queries, "queries", dtype=np.dtype(np.float32))
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValueError(f"queries must have shape (M, {self._dim}), got {tuple(q.shape)}")
-        return q
+        # Stored cosine rows are unit vectors; a query's own norm must not overflow either.
+        return _array.cosine_safe_rows(q) if self._metric == "cosine" else q
 
     def _run(self, op: str, q: np.ndarray, arg: Any) -> tuple:
         """Every search goes through here: one place to route to a device.
