@@ -514,6 +514,19 @@ def test_bad_input_errors():
         mon.check(ref, timestamp="yesterday")
     with pytest.raises(TypeError, match="timestamp must be"):
         mon.check(ref, timestamp=[2026, 11, 22])
+    # NaN/inf/huge POSIX seconds and times without a UTC equivalent: ValueError naming timestamp
+    # (was a bare "Invalid value NaN" / OverflowError, and a datetime(1, 1, 1) with a positive
+    # offset was accepted and then broke every later read of `history`); nothing is recorded.
+    n_before = len(mon.history_rows)
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    for bad in (float("nan"), float("inf"), -np.inf, 1e20, np.float64(-1e19),
+                dt.datetime(1, 1, 1, tzinfo=plus5), "0001-01-01T00:00+05:00", "9999-12-31T23:00-05:00"):
+        with pytest.raises(ValueError, match="^timestamp must be"):
+            mon.check(ref, timestamp=bad)
+    assert len(mon.history_rows) == n_before
+    assert mon.check(ref, timestamp=dt.datetime(1, 1, 1, 6, tzinfo=plus5)).timestamp.year == 1
+    assert mon.check(ref, timestamp=-1.5).timestamp.year == 1969
+    assert mon.history.num_rows == n_before + 2
     r = mon.check(ref, timestamp="2026-11-22T10:30")
     assert r.timestamp.isoformat() == "2026-11-22T10:30:00+00:00"
     r = mon.check(ref, timestamp="2026-11-22T10:30+02:00")

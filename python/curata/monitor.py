@@ -439,9 +439,20 @@ def _timestamp(ts: Any) -> _dt.datetime:
     if ts is None:
         return _dt.datetime.now(_dt.timezone.utc)
     if isinstance(ts, _dt.datetime):
-        return ts if ts.tzinfo is not None else ts.replace(tzinfo=_dt.timezone.utc)
+        aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=_dt.timezone.utc)
+        try:
+            # The history stores UTC: a time whose UTC equivalent is outside the datetime range
+            # (year 1 with a positive offset, year 9999 with a negative one) would make every
+            # later read of the history fail, so it is refused here, before anything is recorded.
+            aware.astimezone(_dt.timezone.utc)
+        except OverflowError:
+            raise ValueError(f"timestamp must be representable in UTC (years 1-9999), got {ts!r}") from None
+        return aware
     if isinstance(ts, (int, float, np.integer, np.floating)) and not isinstance(ts, bool):
-        return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc)
+        try:
+            return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc)
+        except (ValueError, OverflowError, OSError):  # NaN, inf, beyond the years 1-9999
+            raise ValueError(f"timestamp must be finite POSIX seconds within the years 1-9999, got {ts!r}") from None
     if isinstance(ts, str):
         try:
             return _timestamp(_dt.datetime.fromisoformat(ts))
