@@ -111,6 +111,23 @@ def test_k_center_offset_data_still_exact(rng):
     np.testing.assert_array_equal(curate.k_center_greedy(x, 40), ref_k_center(x, 40))
 
 
+@pytest.mark.parametrize("exponent", [100, -100, 700, -700])
+def test_k_center_huge_and_tiny_values(rng, exponent):
+    # Float32 squares of such values overflow (NaN distances: picks came back as 0, 1, 2, ...)
+    # or underflow (all distances 0). Farthest-first is scale-invariant and a power-of-two scale
+    # is exact, so the picks must be the float64 reference's on the unscaled data (whose own
+    # float64 squares would overflow at 2^700). float64 input beyond the float32 range included.
+    base = rng.normal(size=(400, 8))
+    if abs(exponent) < 120:
+        base = base.astype(np.float32)
+    x = np.ldexp(base, exponent)
+    before = x.copy()
+    for metric in ("l2", "cosine"):
+        np.testing.assert_array_equal(curate.k_center_greedy(x, 12, metric=metric),
+                                      ref_k_center(base, 12, metric=metric))
+    np.testing.assert_array_equal(x, before)
+
+
 def test_k_center_already_selected(rng):
     x = rng.normal(size=(1500, 8))
     already = [5, 700, 5, 1499]

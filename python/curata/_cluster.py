@@ -36,6 +36,14 @@ def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     return a
 
 
+def _power_of_two_scale(largest: float) -> float:
+    """1.0 when float32 squares and dot products of values up to ``largest`` (times D) neither
+    overflow nor underflow, else the power of two that maps ``largest`` into [0.5, 1)."""
+    if not np.isfinite(largest) or largest == 0.0 or 2.0**-40 <= largest <= 2.0**40:
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+
+
 def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -85,7 +93,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
     distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
     exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
-    lowest index among the float32 maxima is taken instead.
+    lowest index among the float32 maxima is taken instead. Data whose largest ``|value|`` lies
+    outside ``[2^-40, 2^40]`` is first multiplied by a power of two (exact; the picks do not
+    depend on the scale), so huge or tiny values do not overflow or underflow the float32 scan
+    (a C-contiguous float64 ``x`` is then copied once).
 
     Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory
     beyond the input: the float64 rows kept for the exact re-check (none when ``x`` is C-contiguous
@@ -106,6 +117,13 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     # own float64 array (or a view of a float64 tensor) never is.
     fresh = a is not x and a.flags.owndata
     N, D = a.shape
+    # Farthest-first is scale-invariant, but squares of values beyond ~1e19 overflow float32 (and
+    # beyond ~1e154 float64), below ~1e-19 they underflow: NaN or all-zero distances, picks by
+    # index. Such data is scaled by a power of two first (exact, the same picks).
+    scale = _power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    if scale != 1.0:
+        a = np.multiply(a, scale, out=a if fresh else None)
+        fresh = True
     if already_selected is None:
         sel = np.zeros(0, dtype=np.int64)
     else:
