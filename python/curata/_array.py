@@ -259,6 +259,16 @@ def cosine_safe_rows(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def power_of_two_scale(largest: float) -> float:
+    """1.0 when float32 squares and dot products of values up to ``largest`` (in magnitude)
+    neither overflow nor underflow (``largest`` in ``[2^-40, 2^40]``, zero or non-finite), else
+    the power of two that maps ``largest`` into [0.5, 1). For scale-invariant computations
+    (farthest-first, cosine): multiplying by it is exact."""
+    if not np.isfinite(largest) or largest == 0.0 or 2.0**-40 <= largest <= 2.0**40:
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+
+
 _COSINE_SCALE_HI = 2.0**50
 _COSINE_SCALE_LO = 2.0**-50
 

@@ -36,14 +36,6 @@ def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     return a
 
 
-def _power_of_two_scale(largest: float) -> float:
-    """1.0 when float32 squares and dot products of values up to ``largest`` (times D) neither
-    overflow nor underflow, else the power of two that maps ``largest`` into [0.5, 1)."""
-    if not np.isfinite(largest) or largest == 0.0 or 2.0**-40 <= largest <= 2.0**40:
-        return 1.0
-    return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
-
-
 def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -120,7 +112,7 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     # Farthest-first is scale-invariant, but squares of values beyond ~1e19 overflow float32 (and
     # beyond ~1e154 float64), below ~1e-19 they underflow: NaN or all-zero distances, picks by
     # index. Such data is scaled by a power of two first (exact, the same picks).
-    scale = _power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    scale = _array.power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
     if scale != 1.0:
         a = np.multiply(a, scale, out=a if fresh else None)
         fresh = True
