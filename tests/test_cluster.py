@@ -428,3 +428,28 @@ def test_kmeans_assign_exact_ties_lowest_index(monkeypatch):
     np.testing.assert_array_equal(lab, want)
     np.testing.assert_array_equal(dist, d[np.arange(400), want])
     assert np.count_nonzero(np.sort(d, axis=1)[:, 0] == np.sort(d, axis=1)[:, 1]) > 50  # ties tested
+
+
+@pytest.mark.parametrize("exponent", [100, -100, 700, -700])
+def test_kmeans_huge_and_tiny_values(rng, exponent):
+    # k-means is scale-equivariant, but float32 squares overflowed at 2^100 (NaN distances) and
+    # underflowed at 2^-100 (every point in one cluster); float64 at 2^+-700. A power-of-two
+    # scale is exact: labels, seeding and iteration count must be those of the unscaled data,
+    # centroids exactly scaled, and both agree with the float64 reference.
+    base = blobs(rng, 300, 5, 4)
+    if abs(exponent) < 120:
+        base = base.astype(np.float32)
+    x = np.ldexp(base, exponent)
+    before = x.copy()
+    r0 = curate.kmeans(base, 4)
+    r = curate.kmeans(x, 4)
+    np.testing.assert_array_equal(r.labels, r0.labels)
+    assert r.n_iter == r0.n_iter
+    np.testing.assert_array_equal(r.centroids, np.ldexp(r0.centroids, exponent))
+    with np.errstate(over="ignore"):
+        assert r.inertia == pytest.approx(np.ldexp(r0.inertia, 2 * exponent), rel=1e-12)
+    init = curate.kmeans_plus_plus_init(x, 4)
+    np.testing.assert_array_equal(init, curate.kmeans_plus_plus_init(base, 4))
+    _, ref_labels, _, _ = ref_kmeans(base, init, 25)
+    np.testing.assert_array_equal(r.labels, ref_labels)
+    np.testing.assert_array_equal(x, before)

@@ -36,6 +36,15 @@ def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     return a
 
 
+def _unit_scaled(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(a * scale, scale)`` with ``scale`` the power of two of :func:`_array.power_of_two_scale`
+    (``a`` itself when it is 1): k-means and its seeding are scale-equivariant, but their float32
+    squares overflow beyond ~1e19 and underflow below ~1e-19 (NaN or all-zero distances). The
+    caller's array is never modified."""
+    scale = _array.power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    return (a if scale == 1.0 else a * a.dtype.type(scale)), scale
+
+
 def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -387,7 +396,7 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
         from . import _kmeans_device  # noqa: PLC0415
 
         return _kmeans_device.kmeans_plus_plus_init_torch(x, k, seed)
-    a = _matrix(x, "x")
+    a, _ = _unit_scaled(_matrix(x, "x"))
     k = _check_k(a, k, "k")
     seed = _check_seed(seed)
     sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
@@ -441,7 +450,7 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         from . import _kmeans_device  # noqa: PLC0415
 
         return _kmeans_device.kmeans_torch(x, n_clusters, n_iter, seed)
-    a = _matrix(x, "x")
+    a, scale = _unit_scaled(_matrix(x, "x"))
     k = _check_k(a, n_clusters)
     n_iter = _count(n_iter, "n_iter")
     seed = _check_seed(seed)
@@ -473,6 +482,9 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         if not changed:
             break
     inertia = float(dist.sum())
+    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
+        c = (c.astype(np.float64) / scale).astype(c.dtype)
+        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
     return KMeansResult(
         centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
     )
