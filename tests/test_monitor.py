@@ -411,6 +411,15 @@ def test_skew_distribution_and_join():
     dup = train.set_column(0, "id", pa.array(np.zeros(n, dtype=np.int64)))
     with pytest.raises(ValueError, match="must be unique"):
         skew(dup, serve, key="id")
+    # A column of a type that is not monitored (an embedding list) is left out with a key as
+    # without one; it raised TypeError "not monitored" only when key was given.
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(3 * n)), 3)
+    emb_s = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(3 * serve.num_rows)), 3)
+    with_emb = skew(train.append_column("emb", emb), serve.append_column("emb", emb_s), key="id")
+    assert with_emb.mismatch_count == rep.mismatch_count and with_emb.skewed_columns == rep.skewed_columns
+    assert skew(train.append_column("emb", emb), serve.append_column("emb", emb_s)).distribution.results
+    with pytest.raises(ValueError, match="must not include the key"):
+        skew(train, serve, key="id", columns="id")
 
 
 # ------------------------------------------------------------------------------ inputs

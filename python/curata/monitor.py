@@ -1764,8 +1764,11 @@ def skew(
     if key is not None and not (_is_table(training) and _is_table(serving)):
         raise TypeError("key needs pyarrow Tables for training and serving")
     if key is not None and columns is None:
-        columns = [c for c in training.schema.names if c != key]
-    elif key is not None and key in columns:
+        # "Every monitored column except key": types DriftMonitor does not monitor (e.g. an
+        # embedding list column) are left out here as it leaves them out, not an error.
+        columns = [c for c in training.schema.names
+                   if c != key and _arrow_kind(training.schema.field(c).type) in ("numeric", "categorical")]
+    elif key is not None and key in ([columns] if isinstance(columns, str) else list(columns)):
         raise ValueError(f"columns must not include the key {key!r}")
     mon = DriftMonitor(
         training, tests=tests, categorical_tests=categorical_tests, alpha=alpha, correction=correction,
