@@ -367,6 +367,17 @@ def test_arrow_embedding_column_clusters():
     km = kmeans(emb, 4, seed=0)
     np.testing.assert_array_equal(rep.clusters.cur_counts, np.bincount(nearest(wemb, np.asarray(km.centroids, float)), minlength=4))
     assert rep.cluster_drift and not rep.feature_drift
+    # A window whose embedding lists have another size: a numpy matmul shape error leaked from
+    # the cluster assignment. Now it is a reported type change and no cluster test (as a
+    # missing column), the other columns are still tested, and the check is recorded.
+    n_hist = len(mon.history_rows)
+    x3 = rng.normal(size=300)
+    bad = mon.check(pa.table({"emb": pa.FixedSizeListArray.from_arrays(pa.array(wemb[:, :3].ravel()), 3), "x": x3}))
+    assert bad.schema.type_changed == {"emb": ("fixed_size_list<item: double>[4]", "fixed_size_list<item: double>[3]")}
+    assert bad.clusters.n_skipped == 300 and math.isnan(bad.clusters.pvalue) and not bad.cluster_drift
+    assert bad.schema_drift and bad.drift
+    assert bad.result("x").pvalue == pytest.approx(curata.drift.ks(ref.column("x").to_numpy(), x3).pvalue[0])
+    assert len(mon.history_rows) == n_hist + 1
 
 
 # ------------------------------------------------------------------------------ skew

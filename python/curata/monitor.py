@@ -802,6 +802,11 @@ class DriftMonitor:
         if self._emb_table_column is not None:
             if self._emb_table_column in present and _arrow_kind(t.schema.field(self._emb_table_column).type) == "embedding":
                 emb = _arrow_embedding(t.column(self._emb_table_column), self._emb_table_column)
+                ref = getattr(self, "_reference", None)
+                if ref is not None and ref.embeddings is not None and emb.shape[1] != ref.embeddings.shape[1]:
+                    # Another list size is a type change (reported as schema drift); the window
+                    # cannot be assigned to the reference clusters, as if the column were gone.
+                    emb = None
         elif self._emb_names is not None:
             if all(c in present for c in self._emb_names):
                 emb = np.column_stack([_arrow_numeric(t.column(c))[0] for c in self._emb_names]) if n else np.zeros((0, len(self._emb_names)))
