@@ -218,6 +218,20 @@ def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int 
     return int(value)
 
 
+def check_seed(value: Any, name: str = "seed", *, maximum: int | None = None) -> int:
+    """A random seed as a Python int >= 0 (``numpy.random.default_rng`` rejects negative seeds
+    with a message that does not name the argument, and ``None`` would silently mean "random",
+    breaking the same-seed-same-result promise). ``maximum``: inclusive upper bound, for seeds
+    handed to APIs that need one (scikit-learn's ``random_state`` < 2**32)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    v = int(value)
+    if v < 0 or (maximum is not None and v > maximum):
+        bound = f"in [0, {maximum}]" if maximum is not None else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+    return v
+
+
 def check_finite_rows(a: np.ndarray, name: str) -> None:
     """ValueError naming the first row of a 2-D array that holds NaN or infinity."""
     bits = _FLOAT_BITS.get(a.dtype)

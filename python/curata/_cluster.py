@@ -321,9 +321,7 @@ def _check_k(x: np.ndarray, k: Any, name: str = "n_clusters") -> int:
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return int(seed)
+    return _array.check_seed(seed)
 
 
 def _init_pp(a: np.ndarray, sq: np.ndarray, k: int, seed: int) -> np.ndarray:

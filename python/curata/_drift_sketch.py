@@ -219,7 +219,7 @@ class QuantileSketch:
         self.rank_error_bound = 0
         self.min, self.max = np.inf, -np.inf
         self._levels: list[np.ndarray] = [np.empty(0)]
-        self._rng = np.random.default_rng(int(seed))
+        self._rng = np.random.default_rng(_array.check_seed(seed))
 
     @property
     def normalized_rank_error(self) -> float:

@@ -616,9 +616,7 @@ class DriftMonitor:
         self.null_rate_threshold = _array.check_probability(null_rate_threshold, "null_rate_threshold")
         self.min_rows = _array.check_count(min_rows, "min_rows", allow_none=False, minimum=1)
         self.top_k = _array.check_count(top_k, "top_k", allow_none=False, minimum=0)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = int(seed)
+        self.seed = _array.check_seed(seed)
         self._callbacks: list[Callable] = []
         self._history: list[dict] = []
         self.last_report: DriftReport | None = None
