@@ -480,3 +480,17 @@ def test_cosine_scores_do_not_depend_on_the_embedding_scale(scale):
     assert groups[30] == 0 and groups[31] == 1  # the copies join their originals
     np.testing.assert_array_equal(curate.uniqueness(ys), curate.uniqueness(y))
     np.testing.assert_array_equal(curate.outlier_scores(ys), curate.outlier_scores(y))
+
+
+def test_class_balance_unorderable_object_labels():
+    # Was numpy's "'<' not supported between instances of 'str' and 'int'" from np.unique.
+    with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*\['int', 'str'\]"):
+        curate.class_balance(np.array([1, "a"], dtype=object))
+    with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*NoneType"):
+        curate.class_balance(np.array(["a", None], dtype=object))
+    # object-dtype strings (what pandas hands over) crashed on .item() of a Python str
+    cb = curate.class_balance(np.array(["b", "a", "b"], dtype=object))
+    assert cb.classes.tolist() == ["a", "b"] and cb.counts.tolist() == [1, 2]
+    assert cb.majority == "b" and cb.minority == "a" and type(cb.majority) is str
+    cb = curate.class_balance(np.array([3, 1, 3]))
+    assert cb.majority == 3 and type(cb.majority) is int

@@ -218,6 +218,19 @@ def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int 
     return int(value)
 
 
+def unique_labels(a: np.ndarray, what: str, **kwargs: Any) -> Any:
+    """``np.unique(a, **kwargs)`` for label arrays: object labels that cannot be sorted together
+    (str mixed with int, None) raise a ``TypeError`` naming ``what`` and the types found, instead
+    of numpy's "'<' not supported between instances of 'str' and 'int'"."""
+    try:
+        return np.unique(a, **kwargs)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in a.tolist()})
+        raise TypeError(
+            f"{what} must be mutually orderable (all numbers or all strings, no None), got a mix of {kinds}"
+        ) from None
+
+
 def check_seed(value: Any, name: str = "seed", *, maximum: int | None = None) -> int:
     """A random seed as a Python int >= 0 (``numpy.random.default_rng`` rejects negative seeds
     with a message that does not name the argument, and ``None`` would silently mean "random",

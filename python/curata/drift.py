@@ -686,14 +686,7 @@ def _label_counts(a: np.ndarray, b: np.ndarray, nan: int):
             if arr.size == 0:
                 raise ValueError(f"{name} column {j} has no values after omitting NaN; binned statistics need at least 1 per column")
         both = np.concatenate([x, y])
-        try:
-            values, inverse = np.unique(both, return_inverse=True)
-        except TypeError:  # object labels that cannot be sorted together, e.g. str and int or None
-            kinds = sorted({type(v).__name__ for v in both.tolist()})
-            raise TypeError(
-                f"ref and cur labels of column {j} must be mutually orderable (all numbers or all "
-                f"strings, no None), got a mix of {kinds}"
-            ) from None
+        values, inverse = _array.unique_labels(both, f"ref and cur labels of column {j}", return_inverse=True)
         cats.append(values)
         rc.append(np.bincount(inverse[: x.size], minlength=values.size))
         cc.append(np.bincount(inverse[x.size :], minlength=values.size))
