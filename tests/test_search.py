@@ -520,3 +520,23 @@ def test_cosine_1e30_embeddings_find_their_neighbours(rng):
     d, i = search.knn(x, x, 3, "cosine")
     check_against_reference(x, x, 3, "cosine", d, i)
     assert np.all(d[:, 0] > 0.999)  # each row is its own best match, not a -inf score
+
+
+def test_row_abs_max_bits_against_numpy(rng):
+    # The per-row scan behind the cosine rescaling: bits of max |value| per row, both code paths.
+    from curata import _core
+
+    x = rng.standard_normal((300, 13)).astype(np.float32) * np.float32(1e-3)
+    x[5] = 0.0
+    x[7, 2] = -3e30
+    x[9, 4] = np.inf
+    x[11, 0] = np.nan
+    x[13] = np.float32(1e-42)  # subnormal
+    want = np.abs(x).max(axis=1).view(np.uint32).copy()
+    want[11] = max(want[11], np.float32(np.nan).view(np.uint32) & 0x7FFFFFFF)
+    for hw in (True, False):
+        got = _core.row_abs_max_bits(x.view(np.uint32), allow_hardware=hw)
+        assert got.dtype == np.uint32 and got.shape == (300,)
+        np.testing.assert_array_equal(np.delete(got, 11), np.delete(want, 11))
+        assert got[11] >= 0x7F800000 and got[9] == 0x7F800000 and got[5] == 0
+    assert _core.row_abs_max_bits(np.zeros((0, 4), np.uint32)).shape == (0,)

@@ -111,7 +111,9 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
         ``1e-7 * (|q - mu|^2 + |b - mu|^2)``, also for data far from the origin; identical rows
         give exactly 0.
         ``"cosine"``: ``<q, b> / (|q| |b|)``, largest first; a zero vector has similarity 0 with
-        everything (it is not an error).
+        everything (it is not an error). Scale-free for any finite row: rows whose largest
+        ``|value|`` is outside ``[2^-50, 2^50]`` (float32 squared norms would overflow or
+        underflow) are multiplied by a power of two first, in a copy (exact: the same cosines).
 
     Returns
     -------
