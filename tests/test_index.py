@@ -1059,3 +1059,20 @@ def test_cosine_queries_whose_float32_norms_overflow_or_underflow(rng, scale):
     np.testing.assert_array_equal(lims, lims0)
     np.testing.assert_array_equal(ri, ri0)
     np.testing.assert_array_equal(rd, rd0)
+
+
+def test_save_to_a_directory_or_a_missing_directory_names_the_path(tmp_path, rng):
+    # The errors named the hidden temporary file ('.../no/.x.idx.nwfbsbij.tmp', or a temp file
+    # written in full next to the directory before the rename failed); nothing is left behind.
+    index = Index(4)
+    index.add(rng.standard_normal((50, 4)).astype(np.float32))
+    target = tmp_path / "folder"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        index.save(target)
+    assert info.value.filename == str(target)
+    missing = tmp_path / "no" / "x.idx"
+    with pytest.raises(FileNotFoundError) as info:
+        index.save(missing)
+    assert info.value.filename == str(tmp_path / "no")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any(target.iterdir())
