@@ -540,3 +540,36 @@ def test_row_abs_max_bits_against_numpy(rng):
         np.testing.assert_array_equal(np.delete(got, 11), np.delete(want, 11))
         assert got[11] >= 0x7F800000 and got[9] == 0x7F800000 and got[5] == 0
     assert _core.row_abs_max_bits(np.zeros((0, 4), np.uint32)).shape == (0,)
+
+
+def test_float64_values_beyond_float32_are_named_as_such(rng):
+    # float64 1e39 became inf in the float32 conversion (with numpy's "overflow encountered in
+    # cast" warning) and was then reported as "NaN or infinity in row 2", which the user never had.
+    import warnings
+
+    b = rng.standard_normal((6, 3))
+    bad = b.copy()
+    bad[2, 1] = -1e39
+    msg = r"holds finite values beyond the float32 range \(\|v\| > 3.403e\+38\), got float64 input"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks either
+        with pytest.raises(ValueError, match="^base " + msg):
+            search.knn(bad, b, 1)
+        with pytest.raises(ValueError, match="^queries " + msg):
+            search.knn(b, bad, 1)
+        with pytest.raises(ValueError, match="^x " + msg):
+            search.knn_graph(bad, 1)
+        index = search.Index(3)
+        with pytest.raises(ValueError, match="^x " + msg):
+            index.add(bad)
+        assert len(index) == 0
+        index.add(b)
+        with pytest.raises(ValueError, match="^queries " + msg):
+            index.search(bad, 1)
+        inf = b.copy()
+        inf[4, 0] = np.inf  # a genuine infinity keeps its own message
+        with pytest.raises(ValueError, match=r"^base must be finite, got NaN or infinity in row 4$"):
+            search.knn(inf, b, 1)
+        ok = b.copy()
+        ok[0, 0] = 3e38  # within range: fine
+        search.knn(ok, b, 1, "cosine")

@@ -77,6 +77,7 @@ def float_array(
     *,
     shape: Sequence[int | None] | None = None,
     dtype: np.dtype | None = None,
+    finite_cast: bool = False,
 ) -> np.ndarray:
     """A C-contiguous float32/float64 host array for the core library, converted at most once.
 
@@ -90,6 +91,11 @@ def float_array(
     dtype : numpy dtype, optional
         Force this compute dtype (float32 or float64). By default float64 stays float64, float32
         stays float32, float16/bfloat16 and integer input become float32 / float64 respectively.
+    finite_cast : bool
+        With a forced float32 ``dtype``: finite values beyond the float32 range (float64 input
+        above ~3.4e38) raise ``ValueError`` naming ``name`` instead of becoming infinity (which
+        the caller's finiteness check would then report as "NaN or infinity" the user never had).
+        Free: numpy flags the overflow during the one conversion.
     """
     a = _to_numpy_view(x, name)
     if a.dtype == np.bool_ or a.dtype.kind not in "fiu":
@@ -104,6 +110,15 @@ def float_array(
             dtype = np.dtype(np.float32)
         else:
             dtype = np.dtype(np.float64)
+    if finite_cast:
+        with np.errstate(over="raise"):
+            try:
+                return np.ascontiguousarray(a, dtype=dtype)
+            except FloatingPointError:
+                raise ValueError(
+                    f"{name} holds finite values beyond the {np.dtype(dtype).name} range "
+                    f"(|v| > {float(np.finfo(dtype).max):.4g}), got {a.dtype} input; the computation is in {np.dtype(dtype).name}"
+                ) from None
     return np.ascontiguousarray(a, dtype=dtype)
 
 

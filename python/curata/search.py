@@ -58,7 +58,7 @@ def _device_module(*arrays: Any) -> Any:
 
 
 def _vectors(x: Any, name: str) -> np.ndarray:
-    a = _array.float_array(x, name, dtype=np.dtype(np.float32))
+    a = _array.float_array(x, name, dtype=np.dtype(np.float32), finite_cast=True)
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D), got {tuple(a.shape)}")
     if a.shape[1] == 0:
