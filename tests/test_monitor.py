@@ -112,6 +112,12 @@ def test_bonferroni_and_thresholds():
     assert [r.drift for r in psi] == [r.statistic > 0.25 for r in psi]
     with pytest.raises(ValueError, match="thresholds keys must be distances"):
         DriftMonitor(ref, thresholds={"ks": 0.1})
+    # A threshold no configured test uses was silently ignored (it could never decide).
+    with pytest.raises(ValueError, match=r"^thresholds\['wasserstein'\] is set but 'wasserstein' is in neither tests"):
+        DriftMonitor(ref, tests=("ks",), thresholds={"wasserstein": 0.1}, n_clusters=None)
+    # cluster_fit_rows below n_clusters: named as such (was kmeans' "rows of x" message)
+    with pytest.raises(ValueError, match=r"^n_clusters must be <= cluster_fit_rows \(3\), got 4$"):
+        DriftMonitor(ref, n_clusters=4, cluster_fit_rows=3)
 
 
 def test_cluster_share_shift_detected():

@@ -503,6 +503,8 @@ class DriftMonitor:
         Decision thresholds of distances, e.g. ``{"psi": 0.25, "wasserstein": 0.1}``: a column
         drifts when the distance exceeds its threshold. Distances without a threshold are
         reported but never decide. Thresholds are not part of the multiple-testing correction.
+        A threshold for a distance in neither ``tests`` nor ``categorical_tests`` raises
+        ValueError (it could never decide).
     columns : sequence of int (arrays) or str (Tables), optional
         Columns to monitor (default: all numeric and categorical columns).
     embeddings : None, sequence of int/str, or str (Table fixed-size-list column), optional
@@ -651,6 +653,12 @@ class DriftMonitor:
                 )
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"thresholds[{k!r}] must be a finite number >= 0, got {v!r}")
+            if k not in self.tests and k not in self.categorical_tests:
+                # A threshold that no test uses would silently never decide anything.
+                raise ValueError(
+                    f"thresholds[{k!r}] is set but {k!r} is in neither tests {list(self.tests)} nor "
+                    f"categorical_tests {list(self.categorical_tests)}; add it to tests"
+                )
             out[k] = float(v)
         return out
 
@@ -841,6 +849,8 @@ class DriftMonitor:
                 f"n_clusters must be <= {x.shape[0]} (reference rows with finite embeddings), got {k}; "
                 "pass n_clusters=None to disable the cluster share shift"
             )
+        if self.cluster_fit_rows is not None and k > self.cluster_fit_rows:
+            raise ValueError(f"n_clusters must be <= cluster_fit_rows ({self.cluster_fit_rows}), got {k}")
         if self.cluster_fit_rows is not None and x.shape[0] > self.cluster_fit_rows:
             pick = np.sort(np.random.default_rng([self.seed, 2]).choice(x.shape[0], self.cluster_fit_rows, replace=False))
             x = x[pick]
