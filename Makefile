@@ -21,7 +21,10 @@ BENCH_VENV := .venv-bench
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_STAMP := $(BENCH_VENV)/.deps-stamp
 BENCH_BUILD_STAMP := $(BENCH_VENV)/.build-stamp
-BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy scikit-learn==1.9.1 'cleanlab[datalab]==2.9.0' ultralytics==8.4.190
+# Drift peers: nannyml only (plus statsmodels, which `import nannyml` needs but nannyml 0.13.1 does not
+# declare). alibi-detect 0.13.0 (newest) requires numpy<2 and pandas<3, and evidently 0.7.23 fails to
+# import with pandas 3 (benchmarks/drift.py, docs/benchmarks.md): both left out.
+BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy scikit-learn==1.9.1 'cleanlab[datalab]==2.9.0' ultralytics==8.4.190 nannyml==0.13.1 statsmodels==0.15.0
 
 .PHONY: demo test build bench bench-venv gpu-check cuda-sim clean venv
 

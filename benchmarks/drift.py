@@ -40,6 +40,47 @@ temporary). They get curata's bandwidth and the labellings of ``curata.drift.per
 statistics to 1e-9 before anything is timed. Sizes: 2k, 5k and 10k per side (10k: curata alone);
 ``--quick``: 1k + 1k with both dense peers.
 
+The real peers (``... (real peers)`` cases; the libraries themselves, called as their users call
+them, in this process on the same data). Optional: a peer that cannot be imported is a clean skip
+whose reason says why. Only NannyML is in the bench venv (Makefile ``BENCH_DEPS``:
+``nannyml==0.13.1``); the other two cannot live next to the shared stack (numpy 2.4.6, pandas
+3.1.1), which is not downgraded for them: alibi-detect 0.13.0, the newest, declares
+``numpy<2.0.0``, ``pandas<3.0.0``, ``Pillow<11.0.0`` and ``numba<0.60`` (numba 0.59 itself needs
+numpy < 1.27); Evidently 0.7.23 declares ``pandas>=1.3.5`` but ``import evidently`` fails on pandas
+3 (``ImportError: cannot import name 'infer_dtype_from_object' from 'pandas.core.dtypes.common'``).
+They run in a venv with numpy 1.26.4 and pandas 2.3.3 (docs/benchmarks.md, "Drift: the real peers").
+
+* ``ks N vs M x 64 (real peers)`` (100k and 10k; ``--quick``: 10k), the per-column data above:
+  ``curata.drift.ks``; ``scipy loop``; ``alibi-detect KSDrift`` (built on the reference outside
+  the timing; timed: ``predict(cur, drift_type="feature")``: always-asymptotic KS per feature,
+  float32 distances and p-values); ``Evidently DataDriftPreset(ks)`` (timed: the DataFrames, two
+  ``Dataset.from_pandas``, ``Report([DataDriftPreset(method="ks")]).run`` and the p-values from
+  ``snapshot.dict()``: its drift score for KS is scipy's ``ks_2samp`` p-value); NannyML's
+  ``UnivariateDriftCalculator(continuous_methods=["kolmogorov_smirnov"], chunk_number=1)``, timed
+  as DataFrames + ``fit(ref)`` + ``calculate(cur)`` + ``to_df()`` and, fitted outside the timing,
+  ``calculate`` alone (no p-values; from 10,000 reference rows on, the statistic comes from 10,000
+  equal-width bins). Checked: scipy and Evidently equal to 1e-12 relative; alibi-detect within
+  float32 rounding (2^-23 relative, 1.2e-38 absolute) of curata's statistic and of curata's
+  ``method="asymp"`` p-values (at 10k curata's default is the exact p-value, as scipy's: a "note");
+  NannyML's statistic between curata's minus the largest share of either sample in one of its bins
+  and curata's (:func:`nannyml_ks_gap`; a "note": approximate, no p-value). With Evidently present,
+  no warm-up or calibration and 3 (100k) / 5 (10k) rounds of one call (its report takes ~15-30 s
+  per call at 100k).
+* ``mmd N + M x 512, B=100 (real peers)`` (the MMD data above; 2k and 10k per side; ``--quick``: 1k),
+  one timed round after the check: ``curata.drift.mmd``; ``alibi-detect MMDDrift (torch CPU)``
+  (``backend="pytorch"``, ``device="cpu"``, curata's median-heuristic bandwidth as ``sigma``, 100
+  permutations; detector construction, which computes the reference kernel block, and
+  ``predict`` both timed; 2k + 2k only: it gathers the dense (N x N) float32 kernel once per
+  permutation, ~100 s per call at 5k + 5k here); Evidently's embeddings drift with its MMD method,
+  default settings (no p-value; its own bandwidth: median distance between 1000-row samples of
+  each side), as the method object alone on two DataFrames (``MMDDriftMethod()(cur, ref)``) and,
+  at 10k only, as the ``Report([EmbeddingsDrift("emb", MMDDriftMethod())])`` a user runs, which
+  also fits a t-SNE of 2 x 2500 rows for its plot (~1 min whatever the size). Checked: alibi-detect's
+  MMD^2 within 1e-5 of curata's at the same bandwidth; Evidently's MMD^2 within 1e-5 of curata's
+  computed at Evidently's bandwidth (:func:`evidently_bandwidth`), the report's equal to the
+  method's (``MMD_FLOAT32_ATOL``: both sum float32 kernels in float32); permutation p-values are
+  reported, not compared (alibi-detect's are unseeded and lack the +1). A "note".
+
 Sanity timing of the torch device path on the CPU (``--device cpu``, ``all tests 10k vs 10k x 64
 (torch CPU)``): :func:`curata.drift.column_tests` (five tests from one sort per column in the C++
 core) against the same five tests computed by ``curata._drift_device`` on CPU torch tensors (the
@@ -65,6 +106,7 @@ the host (what one shared sort saves). Checked: identical results.
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from typing import Callable
 
@@ -72,7 +114,7 @@ import numpy as np
 
 from ._harness import Case, Check, Contender, contender
 
-PEER_DISTRIBUTIONS = ("scipy",)
+PEER_DISTRIBUTIONS = ("scipy", "alibi-detect", "evidently", "nannyml", "pandas")
 TESTS = ("ks", "cramervonmises", "mannwhitneyu", "wasserstein", "energy")
 # name: (n, m, D, tests)
 COLUMN_CASES = {
@@ -494,6 +536,393 @@ def _mmd_case(n: int, m: int, d: int, b: int, dense: tuple[str, ...], warmup: in
                 warmup=warmup, max_repeats=max_repeats)
 
 
+# ------------------------------------------------------------------------------ the real peers
+# alibi-detect, Evidently and NannyML run as their users run them, in this process, on the data of
+# the cases above. They are optional: a peer that cannot be imported is a clean skip, and the skip
+# says why it is not in the bench venv (Makefile BENCH_DEPS). Facts read from each peer's metadata
+# and code (2026-11-23).
+PEER_WHY_MISSING = {
+    "alibi_detect": "alibi-detect 0.13.0 (newest) requires numpy<2, pandas<3, Pillow<11, numba<0.60; "
+                    "not in BENCH_DEPS (here: numpy {numpy}, pandas {pandas})",
+    "evidently": "evidently 0.7.23 imports pandas.core.dtypes.common.infer_dtype_from_object, removed in "
+                 "pandas 3; not in BENCH_DEPS (here: pandas {pandas})",
+    "nannyml": "nannyml==0.13.1 is in BENCH_DEPS: run make bench-venv",
+}
+# KS per column: 100k vs 100k x 64 (Evidently's report takes ~30 s per call there: one check call
+# plus REAL_KS_ROUNDS timed rounds, no warm-up) and 10k vs 10k x 64.
+REAL_KS_CASES = {"100k vs 100k x 64": (100_000, 100_000, 64, 3), "10k vs 10k x 64": (10_000, 10_000, 64, 5)}
+REAL_KS_QUICK = ("10k vs 10k x 64",)
+# MMD (n, m, D, B, with alibi-detect, with Evidently's report), one timed round each. alibi-detect
+# gathers the dense (n + m)^2 kernel once per permutation: ~100 s per call at 5k + 5k on 2 busy
+# cores (~4x that at 10k + 10k), so it runs at 2k + 2k only. Evidently's report spends ~1 min on a
+# t-SNE of 2 x 2500 rows for its plot whatever the size: 10k + 10k only.
+REAL_MMD_CASES = [(2_000, 2_000, 512, 100, True, False), (10_000, 10_000, 512, 100, False, True)]
+REAL_MMD_QUICK = [(1_000, 1_000, 512, 100, True, False)]
+ALIBI_MMD_TOO_SLOW = ("not run at this size: alibi-detect gathers the dense (n + m)^2 kernel once per permutation "
+                      "(~100 s per call at 5k + 5k on 2 cores, ~4x at 10k + 10k); timed at 2k + 2k")
+EVIDENTLY_REPORT_SKIPPED = ("not run at this size: the report's t-SNE plot (~1 min, any size above 2500 rows per "
+                            "side) dominates; timed at 10k + 10k")
+# alibi-detect stores KS p-values (and distances) in float32: compared with curata's float64 values
+# to float32 rounding, relative 2^-23 (one float32 ulp, twice the rounding error), absolute
+# float32's smallest normal (below it float32 has fewer significant bits).
+FLOAT32_RTOL = 2.0**-23
+FLOAT32_ATOL = float(np.finfo(np.float32).tiny)
+# NannyML's KS ("kolmogorov_smirnov", calculation_method "auto"): scipy's exact-or-asymptotic
+# statistic when the reference has fewer than 10,000 rows, else the largest gap between the two
+# cumulative shares at the edges of 10,000 equal-width bins over [min(ref), max(ref)].
+NANNYML_EXACT_BELOW = 10_000
+NANNYML_BINS = 10_000
+# MMD^2 from alibi-detect (float32 kernel, torch float32 sums) and Evidently (scikit-learn's float32
+# RBF kernel matrix summed by numpy in float32) against curata's float64 value at the same
+# bandwidth. The statistic is ~1.3e-4 here, a difference of three block means of ~0.37 each, and
+# float32 sums of 10^8 kernel values lose ~1e-6 of that: measured at 10k + 10k, Evidently is 1.1e-6
+# below curata (the same float32 kernel summed in float64 agrees with curata to 2e-11); alibi-detect
+# 6e-9 at 2k + 2k, 1.2e-7 at 5k + 5k. A wrong bandwidth or a biased (diagonal-included) estimate
+# moves it by ~1e-4 or more.
+MMD_FLOAT32_ATOL = 1e-5
+
+
+def _peer(module: str):
+    """Import a drift peer (or one of its modules); any failure to import is an ImportError saying
+    why the peer is missing, so :func:`benchmarks._harness.contender` turns it into a clean skip."""
+    if module.split(".")[0] == "nannyml":
+        import os  # noqa: PLC0415
+
+        os.environ["NML_DISABLE_USAGE_LOGGING"] = "1"  # no usage telemetry from a benchmark
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - a peer broken by the installed stack is a missing peer
+        from ._harness import _dist_version  # noqa: PLC0415
+
+        why = PEER_WHY_MISSING[module.split(".")[0]].format(numpy=_dist_version("numpy"), pandas=_dist_version("pandas"))
+        raise ImportError(f"{why} [{type(exc).__name__}: {exc}]") from exc
+
+
+def _frames(ref, cur, prefix="x"):
+    import pandas as pd  # noqa: PLC0415
+
+    cols = [f"{prefix}{j}" for j in range(ref.shape[1])]
+    return pd.DataFrame(ref, columns=cols), pd.DataFrame(cur, columns=cols), cols
+
+
+def alibi_ks(ref, cur):
+    """alibi-detect ``KSDrift``: the detector is built on ``ref`` outside the timing (what a
+    monitoring job keeps); the callable predicts on ``cur`` and returns (distances, p-values),
+    float32 per feature."""
+    cd = _peer("alibi_detect.cd")
+    detector = cd.KSDrift(ref, p_val=0.05)
+
+    def run():
+        out = detector.predict(cur, drift_type="feature", return_p_val=True, return_distance=True)["data"]
+        return np.asarray(out["distance"]), np.asarray(out["p_val"])
+
+    return run
+
+
+def evidently_ks(ref, cur):
+    """Evidently's data drift preset with the KS test forced for every column: DataFrames from the
+    arrays, two ``Dataset.from_pandas``, ``Report([DataDriftPreset(method="ks")]).run`` and the
+    p-values read from ``snapshot.dict()``, all in the callable (what a user runs per check)."""
+    ev = _peer("evidently")
+    presets = _peer("evidently.presets")
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rdf, cdf, cols = _frames(ref, cur)
+            definition = ev.DataDefinition(numerical_columns=cols)
+            snapshot = ev.Report([presets.DataDriftPreset(method="ks")]).run(
+                ev.Dataset.from_pandas(cdf, data_definition=definition),
+                ev.Dataset.from_pandas(rdf, data_definition=definition))
+            values = {m["config"]["column"]: m["value"] for m in snapshot.dict()["metrics"]
+                      if m["config"]["type"].endswith(":ValueDrift")}
+        return np.array([values[c] for c in cols], dtype=np.float64)
+
+    return run
+
+
+def nannyml_ks(ref, cur, fitted: bool = False):
+    """NannyML's ``UnivariateDriftCalculator`` with ``continuous_methods=["kolmogorov_smirnov"]``
+    and one chunk (``chunk_number=1``: the whole current sample, like the other contenders).
+    ``fitted=False``: DataFrames, ``fit(reference)`` and ``calculate(current)`` in the callable;
+    ``fitted=True``: fitted outside the timing, the callable runs ``calculate`` only. Returns the
+    statistic per column (NannyML gives no p-value)."""
+    nml = _peer("nannyml")
+    nml.disable_usage_logging()
+    rdf, cdf, cols = _frames(ref, cur)
+
+    def fit(reference):
+        calc = nml.UnivariateDriftCalculator(column_names=cols, continuous_methods=["kolmogorov_smirnov"],
+                                             chunk_number=1)
+        return calc.fit(reference)
+
+    def statistics(calc, current):
+        table = calc.calculate(current).filter(period="analysis").to_df()
+        return np.array([table[(c, "kolmogorov_smirnov", "value")].iloc[0] for c in cols], dtype=np.float64)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        done = fit(rdf) if fitted else None
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "number of chunks is too low" (one chunk on purpose)
+            if fitted:
+                return statistics(done, cdf)
+            r, c, _ = _frames(ref, cur)
+            return statistics(fit(r), c)
+
+    return run
+
+
+def nannyml_ks_gap(ref, cur) -> np.ndarray:
+    """Per column, how far below the exact KS statistic NannyML's binned one may lie: the largest
+    share of either sample in one of its bins (between two bin edges both empirical CDFs rise by at
+    most their share of that bin, so the gap |F_ref - F_cur| moves by at most that much; at and
+    beyond the edges NannyML evaluates it exactly). 0 where NannyML computes the exact statistic."""
+    n, d = ref.shape
+    if n < NANNYML_EXACT_BELOW:
+        return np.zeros(d)
+    out = np.empty(d)
+    for j in range(d):
+        edges = np.linspace(ref[:, j].min(), ref[:, j].max(), NANNYML_BINS + 1)
+        share_ref = np.histogram(ref[:, j], edges)[0].max() / n
+        share_cur = np.histogram(cur[:, j], edges)[0].max() / cur.shape[0]
+        out[j] = max(share_ref, share_cur)
+    return out
+
+
+def _ks_peers_check(contenders: list[Contender], ref, cur) -> Check:
+    from curata import drift  # noqa: PLC0415
+
+    try:
+        ours = drift.ks(ref, cur)
+    except Exception as exc:  # noqa: BLE001
+        return Check("unchecked", f"curata failed, peers timed alone: {type(exc).__name__}: {exc}")
+    stat, p = np.asarray(ours.statistic, dtype=np.float64), np.asarray(ours.pvalue, dtype=np.float64)
+    asymp = None
+    problems, said, note = [], [], False
+    for c in contenders[1:]:
+        if c.fn is None or c.name.startswith("curata"):
+            continue
+        got = c.fn()
+        if c.name == "scipy loop":
+            s, q = _values(got)
+            diff = max(_max_rel(s, stat), _max_rel(q, p))
+            if not diff <= COLUMN_RTOL:
+                problems.append(f"scipy loop differs by {diff:.3g} (relative)")
+            said.append(f"scipy loop: statistic and p-value equal to {COLUMN_RTOL:g} (max {diff:.2g})")
+        elif c.name.startswith("alibi-detect"):
+            dist, q = (np.asarray(x, dtype=np.float64) for x in got)
+            if asymp is None:
+                asymp = np.asarray(drift.ks(ref, cur, method="asymp").pvalue, dtype=np.float64)
+            if dist.shape != stat.shape or q.shape != p.shape:
+                problems.append(f"{c.name}: shapes {dist.shape}, {q.shape}, expected {stat.shape}")
+                continue
+            bad_s = np.abs(dist - stat) > FLOAT32_RTOL * np.abs(stat) + FLOAT32_ATOL
+            bad_p = np.abs(q - asymp) > FLOAT32_RTOL * np.abs(asymp) + FLOAT32_ATOL
+            rel = max(_max_rel(dist, stat), _max_rel(q, asymp))
+            if bad_s.any() or bad_p.any():
+                problems.append(f"{c.name}: {int(bad_s.sum())} statistics / {int(bad_p.sum())} p-values outside "
+                                f"float32 rounding of curata's (max relative difference {rel:.3g})")
+            same_method = np.array_equal(asymp, p)
+            note |= not same_method
+            which = "" if same_method else "method='asymp' "
+            said.append(f"{c.name}: float32 statistic and p-value within float32 rounding (relative 2^-23, "
+                        f"absolute {FLOAT32_ATOL:.3g}) of curata's {which}values (max relative {rel:.2g})"
+                        + ("" if same_method else "; alibi-detect's KS is always asymptotic, curata's and "
+                           f"scipy's default is exact at this size (max |p_exact - p_asymp| "
+                           f"{float(np.max(np.abs(p - asymp))):.2g})"))
+        elif c.name.startswith("Evidently"):
+            q = np.asarray(got, dtype=np.float64)
+            diff = _max_rel(q, p)
+            if not diff <= COLUMN_RTOL:
+                problems.append(f"{c.name} p-values differ by {diff:.3g} (relative)")
+            said.append(f"{c.name}: p-values (its drift score) equal to {COLUMN_RTOL:g} (max {diff:.2g})")
+        elif c.name.startswith("NannyML"):
+            s = np.asarray(got, dtype=np.float64)
+            if s.shape != stat.shape:
+                problems.append(f"{c.name}: shape {s.shape}, expected {stat.shape}")
+                continue
+            gap = nannyml_ks_gap(ref, cur)
+            below = stat - s
+            if np.any(below < -1e-12) or np.any(below > gap + 1e-12):
+                problems.append(f"{c.name}: statistic outside [curata - bin bound, curata] (differences "
+                                f"{float(below.min()):.3g} .. {float(below.max()):.3g}, bound {float(gap.max()):.3g})")
+            note = True
+            said.append(f"{c.name}: no p-value; statistic from {NANNYML_BINS} bins, below curata's by at most the "
+                        f"largest bin share ({float(below.max()):.2g} <= bound {float(gap.max()):.2g})"
+                        if gap.max() > 0 else f"{c.name}: no p-value; statistic equal to 1e-12")
+    if problems:
+        return Check("mismatch", "; ".join(problems))
+    if not said:
+        return Check("unchecked", "no peer importable")
+    return Check("note" if note else "ok", "; ".join(said))
+
+
+def _ks_peers_case(label: str, n: int, m: int, d: int, rounds: int) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = make_data(n, m, d)
+    params = {"test": "ks", "n": n, "m": m, "columns": d, "dtype": "float64",
+              "data": "N(0,1) columns; a quarter shifted by 0.05, an eighth scaled by 1.02", "seed": 0,
+              "peers": "alibi-detect KSDrift, Evidently DataDriftPreset(method='ks'), NannyML UnivariateDriftCalculator"}
+    contenders = [
+        Contender("curata", lambda: drift.ks(ref, cur), note="curata.drift.ks(ref, cur): statistics and p-values"),
+        contender("scipy loop", lambda: _scipy("ks", ref, cur), note="[scipy.stats.ks_2samp(ref[:, j], cur[:, j]) for j]"),
+        contender("alibi-detect KSDrift", lambda: alibi_ks(ref, cur),
+                  note="KSDrift(ref) built outside the timing; timed: predict(cur, drift_type='feature') "
+                       "(asymptotic KS per feature, float32 p-values)"),
+        contender("Evidently DataDriftPreset(ks)", lambda: evidently_ks(ref, cur),
+                  note="timed: DataFrames, Dataset.from_pandas x2, Report([DataDriftPreset(method='ks')]).run, "
+                       "p-values from snapshot.dict()"),
+        contender("NannyML KS (fit + calculate)", lambda: nannyml_ks(ref, cur),
+                  note="timed: DataFrames, UnivariateDriftCalculator(continuous_methods=['kolmogorov_smirnov'], "
+                       "chunk_number=1).fit(ref).calculate(cur), statistics from to_df(); no p-values"),
+        contender("NannyML KS (calculate)", lambda: nannyml_ks(ref, cur, fitted=True),
+                  note="fitted on the reference outside the timing; timed: calculate(cur) and to_df()"),
+    ]
+    # Evidently's report costs seconds (10k) to ~30 s (100k) per call: when it runs, no warm-up or
+    # calibration (the check has run every contender once), one call per sample, `rounds` rounds;
+    # without it, the harness's usual warm-up, calibration and rounds.
+    slow = any(c.fn is not None for c in contenders if c.name.startswith("Evidently"))
+    return Case(f"ks {label} (real peers)", "ks-peers", params, contenders,
+                check=lambda: _ks_peers_check(contenders, ref, cur), calibrate=not slow,
+                max_repeats=rounds if slow else None)
+
+
+def alibi_mmd(ref, cur, sigma: float, n_permutations: int):
+    """alibi-detect ``MMDDrift`` with the PyTorch backend on the CPU, curata's bandwidth and
+    ``n_permutations``: detector built (its reference kernel block included) and ``predict`` in the
+    callable, as one test costs. Returns (MMD^2, p-value)."""
+    cd = _peer("alibi_detect.cd")
+    _peer("torch")
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            detector = cd.MMDDrift(ref, backend="pytorch", sigma=np.array([sigma], dtype=np.float32),
+                                   n_permutations=n_permutations, device="cpu")
+            out = detector.predict(cur, return_p_val=True, return_distance=True)["data"]
+        return float(out["distance"]), float(out["p_val"])
+
+    return run
+
+
+def evidently_mmd(ref, cur, report: bool):
+    """Evidently's embeddings drift with its MMD method (default settings: no bootstrap, hence no
+    p-value; bandwidth = median Euclidean distance between 1000-row samples of each side, kernel
+    exp(-d^2 / bandwidth^2)). ``report=True``: DataFrames, two ``Dataset.from_pandas`` with the
+    embedding columns declared, ``Report([EmbeddingsDrift("emb", MMDDriftMethod())]).run`` (which
+    also fits a t-SNE of 2 x 2500 rows for its plot) and the value from ``snapshot.dict()``;
+    ``report=False``: the method object alone on the two DataFrames (``MMDDriftMethod()(cur, ref)``,
+    what the report calls). Returns MMD^2 (clipped at 0 by Evidently)."""
+    ev = _peer("evidently")
+    metrics = _peer("evidently.metrics")
+    method = _peer("evidently.metrics.embeddings").MMDDriftMethod
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rdf, cdf, cols = _frames(ref, cur, prefix="e")
+            if not report:
+                return float(method()(cdf, rdf)[0])
+            definition = ev.DataDefinition(embeddings={"emb": cols})
+            snapshot = ev.Report([metrics.EmbeddingsDrift(embeddings_name="emb", drift_method=method())]).run(
+                ev.Dataset.from_pandas(cdf, data_definition=definition),
+                ev.Dataset.from_pandas(rdf, data_definition=definition))
+            return float(snapshot.dict()["metrics"][0]["value"])
+
+    return run
+
+
+def evidently_bandwidth(ref, cur) -> float:
+    """The sigma of curata's kernel exp(-d^2 / (2 sigma^2)) equal to Evidently's MMD kernel
+    exp(-d^2 / s^2), s = median Euclidean distance between ``sample(1000, random_state=0)`` of the
+    reference and of the current DataFrame (pandas' seeded sampling; the sampling rule is Evidently's)."""
+    import pandas as pd  # noqa: PLC0415
+
+    x = pd.DataFrame(ref).sample(min(len(ref), 1000), random_state=0).to_numpy(np.float64)
+    y = pd.DataFrame(cur).sample(min(len(cur), 1000), random_state=0).to_numpy(np.float64)
+    d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
+    return float(np.median(np.sqrt(np.maximum(d2, 0.0)))) / np.sqrt(2.0)
+
+
+def _mmd_peers_check(contenders: list[Contender], ref, cur, sigma: float) -> Check:
+    from curata import drift  # noqa: PLC0415
+
+    try:
+        ours = contenders[0].fn()
+    except Exception as exc:  # noqa: BLE001
+        return Check("unchecked", f"curata failed, peers timed alone: {type(exc).__name__}: {exc}")
+    problems, said, metrics = [], [], {"curata_statistic": ours.statistic, "curata_pvalue": ours.pvalue}
+    ev_values, ev_stat = {}, None
+    for c in contenders[1:]:
+        if c.fn is None:
+            continue
+        got = c.fn()
+        if c.name.startswith("alibi-detect"):
+            stat, pval = got
+            err = abs(stat - ours.statistic)
+            metrics.update(alibi_statistic=stat, alibi_pvalue=pval)
+            if not err <= MMD_FLOAT32_ATOL:
+                problems.append(f"{c.name}: MMD^2 {stat:.6g} vs curata's {ours.statistic:.6g} (|diff| {err:.3g})")
+            said.append(f"{c.name}: MMD^2 at curata's bandwidth within {MMD_FLOAT32_ATOL:g} of curata's "
+                        f"(|diff| {err:.2g}, float32); permutation p-values {pval:.3g} (no +1, unseeded "
+                        f"randperm) vs curata's {ours.pvalue:.3g}")
+        elif c.name.startswith("Evidently"):
+            if ev_stat is None:
+                s_ev = evidently_bandwidth(ref, cur)
+                ev_stat = max(drift.mmd(ref, cur, bandwidth=s_ev, n_permutations=1, seed=0).statistic, 0.0)
+                metrics.update(evidently_bandwidth_sigma=s_ev, curata_statistic_at_evidently_bandwidth=ev_stat)
+            ev_values[c.name] = got
+            err = abs(got - ev_stat)
+            metrics[f"{c.name} statistic"] = got
+            if not err <= MMD_FLOAT32_ATOL:
+                problems.append(f"{c.name}: MMD^2 {got:.6g} vs curata's {ev_stat:.6g} at Evidently's bandwidth")
+    if ev_values:
+        first = next(iter(ev_values.values()))
+        if len(set(ev_values.values())) > 1:
+            problems.append(f"Evidently's report and its MMD method disagree: {ev_values}")
+        said.append(f"Evidently: no p-value; MMD^2 {first:.6g} at its own bandwidth (median distance between "
+                    f"1000-row samples; sigma {metrics['evidently_bandwidth_sigma']:.4g} vs curata's {sigma:.4g}) within "
+                    f"{MMD_FLOAT32_ATOL:g} of curata's MMD^2 at that bandwidth ({ev_stat:.6g}; |diff| "
+                    f"{abs(first - ev_stat):.2g}: Evidently sums its float32 kernel in float32)")
+    if problems:
+        return Check("mismatch", "; ".join(problems), metrics)
+    if not said:
+        return Check("unchecked", "no peer importable", metrics)
+    return Check("note", "; ".join(said), metrics)
+
+
+def _mmd_peers_case(n: int, m: int, d: int, b: int, with_alibi: bool = True, with_report: bool = True) -> Case:
+    from curata import drift  # noqa: PLC0415
+
+    ref, cur = make_mmd_data(n, m, d)
+    sigma = drift.median_bandwidth(ref, seed=0)  # curata's bandwidth, given to alibi-detect
+    params = {"n": n, "m": m, "dim": d, "permutations": b, "dtype": "float32", "kernel": "RBF", "seed": 0,
+              "bandwidth": "curata's median heuristic (alibi-detect gets it); Evidently uses its own",
+              "dense_float32_kernel_mib": round((n + m) ** 2 * 4 / 2**20)}
+    contenders = [
+        Contender("curata", lambda: drift.mmd(ref, cur, n_permutations=b, seed=0),
+                  note="curata.drift.mmd: MMD^2, bandwidth and permutation p-value"),
+        contender("alibi-detect MMDDrift (torch CPU)", lambda: alibi_mmd(ref, cur, sigma, b),
+                  note=f"MMDDrift(ref, backend='pytorch', sigma=curata's, n_permutations={b}, device='cpu')"
+                       ".predict(cur): dense float32 kernel, one gather per permutation")
+        if with_alibi else Contender("alibi-detect MMDDrift (torch CPU)", None, skip_reason=ALIBI_MMD_TOO_SLOW),
+        contender("Evidently MMDDriftMethod", lambda: evidently_mmd(ref, cur, report=False),
+                  note="MMDDriftMethod()(cur_df, ref_df): dense kernel, no p-value (DataFrames included)"),
+    ]
+    if with_report:
+        contenders.append(contender("Evidently EmbeddingsDrift report", lambda: evidently_mmd(ref, cur, report=True),
+                                    note="Report([EmbeddingsDrift('emb', MMDDriftMethod())]).run: the MMD plus a "
+                                         "t-SNE of 2 x 2500 rows for its plot (Datasets included)"))
+    return Case(f"{_mmd_name(n, m, d, b)} (real peers)", "mmd-peers", params, contenders,
+                check=lambda: _mmd_peers_check(contenders, ref, cur, sigma), calibrate=False, max_repeats=1)
+
+
 # ------------------------------------------------------------------------------ device path
 def _results_check(ours: dict, expect: dict, dist_rtol: float) -> str | None:
     """None when every statistic / p-value of ``ours`` equals ``expect`` (distances to dist_rtol)."""
@@ -679,6 +1108,12 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
         plan.append((f"monitor check all tests {label}", lambda a=(label, n, m, d): _monitor_all_case(*a)))
     for spec in MMD_QUICK if quick else MMD_CASES:
         plan.append((_mmd_name(*spec[:4]), lambda s=spec: _mmd_case(*s)))
+    for label, (n, m, d, rounds) in REAL_KS_CASES.items():
+        if quick and label not in REAL_KS_QUICK:
+            continue
+        plan.append((f"ks {label} (real peers)", lambda a=(label, n, m, d, rounds): _ks_peers_case(*a)))
+    for spec in REAL_MMD_QUICK if quick else REAL_MMD_CASES:
+        plan.append((f"{_mmd_name(*spec[:4])} (real peers)", lambda s=spec: _mmd_peers_case(*s)))
     return plan
 
 

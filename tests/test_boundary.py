@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -69,6 +70,18 @@ def test_cuda_requested_without_device_says_why():
             fn(*args, device="gpu0")
         fn(*args, device="cpu")
         fn(*args, device="auto")
+
+
+def test_missing_cuda_module_reads_as_built_without_cuda():
+    # `from . import _cuda` inside the package's own import raises "cannot import name '_cuda' from
+    # partially initialized module 'curata' (most likely due to a circular import)" when the module
+    # does not exist, so CPU-only builds used to report a circular import as the reason.
+    module, missing, error = _backend._import_submodule("_no_such_module")
+    assert module is None and missing and "No module named" in error
+    module, missing, error = _backend._import_submodule("_core")
+    assert module is curata._core and not missing and error == ""
+    if not curata.build_info()["cuda_module"]:
+        assert _backend.CUDA_REASON.startswith("curata was built without CUDA"), _backend.CUDA_REASON
 
 
 @pytest.fixture
@@ -239,6 +252,23 @@ def test_complex_torch_and_bool_torch_rejected():
         cb.nms(torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2))
 
 
+def test_exotic_torch_tensors_name_the_argument():
+    # These used to surface torch's own errors (no argument name), a nested tensor even as
+    # RuntimeError("Internal error: NestedTensorImpl doesn't support sizes").
+    dense = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises(TypeError, match=r"^a must be a dense tensor, got layout torch.sparse_coo"):
+        cb.iou(dense.to_sparse(), BOXES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nested tensors are in prototype stage"
+        nested = torch.nested.nested_tensor([dense[0], dense[1]])
+    with pytest.raises(TypeError, match=r"^boxes must be a dense tensor, got a nested tensor"):
+        cb.nms(nested, torch.ones(2))
+    with pytest.raises(TypeError, match=r"^a has torch dtype torch.float8_e4m3fn, which numpy cannot hold"):
+        cb.iou(dense.to(torch.float8_e4m3fn), BOXES)
+    with pytest.raises(TypeError, match=r"^a must be a CPU or CUDA tensor, got device meta"):
+        cb.iou(dense.to("meta"), BOXES)
+
+
 def test_mixed_kinds_follow_the_first_array():
     out = cb.nms(BOXES, torch.tensor(SCORES), 0.3)
     assert isinstance(out, np.ndarray)
@@ -368,3 +398,64 @@ def test_concurrent_calls_from_python_threads():
         results = list(pool.map(lambda _: cb.batched_nms(boxes, scores, classes, 0.5), range(8)))
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+def test_concurrent_mixed_ops_while_the_thread_count_changes(restore_threads):
+    # The core releases the GIL and wbf keeps per-thread scratch buffers between calls: many
+    # Python threads running different ops while another thread flips set_num_threads must give
+    # the single-threaded results bit for bit, and leave the inputs unchanged.
+    import threading  # noqa: PLC0415
+
+    from curata import metrics, scores  # noqa: PLC0415
+
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 0.8, (1500, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.01, 0.2, (1500, 2))], axis=1)
+    score = rng.random(1500)
+    label = rng.integers(0, 3, 1500)
+    image = rng.integers(0, 10, 1500)
+    pred = rng.random((4, 4 + 6, 500)).astype(np.float32)
+    pred[:, 2:4] *= 0.1
+    probs = rng.dirichlet(np.ones(8), 3000)
+    gt = {"images": [{"id": i} for i in range(10)], "categories": [{"id": k} for k in range(3)],
+          "annotations": [{"id": j + 1, "image_id": int(image[j]), "category_id": int(label[j]),
+                           "bbox": [float(boxes[j, 0]), float(boxes[j, 1]), float(boxes[j, 2] - boxes[j, 0]),
+                                    float(boxes[j, 3] - boxes[j, 1])], "area": 1.0} for j in range(0, 1500, 7)]}
+    table = {"image_id": image, "category_id": label, "bbox": np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]],
+             "score": score}
+    ops = {
+        "wbf": lambda: cb.wbf([boxes[:750], boxes[750:]], [score[:750], score[750:]], [label[:750], label[750:]],
+                              image_ids=[image[:750], image[750:]]),
+        "soft_nms": lambda: cb.soft_nms(boxes, score, classes=label, image_ids=image, method="gaussian"),
+        "batched_nms": lambda: (cb.batched_nms(boxes, score, label, 0.5, image_ids=image),),
+        "postprocess": lambda: cb.postprocess(pred, 0.5, multi_label=True, padded=True),
+        "match": lambda: tuple(vars(cb.match(boxes, score, label, boxes[::3], label[::3],
+                                             pred_image_ids=image, gt_image_ids=image[::3])).values()),
+        "bald": lambda: (scores.bald(np.stack([probs, probs[::-1]])),),
+        "aggregate": lambda: scores.aggregate(score, image, "mean"),
+        "coco_eval": lambda: (metrics.coco_eval(gt, table).precision,),
+    }
+    before = [a.copy() for a in (boxes, score, label, image, pred, probs)]
+    curata.set_num_threads(1)
+    expected = {name: op() for name, op in ops.items()}
+    stop = threading.Event()
+
+    def flip():
+        i = 0
+        while not stop.is_set():
+            curata.set_num_threads(1 + i % 2)
+            i += 1
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [(name, pool.submit(op)) for _ in range(3) for name, op in ops.items()]
+            for name, future in futures:
+                for got, want in zip(future.result(), expected[name]):
+                    np.testing.assert_array_equal(got, want, err_msg=name)
+    finally:
+        stop.set()
+        flipper.join()
+    for a, b in zip(before, (boxes, score, label, image, pred, probs)):
+        np.testing.assert_array_equal(a, b)

@@ -205,6 +205,19 @@ def test_iou_huge_and_tiny_coordinates():
     np.testing.assert_array_equal(cb.iou(big32, big32), iou_ref(big32, big32, np.float32))
 
 
+def test_iou_when_float32_areas_overflow_is_documented():
+    # Sides beyond ~1.8e19 make float32 areas infinite: the union is then inf or NaN and the IoU is
+    # defined as 0 (documented), so NMS in float32 does not suppress such duplicates; GIoU's hull
+    # overflows too (NaN). float64 computes them exactly.
+    big = np.array([[0.0, 0.0, 1e20, 1e20], [0.0, 0.0, 1e20, 2e20]])
+    np.testing.assert_array_equal(cb.iou(big.astype(np.float32), big.astype(np.float32)), np.zeros((2, 2)))
+    np.testing.assert_array_equal(cb.nms(big.astype(np.float32), np.array([0.9, 0.8], np.float32), 0.3), [0, 1])
+    assert np.isnan(cb.giou(big.astype(np.float32), big.astype(np.float32))).all()
+    np.testing.assert_allclose(cb.iou(big, big), iou_ref(big, big, np.float64), rtol=1e-15)
+    np.testing.assert_allclose(cb.iou(big, big), [[1.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_array_equal(cb.nms(big, np.array([0.9, 0.8]), 0.3), [0])
+
+
 # -------------------------------------------------------------------------------------- GIoU
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_giou_matches_reference(rng, dtype):

@@ -307,6 +307,19 @@ def test_missing_iscrowd_defaults_to_zero():
     assert_same(result, ev, text)
 
 
+def test_iscrowd_as_numpy_bool_is_the_same_as_int():
+    # Annotations built from numpy/pandas columns carry np.bool_ flags; they used to be rejected
+    # ("must be 0 or 1, got numpy.bool") although Python bools and numpy ints were accepted.
+    gt, dt = random_dataset(11, crowd=0.3)
+    assert any(a["iscrowd"] for a in gt["annotations"])
+    expected = coco_eval(gt, dt)
+    for a in gt["annotations"]:
+        a["iscrowd"] = np.bool_(a["iscrowd"])
+    got = coco_eval(gt, dt)
+    np.testing.assert_array_equal(got.precision, expected.precision)
+    np.testing.assert_array_equal(got.stats, expected.stats)
+
+
 def test_annotation_id_zero_quirk_is_reproduced():
     # pycocotools records a match as the ground truth's id; id 0 reads as "no match".
     gt, dt = random_dataset(9, first_ann_id=0)
@@ -560,6 +573,9 @@ def test_bad_table_and_options():
         coco_eval(gt, dt, max_dets=(10, 100))
     with pytest.raises(TypeError, match="max_dets must be a sequence of ints"):
         coco_eval(gt, dt, max_dets=(1, 10.5, 100))
+    # Beyond int64 this used to escape as OverflowError from numpy.
+    with pytest.raises(ValueError, match=r"^max_dets must be <= 9223372036854775807, got \[1, 10, 1180591620717411303424\]"):
+        coco_eval(gt, dt, max_dets=(1, 10, 2**70))
     with pytest.raises(TypeError, match="area_ranges must be a non-empty dict"):
         coco_eval(gt, dt, area_ranges=[(0, 10)])
     with pytest.raises(ValueError, match=r"area_ranges\['all'\] must be two numbers"):

@@ -675,3 +675,44 @@ def test_against_torchvision_when_installed(rng):
         assert_keep_equal(cb.nms(boxes, scores, thr), tv_ops.nms(tb, ts, thr).numpy())
         assert_keep_equal(cb.batched_nms(boxes, scores, classes, thr), tv_ops.batched_nms(tb, ts, tc, thr).numpy())
         np.testing.assert_array_equal(cb.iou(boxes, boxes[:50]), tv_ops.box_iou(tb, tb[:50]).numpy())
+
+
+def test_integer_floats_outside_int64_are_rejected_not_wrapped():
+    # float64 ids that hold integers but exceed int64 used to be cast with numpy's undefined
+    # float->int conversion (a RuntimeWarning and INT64_MIN), silently merging distinct classes.
+    for bad in ([1e20, 0.0], [2.0**63, 0.0], [-1e19, 0.0]):
+        with pytest.raises(ValueError, match=r"^classes must hold integers in the int64 range"):
+            cb.batched_nms(GOOD_B, GOOD_S, np.array(bad))
+    with pytest.raises(ValueError, match=r"^image_ids must hold integers in the int64 range"):
+        cb.nms(GOOD_B, GOOD_S, image_ids=np.array([1e19, 0.0]))
+    # The extreme representable value is fine and keeps both boxes in separate classes.
+    both = cb.batched_nms(GOOD_B, GOOD_S, np.array([-(2.0**63), 0.0]), 0.0)
+    np.testing.assert_array_equal(np.sort(both), [0, 1])
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64, np.uint64(2**63)])
+def test_max_det_beyond_int64_is_a_clear_error(big):
+    # Used to reach pybind11 and fail with "incompatible function arguments" and a signature dump.
+    with pytest.raises(ValueError, match=r"^max_det must be <= 9223372036854775807"):
+        cb.nms(GOOD_B, GOOD_S, 0.5, None, big)
+    assert cb.nms(GOOD_B, GOOD_S, 0.0, None, 2**63 - 1).shape == (1,)
+
+
+def test_scalar_scores_are_not_taken_for_one_box():
+    # A 0-d score used to be promoted to shape (1,) before the shape check: accepted for a single
+    # box, and reported as "got (1,)" otherwise.
+    with pytest.raises(ValueError, match=r"^scores must have shape \(1,\), got \(\)"):
+        cb.nms(GOOD_B[:1], np.float32(0.5))
+    with pytest.raises(ValueError, match=r"^scores must have shape \(2,\), got \(\)"):
+        cb.nms(GOOD_B, 0.5)
+
+
+@pytest.mark.parametrize("fn", ["nms", "batched_nms"])
+def test_ragged_box_lists_name_the_argument(fn):
+    # np.ndim() on a ragged list used to raise numpy's bare ValueError ("setting an array element
+    # with a sequence") before any argument check.
+    ragged = [[0, 0, 1, 1], [0, 0, 1]]
+    call = cb.nms if fn == "nms" else (lambda b, s: cb.batched_nms(b, s, None))
+    with pytest.raises(TypeError, match=r"^boxes must be array-like, got list"):
+        call(ragged, [0.5, 0.4])
+    np.testing.assert_array_equal(call([[0, 0, 1, 1], [0, 0, 1, 1]], [0.4, 0.5]), [1])

@@ -523,3 +523,13 @@ def test_padded_must_be_bool():
 def test_fuzz_padded_equals_list_form(head):
     pred, options = head
     assert_padded_matches_list(pred, **options)
+
+
+def test_counts_beyond_int64_are_clear_errors():
+    # Used to fail inside pybind11 with "incompatible function arguments" and a signature dump.
+    pred = np.zeros((1, 5, 2), np.float32)
+    for name in ("max_det", "max_nms"):
+        for big in (2**63, 2**70, np.uint64(2**63)):
+            with pytest.raises(ValueError, match=rf"^{name} must be <= 9223372036854775807, got {big}"):
+                cb.postprocess(pred, **{name: big})
+    assert cb.postprocess(pred, max_nms=2**63 - 1)[0].shape == (0, 6)

@@ -527,6 +527,12 @@ def test_device_path_errors(framework):
         _scores_device.aggregate(to(np.array([1.0, 2.0])), to(np.array([0, 5])), "max", 2, 0.0)
     with pytest.raises(ValueError, match=r"values must not contain NaN"):
         _scores_device.aggregate(to(np.array([1.0, np.nan])), to(np.array([0, 1])), "max", None, 0.0)
+    # Float ids beyond int64 used to be cast to int64 anyway (undefined: wrapped ids, merged groups).
+    with pytest.raises(ValueError, match=r"^groups must hold integers in the int64 range"):
+        _scores_device.aggregate(to(np.array([1.0, 2.0])), to(np.array([0.0, 1e19])), "max", None, 0.0)
+    if framework == "numpy-as-cupy":
+        with pytest.raises(ValueError, match=r"^groups has values above the int64 range"):
+            _scores_device.aggregate(to(np.array([1.0, 2.0])), np.array([0, 2**63], np.uint64), "max", None, 0.0)
 
 
 # ------------------------------------------------------------------------------------ GPU
@@ -668,3 +674,51 @@ def test_aggregate_max_and_mean_are_permutation_invariant(data, seed):
     means = scores.aggregate(values, groups, "mean", n_groups=10)
     present = counts > 0
     np.testing.assert_allclose(means[present], sums[present] / counts[present], rtol=1e-15)
+
+
+def test_aggregate_rejects_0d_values_and_out_of_range_float_groups():
+    # The docstring promises ValueError for values that are not 1-D; a 0-d value used to be
+    # promoted to shape (1,) and aggregated.
+    with pytest.raises(ValueError, match=r"^values must have shape \(N,\), got \(\)"):
+        scores.aggregate(np.float32(1.0), [0])
+    # Float group ids beyond int64 used to wrap to INT64_MIN (with a RuntimeWarning), merging groups.
+    with pytest.raises(ValueError, match=r"^groups must hold integers in the int64 range"):
+        scores.aggregate(np.array([0.1, 0.5, 0.3]), np.array([0.0, 1e19, 2.0**63]))
+    ids, values = scores.aggregate(np.array([0.1, 0.5, 0.3]), np.array([0.0, -(2.0**63), 0.0]))
+    np.testing.assert_array_equal(ids, [np.iinfo(np.int64).min, 0])
+    np.testing.assert_array_equal(values, [0.5, 0.3])
+
+
+def test_tensor_on_meta_device_names_the_argument():
+    t = torch.zeros(2, 3, device="meta")
+    with pytest.raises(TypeError, match=r"^probs must be a CPU or CUDA tensor, got device meta"):
+        scores.entropy(t)
+    with pytest.raises(TypeError, match=r"^logits must be a CPU or CUDA tensor, got device meta"):
+        scores.softmax(t)
+
+
+def test_big_endian_uint64_groups_above_int64_are_rejected():
+    # The uint64 range check compared the dtype with native uint64, so big-endian '>u8' ids
+    # above int64 skipped it and wrapped to negative ids.
+    for order in ("<u8", ">u8"):
+        with pytest.raises(ValueError, match=r"^groups has values above the int64 range"):
+            scores.aggregate(np.array([1.0, 2.0]), np.array([0, 2**63 + 5], order))
+    ids, values = scores.aggregate(np.array([1.0, 2.0, 3.0]), np.array([7, 2**63 - 1, 7], ">u8"))
+    np.testing.assert_array_equal(ids, [7, 2**63 - 1])
+    np.testing.assert_array_equal(values, [3.0, 2.0])
+
+
+@pytest.mark.parametrize("fn", ["softmax", "sigmoid", "entropy", "bald"])
+def test_nested_and_sparse_tensors_name_the_argument(fn):
+    # The shape lookup used to hit RuntimeError("Internal error: NestedTensorImpl doesn't support
+    # sizes") before any argument check.
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nested tensors are in prototype stage"
+        nested = torch.nested.nested_tensor([torch.full((2, 3), 1 / 3), torch.full((1, 3), 1 / 3)])
+    name = {"softmax": "logits", "sigmoid": "x", "entropy": "probs", "bald": "mc_probs"}[fn]
+    with pytest.raises(TypeError, match=rf"^{name} must be a dense tensor, got a nested tensor"):
+        getattr(scores, fn)(nested)
+    with pytest.raises(TypeError, match=rf"^{name} must be a dense tensor, got layout torch.sparse_coo"):
+        getattr(scores, fn)(torch.full((2, 2, 3), 1 / 3).to_sparse())

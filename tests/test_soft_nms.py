@@ -291,3 +291,33 @@ def test_portable_loops_equal_avx512_loops(method, dtype):
         ref_idx, ref_dec = ref_soft_nms(boxes, scores, method=method, score_threshold=0.01)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_allclose(dec, ref_dec, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_group_extent_beyond_float64_range_does_not_crash(method):
+    # Finite boxes near ±1.7e308 make the grid's extent max_x - min_x overflow to inf: its scale
+    # became 0, (x - min_x) * 0 was NaN for the far box, and static_cast<int>(NaN) indexed the
+    # grid out of bounds (a segfault). The grid must fall back to one cell there.
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 1000, (150, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (150, 2))], axis=1)
+    boxes[0] = [-1.7e308, 0.0, -1.6e308, 1.0]
+    boxes[1] = [1.6e308, 0.0, 1.7e308, 1.0]
+    scores = rng.random(150)
+    idx, dec = cb.soft_nms(boxes, scores, method=method)
+    ref_idx, ref_dec = ref_soft_nms(boxes, scores, method=method)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dec, ref_dec, rtol=1e-12)
+
+
+def test_group_extent_of_subnormal_size_does_not_crash():
+    # The other way to a non-finite grid scale: cells / extent overflows to inf for an extent of
+    # ~1e-310, and (x - min_x) * inf is NaN at x == min_x (same out-of-bounds cast before the fix).
+    rng = np.random.default_rng(4)
+    xy = rng.uniform(0, 1, (150, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.01, 0.1, (150, 2))], axis=1) * 1e-310
+    scores = rng.random(150)
+    idx, dec = cb.soft_nms(boxes, scores, method="gaussian")
+    ref_idx, ref_dec = ref_soft_nms(boxes, scores, method="gaussian")
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dec, ref_dec, rtol=1e-12)

@@ -444,3 +444,25 @@ def test_thread_count_does_not_change_results():
         curata.set_num_threads(0)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n_per_model", [100, 300])  # 900 boxes in one group take the grid path
+def test_overflowing_weighted_scores_raise_instead_of_crashing(n_per_model):
+    # Finite but huge weights or scores overflow the weighted sums (inf / inf = NaN fused boxes).
+    # The grid then cast NaN cell coordinates to int and indexed out of bounds (segfault); on the
+    # small-group path the NaN/inf boxes and scores were returned silently.
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 0.8, (n_per_model, 2))
+    base = np.concatenate([xy, xy + 0.05], axis=1)
+    boxes = [base, base + 0.001, base + 0.002]
+    scores = [np.full(n_per_model, 0.9)] * 3
+    labels = [np.zeros(n_per_model, np.int64)] * 3
+    with pytest.raises(ValueError, match=r"^wbf: the fused boxes or scores overflowed"):
+        cb.wbf(boxes, scores, labels, weights=[1e308, 1e308, 1e308])
+    with pytest.raises(ValueError, match=r"^wbf: the fused boxes or scores overflowed"):
+        cb.wbf(boxes, [s * 1e300 for s in scores], labels)
+    # Scaling the weights by a large but safe factor changes nothing but rounding.
+    fused, fused_scores, _ = cb.wbf(boxes, scores, labels, weights=[1e30, 1e30, 1e30])
+    plain, plain_scores, _ = cb.wbf(boxes, scores, labels)
+    np.testing.assert_allclose(fused, plain, rtol=1e-6)
+    np.testing.assert_allclose(fused_scores, plain_scores, rtol=1e-6)

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -125,7 +126,18 @@ void read_box(PyObject* o, const Where& at, double* out) {
   Py_DECREF(seq);
 }
 
+// numpy's bool scalar (no __index__ since numpy 2), recognised by its type name: a cached lookup
+// of numpy.bool_ would need a function-local static initialised under the GIL, which can deadlock
+// when another thread holds the static's guard while the import runs Python code.
+bool is_numpy_bool(PyObject* o) {
+  const char* name = Py_TYPE(o)->tp_name;
+  return std::strcmp(name, "numpy.bool") == 0 || std::strcmp(name, "numpy.bool_") == 0;
+}
+
 uint8_t read_flag(PyObject* o, const Where& at) {
+  // np.bool_ flags come from annotations built out of numpy/pandas columns; like Python's bool
+  // they mean 0/1.
+  if (is_numpy_bool(o)) return static_cast<uint8_t>(PyObject_IsTrue(o) == 1);
   if (PyFloat_Check(o) || is_text(o) || !(PyLong_Check(o) || PyIndex_Check(o))) {
     raise_type(at.str() + " must be 0 or 1, got " + type_name(o));
   }

@@ -2,6 +2,7 @@
 // every (image, class) of the batch.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -96,8 +97,14 @@ template <class T>
 }
 
 // Keeps the max_nms best-scoring candidates (ties to the earlier candidate), in score order.
-template <class T> void keep_top(Candidates<T>& c, int64_t max_nms) {
-  if (c.size() <= max_nms) return;
+// Returns false (keeping nothing) when the image has more candidates than the int32 sort order
+// can index (multi_label with n_anchors × n_classes beyond 2^31 - 1): the caller raises.
+template <class T> bool keep_top(Candidates<T>& c, int64_t max_nms) {
+  if (c.size() <= max_nms) return true;
+  if (c.size() > std::numeric_limits<int32_t>::max()) {
+    c = Candidates<T>();
+    return false;
+  }
   std::vector<int32_t> order(static_cast<size_t>(c.size()));
   for (int64_t i = 0; i < c.size(); ++i) order[i] = static_cast<int32_t>(i);
   sort_by_score_desc(c.scores.data(), order);
@@ -110,6 +117,7 @@ template <class T> void keep_top(Candidates<T>& c, int64_t max_nms) {
     top.anchors.push_back(c.anchors[i]);
   }
   c = std::move(top);
+  return true;
 }
 
 }  // namespace
@@ -136,11 +144,16 @@ void postprocess(const T* pred, int64_t batch, int64_t n_channels, int64_t n_anc
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t b = 0; b < batch; ++b) {
     image_ok[b] = image_candidates(pred + b * n_channels * n_anchors, n_classes, n_anchors, o, allowed, per_image[b]);
-    keep_top(per_image[b], o.max_nms);
+    if (image_ok[b] && !keep_top(per_image[b], o.max_nms)) image_ok[b] = 2;
   }
   // Exceptions may not leave an OpenMP region: report the first bad image here.
-  for (int64_t b = 0; b < batch; ++b)
+  for (int64_t b = 0; b < batch; ++b) {
+    if (image_ok[b] == 2)
+      throw std::invalid_argument("postprocess supports at most 2^31 - 1 candidates per image, got more in image " +
+                                  std::to_string(b) + " (multi_label over " + std::to_string(n_anchors) +
+                                  " anchors x " + std::to_string(n_classes) + " classes)");
     if (!image_ok[b]) throw_nan_score(pred + b * n_channels * n_anchors, b, n_classes, n_anchors);
+  }
 
   Candidates<T> all;
   std::vector<int64_t> image_of;

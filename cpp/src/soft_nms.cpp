@@ -377,9 +377,12 @@ bool soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
   const int gx = cells_for(max_x - min_x, mean_w), gy = cells_for(max_y - min_y, mean_h);
   const double sx = max_x > min_x ? gx / (max_x - min_x) : 0.0;
   const double sy = max_y > min_y ? gy / (max_y - min_y) : 0.0;
+  // !(t > 0) also catches NaN: an extent beyond the double range (boxes near ±1.8e308) overflows
+  // to inf, its scale is 0 and (v - lo) * 0 is NaN for v - lo = inf. Cell 0 for all then (no
+  // pruning, still exact); a NaN cast to int would index the grid out of bounds.
   auto cell = [](double v, double lo, double scale, int g) {
     const double t = (v - lo) * scale;
-    return t < 0.0 ? 0 : (t >= g ? g - 1 : static_cast<int>(t));
+    return !(t > 0.0) ? 0 : (t >= g ? g - 1 : static_cast<int>(t));
   };
   auto rect = [&](int64_t j, int* out) {
     out[0] = cell(r.x1[j], min_x, sx, gx); out[1] = cell(r.x2[j], min_x, sx, gx);

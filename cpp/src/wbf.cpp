@@ -128,9 +128,12 @@ struct ClusterGrid {
   std::vector<Cell> cells;
   std::vector<std::array<int, 4>> rects;  // x0, x1, y0, y1 cell range of each cluster
 
+  // !(t > 0) also sends NaN to cell 0: a fused box is NaN when its weighted sums overflow
+  // (huge scores x weights; the caller rejects such results), and a NaN cast to int would index
+  // the grid out of bounds.
   static int cell(double v, int g) {
     const double t = v * g;
-    return t < 0.0 ? 0 : (t >= g ? g - 1 : static_cast<int>(t));
+    return !(t > 0.0) ? 0 : (t >= g ? g - 1 : static_cast<int>(t));
   }
   std::array<int, 4> rect(const double* b) const {
     return {cell(b[0], gx), cell(b[2], gx), cell(b[1], gy), cell(b[3], gy)};

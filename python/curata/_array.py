@@ -50,17 +50,37 @@ def on_cuda(x: Any) -> bool:
     return kind == "cupy"
 
 
+def check_dense(x: Any, name: str) -> None:
+    """TypeError naming ``name`` for a nested or sparse torch tensor (no-op for anything else).
+
+    torch's own errors for these name neither the argument nor the rule; a nested tensor even
+    fails on ``.shape`` with RuntimeError("Internal error ...")."""
+    if kind_of(x) != "torch":
+        return
+    if x.is_nested:
+        raise TypeError(f"{name} must be a dense tensor, got a nested tensor")
+    if x.layout != _torch().strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}")
+
+
 def _to_numpy_view(x: Any, name: str) -> np.ndarray:
     kind = kind_of(x)
     if kind == "torch":
         if x.is_cuda:
             return x.detach().cpu().numpy()
+        if x.device.type != "cpu":
+            # meta, mps, xpu...: torch's own error names neither the argument nor the fix.
+            raise TypeError(f"{name} must be a CPU or CUDA tensor, got device {x.device.type}")
         if x.dtype.is_complex:
             raise TypeError(f"{name} must be a real array, got torch dtype {x.dtype}")
         torch = _torch()
+        check_dense(x, name)
         if x.dtype == torch.bfloat16:
             x = x.float()  # numpy has no bfloat16
-        return x.detach().resolve_conj().resolve_neg().numpy()
+        try:
+            return x.detach().resolve_conj().resolve_neg().numpy()
+        except TypeError as exc:  # float8, quantized, ...
+            raise TypeError(f"{name} has torch dtype {x.dtype}, which numpy cannot hold: {exc}") from None
     if kind == "cupy":
         return x.get()
     if isinstance(x, np.ndarray):
@@ -110,16 +130,18 @@ def float_array(
             dtype = np.dtype(np.float32)
         else:
             dtype = np.dtype(np.float64)
+    # np.ascontiguousarray returns at least 1-D: keep a 0-d input 0-d, so that a later shape check
+    # reports what the caller passed and a scalar is never taken for a length-1 vector.
     if finite_cast:
         with np.errstate(over="raise"):
             try:
-                return np.ascontiguousarray(a, dtype=dtype)
+                return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
             except FloatingPointError:
                 raise ValueError(
                     f"{name} holds finite values beyond the {np.dtype(dtype).name} range "
                     f"(|v| > {float(np.finfo(dtype).max):.4g}), got {a.dtype} input; the computation is in {np.dtype(dtype).name}"
                 ) from None
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
 
 
 def torch_device_path(*arrays: Any) -> bool:
@@ -190,12 +212,18 @@ def int_array(x: Any, name: str, *, length: int | None = None) -> np.ndarray:
     if length is not None and a.shape[0] != length:
         raise ValueError(f"{name} must have length {length}, got {a.shape[0]}")
     if a.dtype.kind in "iu":
-        if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+        big_unsigned = a.dtype.kind == "u" and a.dtype.itemsize == 8  # uint64 in either byte order
+        if big_unsigned and a.size and a.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{name} has values above the int64 range")
         return np.ascontiguousarray(a, dtype=np.int64)
     if a.dtype.kind == "f":
         if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
             raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
+        # [-2**63, 2**63) exactly: numpy's cast of anything outside is undefined (INT64_MIN on x86).
+        if a.size and not (np.all(a >= -(2.0**63)) and np.all(a < 2.0**63)):
+            raise ValueError(
+                f"{name} must hold integers in the int64 range, got values from {a.min()} to {a.max()}"
+            )
         return np.ascontiguousarray(a, dtype=np.int64)
     if a.dtype == np.bool_ and a.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -230,7 +258,12 @@ def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int 
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > _INT64_MAX:  # the core takes int64; pybind11's own error would be a signature dump
+        raise ValueError(f"{name} must be <= {_INT64_MAX}, got {value}")
     return int(value)
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def unique_labels(a: np.ndarray, what: str, **kwargs: Any) -> Any:

@@ -159,7 +159,9 @@ def wbf(
 
     Differences from ensemble-boxes, all raising where it prints, exits or silently continues:
     mismatched lengths, unknown ``conf_type``, wrong number of ``weights`` (it resets them to 1),
-    weights <= 0, NaN boxes and non-finite scores. Labels are returned as int64, not float.
+    weights <= 0, NaN boxes, non-finite scores, and finite scores x weights so large that a
+    cluster's float32 sums overflow (it returns NaN/inf boxes). Labels are returned as int64, not
+    float.
 
     Work is O(N log N + Σ n_g·c_g) over (image, label) groups with n_g boxes and c_g clusters;
     memory O(N) for N boxes in all. Each thread that ran a group keeps its scratch buffers between
@@ -228,6 +230,14 @@ def wbf(
         None if flat_images is None else np.ascontiguousarray(flat_images), np.array(offsets, dtype=np.int64), w,
         iou_threshold, skip, code, bool(allows_overflow),
     )
+    if not (np.isfinite(out_boxes).all() and np.isfinite(out_scores).all()):
+        # Finite inputs whose weighted sums overflow (inf / inf = NaN boxes); ensemble-boxes
+        # returns such NaN/inf silently.
+        raise ValueError(
+            "wbf: the fused boxes or scores overflowed (not finite): score x model weight summed over "
+            "a cluster must stay well below 3.4e38 (clusters accumulate in float32, as ensemble-boxes); "
+            "scale the scores or the weights down"
+        )
     if n_clipped or n_swapped or n_zero:
         parts = [
             f"{count} {what}"

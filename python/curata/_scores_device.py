@@ -20,6 +20,11 @@ import numpy as np
 from . import _array
 
 
+def _int64_range_error(name: str, low: float, high: float) -> ValueError:
+    """The error of :func:`curata._array.int_array` for float ids outside int64 (same words)."""
+    return ValueError(f"{name} must hold integers in the int64 range, got values from {low} to {high}")
+
+
 class _TorchOps:
     def __init__(self) -> None:
         self.t = sys.modules["torch"]
@@ -41,10 +46,13 @@ class _TorchOps:
         g = g.detach().to(like.device)
         if g.dtype == t.bool or g.is_complex():
             raise TypeError(f"{name} must have an integer dtype, got {g.dtype}")
-        if g.is_floating_point():
-            bad = self.any_of(~t.isfinite(g) | (g != t.round(g)))[0] if g.numel() else False
-            if bad:
+        if g.is_floating_point() and g.numel():
+            # One transfer for both flags; outside [-2**63, 2**63) the cast to int64 is undefined.
+            not_integral, out_of_range = self.any_of(~t.isfinite(g) | (g != t.round(g)), (g < -(2.0**63)) | (g >= 2.0**63))
+            if not_integral:
                 raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
+            if out_of_range:
+                raise _int64_range_error(name, float(g.min()), float(g.max()))
         return g.to(t.int64)
 
     def moveaxis(self, x, src, dst):
@@ -146,8 +154,15 @@ class _ArrayModuleOps:
         dt = np.dtype(g.dtype)
         if dt == np.bool_ or dt.kind not in "fiu":
             raise TypeError(f"{name} must have an integer dtype, got {dt}")
-        if dt.kind == "f" and g.size and self.any_of(~xp.isfinite(g) | (g != xp.round(g)))[0]:
-            raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
+        if dt.kind == "f" and g.size:
+            # One transfer for both flags; outside [-2**63, 2**63) the cast to int64 is undefined.
+            not_integral, out_of_range = self.any_of(~xp.isfinite(g) | (g != xp.round(g)), (g < -(2.0**63)) | (g >= 2.0**63))
+            if not_integral:
+                raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
+            if out_of_range:
+                raise _int64_range_error(name, float(g.min()), float(g.max()))
+        if dt == np.uint64 and g.size and self.any_of(g > np.uint64(np.iinfo(np.int64).max))[0]:
+            raise ValueError(f"{name} has values above the int64 range")
         return g.astype(np.int64)
 
     def moveaxis(self, x, src, dst):

@@ -232,7 +232,9 @@ def batched_nms(
     (56 MB for one class of 30 000 boxes). The call waits twice for the device: once to size the
     mask (and to raise on invalid input), once for the result count.
     """
-    batched = (boxes.ndim if hasattr(boxes, "ndim") else np.ndim(boxes)) == 3
+    if not hasattr(boxes, "ndim"):  # a Python sequence: converted once here, with the argument's name
+        boxes = _array._to_numpy_view(boxes, "boxes")
+    batched = boxes.ndim == 3
     if batched and image_ids is not None:
         raise ValueError(
             "image_ids is only accepted with flat (N, 4) boxes; batched (B, N, 4) input is per image already"

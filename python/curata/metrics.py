@@ -318,6 +318,8 @@ def _max_dets(value: Any) -> tuple[int, ...]:
         raise TypeError(f"max_dets must be a sequence of ints, got {value!r}")
     if len(dets) < 3 or min(dets) < 1:
         raise ValueError(f"max_dets must hold at least 3 ints >= 1 (the summary reads 3), got {list(value)}")
+    if max(dets) > np.iinfo(np.int64).max:  # the core takes int64 (numpy would raise OverflowError)
+        raise ValueError(f"max_dets must be <= {np.iinfo(np.int64).max}, got {list(value)}")
     return tuple(sorted(dets))
 
 

@@ -68,6 +68,7 @@ def _check_flag(check: Any) -> bool:
 
 
 def _shape_of(x: Any, name: str) -> tuple[int, ...]:
+    _array.check_dense(x, name)
     if hasattr(x, "shape") and hasattr(x, "dtype"):
         return tuple(int(s) for s in x.shape)
     return tuple(_array._to_numpy_view(x, name).shape)
@@ -174,7 +175,7 @@ def sigmoid(x: Any) -> Any:
     if _array.on_cuda(x):
         return _device().sigmoid(x, "x")
     shape = _shape_of(x, "x")
-    a = _array.float_array(x, "x")  # note: 0-d input comes back as shape (1,)
+    a = _array.float_array(x, "x")
     out = _core.sigmoid(a.reshape(-1), "x")
     return _result(out, shape, x)
 
