@@ -111,6 +111,23 @@ def test_k_center_offset_data_still_exact(rng):
     np.testing.assert_array_equal(curate.k_center_greedy(x, 40), ref_k_center(x, 40))
 
 
+@pytest.mark.parametrize("exponent", [100, -100, 700, -700])
+def test_k_center_huge_and_tiny_values(rng, exponent):
+    # Float32 squares of such values overflow (NaN distances: picks came back as 0, 1, 2, ...)
+    # or underflow (all distances 0). Farthest-first is scale-invariant and a power-of-two scale
+    # is exact, so the picks must be the float64 reference's on the unscaled data (whose own
+    # float64 squares would overflow at 2^700). float64 input beyond the float32 range included.
+    base = rng.normal(size=(400, 8))
+    if abs(exponent) < 120:
+        base = base.astype(np.float32)
+    x = np.ldexp(base, exponent)
+    before = x.copy()
+    for metric in ("l2", "cosine"):
+        np.testing.assert_array_equal(curate.k_center_greedy(x, 12, metric=metric),
+                                      ref_k_center(base, 12, metric=metric))
+    np.testing.assert_array_equal(x, before)
+
+
 def test_k_center_already_selected(rng):
     x = rng.normal(size=(1500, 8))
     already = [5, 700, 5, 1499]
@@ -411,3 +428,28 @@ def test_kmeans_assign_exact_ties_lowest_index(monkeypatch):
     np.testing.assert_array_equal(lab, want)
     np.testing.assert_array_equal(dist, d[np.arange(400), want])
     assert np.count_nonzero(np.sort(d, axis=1)[:, 0] == np.sort(d, axis=1)[:, 1]) > 50  # ties tested
+
+
+@pytest.mark.parametrize("exponent", [100, -100, 700, -700])
+def test_kmeans_huge_and_tiny_values(rng, exponent):
+    # k-means is scale-equivariant, but float32 squares overflowed at 2^100 (NaN distances) and
+    # underflowed at 2^-100 (every point in one cluster); float64 at 2^+-700. A power-of-two
+    # scale is exact: labels, seeding and iteration count must be those of the unscaled data,
+    # centroids exactly scaled, and both agree with the float64 reference.
+    base = blobs(rng, 300, 5, 4)
+    if abs(exponent) < 120:
+        base = base.astype(np.float32)
+    x = np.ldexp(base, exponent)
+    before = x.copy()
+    r0 = curate.kmeans(base, 4)
+    r = curate.kmeans(x, 4)
+    np.testing.assert_array_equal(r.labels, r0.labels)
+    assert r.n_iter == r0.n_iter
+    np.testing.assert_array_equal(r.centroids, np.ldexp(r0.centroids, exponent))
+    with np.errstate(over="ignore"):
+        assert r.inertia == pytest.approx(np.ldexp(r0.inertia, 2 * exponent), rel=1e-12)
+    init = curate.kmeans_plus_plus_init(x, 4)
+    np.testing.assert_array_equal(init, curate.kmeans_plus_plus_init(base, 4))
+    _, ref_labels, _, _ = ref_kmeans(base, init, 25)
+    np.testing.assert_array_equal(r.labels, ref_labels)
+    np.testing.assert_array_equal(x, before)

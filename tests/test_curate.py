@@ -463,3 +463,34 @@ def test_agrees_with_cleanlab_datalab_on_obvious_cases(digits_with_problems):
     assert set(np.argsort(-ours_o, kind="stable")[:10].tolist()) == top
     assert set(np.argsort(-theirs_o, kind="stable")[:10].tolist()) == top
     assert od["is_outlier_issue"].to_numpy()[out].all()
+
+
+@pytest.mark.parametrize("scale", [2.0**80, 2.0**-80])
+def test_cosine_scores_do_not_depend_on_the_embedding_scale(scale):
+    # Embeddings whose float32 squared norms overflow (or underflow): the cosine kNN graph used
+    # to give similarity -inf (or 0), so uniqueness came out 2 (or 1) everywhere, outlier scores
+    # 0.5 and exact copies were not grouped. Cosine is scale-free: results must match the
+    # unscaled rows (power-of-two scale: bit for bit).
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    y = np.vstack([x, x[:2]])
+    ys = y * np.float32(scale)
+    groups = curate.near_duplicates(ys, 1e-6, k=3)
+    np.testing.assert_array_equal(groups, curate.near_duplicates(y, 1e-6, k=3))
+    assert groups[30] == 0 and groups[31] == 1  # the copies join their originals
+    np.testing.assert_array_equal(curate.uniqueness(ys), curate.uniqueness(y))
+    np.testing.assert_array_equal(curate.outlier_scores(ys), curate.outlier_scores(y))
+
+
+def test_class_balance_unorderable_object_labels():
+    # Was numpy's "'<' not supported between instances of 'str' and 'int'" from np.unique.
+    with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*\['int', 'str'\]"):
+        curate.class_balance(np.array([1, "a"], dtype=object))
+    with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*NoneType"):
+        curate.class_balance(np.array(["a", None], dtype=object))
+    # object-dtype strings (what pandas hands over) crashed on .item() of a Python str
+    cb = curate.class_balance(np.array(["b", "a", "b"], dtype=object))
+    assert cb.classes.tolist() == ["a", "b"] and cb.counts.tolist() == [1, 2]
+    assert cb.majority == "b" and cb.minority == "a" and type(cb.majority) is str
+    cb = curate.class_balance(np.array([3, 1, 3]))
+    assert cb.majority == 3 and type(cb.majority) is int

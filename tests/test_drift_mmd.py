@@ -263,3 +263,35 @@ def test_mmd_linear_bad_input():
         drift.mmd_linear(np.eye(6), np.eye(6), bandwidth=-2.0)
     with pytest.raises(ValueError, match="ref must be finite"):
         drift.mmd_linear(np.full((6, 2), np.nan), np.eye(6)[:, :2])
+
+
+def test_seed_rules_are_the_same_everywhere():
+    # Seeds go through one check (_array.check_seed). Before: seed=-1 leaked numpy's "expected
+    # non-negative integer" (no argument named), None was a TypeError from int() in mmd and
+    # silently random in c2st (breaking "same inputs and seed -> same result"), a float was
+    # accepted by mmd but not by kmeans, and mmd_linear accepted anything.
+    from curata import curate
+    from curata.monitor import DriftMonitor
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((40, 2)), rng.standard_normal((30, 2))
+    calls = {
+        "mmd": lambda s: drift.mmd(a, b, seed=s, n_permutations=5),
+        "mmd_linear": lambda s: drift.mmd_linear(a, b, seed=s),
+        "QuantileSketch": lambda s: drift.QuantileSketch(seed=s),
+        "kmeans": lambda s: curate.kmeans(a, 2, seed=s),
+        "DriftMonitor": lambda s: DriftMonitor(a, seed=s, n_clusters=2),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"^seed must be >= 0, got -1$"):
+            call(-1)
+        for bad in (None, 1.0, True):
+            with pytest.raises(TypeError, match=r"^seed must be an int"):
+                call(bad)
+        call(np.uint32(7))
+        call(2**70)
+    pytest.importorskip("sklearn")
+    with pytest.raises(ValueError, match=r"^seed must be in \[0, 4294967295\], got -1$"):
+        drift.c2st(a, b, seed=-1, n_permutations=5)
+    with pytest.raises(TypeError, match=r"^seed must be an int, got NoneType$"):
+        drift.c2st(a, b, seed=None, n_permutations=5)

@@ -189,6 +189,12 @@ def test_sketch_errors():
         drift.QuantileSketch().quantile(0.5)
     with pytest.raises(ValueError, match="q must be in"):
         drift.QuantileSketch().update([1.0]).quantile(1.5)
+    # rank/cdf of NaN: was count (searchsorted puts NaN last), i.e. "every value is <= NaN"
+    s = drift.QuantileSketch().update([1.0, 2.0, 3.0])
+    for fn in (s.rank, s.cdf):
+        with pytest.raises(ValueError, match="^x must not contain NaN$"):
+            fn([2.0, np.nan])
+    assert s.rank(np.inf) == 3 and s.rank(-np.inf) == 0 and s.cdf(2.0) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="a is empty"):
         drift.ks_from_sketches(drift.QuantileSketch(), drift.QuantileSketch().update([1.0]))
     with pytest.raises(TypeError, match="b must be a QuantileSketch"):

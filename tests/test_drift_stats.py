@@ -643,6 +643,15 @@ def test_chi2_yates_correction_and_labels():
     assert r.cur_counts.tolist() == [[2, 0, 1], [2, 1, 0]]
     assert_close(r.statistic[0], stats.chi2_contingency([[2, 1, 1], [2, 0, 1]]).statistic)
     assert_close(r.statistic[1], stats.chi2_contingency([[4, 0], [2, 1]]).statistic)
+    # object labels that cannot be ordered together: a TypeError naming the problem, not numpy's
+    # "'<' not supported between instances of 'str' and 'int'" from inside np.unique
+    for fn in (drift.chi2, drift.psi, drift.tvd):
+        with pytest.raises(TypeError, match=r"^ref and cur labels of column 0 must be mutually orderable.*\['int', 'str'\]"):
+            fn(np.array(["a", 1, "b"], dtype=object), np.array(["a"], dtype=object))
+        with pytest.raises(TypeError, match=r"mutually orderable.*NoneType"):
+            fn(np.array(["a", None], dtype=object), np.array(["a", "b"], dtype=object))
+    ok = drift.chi2(np.array(["a", "b", "a"], dtype=object), np.array(["b", "b"], dtype=object))
+    assert ok.ref_counts.tolist() == [[2, 1]] and ok.cur_counts.tolist() == [[0, 2]]
 
 
 def test_counts_input_and_psi_epsilon():

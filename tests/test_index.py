@@ -1036,3 +1036,43 @@ def test_fuzz_against_dict_model(tmp_path_factory, program):
         assert len(index) == len(model)
         assert index.ids.tolist() == list(model)
         assert index.next_id == next_id
+
+
+@pytest.mark.parametrize("scale", [2.0**70, 2.0**-70])
+def test_cosine_queries_whose_float32_norms_overflow_or_underflow(rng, scale):
+    # Stored cosine rows are normalised in float64, but a query's float32 norm overflowed (or
+    # underflowed to 0, a "zero query"): every similarity came out 0 and ids came back by index.
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    q = x[:7].copy()
+    index = Index(6, metric="cosine")
+    index.add(x * np.float32(scale))  # stored rows too: normalisation must not lose them
+    d0, i0 = index.search(q, 4)
+    qs = q * np.float32(scale)
+    before = qs.copy()
+    d, i = index.search(qs, 4)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_array_equal(d, d0)
+    np.testing.assert_array_equal(i[:, 0], np.arange(7))  # each query finds itself first
+    np.testing.assert_array_equal(qs, before)
+    lims0, rd0, ri0 = index.range_search(q, 0.5)
+    lims, rd, ri = index.range_search(qs, 0.5)
+    np.testing.assert_array_equal(lims, lims0)
+    np.testing.assert_array_equal(ri, ri0)
+    np.testing.assert_array_equal(rd, rd0)
+
+
+def test_save_to_a_directory_or_a_missing_directory_names_the_path(tmp_path, rng):
+    # The errors named the hidden temporary file ('.../no/.x.idx.nwfbsbij.tmp', or a temp file
+    # written in full next to the directory before the rename failed); nothing is left behind.
+    index = Index(4)
+    index.add(rng.standard_normal((50, 4)).astype(np.float32))
+    target = tmp_path / "folder"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        index.save(target)
+    assert info.value.filename == str(target)
+    missing = tmp_path / "no" / "x.idx"
+    with pytest.raises(FileNotFoundError) as info:
+        index.save(missing)
+    assert info.value.filename == str(tmp_path / "no")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any(target.iterdir())

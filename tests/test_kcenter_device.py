@@ -85,3 +85,18 @@ def test_errors_match_host():
         with pytest.raises(exc, match=msg):
             kd.k_center_greedy_torch(*t_args, **kwargs)
     assert kd.k_center_greedy_torch(torch.from_numpy(x), 0).numel() == 0
+
+
+@pytest.mark.parametrize("exponent", [100, -100, 700, -700])
+def test_huge_and_tiny_values(rng, exponent):
+    # Same power-of-two rescaling as the host path: picks were 0, 1, 2, ... at 2^100.
+    base = rng.standard_normal((300, 6))
+    if abs(exponent) < 120:
+        base = base.astype(np.float32)
+    x = torch.from_numpy(np.ldexp(base, exponent))
+    before = x.clone()
+    for metric in ("l2", "cosine"):
+        got = kd.k_center_greedy_torch(x, 10, metric=metric)
+        np.testing.assert_array_equal(got.numpy(), curate.k_center_greedy(base, 10, metric=metric))
+    np.testing.assert_array_equal(kd.k_center_greedy_torch(x, 10).numpy(), _ref_farthest_first(base, 10, []))
+    assert torch.equal(x, before)

@@ -291,3 +291,20 @@ def test_public_functions_dispatch_device_input(monkeypatch):
     assert calls == ["kmeans", "init"]
     np.testing.assert_array_equal(r.labels.numpy(), curate.kmeans(x, 3, n_iter=7, seed=2).labels)
     np.testing.assert_array_equal(i.numpy(), curate.kmeans_plus_plus_init(x, 3, seed=2))
+
+
+@pytest.mark.parametrize("exponent", [100, -100, 700, -700])
+def test_huge_and_tiny_values(rng, exponent):
+    # The host path's power-of-two rescaling: seeding picked 0, 1, 2 at 2^100 before.
+    base = _blobs(rng, 4, 300, 5)
+    if abs(exponent) < 120:
+        base = base.astype(np.float32)
+    x = torch.from_numpy(np.ldexp(base, exponent))
+    before = x.clone()
+    want = curate.kmeans(base, 4)
+    got = kd.kmeans_torch(x, 4)
+    np.testing.assert_array_equal(got.labels.numpy(), want.labels)
+    np.testing.assert_array_equal(got.labels.numpy(), _ref_labels(base, want.centroids)[0])
+    np.testing.assert_array_equal(got.centroids.numpy(), np.ldexp(kd.kmeans_torch(torch.from_numpy(base), 4).centroids.numpy(), exponent))
+    np.testing.assert_array_equal(kd.kmeans_plus_plus_init_torch(x, 4).numpy(), curate.kmeans_plus_plus_init(base, 4))
+    assert torch.equal(x, before)

@@ -112,6 +112,12 @@ def test_bonferroni_and_thresholds():
     assert [r.drift for r in psi] == [r.statistic > 0.25 for r in psi]
     with pytest.raises(ValueError, match="thresholds keys must be distances"):
         DriftMonitor(ref, thresholds={"ks": 0.1})
+    # A threshold no configured test uses was silently ignored (it could never decide).
+    with pytest.raises(ValueError, match=r"^thresholds\['wasserstein'\] is set but 'wasserstein' is in neither tests"):
+        DriftMonitor(ref, tests=("ks",), thresholds={"wasserstein": 0.1}, n_clusters=None)
+    # cluster_fit_rows below n_clusters: named as such (was kmeans' "rows of x" message)
+    with pytest.raises(ValueError, match=r"^n_clusters must be <= cluster_fit_rows \(3\), got 4$"):
+        DriftMonitor(ref, n_clusters=4, cluster_fit_rows=3)
 
 
 def test_cluster_share_shift_detected():
@@ -367,6 +373,17 @@ def test_arrow_embedding_column_clusters():
     km = kmeans(emb, 4, seed=0)
     np.testing.assert_array_equal(rep.clusters.cur_counts, np.bincount(nearest(wemb, np.asarray(km.centroids, float)), minlength=4))
     assert rep.cluster_drift and not rep.feature_drift
+    # A window whose embedding lists have another size: a numpy matmul shape error leaked from
+    # the cluster assignment. Now it is a reported type change and no cluster test (as a
+    # missing column), the other columns are still tested, and the check is recorded.
+    n_hist = len(mon.history_rows)
+    x3 = rng.normal(size=300)
+    bad = mon.check(pa.table({"emb": pa.FixedSizeListArray.from_arrays(pa.array(wemb[:, :3].ravel()), 3), "x": x3}))
+    assert bad.schema.type_changed == {"emb": ("fixed_size_list<item: double>[4]", "fixed_size_list<item: double>[3]")}
+    assert bad.clusters.n_skipped == 300 and math.isnan(bad.clusters.pvalue) and not bad.cluster_drift
+    assert bad.schema_drift and bad.drift
+    assert bad.result("x").pvalue == pytest.approx(curata.drift.ks(ref.column("x").to_numpy(), x3).pvalue[0])
+    assert len(mon.history_rows) == n_hist + 1
 
 
 # ------------------------------------------------------------------------------ skew
@@ -411,6 +428,15 @@ def test_skew_distribution_and_join():
     dup = train.set_column(0, "id", pa.array(np.zeros(n, dtype=np.int64)))
     with pytest.raises(ValueError, match="must be unique"):
         skew(dup, serve, key="id")
+    # A column of a type that is not monitored (an embedding list) is left out with a key as
+    # without one; it raised TypeError "not monitored" only when key was given.
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(3 * n)), 3)
+    emb_s = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(3 * serve.num_rows)), 3)
+    with_emb = skew(train.append_column("emb", emb), serve.append_column("emb", emb_s), key="id")
+    assert with_emb.mismatch_count == rep.mismatch_count and with_emb.skewed_columns == rep.skewed_columns
+    assert skew(train.append_column("emb", emb), serve.append_column("emb", emb_s)).distribution.results
+    with pytest.raises(ValueError, match="must not include the key"):
+        skew(train, serve, key="id", columns="id")
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -514,6 +540,19 @@ def test_bad_input_errors():
         mon.check(ref, timestamp="yesterday")
     with pytest.raises(TypeError, match="timestamp must be"):
         mon.check(ref, timestamp=[2026, 11, 22])
+    # NaN/inf/huge POSIX seconds and times without a UTC equivalent: ValueError naming timestamp
+    # (was a bare "Invalid value NaN" / OverflowError, and a datetime(1, 1, 1) with a positive
+    # offset was accepted and then broke every later read of `history`); nothing is recorded.
+    n_before = len(mon.history_rows)
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    for bad in (float("nan"), float("inf"), -np.inf, 1e20, np.float64(-1e19),
+                dt.datetime(1, 1, 1, tzinfo=plus5), "0001-01-01T00:00+05:00", "9999-12-31T23:00-05:00"):
+        with pytest.raises(ValueError, match="^timestamp must be"):
+            mon.check(ref, timestamp=bad)
+    assert len(mon.history_rows) == n_before
+    assert mon.check(ref, timestamp=dt.datetime(1, 1, 1, 6, tzinfo=plus5)).timestamp.year == 1
+    assert mon.check(ref, timestamp=-1.5).timestamp.year == 1969
+    assert mon.history.num_rows == n_before + 2
     r = mon.check(ref, timestamp="2026-11-22T10:30")
     assert r.timestamp.isoformat() == "2026-11-22T10:30:00+00:00"
     r = mon.check(ref, timestamp="2026-11-22T10:30+02:00")

@@ -488,3 +488,88 @@ def test_eight_lane_kernel_in_subprocess(tmp_path):
         np.testing.assert_array_equal(got[f"{metric}3d"], got[f"{metric}50d"][:3])
         np.testing.assert_array_equal(got[f"{metric}3i"], got[f"{metric}50i"][:3])
         check_against_reference(b, q, 6, metric, got[f"{metric}50d"], got[f"{metric}50i"])
+
+
+# ------------------------------------------------- cosine is scale-free, also beyond float32
+@pytest.mark.parametrize("scale", [2.0**70, 2.0**-70, 2.0**120])
+def test_cosine_rows_whose_float32_norms_overflow_or_underflow(rng, scale):
+    # |row|^2 of such rows overflows to inf (or underflows to 0) in float32: before the fix the CPU
+    # core reported similarity -inf (or 0, as for a zero vector) and returned neighbours by index.
+    # Scaling rows by a power of two changes no cosine, so the results must be bit for bit those
+    # of the unscaled rows, and must agree with the float64 reference.
+    x = rng.standard_normal((60, 7)).astype(np.float32)
+    scaled = x.copy()
+    scaled[::2] *= np.float32(scale)  # mixed: every other row out of range, the rest as is
+    before = scaled.copy()
+    d0, i0 = search.knn(x, x[:9], 5, "cosine")
+    d, i = search.knn(scaled, scaled[:9], 5, "cosine")
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_array_equal(d, d0)
+    np.testing.assert_array_equal(scaled, before)  # the input is not modified
+    ref = scores64(x, x[:9], "cosine")
+    np.testing.assert_allclose(d, np.take_along_axis(ref, i, axis=1), atol=1e-6)
+    gd0, gi0 = search.knn_graph(x, 4, "cosine")
+    gd, gi = search.knn_graph(scaled, 4, "cosine")
+    np.testing.assert_array_equal(gi, gi0)
+    np.testing.assert_array_equal(gd, gd0)
+
+
+def test_cosine_1e30_embeddings_find_their_neighbours(rng):
+    # Not a power of two: compare against the float64 reference of the float32 data itself.
+    x = (rng.standard_normal((40, 5)) * 1e30).astype(np.float32)
+    d, i = search.knn(x, x, 3, "cosine")
+    check_against_reference(x, x, 3, "cosine", d, i)
+    assert np.all(d[:, 0] > 0.999)  # each row is its own best match, not a -inf score
+
+
+def test_row_abs_max_bits_against_numpy(rng):
+    # The per-row scan behind the cosine rescaling: bits of max |value| per row, both code paths.
+    from curata import _core
+
+    x = rng.standard_normal((300, 13)).astype(np.float32) * np.float32(1e-3)
+    x[5] = 0.0
+    x[7, 2] = -3e30
+    x[9, 4] = np.inf
+    x[11, 0] = np.nan
+    x[13] = np.float32(1e-42)  # subnormal
+    want = np.abs(x).max(axis=1).view(np.uint32).copy()
+    want[11] = max(want[11], np.float32(np.nan).view(np.uint32) & 0x7FFFFFFF)
+    for hw in (True, False):
+        got = _core.row_abs_max_bits(x.view(np.uint32), allow_hardware=hw)
+        assert got.dtype == np.uint32 and got.shape == (300,)
+        np.testing.assert_array_equal(np.delete(got, 11), np.delete(want, 11))
+        assert got[11] >= 0x7F800000 and got[9] == 0x7F800000 and got[5] == 0
+    assert _core.row_abs_max_bits(np.zeros((0, 4), np.uint32)).shape == (0,)
+
+
+def test_float64_values_beyond_float32_are_named_as_such(rng):
+    # float64 1e39 became inf in the float32 conversion (with numpy's "overflow encountered in
+    # cast" warning) and was then reported as "NaN or infinity in row 2", which the user never had.
+    import warnings
+
+    b = rng.standard_normal((6, 3))
+    bad = b.copy()
+    bad[2, 1] = -1e39
+    msg = r"holds finite values beyond the float32 range \(\|v\| > 3.403e\+38\), got float64 input"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks either
+        with pytest.raises(ValueError, match="^base " + msg):
+            search.knn(bad, b, 1)
+        with pytest.raises(ValueError, match="^queries " + msg):
+            search.knn(b, bad, 1)
+        with pytest.raises(ValueError, match="^x " + msg):
+            search.knn_graph(bad, 1)
+        index = search.Index(3)
+        with pytest.raises(ValueError, match="^x " + msg):
+            index.add(bad)
+        assert len(index) == 0
+        index.add(b)
+        with pytest.raises(ValueError, match="^queries " + msg):
+            index.search(bad, 1)
+        inf = b.copy()
+        inf[4, 0] = np.inf  # a genuine infinity keeps its own message
+        with pytest.raises(ValueError, match=r"^base must be finite, got NaN or infinity in row 4$"):
+            search.knn(inf, b, 1)
+        ok = b.copy()
+        ok[0, 0] = 3e38  # within range: fine
+        search.knn(ok, b, 1, "cosine")

@@ -174,6 +174,21 @@ int64_t first_nonfinite_row(const py::array& bits, bool allow_hardware) {
   throw std::invalid_argument("bits must be a C-contiguous 2-D uint32 or uint16 array");
 }
 
+// Per row of a C-contiguous (n, d) uint32 table of float32 bit patterns: the bits of the largest
+// |value| (see curata::search::row_abs_max_bits).
+py::array_t<uint32_t> row_abs_max_bits(const carray<uint32_t>& bits, bool allow_hardware) {
+  if (bits.ndim() != 2) throw std::invalid_argument("bits must be a C-contiguous 2-D uint32 array");
+  const int64_t n = bits.shape(0), d = bits.shape(1);
+  py::array_t<uint32_t> out(static_cast<py::ssize_t>(n));
+  const uint32_t* p = bits.data();
+  uint32_t* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    curata::search::row_abs_max_bits(p, n, d, po, allow_hardware);
+  }
+  return out;
+}
+
 }  // namespace
 
 namespace curata_py {
@@ -192,5 +207,6 @@ void bind_search(py::module_& m) {
   m.def("float_to_half", &float_to_half, py::arg("rows"), py::arg("out"), py::arg("allow_hardware") = true);
   m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
   m.def("first_nonfinite_row", &first_nonfinite_row, py::arg("bits"), py::arg("allow_hardware") = true);
+  m.def("row_abs_max_bits", &row_abs_max_bits, py::arg("bits"), py::arg("allow_hardware") = true);
 }
 }  // namespace curata_py

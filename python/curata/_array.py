@@ -97,6 +97,7 @@ def float_array(
     *,
     shape: Sequence[int | None] | None = None,
     dtype: np.dtype | None = None,
+    finite_cast: bool = False,
 ) -> np.ndarray:
     """A C-contiguous float32/float64 host array for the core library, converted at most once.
 
@@ -110,6 +111,11 @@ def float_array(
     dtype : numpy dtype, optional
         Force this compute dtype (float32 or float64). By default float64 stays float64, float32
         stays float32, float16/bfloat16 and integer input become float32 / float64 respectively.
+    finite_cast : bool
+        With a forced float32 ``dtype``: finite values beyond the float32 range (float64 input
+        above ~3.4e38) raise ``ValueError`` naming ``name`` instead of becoming infinity (which
+        the caller's finiteness check would then report as "NaN or infinity" the user never had).
+        Free: numpy flags the overflow during the one conversion.
     """
     a = _to_numpy_view(x, name)
     if a.dtype == np.bool_ or a.dtype.kind not in "fiu":
@@ -126,6 +132,15 @@ def float_array(
             dtype = np.dtype(np.float64)
     # np.ascontiguousarray returns at least 1-D: keep a 0-d input 0-d, so that a later shape check
     # reports what the caller passed and a scalar is never taken for a length-1 vector.
+    if finite_cast:
+        with np.errstate(over="raise"):
+            try:
+                return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
+            except FloatingPointError:
+                raise ValueError(
+                    f"{name} holds finite values beyond the {np.dtype(dtype).name} range "
+                    f"(|v| > {float(np.finfo(dtype).max):.4g}), got {a.dtype} input; the computation is in {np.dtype(dtype).name}"
+                ) from None
     return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
 
 
@@ -251,6 +266,33 @@ def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
 
+def unique_labels(a: np.ndarray, what: str, **kwargs: Any) -> Any:
+    """``np.unique(a, **kwargs)`` for label arrays: object labels that cannot be sorted together
+    (str mixed with int, None) raise a ``TypeError`` naming ``what`` and the types found, instead
+    of numpy's "'<' not supported between instances of 'str' and 'int'"."""
+    try:
+        return np.unique(a, **kwargs)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in a.tolist()})
+        raise TypeError(
+            f"{what} must be mutually orderable (all numbers or all strings, no None), got a mix of {kinds}"
+        ) from None
+
+
+def check_seed(value: Any, name: str = "seed", *, maximum: int | None = None) -> int:
+    """A random seed as a Python int >= 0 (``numpy.random.default_rng`` rejects negative seeds
+    with a message that does not name the argument, and ``None`` would silently mean "random",
+    breaking the same-seed-same-result promise). ``maximum``: inclusive upper bound, for seeds
+    handed to APIs that need one (scikit-learn's ``random_state`` < 2**32)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    v = int(value)
+    if v < 0 or (maximum is not None and v > maximum):
+        bound = f"in [0, {maximum}]" if maximum is not None else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+    return v
+
+
 def check_finite_rows(a: np.ndarray, name: str) -> None:
     """ValueError naming the first row of a 2-D array that holds NaN or infinity."""
     bits = _FLOAT_BITS.get(a.dtype)
@@ -264,6 +306,51 @@ def check_finite_rows(a: np.ndarray, name: str) -> None:
         row = int(np.argmax(bad)) if bad.any() else -1
     if row >= 0:
         raise ValueError(f"{name} must be finite, got NaN or infinity in row {row}")
+
+
+def cosine_safe_rows(a: np.ndarray) -> np.ndarray:
+    """Float32 (N, D) rows rescaled so float32 cosine arithmetic neither overflows nor underflows.
+
+    The squared norm of a float32 row overflows to infinity once its values pass about 1e19 and
+    underflows to 0 below about 1e-19, which turned such rows into "similarity -inf" or "zero
+    vector" rows. Cosine does not depend on a row's scale, so rows whose largest ``|value|`` lies
+    outside ``[2**-50, 2**50]`` are multiplied by a power of two that brings it into [0.5, 1): exact,
+    and every float32 product, sum, norm and quotient of the cosine scales by the same power of
+    two, so the cosines are bit for bit those of the unscaled rows wherever those did not overflow.
+    ``a`` itself is never modified (the rows are rescaled in a copy, made only when a row needs
+    it). NaN/inf rows are left as they are for the caller's finiteness check. Cost: one pass over
+    the bit patterns in the C++ core (AVX2; about 1/3 of a single-query search over the same
+    rows, measured) and 4 N bytes.
+    """
+    if a.size == 0 or a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim != 2:
+        return a
+    from . import _core  # noqa: PLC0415  (lazy, as in check_finite_rows)
+
+    top = _core.row_abs_max_bits(a.view(np.uint32))
+    bad = ((top > _COSINE_BITS_HI) | (top < _COSINE_BITS_LO)) & (top != 0) & (top < _FLOAT32_INF_BITS)
+    if not bad.any():
+        return a
+    rows = np.flatnonzero(bad)
+    _, exponent = np.frexp(top[rows].view(np.float32))
+    out = a.copy()
+    out[rows] = np.ldexp(a[rows], -exponent[:, None].astype(np.int32))
+    return out
+
+
+def power_of_two_scale(largest: float) -> float:
+    """1.0 when float32 squares and dot products of values up to ``largest`` (in magnitude)
+    neither overflow nor underflow (``largest`` in ``[2^-40, 2^40]``, zero or non-finite), else
+    the power of two that maps ``largest`` into [0.5, 1). For scale-invariant computations
+    (farthest-first, cosine): multiplying by it is exact."""
+    if not np.isfinite(largest) or largest == 0.0 or 2.0**-40 <= largest <= 2.0**40:
+        return 1.0
+    return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
+
+
+# Bit patterns of 2**50, 2**-50 and +inf as float32 (non-negative floats order like their bits).
+_COSINE_BITS_HI = np.float32(2.0**50).view(np.uint32)
+_COSINE_BITS_LO = np.float32(2.0**-50).view(np.uint32)
+_FLOAT32_INF_BITS = np.float32(np.inf).view(np.uint32)
 
 
 # Native float32 / float16 and the unsigned integers of their bit patterns.

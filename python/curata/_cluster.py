@@ -36,6 +36,15 @@ def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     return a
 
 
+def _unit_scaled(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(a * scale, scale)`` with ``scale`` the power of two of :func:`_array.power_of_two_scale`
+    (``a`` itself when it is 1): k-means and its seeding are scale-equivariant, but their float32
+    squares overflow beyond ~1e19 and underflow below ~1e-19 (NaN or all-zero distances). The
+    caller's array is never modified."""
+    scale = _array.power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    return (a if scale == 1.0 else a * a.dtype.type(scale)), scale
+
+
 def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -85,7 +94,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
     distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
     exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
-    lowest index among the float32 maxima is taken instead.
+    lowest index among the float32 maxima is taken instead. Data whose largest ``|value|`` lies
+    outside ``[2^-40, 2^40]`` is first multiplied by a power of two (exact; the picks do not
+    depend on the scale), so huge or tiny values do not overflow or underflow the float32 scan
+    (a C-contiguous float64 ``x`` is then copied once).
 
     Complexity O(n * N * D) time (one pass over ``x`` per pick, memory bound). Peak memory
     beyond the input: the float64 rows kept for the exact re-check (none when ``x`` is C-contiguous
@@ -106,6 +118,13 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     # own float64 array (or a view of a float64 tensor) never is.
     fresh = a is not x and a.flags.owndata
     N, D = a.shape
+    # Farthest-first is scale-invariant, but squares of values beyond ~1e19 overflow float32 (and
+    # beyond ~1e154 float64), below ~1e-19 they underflow: NaN or all-zero distances, picks by
+    # index. Such data is scaled by a power of two first (exact, the same picks).
+    scale = _array.power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    if scale != 1.0:
+        a = np.multiply(a, scale, out=a if fresh else None)
+        fresh = True
     if already_selected is None:
         sel = np.zeros(0, dtype=np.int64)
     else:
@@ -302,9 +321,7 @@ def _check_k(x: np.ndarray, k: Any, name: str = "n_clusters") -> int:
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return int(seed)
+    return _array.check_seed(seed)
 
 
 def _init_pp(a: np.ndarray, sq: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -377,7 +394,7 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
         from . import _kmeans_device  # noqa: PLC0415
 
         return _kmeans_device.kmeans_plus_plus_init_torch(x, k, seed)
-    a = _matrix(x, "x")
+    a, _ = _unit_scaled(_matrix(x, "x"))
     k = _check_k(a, k, "k")
     seed = _check_seed(seed)
     sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
@@ -431,7 +448,7 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         from . import _kmeans_device  # noqa: PLC0415
 
         return _kmeans_device.kmeans_torch(x, n_clusters, n_iter, seed)
-    a = _matrix(x, "x")
+    a, scale = _unit_scaled(_matrix(x, "x"))
     k = _check_k(a, n_clusters)
     n_iter = _count(n_iter, "n_iter")
     seed = _check_seed(seed)
@@ -463,6 +480,9 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         if not changed:
             break
     inertia = float(dist.sum())
+    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
+        c = (c.astype(np.float64) / scale).astype(c.dtype)
+        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
     return KMeansResult(
         centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _array
 from ._drift_input import sample_pair
 
 _PVALUE_METHODS = ("auc-normal", "permutation")
@@ -185,6 +186,7 @@ def c2st(
     n_folds = int(n_folds)
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    seed = _array.check_seed(seed, maximum=2**32 - 1)  # scikit-learn's random_state range
     if pvalue not in _PVALUE_METHODS:
         raise ValueError(f"pvalue must be one of {_PVALUE_METHODS}, got {pvalue!r}")
     if pvalue == "permutation":

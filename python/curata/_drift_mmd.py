@@ -220,6 +220,7 @@ def mmd(
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
     if precision not in ("float64", "float32"):
         raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    seed = _array.check_seed(seed)
     device = _drift_device.wants_device(ref, cur)
     a, b = _device_samples(ref, cur, 2) if device else _samples(ref, cur, 2)
     sigma = _bandwidth(bandwidth, a, seed)
@@ -257,6 +258,7 @@ def mmd_linear(ref: Any, cur: Any, *, kernel: str = "rbf", bandwidth: Any = "med
     O((n + m) D).
     """
     _check_kernel(kernel)
+    seed = _array.check_seed(seed)
     a, b = _samples(ref, cur, 4)
     sigma = _bandwidth(bandwidth, a, seed)
     k = min(a.shape[0], b.shape[0]) // 2

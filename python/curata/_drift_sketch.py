@@ -219,7 +219,7 @@ class QuantileSketch:
         self.rank_error_bound = 0
         self.min, self.max = np.inf, -np.inf
         self._levels: list[np.ndarray] = [np.empty(0)]
-        self._rng = np.random.default_rng(int(seed))
+        self._rng = np.random.default_rng(_array.check_seed(seed))
 
     @property
     def normalized_rank_error(self) -> float:
@@ -285,10 +285,14 @@ class QuantileSketch:
         return vals[order], w[order]
 
     def rank(self, x: Any) -> np.ndarray:
-        """Estimated number of values <= x (int64, same shape as x), within ``rank_error_bound``."""
+        """Estimated number of values <= x (int64, same shape as x), within ``rank_error_bound``.
+        NaN in ``x`` raises ``ValueError`` (no value is <= NaN, yet a sorted search puts it last)."""
         vals, w = self._weighted()
         cw = np.concatenate([[0], np.cumsum(w)])
-        return cw[np.searchsorted(vals, np.asarray(x, dtype=np.float64), side="right")]
+        xs = np.asarray(x, dtype=np.float64)
+        if np.isnan(xs).any():
+            raise ValueError("x must not contain NaN")
+        return cw[np.searchsorted(vals, xs, side="right")]
 
     def cdf(self, x: Any) -> np.ndarray:
         """Estimated fraction of values <= x, within ``normalized_rank_error``."""

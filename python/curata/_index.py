@@ -477,7 +477,7 @@ class Index:
         old and the new table together. float16 rounding runs in the C++
         core (F16C where the CPU has it; bit-identical to numpy's ``astype(float16)``).
         """
-        a = _array.float_array(x, "x", dtype=np.dtype(np.float32))
+        a = _array.float_array(x, "x", dtype=np.dtype(np.float32), finite_cast=True)
         if a.ndim != 2 or a.shape[1] != self._dim:
             raise ValueError(f"x must have shape (B, {self._dim}), got {tuple(a.shape)}")
         b = a.shape[0]
@@ -639,10 +639,11 @@ class Index:
             if q.dim() != 2 or q.shape[1] != self._dim:
                 raise ValueError(f"queries must have shape (M, {self._dim}), got {tuple(q.shape)}")
             return q.to(torch.float32).contiguous()
-        q = _array.float_array(queries, "queries", dtype=np.dtype(np.float32))
+        q = _array.float_array(queries, "queries", dtype=np.dtype(np.float32), finite_cast=True)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValueError(f"queries must have shape (M, {self._dim}), got {tuple(q.shape)}")
-        return q
+        # Stored cosine rows are unit vectors; a query's own norm must not overflow either.
+        return _array.cosine_safe_rows(q) if self._metric == "cosine" else q
 
     def _run(self, op: str, q: np.ndarray, arg: Any) -> tuple:
         """Every search goes through here: one place to route to a device.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from typing import IO, Any, Callable
@@ -27,6 +28,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, t
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    # Checked up front: the write would otherwise fill a temporary file (all of a large index)
+    # before failing, with an error that names the temporary file instead of ``path``.
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "cannot write a file over a directory", path)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, "the directory to write into does not exist", directory)
     try:
         mode = os.stat(path).st_mode & 0o777
     except OSError:

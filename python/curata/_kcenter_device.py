@@ -74,9 +74,17 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
 
     # Centred float32 copy, built in float64 chunks (never a full float64 copy of x).
     step = max(1, _EXACT_CHUNK // D)
+    # Huge or tiny values: every float64 row is multiplied by a power of two (exact; picks are
+    # scale-invariant), as on the host, so float32 squares neither overflow nor underflow.
+    scale = _array.power_of_two_scale(float(torch.maximum(t.max(), -t.min()))) if t.numel() else 1.0
+
+    def chunk64(r0: int) -> Any:
+        r = t[r0 : r0 + step].to(torch.float64)
+        return r * scale if scale != 1.0 else r
+
     inv_norm = None
     if metric == "cosine":
-        sq = torch.cat([(t[r0 : r0 + step].to(torch.float64) ** 2).sum(dim=1) for r0 in range(0, N, step)])
+        sq = torch.cat([(chunk64(r0) ** 2).sum(dim=1) for r0 in range(0, N, step)])
         zero = sq == 0
         if bool(zero.any()):
             raise ValueError(
@@ -87,6 +95,8 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
     def rows64(idx: Any) -> Any:
         """float64 rows (normalised for "cosine") that the exact re-check differences."""
         r = t[idx].to(torch.float64)
+        if scale != 1.0:
+            r = r * scale
         return r * inv_norm[idx][:, None] if inv_norm is not None else r
 
     total = torch.zeros(D, dtype=torch.float64, device=dev)

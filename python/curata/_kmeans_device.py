@@ -84,6 +84,13 @@ def _matrix(torch: Any, x: Any) -> Any:
     return t
 
 
+def _unit_scaled(a: Any) -> tuple[Any, float]:
+    """The host path's power-of-two rescaling of huge/tiny data (see ``_cluster._unit_scaled``):
+    ``(a * scale, scale)``, ``a`` itself when the scale is 1 (never modified in place)."""
+    scale = _array.power_of_two_scale(float(a.abs().max())) if a.numel() else 1.0
+    return (a if scale == 1.0 else a * scale), scale
+
+
 def _row_sq(torch: Any, a: Any) -> Any:
     """float64 squared norms of the rows, in chunks (never a float64 copy of ``a``)."""
     step = max(1, _EXACT_CHUNK // a.shape[1])
@@ -302,6 +309,7 @@ def kmeans_plus_plus_init_torch(x: Any, k: int, seed: int = 0) -> Any:
     """
     torch = _torch()
     a, k, seed = _args(torch, x, k, "k", seed)
+    a, _ = _unit_scaled(a)
     exact64 = a.dtype == torch.float32 and _fp32_input_roundoff(torch, a.device) > 0.0
     sq = _row_sq(torch, a)
     return _back(_init_pp(torch, a, sq, k, seed, exact64), x)
@@ -324,6 +332,7 @@ def kmeans_torch(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> An
 
     torch = _torch()
     a, k, seed = _args(torch, x, n_clusters, "n_clusters", seed)
+    a, scale = _unit_scaled(a)
     n_iter = _cluster._count(n_iter, "n_iter")
     eps = _gemm_eps(torch, a)
     exact64 = a.dtype == torch.float32 and _fp32_input_roundoff(torch, a.device) > 0.0
@@ -343,6 +352,9 @@ def kmeans_torch(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> An
         if not changed:
             break
     inertia = float(dist.sum())
+    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
+        c = (c.to(torch.float64) / scale).to(c.dtype)
+        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
     return _cluster.KMeansResult(
         centroids=_back(c, x, float_out=True), labels=_back(labels, x), inertia=inertia, n_iter=run
     )

@@ -283,7 +283,7 @@ def label_issues(
         kk = _curate._k(k)
         x = None
         if features is not None:
-            x = _array.float_array(features, "features", dtype=np.dtype(np.float32))
+            x = _array.float_array(features, "features", dtype=np.dtype(np.float32), finite_cast=True)
             if x.ndim != 2 or x.shape[0] != n:
                 raise ValueError(f"features must have shape ({n}, D) like labels, got {tuple(x.shape)}")
             if x.shape[1] == 0:

@@ -371,16 +371,21 @@ def class_balance(labels: Any) -> ClassBalance:
     a = _labels(labels)
     if a.size == 0:
         raise ValueError("labels must have at least one element, got shape (0,)")
-    classes, counts = np.unique(a, return_counts=True)
+    classes, counts = _array.unique_labels(a, "labels", return_counts=True)
     counts = counts.astype(np.int64)
     return ClassBalance(
         classes=classes,
         counts=counts,
         fractions=counts / counts.sum(),
         imbalance_ratio=float(counts.max() / counts.min()),
-        majority=classes[int(np.argmax(counts))].item(),
-        minority=classes[int(np.argmin(counts))].item(),
+        majority=_scalar(classes[int(np.argmax(counts))]),
+        minority=_scalar(classes[int(np.argmin(counts))]),
     )
+
+
+def _scalar(v: Any) -> Any:
+    """A Python scalar: numpy scalars via ``.item()``; elements of object arrays already are."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def slice_indices(labels: Any, classes: Any) -> Any:

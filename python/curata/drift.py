@@ -686,7 +686,7 @@ def _label_counts(a: np.ndarray, b: np.ndarray, nan: int):
             if arr.size == 0:
                 raise ValueError(f"{name} column {j} has no values after omitting NaN; binned statistics need at least 1 per column")
         both = np.concatenate([x, y])
-        values, inverse = np.unique(both, return_inverse=True)
+        values, inverse = _array.unique_labels(both, f"ref and cur labels of column {j}", return_inverse=True)
         cats.append(values)
         rc.append(np.bincount(inverse[: x.size], minlength=values.size))
         cc.append(np.bincount(inverse[x.size :], minlength=values.size))

@@ -439,9 +439,20 @@ def _timestamp(ts: Any) -> _dt.datetime:
     if ts is None:
         return _dt.datetime.now(_dt.timezone.utc)
     if isinstance(ts, _dt.datetime):
-        return ts if ts.tzinfo is not None else ts.replace(tzinfo=_dt.timezone.utc)
+        aware = ts if ts.tzinfo is not None else ts.replace(tzinfo=_dt.timezone.utc)
+        try:
+            # The history stores UTC: a time whose UTC equivalent is outside the datetime range
+            # (year 1 with a positive offset, year 9999 with a negative one) would make every
+            # later read of the history fail, so it is refused here, before anything is recorded.
+            aware.astimezone(_dt.timezone.utc)
+        except OverflowError:
+            raise ValueError(f"timestamp must be representable in UTC (years 1-9999), got {ts!r}") from None
+        return aware
     if isinstance(ts, (int, float, np.integer, np.floating)) and not isinstance(ts, bool):
-        return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc)
+        try:
+            return _dt.datetime.fromtimestamp(float(ts), _dt.timezone.utc)
+        except (ValueError, OverflowError, OSError):  # NaN, inf, beyond the years 1-9999
+            raise ValueError(f"timestamp must be finite POSIX seconds within the years 1-9999, got {ts!r}") from None
     if isinstance(ts, str):
         try:
             return _timestamp(_dt.datetime.fromisoformat(ts))
@@ -492,6 +503,8 @@ class DriftMonitor:
         Decision thresholds of distances, e.g. ``{"psi": 0.25, "wasserstein": 0.1}``: a column
         drifts when the distance exceeds its threshold. Distances without a threshold are
         reported but never decide. Thresholds are not part of the multiple-testing correction.
+        A threshold for a distance in neither ``tests`` nor ``categorical_tests`` raises
+        ValueError (it could never decide).
     columns : sequence of int (arrays) or str (Tables), optional
         Columns to monitor (default: all numeric and categorical columns).
     embeddings : None, sequence of int/str, or str (Table fixed-size-list column), optional
@@ -605,9 +618,7 @@ class DriftMonitor:
         self.null_rate_threshold = _array.check_probability(null_rate_threshold, "null_rate_threshold")
         self.min_rows = _array.check_count(min_rows, "min_rows", allow_none=False, minimum=1)
         self.top_k = _array.check_count(top_k, "top_k", allow_none=False, minimum=0)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = int(seed)
+        self.seed = _array.check_seed(seed)
         self._callbacks: list[Callable] = []
         self._history: list[dict] = []
         self.last_report: DriftReport | None = None
@@ -642,6 +653,12 @@ class DriftMonitor:
                 )
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"thresholds[{k!r}] must be a finite number >= 0, got {v!r}")
+            if k not in self.tests and k not in self.categorical_tests:
+                # A threshold that no test uses would silently never decide anything.
+                raise ValueError(
+                    f"thresholds[{k!r}] is set but {k!r} is in neither tests {list(self.tests)} nor "
+                    f"categorical_tests {list(self.categorical_tests)}; add it to tests"
+                )
             out[k] = float(v)
         return out
 
@@ -791,6 +808,11 @@ class DriftMonitor:
         if self._emb_table_column is not None:
             if self._emb_table_column in present and _arrow_kind(t.schema.field(self._emb_table_column).type) == "embedding":
                 emb = _arrow_embedding(t.column(self._emb_table_column), self._emb_table_column)
+                ref = getattr(self, "_reference", None)
+                if ref is not None and ref.embeddings is not None and emb.shape[1] != ref.embeddings.shape[1]:
+                    # Another list size is a type change (reported as schema drift); the window
+                    # cannot be assigned to the reference clusters, as if the column were gone.
+                    emb = None
         elif self._emb_names is not None:
             if all(c in present for c in self._emb_names):
                 emb = np.column_stack([_arrow_numeric(t.column(c))[0] for c in self._emb_names]) if n else np.zeros((0, len(self._emb_names)))
@@ -827,6 +849,8 @@ class DriftMonitor:
                 f"n_clusters must be <= {x.shape[0]} (reference rows with finite embeddings), got {k}; "
                 "pass n_clusters=None to disable the cluster share shift"
             )
+        if self.cluster_fit_rows is not None and k > self.cluster_fit_rows:
+            raise ValueError(f"n_clusters must be <= cluster_fit_rows ({self.cluster_fit_rows}), got {k}")
         if self.cluster_fit_rows is not None and x.shape[0] > self.cluster_fit_rows:
             pick = np.sort(np.random.default_rng([self.seed, 2]).choice(x.shape[0], self.cluster_fit_rows, replace=False))
             x = x[pick]
@@ -1753,8 +1777,11 @@ def skew(
     if key is not None and not (_is_table(training) and _is_table(serving)):
         raise TypeError("key needs pyarrow Tables for training and serving")
     if key is not None and columns is None:
-        columns = [c for c in training.schema.names if c != key]
-    elif key is not None and key in columns:
+        # "Every monitored column except key": types DriftMonitor does not monitor (e.g. an
+        # embedding list column) are left out here as it leaves them out, not an error.
+        columns = [c for c in training.schema.names
+                   if c != key and _arrow_kind(training.schema.field(c).type) in ("numeric", "categorical")]
+    elif key is not None and key in ([columns] if isinstance(columns, str) else list(columns)):
         raise ValueError(f"columns must not include the key {key!r}")
     mon = DriftMonitor(
         training, tests=tests, categorical_tests=categorical_tests, alpha=alpha, correction=correction,

@@ -58,7 +58,7 @@ def _device_module(*arrays: Any) -> Any:
 
 
 def _vectors(x: Any, name: str) -> np.ndarray:
-    a = _array.float_array(x, name, dtype=np.dtype(np.float32))
+    a = _array.float_array(x, name, dtype=np.dtype(np.float32), finite_cast=True)
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D), got {tuple(a.shape)}")
     if a.shape[1] == 0:
@@ -111,7 +111,9 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
         ``1e-7 * (|q - mu|^2 + |b - mu|^2)``, also for data far from the origin; identical rows
         give exactly 0.
         ``"cosine"``: ``<q, b> / (|q| |b|)``, largest first; a zero vector has similarity 0 with
-        everything (it is not an error).
+        everything (it is not an error). Scale-free for any finite row: rows whose largest
+        ``|value|`` is outside ``[2^-50, 2^50]`` (float32 squared norms would overflow or
+        underflow) are multiplied by a power of two first, in a copy (exact: the same cosines).
 
     Returns
     -------
@@ -159,6 +161,9 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
         raise ValueError("base must have at least one row, got shape (0, D)")
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"queries must have {b.shape[1]} columns like base, got shape {tuple(q.shape)}")
+    if metric == "cosine":
+        b = _array.cosine_safe_rows(b)
+        q = _array.cosine_safe_rows(q)
     kk = _k(k, b.shape[0], "number of base rows")
     distances, indices, bad_base, bad_query = _core.knn(b, q, kk, code, False)
     _raise_nonfinite(bad_base, "base")
@@ -211,6 +216,8 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     if a.shape[0] < 2:
         raise ValueError(f"x must have at least 2 rows for a kNN graph, got shape {tuple(a.shape)}")
     kk = _k(k, a.shape[0] - 1, "number of rows of x minus 1")
+    if metric == "cosine":
+        a = _array.cosine_safe_rows(a)
     distances, indices, bad = _core.knn_graph(a, kk, code)
     _raise_nonfinite(bad, "x")
     return _out(distances, indices, x)

@@ -118,6 +118,9 @@ int64_t remove_rows(void* data, int64_t row_bytes, int64_t rows, const int64_t* 
 // where the CPU has it (`allow_hardware` = false: the portable build of the same loop, for tests).
 int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
 int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool allow_hardware = true);
+// out[r] = the largest (bits & 0x7FFFFFFF) of row r of a (rows, d) table of float32 bit patterns:
+// the bits of the row's largest |value| when it is finite (>= 0x7F800000 for NaN/inf rows).
+void row_abs_max_bits(const uint32_t* bits, int64_t rows, int64_t d, uint32_t* out, bool allow_hardware = true);
 
 }  // namespace search
 }  // namespace curata
