@@ -101,35 +101,33 @@ void check_sizes(int64_t rows, int64_t d) {
 }
 }  // namespace
 
+// The AVX2 build of a loop where the CPU has AVX2 and the caller allows it (tests compare both).
+#ifdef CURATA_ROWS_AVX2
+#define CURATA_ROWS_TRY_AVX2(call) \
+  if (allow_hardware && has_avx2()) return call
+#else
+#define CURATA_ROWS_TRY_AVX2(call) (void)allow_hardware
+#endif
+
 int64_t first_nonfinite_row(const uint32_t* bits, int64_t rows, int64_t d, bool allow_hardware) {
   check_sizes(rows, d);
-#ifdef CURATA_ROWS_AVX2
-  if (allow_hardware && has_avx2()) return first_nonfinite_avx2(bits, rows, d);
-#else
-  (void)allow_hardware;
-#endif
+  CURATA_ROWS_TRY_AVX2(first_nonfinite_avx2(bits, rows, d));
   return first_nonfinite_body<uint32_t>(bits, rows, d, 0x7FFFFFFFu, 0x7F800000u);
 }
 
 void row_abs_max_bits(const uint32_t* bits, int64_t rows, int64_t d, uint32_t* out, bool allow_hardware) {
   check_sizes(rows, d);
-#ifdef CURATA_ROWS_AVX2
-  if (allow_hardware && has_avx2()) return row_abs_max_bits_avx2(bits, rows, d, out);
-#else
-  (void)allow_hardware;
-#endif
+  CURATA_ROWS_TRY_AVX2(row_abs_max_bits_avx2(bits, rows, d, out));
   row_abs_max_bits_body(bits, rows, d, out);
 }
 
 int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool allow_hardware) {
   check_sizes(rows, d);
-#ifdef CURATA_ROWS_AVX2
-  if (allow_hardware && has_avx2()) return first_nonfinite_avx2(bits, rows, d);
-#else
-  (void)allow_hardware;
-#endif
+  CURATA_ROWS_TRY_AVX2(first_nonfinite_avx2(bits, rows, d));
   return first_nonfinite_body<uint16_t>(bits, rows, d, 0x7FFFu, 0x7C00u);
 }
+
+#undef CURATA_ROWS_TRY_AVX2
 
 }  // namespace search
 }  // namespace curata
