@@ -223,15 +223,18 @@ NmsResult nms(const T* boxes, const T* scores, int64_t n, const NmsGroups& group
   // wake-up (and, on a busy machine, a preempted worker) costs more than the work.
   const int threads = threads_for(n_cand, 8192);
   // A group too large to share out (more than a thread's share of all candidates) runs alone with
-  // every thread inside it; the other groups run in parallel, one thread each, largest first.
+  // every thread inside it; the other groups run in parallel, one thread each, largest first. Its
+  // work grows as candidates x kept, not linearly, so it takes a second thread from 4096
+  // candidates a thread (10k clustered boxes, one class: 983 -> 600 us on 2 quiet cores).
   auto group_len = [&](int64_t g) { return group_start[g + 1] - group_start[g]; };
   int64_t n_large = 0;
   KeptBoxes<T> scratch;
-  while (threads > 1 && n_large < n_groups && group_len(group_order[n_large]) >= 4096 &&
-         group_len(group_order[n_large]) * threads > n_cand) {
+  const int large_threads = threads_for(n_cand, 4096);
+  while (large_threads > 1 && n_large < n_groups && group_len(group_order[n_large]) >= 4096 &&
+         group_len(group_order[n_large]) * large_threads > n_cand) {
     const int64_t g = group_order[n_large++];
     nms_group_parallel(boxes, order.data() + group_start[g], group_len(g), threshold, max_keep,
-                       kept.data() + group_start[g], scratch, threads);
+                       kept.data() + group_start[g], scratch, large_threads);
   }
 #pragma omp parallel num_threads(n_groups - n_large > 1 ? threads : 1)
   {
