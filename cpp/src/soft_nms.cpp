@@ -47,14 +47,14 @@ namespace curata {
 namespace {
 
 template <class T> struct Remaining {
-  std::vector<double> x1, y1, x2, y2, area, iou, cand_iou, cand_inter, cand_area;
+  std::vector<double> x1, y1, x2, y2, area, inter, cand_iou, cand_inter, cand_area;
   std::vector<T> score, cand_score;
   std::vector<int64_t> index;
-  std::vector<int32_t> cand;  // gaussian: positions with IoU > 0 to the selected box
+  std::vector<int32_t> cand;  // positions whose intersection with the selected box is > 0
   int64_t size = 0;
 
   void reset(int64_t capacity) {
-    for (auto* v : {&x1, &y1, &x2, &y2, &area, &iou, &cand_iou, &cand_inter, &cand_area}) v->resize(static_cast<size_t>(capacity));
+    for (auto* v : {&x1, &y1, &x2, &y2, &area, &inter, &cand_iou, &cand_inter, &cand_area}) v->resize(static_cast<size_t>(capacity));
     score.resize(static_cast<size_t>(capacity));
     cand_score.resize(static_cast<size_t>(capacity));
     cand.resize(static_cast<size_t>(capacity));
@@ -104,22 +104,16 @@ CURATA_SIMD_CLONES void decay_linear(double* s, const double* iou, int64_t m, do
 
 
 // score *= exp(-(iou^2) / sigma). iou 0 gives exp(-0) = 1 exactly, so boxes that do not overlap
-// keep their score bit for bit. Returns whether a score fell to <= threshold.
-template <class T>
-CURATA_ALWAYS_INLINE bool decay_gaussian_impl(T* score, const double* iou, int64_t m, double sigma, T threshold) {
-  int drop = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    const T s = static_cast<T>(fast_math::exp_nonpositive(-(iou[j] * iou[j]) / sigma) * static_cast<double>(score[j]));
-    score[j] = s;
-    drop |= !(s > threshold);
-  }
-  return drop != 0;
+// keep their score bit for bit.
+template <class T> CURATA_ALWAYS_INLINE void decay_gaussian_impl(T* score, const double* iou, int64_t m, double sigma) {
+  for (int64_t j = 0; j < m; ++j)
+    score[j] = static_cast<T>(fast_math::exp_nonpositive(-(iou[j] * iou[j]) / sigma) * static_cast<double>(score[j]));
 }
-CURATA_SIMD_CLONES bool decay_gaussian(float* s, const double* iou, int64_t m, double sigma, float threshold) {
-  return decay_gaussian_impl(s, iou, m, sigma, threshold);
+CURATA_SIMD_CLONES void decay_gaussian(float* s, const double* iou, int64_t m, double sigma) {
+  decay_gaussian_impl(s, iou, m, sigma);
 }
-CURATA_SIMD_CLONES bool decay_gaussian(double* s, const double* iou, int64_t m, double sigma, double threshold) {
-  return decay_gaussian_impl(s, iou, m, sigma, threshold);
+CURATA_SIMD_CLONES void decay_gaussian(double* s, const double* iou, int64_t m, double sigma) {
+  decay_gaussian_impl(s, iou, m, sigma);
 }
 
 // Positions j < m with v[j] > 0, ascending, into out; returns their count. Generic form: a
@@ -267,15 +261,6 @@ template <class T> int64_t argmax(const T* s, const int64_t* idx, int64_t m) {
   return argmax_generic(s, idx, m);
 }
 
-// Whether any of the m scores is <= threshold.
-template <class T> CURATA_ALWAYS_INLINE bool any_at_most_impl(const T* s, int64_t m, T threshold) {
-  int hit = 0;
-  for (int64_t j = 0; j < m; ++j) hit |= !(s[j] > threshold);
-  return hit != 0;
-}
-CURATA_SIMD_CLONES bool any_at_most(const float* s, int64_t m, float t) { return any_at_most_impl(s, m, t); }
-CURATA_SIMD_CLONES bool any_at_most(const double* s, int64_t m, double t) { return any_at_most_impl(s, m, t); }
-
 // Largest of 16 values, as a tree (independent lanes), and the first of 16 positions holding x
 // (a vector compare to a bit mask): BlockArgmax's two steps.
 template <class T> CURATA_ALWAYS_INLINE T max16_impl(const T* v) {
@@ -300,7 +285,7 @@ template <class T> CURATA_ALWAYS_INLINE int first16_impl(const T* v, T x) {
 template <class T> class BlockArgmax {
  public:
   explicit BlockArgmax(const T* values, int64_t n)
-      : n_(n), value_(round_up(n, 256), -std::numeric_limits<T>::infinity()),
+      : value_(round_up(n, 256), -std::numeric_limits<T>::infinity()),
         block_(round_up(n, 256) / 16, -std::numeric_limits<T>::infinity()),
         super_(round_up(n, 256) / 256, -std::numeric_limits<T>::infinity()),
         block_dirty_(block_.size(), 1), super_dirty_(super_.size(), 0) {
@@ -342,7 +327,6 @@ template <class T> class BlockArgmax {
 
  private:
   static size_t round_up(int64_t n, int64_t m) { return static_cast<size_t>((std::max<int64_t>(n, 1) + m - 1) / m * m); }
-  int64_t n_;
   std::vector<T> value_, block_, super_;
   std::vector<uint8_t> block_dirty_, super_dirty_;
   std::vector<int32_t> dirty_blocks_, dirty_supers_;
@@ -482,7 +466,7 @@ bool soft_nms_grid(const SoftNmsOptions& o, T threshold, bool prune, Remaining<T
     const double sel[4] = {r.x1[b], r.y1[b], r.x2[b], r.y2[b]};
     iou_row(cx1.data(), cy1.data(), cx2.data(), cy2.data(), carea.data(), k, sel, r.area[b], ciou.data());
     if (o.method == SoftNmsMethod::linear) decay_linear(cscore.data(), ciou.data(), k, o.iou_threshold);
-    else decay_gaussian(cscore.data(), ciou.data(), k, o.sigma, threshold);
+    else decay_gaussian(cscore.data(), ciou.data(), k, o.sigma);
     for (int64_t q = 0; q < k; ++q) {
       const int32_t j = cand[q];
       const bool changed = !(cscore[q] == r.score[j]);  // linear: most overlapping boxes keep theirs
@@ -534,16 +518,16 @@ void soft_nms_group(const B* boxes, const T* scores, const int32_t* positions, i
     // Only boxes that intersect the selected one can change (IoU 0 gives weight 1 exactly under
     // both methods): the intersection pass has no division, and the IoU and the decay run on the
     // gathered candidates alone (a selection overlaps ~10 % of 1000 clustered proposals).
-    inter_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), m, sel, r.iou.data());
-    const int64_t k = positive_positions(r.iou.data(), m, r.cand.data());
+    inter_row(r.x1.data(), r.y1.data(), r.x2.data(), r.y2.data(), m, sel, r.inter.data());
+    const int64_t k = positive_positions(r.inter.data(), m, r.cand.data());
     for (int64_t c = 0; c < k; ++c) {
-      r.cand_inter[c] = r.iou[r.cand[c]];
+      r.cand_inter[c] = r.inter[r.cand[c]];
       r.cand_area[c] = r.area[r.cand[c]];
       r.cand_score[c] = r.score[r.cand[c]];
     }
     iou_from_inter(r.cand_inter.data(), r.cand_area.data(), k, sel_area, r.cand_iou.data());
     if (o.method == SoftNmsMethod::linear) decay_linear(r.cand_score.data(), r.cand_iou.data(), k, o.iou_threshold);
-    else decay_gaussian(r.cand_score.data(), r.cand_iou.data(), k, o.sigma, threshold);
+    else decay_gaussian(r.cand_score.data(), r.cand_iou.data(), k, o.sigma);
     for (int64_t c = 0; c < k; ++c) {
       const T before = r.score[r.cand[c]];
       r.score[r.cand[c]] = r.cand_score[c];
