@@ -20,6 +20,22 @@ using curata_py::vector_to_numpy;
 
 namespace {
 
+// base (n, d) of any element type and float32 queries (m, d).
+template <class B>
+void check_base_queries(const carray<B>& base, const carray<float>& queries) {
+  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
+    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+}
+
+// The (rows, k) float32 distances and int64 indices a kNN call fills.
+struct KnnArrays {
+  py::array_t<float> distances;
+  py::array_t<int64_t> indices;
+  KnnArrays(int64_t rows, int64_t k)
+      : distances({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)}),
+        indices({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)}) {}
+};
+
 // removed: None or n bytes, nonzero = the base row is skipped (the index's deleted rows).
 const uint8_t* removed_flags(const std::optional<carray<uint8_t>>& removed, int64_t n) {
   if (!removed) return nullptr;
@@ -30,23 +46,21 @@ const uint8_t* removed_flags(const std::optional<carray<uint8_t>>& removed, int6
 
 py::tuple knn(const carray<float>& base, const carray<float>& queries, int64_t k, int metric, bool exclude_self,
               const std::optional<carray<uint8_t>>& removed) {
-  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
-    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  check_base_queries(base, queries);
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
-  py::array_t<float> distances({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
-  py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
+  KnnArrays out(m, k);
   const float* pb = base.data();
   const float* pq = exclude_self ? pb : queries.data();
   const uint8_t* pr = removed_flags(removed, n);
-  float* pd = distances.mutable_data();
-  int64_t* pi = indices.mutable_data();
+  float* pd = out.distances.mutable_data();
+  int64_t* pi = out.indices.mutable_data();
   curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
     status = curata::search::knn(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), exclude_self, pd, pi,
                                  pr);
   }
-  return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
+  return py::make_tuple(out.distances, out.indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
 // path: 0 auto, 1 the general query x base path, 2 the symmetric self-join (see search.hpp);
@@ -55,45 +69,41 @@ py::tuple knn_graph(const carray<float>& x, int64_t k, int metric, int path, int
   if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
   if (path < 0 || path > 2) throw std::invalid_argument("path must be 0, 1 or 2, got " + std::to_string(path));
   const int64_t n = x.shape(0), d = x.shape(1);
-  py::array_t<float> distances({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
-  py::array_t<int64_t> indices({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+  KnnArrays out(n, k);
   const float* px = x.data();
-  float* pd = distances.mutable_data();
-  int64_t* pi = indices.mutable_data();
+  float* pd = out.distances.mutable_data();
+  int64_t* pi = out.indices.mutable_data();
   curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
     status = curata::search::knn_graph(px, n, d, k, static_cast<curata::search::Metric>(metric), pd, pi,
                                        static_cast<curata::search::GraphPath>(path), block_rows);
   }
-  return py::make_tuple(distances, indices, status.nonfinite_base_row);
+  return py::make_tuple(out.distances, out.indices, status.nonfinite_base_row);
 }
 
 py::tuple knn_f16(const carray<uint16_t>& base, const carray<float>& queries, int64_t k, int metric,
                   const std::optional<carray<uint8_t>>& removed) {
-  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
-    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  check_base_queries(base, queries);
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
-  py::array_t<float> distances({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
-  py::array_t<int64_t> indices({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(k)});
+  KnnArrays out(m, k);
   const uint16_t* pb = base.data();
   const float* pq = queries.data();
   const uint8_t* pr = removed_flags(removed, n);
-  float* pd = distances.mutable_data();
-  int64_t* pi = indices.mutable_data();
+  float* pd = out.distances.mutable_data();
+  int64_t* pi = out.indices.mutable_data();
   curata::search::KnnStatus status;
   {
     py::gil_scoped_release release;
     status = curata::search::knn_f16(pb, n, pq, m, d, k, static_cast<curata::search::Metric>(metric), pd, pi, pr);
   }
-  return py::make_tuple(distances, indices, status.nonfinite_base_row, status.nonfinite_query_row);
+  return py::make_tuple(out.distances, out.indices, status.nonfinite_base_row, status.nonfinite_query_row);
 }
 
 template <class T>
 py::tuple range_search(const carray<T>& base, const carray<float>& queries, float radius, int metric,
                        const std::optional<carray<uint8_t>>& removed) {
-  if (base.ndim() != 2 || queries.ndim() != 2 || base.shape(1) != queries.shape(1))
-    throw std::invalid_argument("base and queries must be 2-D with the same number of columns");
+  check_base_queries(base, queries);
   const int64_t n = base.shape(0), m = queries.shape(0), d = base.shape(1);
   const T* pb = base.data();
   const float* pq = queries.data();
