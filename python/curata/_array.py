@@ -337,11 +337,16 @@ def cosine_safe_rows(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def power_of_two_scale(largest: float) -> float:
-    """1.0 when float32 squares and dot products of values up to ``largest`` (in magnitude)
-    neither overflow nor underflow (``largest`` in ``[2^-40, 2^40]``, zero or non-finite), else
-    the power of two that maps ``largest`` into [0.5, 1). For scale-invariant computations
-    (farthest-first, cosine): multiplying by it is exact."""
+def power_of_two_scale(a: Any) -> float:
+    """1.0 when float32 squares and dot products of the values of ``a`` (a numpy array or torch
+    tensor) neither overflow nor underflow (largest magnitude in ``[2^-40, 2^40]``, zero, non-finite
+    or ``a`` empty), else the power of two that maps the largest magnitude into [0.5, 1). For
+    scale-invariant computations (farthest-first, k-means): multiplying by it is exact. Two
+    reductions over ``a`` (max and min, no temporary)."""
+    count = a.size if isinstance(a, np.ndarray) else a.numel()
+    if count == 0:
+        return 1.0
+    largest = max(float(a.max()), -float(a.min()))
     if not np.isfinite(largest) or largest == 0.0 or 2.0**-40 <= largest <= 2.0**40:
         return 1.0
     return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))

@@ -41,7 +41,7 @@ def _unit_scaled(a: np.ndarray) -> tuple[np.ndarray, float]:
     (``a`` itself when it is 1): k-means and its seeding are scale-equivariant, but their float32
     squares overflow beyond ~1e19 and underflow below ~1e-19 (NaN or all-zero distances). The
     caller's array is never modified."""
-    scale = _array.power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    scale = _array.power_of_two_scale(a)
     return (a if scale == 1.0 else a * a.dtype.type(scale)), scale
 
 
@@ -121,7 +121,7 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     # Farthest-first is scale-invariant, but squares of values beyond ~1e19 overflow float32 (and
     # beyond ~1e154 float64), below ~1e-19 they underflow: NaN or all-zero distances, picks by
     # index. Such data is scaled by a power of two first (exact, the same picks).
-    scale = _array.power_of_two_scale(float(max(a.max(), -a.min()))) if a.size else 1.0
+    scale = _array.power_of_two_scale(a)
     if scale != 1.0:
         a = np.multiply(a, scale, out=a if fresh else None)
         fresh = True

@@ -76,7 +76,7 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
     step = max(1, _EXACT_CHUNK // D)
     # Huge or tiny values: every float64 row is multiplied by a power of two (exact; picks are
     # scale-invariant), as on the host, so float32 squares neither overflow nor underflow.
-    scale = _array.power_of_two_scale(float(torch.maximum(t.max(), -t.min()))) if t.numel() else 1.0
+    scale = _array.power_of_two_scale(t)
 
     def chunk64(r0: int) -> Any:
         r = t[r0 : r0 + step].to(torch.float64)

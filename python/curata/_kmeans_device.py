@@ -87,7 +87,7 @@ def _matrix(torch: Any, x: Any) -> Any:
 def _unit_scaled(a: Any) -> tuple[Any, float]:
     """The host path's power-of-two rescaling of huge/tiny data (see ``_cluster._unit_scaled``):
     ``(a * scale, scale)``, ``a`` itself when the scale is 1 (never modified in place)."""
-    scale = _array.power_of_two_scale(float(a.abs().max())) if a.numel() else 1.0
+    scale = _array.power_of_two_scale(a)
     return (a if scale == 1.0 else a * scale), scale
 
 
