@@ -235,6 +235,146 @@ void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float*
   self_dots_w8(X, rows, d, out, mu);
 }
 
+// ---- Outer-product kernel for blocks of queries (hand-written AVX-512) ----------------------------
+//
+// The same arithmetic as dot_tile_w16, evaluated in another order. There, lane l of a dot's
+// 16-lane accumulator sums q[t] b[t] for t = l, l + 16, ... in increasing t (one fused multiply-add
+// each, from +0; the zero-padded tail adds +0 to the lanes past d, which changes nothing, since a sum
+// started at +0 is never -0 when rounding to nearest), and the 16 lane sums are added in reduce()'s
+// tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
+// the 16 lane sums of one dot and is reduced across its lanes at the end. Here a vector holds one
+// lane sum of 16 different queries. The queries of a block are packed once, lane class by lane class
+// ([l][s][i]: element 16 s + l of query i), so pass l walks elements l, l + 16, ... of 16 queries
+// contiguously and broadcasts the base element: 24 independent accumulators, 11 loads per 24 FMAs,
+// no horizontal reduction. The 16 passes run in the order 0, 8, 4, 12, 2, 10, 6, 14, 1, 9, ...:
+// merged like a binary counter (after pass p, as many merges as p has trailing one bits), they add
+// exactly the operands of reduce()'s tree. Same floats, same operations, same order: the same bits
+// as dot_tile_w16, which stays the portable twin (simd::hand_avx512() off) and serves the query
+// blocks too small to fill the vectors.
+
+constexpr int kPackLanes = 16;
+constexpr int kPackNR = 8;   // base rows per micro-tile
+constexpr int kPackMV = 3;   // query vectors per micro-tile: 3 x 8 = 24 accumulators
+
+// Rows packed for the outer-product kernel. Zero past d (never read) and past `rows` (dots of
+// padding rows are computed and discarded).
+struct PackedRows {
+  std::vector<float> data;  // data[(l * steps + s) * stride + i] = row i, element 16 s + l
+  int64_t rows = 0;
+  int64_t stride = 0;  // rows rounded up to a multiple of 16
+  int64_t steps = 0;   // ceil(d / 16)
+  int64_t d = 0;
+};
+
+// Whether the outer-product kernel may serve a block of `rows` rows: AVX-512 on, and the padding
+// to whole vectors wastes at most about a third of the lanes (below that the dot kernel is faster).
+bool packed_kernel_for(int64_t rows) {
+#ifdef CURATA_KNN_W16
+  const int64_t stride = (rows + kPackLanes - 1) / kPackLanes * kPackLanes;
+  return rows > 0 && 3 * rows >= 2 * stride && use_w16() && simd::hand_avx512();
+#else
+  (void)rows;
+  return false;
+#endif
+}
+
+void pack_rows(const float* X, int64_t rows, int64_t d, PackedRows& P) {
+  P.rows = rows;
+  P.d = d;
+  P.steps = (d + kPackLanes - 1) / kPackLanes;
+  P.stride = (rows + kPackLanes - 1) / kPackLanes * kPackLanes;
+  P.data.assign(static_cast<size_t>(kPackLanes * P.steps * P.stride), 0.0f);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t t = 0; t < d; ++t)
+      P.data[static_cast<size_t>(((t % kPackLanes) * P.steps + t / kPackLanes) * P.stride + i)] = X[i * d + t];
+}
+
+#ifdef CURATA_KNN_W16
+constexpr int kPassOrder[kPackLanes] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+
+// out[j * MV * 16 + i] = dot(packed row i0 + i, b[j]) for j < kPackNR, i < MV * 16; qp points at
+// column i0 of the packed rows.
+template <int MV>
+__attribute__((target("avx512f"))) void packed_micro(const float* qp, int64_t stride, int64_t steps,
+                                                     const float* const* b, int64_t d, float* out) {
+  constexpr int A = MV * kPackNR;
+  __m512 stack[4][A];  // pending subtrees of reduce()'s tree, one level per entry
+  __m512 acc[A];
+  const int64_t full = d / kPackLanes, rem = d % kPackLanes;
+  int depth = 0;
+  for (int p = 0; p < kPackLanes; ++p) {
+    const int l = kPassOrder[p];
+#pragma GCC unroll 24
+    for (int x = 0; x < A; ++x) acc[x] = _mm512_setzero_ps();
+    const float* q = qp + l * steps * stride;
+    const float* bl[kPackNR];
+    for (int j = 0; j < kPackNR; ++j) bl[j] = b[j] + l;
+    const int64_t n = full + (l < rem ? 1 : 0);
+    for (int64_t s = 0; s < n; ++s) {
+      __m512 qv[MV];
+      for (int v = 0; v < MV; ++v) qv[v] = _mm512_loadu_ps(q + s * stride + v * kPackLanes);
+      for (int j = 0; j < kPackNR; ++j) {
+        const __m512 bj = _mm512_set1_ps(bl[j][s * kPackLanes]);
+        for (int v = 0; v < MV; ++v) acc[v * kPackNR + j] = _mm512_fmadd_ps(qv[v], bj, acc[v * kPackNR + j]);
+      }
+    }
+    for (int m = p; m & 1; m >>= 1) {
+      --depth;
+#pragma GCC unroll 24
+      for (int x = 0; x < A; ++x) acc[x] = _mm512_add_ps(stack[depth][x], acc[x]);
+    }
+    if (p + 1 < kPackLanes) {
+#pragma GCC unroll 24
+      for (int x = 0; x < A; ++x) stack[depth][x] = acc[x];
+      ++depth;
+    }
+  }
+  for (int v = 0; v < MV; ++v)
+    for (int j = 0; j < kPackNR; ++j) _mm512_storeu_ps(out + j * MV * kPackLanes + v * kPackLanes, acc[v * kPackNR + j]);
+}
+
+// dot_tile for packed query rows: tile[i * ldt + j] = dot(row i, B[j]) for i < P.rows, j < nb, and
+// tile_t[j * ldt + i] when tile_t is not null. Edge micro-tiles repeat the last base row.
+void dot_tile_packed(const PackedRows& P, const float* B, int64_t nb, float* tile, int64_t ldt, float* tile_t) {
+  const int64_t d = P.d;
+  alignas(64) float out[kPackNR * kPackMV * kPackLanes];
+  for (int64_t j0 = 0; j0 < nb; j0 += kPackNR) {
+    const float* b[kPackNR];
+    for (int c = 0; c < kPackNR; ++c) b[c] = B + std::min<int64_t>(j0 + c, nb - 1) * d;
+    const int64_t nj = std::min<int64_t>(kPackNR, nb - j0);
+    for (int64_t i0 = 0; i0 < P.rows;) {
+      const int64_t vectors = std::min<int64_t>(kPackMV, (P.stride - i0) / kPackLanes);
+      const float* qp = P.data.data() + i0;
+      if (vectors == 3)
+        packed_micro<3>(qp, P.stride, P.steps, b, d, out);
+      else if (vectors == 2)
+        packed_micro<2>(qp, P.stride, P.steps, b, d, out);
+      else
+        packed_micro<1>(qp, P.stride, P.steps, b, d, out);
+      const int64_t width = vectors * kPackLanes, ni = std::min(width, P.rows - i0);
+      for (int64_t i = 0; i < ni; ++i)
+        for (int64_t j = 0; j < nj; ++j) tile[(i0 + i) * ldt + j0 + j] = out[j * width + i];
+      if (tile_t)
+        for (int64_t j = 0; j < nj; ++j)
+          std::memcpy(tile_t + (j0 + j) * ldt + i0, out + j * width, static_cast<size_t>(ni) * sizeof(float));
+      i0 += width;
+    }
+  }
+}
+#endif
+
+// dot_tile of Q (mq rows, unshifted: mu is not supported here) through the packed kernel when P
+// holds Q packed (pack_rows, used when packed_kernel_for(mq)), else through dot_tile.
+void dot_tile_any(const PackedRows* P, const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile,
+                  int64_t ldt, float* tile_t = nullptr) {
+#ifdef CURATA_KNN_W16
+  if (P && P->rows == mq && P->d == d && mq > 0) return dot_tile_packed(*P, B, nb, tile, ldt, tile_t);
+#else
+  (void)P;
+#endif
+  dot_tile(Q, mq, B, nb, d, tile, ldt, nullptr, tile_t);
+}
+
 // Bounded heap of (score, index), larger score better, ties to the lower index; the root is the
 // worst kept entry. Storage is external (a query's output row or a scratch row).
 struct TopK {
@@ -712,10 +852,13 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     std::vector<TopK> heaps(static_cast<size_t>(qb));
     std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
     std::vector<float> qbuffer(base.shift ? static_cast<size_t>(qb * d) : 0);
+    PackedRows packed;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
       const float* Q = base.queries(queries + q0 * d, mq, qbuffer);
+      const bool use_packed = packed_kernel_for(mq);
+      if (use_packed) pack_rows(Q, mq, d, packed);
       for (int64_t i = 0; i < mq; ++i) {
         heaps[i].score = distances + (q0 + i) * k;
         heaps[i].index = indices + (q0 + i) * k;
@@ -725,7 +868,8 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
       query_norms(p, Q, mq, qnorm.data());
       for (int64_t b0 = 0; b0 < n; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, n - b0);
-        dot_tile(Q, mq, base.block(b0, nb, buffer.data()), nb, d, tile.data(), nb_max);
+        dot_tile_any(use_packed ? &packed : nullptr, Q, mq, base.block(b0, nb, buffer.data()), nb, d, tile.data(),
+                     nb_max);
         if (consume_tile(p, q0, mq, b0, nb, tile.data(), nb_max, qnorm.data(), heaps.data()))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
@@ -798,10 +942,13 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
     std::vector<int64_t> free_slots(static_cast<size_t>(lag)), slot_of(static_cast<size_t>(lag));
     std::vector<float> row_buffer(base.needs_buffer() ? static_cast<size_t>(S * d) : 0);
     std::vector<float> col_buffer(row_buffer.size());
+    PackedRows packed;
     bool bad = false;
     for (int64_t I = next_block.fetch_add(1); I < blocks; I = next_block.fetch_add(1)) {
       const int64_t i0 = I * S, mi = std::min(S, n - i0);
       const float* rows_i = base.block(i0, mi, row_buffer.data());
+      const bool use_packed = packed_kernel_for(mi);
+      if (use_packed) pack_rows(rows_i, mi, d, packed);
       for (int64_t t = 0; t < lag; ++t) free_slots[t] = lag - 1 - t;
       int64_t n_free = lag;
       // Tiles (I, J) for J in [released, computed) hold a slot (slot_of[(J - I) % lag]); those
@@ -839,7 +986,8 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
         const int64_t j0 = J * S, nj = std::min(S, n - j0);
         const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
         float* tile = slot(J);
-        dot_tile(rows_i, mi, rows_j, nj, d, tile, S, nullptr, J == I ? nullptr : tile + S * S);
+        dot_tile_any(use_packed ? &packed : nullptr, rows_i, mi, rows_j, nj, d, tile, S,
+                     J == I ? nullptr : tile + S * S);
         computed = J + 1;
         apply(I);  // whatever may be applied already, without waiting
       }
@@ -887,11 +1035,15 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
     std::vector<float> qnorm(static_cast<size_t>(qb));
     std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
     std::vector<float> qbuffer(base.shift ? static_cast<size_t>(qb * d) : 0);
+    PackedRows packed;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < n_blocks * chunks; ++task) {
       const int64_t blk = task / chunks, c = task % chunks;
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
       const float* Q = base.queries(queries + q0 * d, mq, qbuffer);
+      // (the scan case, m < kScanMaxQueries, passes the L2 shift to the kernel: the dot kernel's)
+      const bool use_packed = m >= kScanMaxQueries && packed_kernel_for(mq);
+      if (use_packed) pack_rows(Q, mq, d, packed);
       query_norms(p, Q, mq, qnorm.data());
       const int64_t r0 = c * chunk_rows, r1 = std::min(n, r0 + chunk_rows);
       int bad = 0;
@@ -899,7 +1051,10 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
         const int64_t nb = std::min(nb_max, r1 - b0);
         const float* mu;
         const float* rows = base.block(b0, nb, buffer.data(), m < kScanMaxQueries, &mu);
-        dot_tile(Q, mq, rows, nb, d, tile.data(), nb_max, mu);
+        if (use_packed)
+          dot_tile_any(&packed, Q, mq, rows, nb, d, tile.data(), nb_max);
+        else
+          dot_tile(Q, mq, rows, nb, d, tile.data(), nb_max, mu);
         for (int64_t i = 0; i < mq; ++i) {
           float* row = tile.data() + i * nb_max;
           for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
