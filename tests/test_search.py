@@ -494,13 +494,9 @@ def _bits(a):
     return a.view(np.uint32) if a.dtype == np.float32 else a
 
 
-@pytest.mark.parametrize("d", [1, 7, 16, 17, 40, 128, 131])
-def test_outer_product_kernel_equals_its_portable_twin(d):
-    # Blocks of >= 20 queries (knn, range_search, the Index, knn_graph's row blocks) go through a
-    # hand-written AVX-512 outer-product kernel that evaluates every dot in the same order as the
-    # dot kernel (16 lane sums, reduce()'s tree). Switched off, the dot kernel serves them: results
-    # must be the same bits, and a query's results must not depend on the batch it came in. Rows of
-    # zeros and negative zeros, exact copies and d % 16 != 0 are where a reordering would show.
+def _outer_product_against_twin(d):
+    """Every search path that serves blocks of >= 20 queries, with the hand-written kernels on and
+    off; asserts the same bits, and that a query's results do not depend on its batch."""
     from curata import _core
 
     rng = np.random.default_rng(d)
@@ -515,10 +511,10 @@ def test_outer_product_kernel_equals_its_portable_twin(d):
     nonzero = base.copy()  # the cosine Index refuses zero vectors
     nonzero[5:8] = 1.0
     results = []
-    previous = _core._set_hand_avx512(False)
+    previous = _core._set_hand_kernels(False)
     try:
         for enabled in (False, True):
-            _core._set_hand_avx512(enabled)
+            _core._set_hand_kernels(enabled)
             out = []
             for metric in METRICS:
                 for m in (151, 33, 21):
@@ -532,16 +528,38 @@ def test_outer_product_kernel_equals_its_portable_twin(d):
                     out += index.range_search(queries, radius)
             results.append(out)
     finally:
-        _core._set_hand_avx512(previous)
+        _core._set_hand_kernels(previous)
     for portable, hand in zip(*results):
         np.testing.assert_array_equal(_bits(portable), _bits(hand))
-    # one query at a time (the scan kernel) gives the bits of the batch
-    for metric in METRICS:
+    for metric in METRICS:  # one query at a time (the scan kernel) gives the bits of the batch
         batch_d, batch_i = search.knn(base, queries, 9, metric)
         for r in (0, 3, 4, 8, 150):
             one_d, one_i = search.knn(base, queries[r : r + 1], 9, metric)
             np.testing.assert_array_equal(_bits(one_d[0]), _bits(batch_d[r]))
             np.testing.assert_array_equal(one_i[0], batch_i[r])
+
+
+@pytest.mark.parametrize("d", [1, 7, 16, 17, 40, 128, 131])
+def test_outer_product_kernel_equals_its_portable_twin(d):
+    # Blocks of >= 20 queries (knn, the Index's search and range_search, knn_graph's row blocks) go
+    # through a hand-written outer-product kernel that evaluates every dot in the order of the dot
+    # kernel (W lane sums, reduce()'s tree). Switched off, the dot kernel serves them: the results
+    # must be the same bits. Rows of zeros and negative zeros, exact copies and d % 16 != 0 are
+    # where a reordering would show (a swapped pair of passes fails this test).
+    _outer_product_against_twin(d)
+
+
+def test_eight_lane_outer_product_kernel_in_subprocess():
+    # CPUs with AVX2 but no AVX-512 run the 8-lane kernels; CURATA_KNN_NO_AVX512=1 selects them here.
+    import os
+    import subprocess
+    import sys
+
+    code = "import test_search as t\nfor d in (3, 8, 9, 40, 131):\n    t._outer_product_against_twin(d)\n"
+    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
 
 
 # ------------------------------------------------- cosine is scale-free, also beyond float32

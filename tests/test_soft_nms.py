@@ -277,13 +277,13 @@ def test_portable_loops_equal_avx512_loops(method, dtype):
         boxes, scores = make_boxes(rng, n, clustered, dtype)
         cases.append((boxes, np.round(scores, 2).astype(dtype)))
     results = []
-    previous = _core._set_hand_avx512(False)
+    previous = _core._set_hand_kernels(False)
     try:
         for enabled in (False, True):
-            _core._set_hand_avx512(enabled)
+            _core._set_hand_kernels(enabled)
             results.append([cb.soft_nms(b, s, method=method, score_threshold=0.01) for b, s in cases])
     finally:
-        _core._set_hand_avx512(previous)
+        _core._set_hand_kernels(previous)
     for (idx_a, dec_a), (idx_b, dec_b) in zip(*results):
         np.testing.assert_array_equal(idx_a, idx_b)
         np.testing.assert_array_equal(dec_a, dec_b)

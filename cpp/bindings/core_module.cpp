@@ -232,7 +232,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
   // Testing hook: run the portable twins of the hand-written AVX-512 loops (returns the previous
   // setting).
-  m.def("_set_hand_avx512", &curata::simd::set_hand_avx512, py::arg("enabled"));
+  m.def("_set_hand_kernels", &curata::simd::set_hand_kernels, py::arg("enabled"));
   bind_typed<float>(m);
   bind_typed<double>(m);
   curata_py::bind_coco_eval(m);

@@ -252,106 +252,121 @@ void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float*
 // as dot_tile_w16, which stays the portable twin (simd::hand_avx512() off) and serves the query
 // blocks too small to fill the vectors.
 
-constexpr int kPackLanes = 16;
-constexpr int kPackNR = 8;   // base rows per micro-tile
-constexpr int kPackMV = 3;   // query vectors per micro-tile: 3 x 8 = 24 accumulators
-
-// Rows packed for the outer-product kernel. Zero past d (never read) and past `rows` (dots of
-// padding rows are computed and discarded).
+// Rows packed for the outer-product kernel with W lanes. Zero past d (never read) and past `rows`
+// (the dots of padding rows are computed and discarded).
 struct PackedRows {
-  std::vector<float> data;  // data[(l * steps + s) * stride + i] = row i, element 16 s + l
+  std::vector<float> data;  // data[(l * steps + s) * stride + i] = row i, element W s + l
   int64_t rows = 0;
-  int64_t stride = 0;  // rows rounded up to a multiple of 16
-  int64_t steps = 0;   // ceil(d / 16)
+  int64_t stride = 0;  // rows rounded up to a multiple of W
+  int64_t steps = 0;   // ceil(d / W)
   int64_t d = 0;
+  int lanes = 0;  // W: 16 (AVX-512) or 8 (AVX2 + FMA)
 };
 
-// Whether the outer-product kernel may serve a block of `rows` rows: AVX-512 on, and the padding
-// to whole vectors wastes at most about a third of the lanes (below that the dot kernel is faster).
-bool packed_kernel_for(int64_t rows) {
-#ifdef CURATA_KNN_W16
-  const int64_t stride = (rows + kPackLanes - 1) / kPackLanes * kPackLanes;
-  return rows > 0 && 3 * rows >= 2 * stride && use_w16() && simd::hand_avx512();
+// Lanes of the outer-product kernel that may serve a block of `rows` rows, or 0 for the dot
+// kernel: hand-written kernels on, the CPU's width (the dot kernel's: 16 with AVX-512, else 8 with
+// AVX2 and FMA, whose 8-lane dot kernel also fuses), and the padding to whole vectors wastes at
+// most a third of the lanes (below that the dot kernel is faster).
+int packed_lanes_for(int64_t rows) {
+#if defined(CURATA_KNN_W16)
+  static const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const int lanes = use_w16() ? 16 : avx2_fma ? 8 : 0;
+  if (lanes == 0 || rows <= 0 || !simd::hand_kernels()) return 0;
+  const int64_t stride = (rows + lanes - 1) / lanes * lanes;
+  return 3 * rows >= 2 * stride ? lanes : 0;
 #else
   (void)rows;
-  return false;
+  return 0;
 #endif
 }
 
-void pack_rows(const float* X, int64_t rows, int64_t d, PackedRows& P) {
+void pack_rows(const float* X, int64_t rows, int64_t d, int lanes, PackedRows& P) {
   P.rows = rows;
   P.d = d;
-  P.steps = (d + kPackLanes - 1) / kPackLanes;
-  P.stride = (rows + kPackLanes - 1) / kPackLanes * kPackLanes;
-  P.data.assign(static_cast<size_t>(kPackLanes * P.steps * P.stride), 0.0f);
+  P.lanes = lanes;
+  P.steps = (d + lanes - 1) / lanes;
+  P.stride = (rows + lanes - 1) / lanes * lanes;
+  P.data.assign(static_cast<size_t>(lanes * P.steps * P.stride), 0.0f);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t t = 0; t < d; ++t)
-      P.data[static_cast<size_t>(((t % kPackLanes) * P.steps + t / kPackLanes) * P.stride + i)] = X[i * d + t];
+      P.data[static_cast<size_t>(((t % lanes) * P.steps + t / lanes) * P.stride + i)] = X[i * d + t];
 }
 
-#ifdef CURATA_KNN_W16
-constexpr int kPassOrder[kPackLanes] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+#if defined(CURATA_KNN_W16)
+// Pass p handles lane class bit_reverse(p): 0, 8, 4, 12, 2, ... (W = 16) or 0, 4, 2, 6, ... (W = 8).
+template <int W> constexpr int pass_lane(int p) {
+  int l = 0;
+  for (int bit = 1, rev = W / 2; bit < W; bit <<= 1, rev >>= 1)
+    if (p & bit) l |= rev;
+  return l;
+}
 
-// out[j * MV * 16 + i] = dot(packed row i0 + i, b[j]) for j < kPackNR, i < MV * 16; qp points at
-// column i0 of the packed rows.
-template <int MV>
-__attribute__((target("avx512f"))) void packed_micro(const float* qp, int64_t stride, int64_t steps,
-                                                     const float* const* b, int64_t d, float* out) {
-  constexpr int A = MV * kPackNR;
-  __m512 stack[4][A];  // pending subtrees of reduce()'s tree, one level per entry
-  __m512 acc[A];
-  const int64_t full = d / kPackLanes, rem = d % kPackLanes;
+// out[j * MV * W + i] = dot(packed row i0 + i, b[j]) for j < NR, i < MV * W; qp points at column i0
+// of the packed rows. MV * NR accumulators (+ MV query vectors + 1 broadcast) fit the registers.
+template <class V, int W, int MV, int NR>
+CURATA_ALWAYS_INLINE void packed_micro(const float* qp, int64_t stride, int64_t steps, const float* const* b,
+                                       int64_t d, float* out) {
+  constexpr int A = MV * NR;
+  V stack[4][A];  // pending subtrees of reduce()'s tree (at most log2(W) of them)
+  V acc[A];
+  const int64_t full = d / W, rem = d % W;
   int depth = 0;
-  for (int p = 0; p < kPackLanes; ++p) {
-    const int l = kPassOrder[p];
+  for (int p = 0; p < W; ++p) {
+    const int l = pass_lane<W>(p);
 #pragma GCC unroll 24
-    for (int x = 0; x < A; ++x) acc[x] = _mm512_setzero_ps();
+    for (int x = 0; x < A; ++x) acc[x] = V{} * 0.0f;
     const float* q = qp + l * steps * stride;
-    const float* bl[kPackNR];
-    for (int j = 0; j < kPackNR; ++j) bl[j] = b[j] + l;
+    const float* bl[NR];
+    for (int j = 0; j < NR; ++j) bl[j] = b[j] + l;
     const int64_t n = full + (l < rem ? 1 : 0);
     for (int64_t s = 0; s < n; ++s) {
-      __m512 qv[MV];
-      for (int v = 0; v < MV; ++v) qv[v] = _mm512_loadu_ps(q + s * stride + v * kPackLanes);
-      for (int j = 0; j < kPackNR; ++j) {
-        const __m512 bj = _mm512_set1_ps(bl[j][s * kPackLanes]);
-        for (int v = 0; v < MV; ++v) acc[v * kPackNR + j] = _mm512_fmadd_ps(qv[v], bj, acc[v * kPackNR + j]);
+      V qv[MV];
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) qv[v] = loadv<V>(q + s * stride + v * W);
+#pragma GCC unroll 24
+      for (int j = 0; j < NR; ++j) {
+        const float bj = bl[j][s * W];
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; ++v) acc[v * NR + j] += qv[v] * bj;  // fused: -ffp-contract=fast
       }
     }
     for (int m = p; m & 1; m >>= 1) {
       --depth;
 #pragma GCC unroll 24
-      for (int x = 0; x < A; ++x) acc[x] = _mm512_add_ps(stack[depth][x], acc[x]);
+      for (int x = 0; x < A; ++x) acc[x] = stack[depth][x] + acc[x];
     }
-    if (p + 1 < kPackLanes) {
+    if (p + 1 < W) {
 #pragma GCC unroll 24
       for (int x = 0; x < A; ++x) stack[depth][x] = acc[x];
       ++depth;
     }
   }
   for (int v = 0; v < MV; ++v)
-    for (int j = 0; j < kPackNR; ++j) _mm512_storeu_ps(out + j * MV * kPackLanes + v * kPackLanes, acc[v * kPackNR + j]);
+    for (int j = 0; j < NR; ++j) std::memcpy(out + j * MV * W + v * W, &acc[v * NR + j], sizeof(V));
 }
 
 // dot_tile for packed query rows: tile[i * ldt + j] = dot(row i, B[j]) for i < P.rows, j < nb, and
-// tile_t[j * ldt + i] when tile_t is not null. Edge micro-tiles repeat the last base row.
-void dot_tile_packed(const PackedRows& P, const float* B, int64_t nb, float* tile, int64_t ldt, float* tile_t) {
+// tile_t[j * ldt + i] when tile_t is not null. Micro-tiles of up to MV x W rows by NR base rows
+// (fewer query vectors at the end of the block); edge micro-tiles repeat the last base row.
+template <class V, int W, int MV, int NR>
+CURATA_ALWAYS_INLINE void dot_tile_packed_impl(const PackedRows& P, const float* B, int64_t nb, float* tile,
+                                               int64_t ldt, float* tile_t) {
   const int64_t d = P.d;
-  alignas(64) float out[kPackNR * kPackMV * kPackLanes];
-  for (int64_t j0 = 0; j0 < nb; j0 += kPackNR) {
-    const float* b[kPackNR];
-    for (int c = 0; c < kPackNR; ++c) b[c] = B + std::min<int64_t>(j0 + c, nb - 1) * d;
-    const int64_t nj = std::min<int64_t>(kPackNR, nb - j0);
+  alignas(64) float out[NR * MV * W];
+  for (int64_t j0 = 0; j0 < nb; j0 += NR) {
+    const float* b[NR];
+    for (int c = 0; c < NR; ++c) b[c] = B + std::min<int64_t>(j0 + c, nb - 1) * d;
+    const int64_t nj = std::min<int64_t>(NR, nb - j0);
     for (int64_t i0 = 0; i0 < P.rows;) {
-      const int64_t vectors = std::min<int64_t>(kPackMV, (P.stride - i0) / kPackLanes);
+      const int64_t vectors = std::min<int64_t>(MV, (P.stride - i0) / W);
       const float* qp = P.data.data() + i0;
-      if (vectors == 3)
-        packed_micro<3>(qp, P.stride, P.steps, b, d, out);
-      else if (vectors == 2)
-        packed_micro<2>(qp, P.stride, P.steps, b, d, out);
+      if (vectors == MV)
+        packed_micro<V, W, MV, NR>(qp, P.stride, P.steps, b, d, out);
+      else if (MV > 2 && vectors == 2)
+        packed_micro<V, W, (MV > 2 ? 2 : 1), NR>(qp, P.stride, P.steps, b, d, out);
       else
-        packed_micro<1>(qp, P.stride, P.steps, b, d, out);
-      const int64_t width = vectors * kPackLanes, ni = std::min(width, P.rows - i0);
+        packed_micro<V, W, 1, NR>(qp, P.stride, P.steps, b, d, out);
+      const int64_t width = vectors * W, ni = std::min(width, P.rows - i0);
       for (int64_t i = 0; i < ni; ++i)
         for (int64_t j = 0; j < nj; ++j) tile[(i0 + i) * ldt + j0 + j] = out[j * width + i];
       if (tile_t)
@@ -361,14 +376,36 @@ void dot_tile_packed(const PackedRows& P, const float* B, int64_t nb, float* til
     }
   }
 }
+
+// 32 vector registers: 3 x 8 accumulators; AVX2's 16: 2 x 6.
+__attribute__((target("arch=x86-64-v4"))) void dot_tile_packed_w16(const PackedRows& P, const float* B, int64_t nb,
+                                                                   float* tile, int64_t ldt, float* tile_t) {
+  dot_tile_packed_impl<v16f, 16, 3, 8>(P, B, nb, tile, ldt, tile_t);
+}
+__attribute__((target("arch=x86-64-v3"))) void dot_tile_packed_w8(const PackedRows& P, const float* B, int64_t nb,
+                                                                  float* tile, int64_t ldt, float* tile_t) {
+  dot_tile_packed_impl<v8f, 8, 2, 6>(P, B, nb, tile, ldt, tile_t);
+}
 #endif
 
-// dot_tile of Q (mq rows, unshifted: mu is not supported here) through the packed kernel when P
-// holds Q packed (pack_rows, used when packed_kernel_for(mq)), else through dot_tile.
+// Rows per query block, from the wanted count (<= kQueryBlock, which all units below divide):
+// whole vectors of the outer-product kernel, else whole register blocks of the dot kernels (3 and
+// 4 rows).
+int64_t query_block_rows(int64_t rows) {
+  const int lanes = packed_lanes_for(rows);
+  const int64_t unit = lanes > 0 ? lanes : 12;
+  return (rows + unit - 1) / unit * unit;
+}
+
+// dot_tile of Q (mq rows, not shifted by the kernel) through the outer-product kernel when P holds
+// Q packed (pack_rows with packed_lanes_for(mq) lanes), else through dot_tile.
 void dot_tile_any(const PackedRows* P, const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile,
                   int64_t ldt, float* tile_t = nullptr) {
-#ifdef CURATA_KNN_W16
-  if (P && P->rows == mq && P->d == d && mq > 0) return dot_tile_packed(*P, B, nb, tile, ldt, tile_t);
+#if defined(CURATA_KNN_W16)
+  if (P && P->rows == mq && P->d == d && mq > 0) {
+    if (P->lanes == 16) return dot_tile_packed_w16(*P, B, nb, tile, ldt, tile_t);
+    if (P->lanes == 8) return dot_tile_packed_w8(*P, B, nb, tile, ldt, tile_t);
+  }
 #else
   (void)P;
 #endif
@@ -843,7 +880,7 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
   // Many queries: blocks of queries across threads, each block sweeps the whole base.
   const int threads = threads_for(work, int64_t(1) << 22);
   int64_t qb = std::min<int64_t>(kQueryBlock, (m + threads - 1) / threads);
-  qb = (qb + 11) / 12 * 12;  // whole register blocks of both kernels (3 and 4 rows)
+  qb = query_block_rows(qb);
   const int64_t n_blocks = (m + qb - 1) / qb;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -857,8 +894,9 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
       const float* Q = base.queries(queries + q0 * d, mq, qbuffer);
-      const bool use_packed = packed_kernel_for(mq);
-      if (use_packed) pack_rows(Q, mq, d, packed);
+      const int lanes = packed_lanes_for(mq);
+      const bool use_packed = lanes > 0;
+      if (use_packed) pack_rows(Q, mq, d, lanes, packed);
       for (int64_t i = 0; i < mq; ++i) {
         heaps[i].score = distances + (q0 + i) * k;
         heaps[i].index = indices + (q0 + i) * k;
@@ -947,8 +985,9 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
     for (int64_t I = next_block.fetch_add(1); I < blocks; I = next_block.fetch_add(1)) {
       const int64_t i0 = I * S, mi = std::min(S, n - i0);
       const float* rows_i = base.block(i0, mi, row_buffer.data());
-      const bool use_packed = packed_kernel_for(mi);
-      if (use_packed) pack_rows(rows_i, mi, d, packed);
+      const int lanes = packed_lanes_for(mi);
+      const bool use_packed = lanes > 0;
+      if (use_packed) pack_rows(rows_i, mi, d, lanes, packed);
       for (int64_t t = 0; t < lag; ++t) free_slots[t] = lag - 1 - t;
       int64_t n_free = lag;
       // Tiles (I, J) for J in [released, computed) hold a slot (slot_of[(J - I) % lag]); those
@@ -1020,7 +1059,7 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
     chunks = std::max<int64_t>(1, std::min<int64_t>(threads, (n + nb_max - 1) / nb_max));
   } else {
     qb = std::min<int64_t>(kQueryBlock, (m + threads - 1) / threads);
-    qb = (qb + 11) / 12 * 12;
+    qb = query_block_rows(qb);
     chunks = 1;
   }
   const int64_t chunk_rows = (n + chunks - 1) / chunks;
@@ -1042,8 +1081,9 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
       const int64_t q0 = blk * qb, mq = std::min(qb, m - q0);
       const float* Q = base.queries(queries + q0 * d, mq, qbuffer);
       // (the scan case, m < kScanMaxQueries, passes the L2 shift to the kernel: the dot kernel's)
-      const bool use_packed = m >= kScanMaxQueries && packed_kernel_for(mq);
-      if (use_packed) pack_rows(Q, mq, d, packed);
+      const int lanes = m >= kScanMaxQueries ? packed_lanes_for(mq) : 0;
+      const bool use_packed = lanes > 0;
+      if (use_packed) pack_rows(Q, mq, d, lanes, packed);
       query_norms(p, Q, mq, qnorm.data());
       const int64_t r0 = c * chunk_rows, r1 = std::min(n, r0 + chunk_rows);
       int bad = 0;

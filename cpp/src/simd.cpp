@@ -1,4 +1,4 @@
-// Run-time switch for the hand-written AVX-512 paths (see curata/simd.hpp).
+// Run-time switch for the hand-written kernels (see curata/simd.hpp).
 #include "curata/simd.hpp"
 
 #include <atomic>
@@ -19,8 +19,10 @@ std::atomic<bool> allowed{true};
 
 }  // namespace
 
-bool hand_avx512() { return allowed.load(std::memory_order_relaxed) && cpu_has_avx512(); }
+bool hand_kernels() { return allowed.load(std::memory_order_relaxed); }
 
-bool set_hand_avx512(bool enabled) { return allowed.exchange(enabled, std::memory_order_relaxed); }
+bool hand_avx512() { return hand_kernels() && cpu_has_avx512(); }
+
+bool set_hand_kernels(bool enabled) { return allowed.exchange(enabled, std::memory_order_relaxed); }
 
 }  // namespace curata::simd

@@ -44,12 +44,14 @@ template <class T> CURATA_ALWAYS_INLINE T max_value(const T* v, int64_t m) {
 
 namespace curata::simd {
 
-// Whether hand-written AVX-512 paths (intrinsics under a target attribute, with a portable twin)
-// may run: the CPU has AVX-512F and they were not switched off. Tests switch them off to run the
-// portable twins on an AVX-512 machine and compare the two bit for bit.
+// Whether hand-written kernels may run: kernels written for one instruction set (intrinsics, or
+// a reordered loop under a target attribute) that have a portable twin computing the same bits.
+// Tests switch them off to run the twins on the same machine and compare the two bit for bit.
+bool hand_kernels();
+// hand_kernels() and the CPU has AVX-512F: the hand-written AVX-512 loops may run.
 bool hand_avx512();
-// Switches the hand-written AVX-512 paths off (false) or back on where the CPU has them; returns
-// the previous setting. Not for use while another thread runs curata.
-bool set_hand_avx512(bool enabled);
+// Switches the hand-written kernels off (false) or back on; returns the previous setting. Not for
+// use while another thread runs curata.
+bool set_hand_kernels(bool enabled);
 
 }  // namespace curata::simd
