@@ -287,9 +287,16 @@ void pack_rows(const float* X, int64_t rows, int64_t d, int lanes, PackedRows& P
   P.steps = (d + lanes - 1) / lanes;
   P.stride = (rows + lanes - 1) / lanes * lanes;
   P.data.assign(static_cast<size_t>(lanes * P.steps * P.stride), 0.0f);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t t = 0; t < d; ++t)
-      P.data[static_cast<size_t>(((t % lanes) * P.steps + t / lanes) * P.stride + i)] = X[i * d + t];
+  // W x W sub-blocks: the W rows' cache lines are read once and every write run is contiguous.
+  for (int64_t i0 = 0; i0 < rows; i0 += lanes) {
+    const int64_t ni = std::min<int64_t>(lanes, rows - i0);
+    for (int64_t s = 0; s < P.steps; ++s)
+      for (int64_t l = 0; l < lanes && s * lanes + l < d; ++l) {
+        float* dst = P.data.data() + (l * P.steps + s) * P.stride + i0;
+        const float* src = X + i0 * d + s * lanes + l;
+        for (int64_t i = 0; i < ni; ++i) dst[i] = src[i * d];
+      }
+  }
 }
 
 #if defined(CURATA_KNN_W16)
@@ -377,14 +384,21 @@ CURATA_ALWAYS_INLINE void dot_tile_packed_impl(const PackedRows& P, const float*
   }
 }
 
-// 32 vector registers: 3 x 8 accumulators; AVX2's 16: 2 x 6.
+// 32 vector registers: 3 x 8 accumulators, or 1 x 24 for a block of one vector of rows; AVX2's 16:
+// 2 x 6, or 1 x 12.
 __attribute__((target("arch=x86-64-v4"))) void dot_tile_packed_w16(const PackedRows& P, const float* B, int64_t nb,
                                                                    float* tile, int64_t ldt, float* tile_t) {
-  dot_tile_packed_impl<v16f, 16, 3, 8>(P, B, nb, tile, ldt, tile_t);
+  if (P.stride == 16)
+    dot_tile_packed_impl<v16f, 16, 1, 12>(P, B, nb, tile, ldt, tile_t);
+  else
+    dot_tile_packed_impl<v16f, 16, 3, 8>(P, B, nb, tile, ldt, tile_t);
 }
 __attribute__((target("arch=x86-64-v3"))) void dot_tile_packed_w8(const PackedRows& P, const float* B, int64_t nb,
                                                                   float* tile, int64_t ldt, float* tile_t) {
-  dot_tile_packed_impl<v8f, 8, 2, 6>(P, B, nb, tile, ldt, tile_t);
+  if (P.stride == 8)
+    dot_tile_packed_impl<v8f, 8, 1, 12>(P, B, nb, tile, ldt, tile_t);
+  else
+    dot_tile_packed_impl<v8f, 8, 2, 6>(P, B, nb, tile, ldt, tile_t);
 }
 #endif
 
@@ -849,12 +863,19 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
       std::vector<float> qbuffer;
       const float* Q = base.queries(queries, m, qbuffer);
       query_norms(p, Q, m, qnorm.data());
+      // (the outer-product kernel takes no shift: shifted L2 stays on the dot kernel, fused)
+      const int lanes = base.shift ? 0 : packed_lanes_for(m);
+      PackedRows packed;
+      if (lanes > 0) pack_rows(Q, m, d, lanes, packed);
       const int64_t r0 = t * chunk, r1 = std::min(n, r0 + chunk);
       for (int64_t b0 = r0; b0 < r1; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, r1 - b0);
         const float* mu;
         const float* rows = base.block(b0, nb, buffer.data(), true, &mu);
-        dot_tile(Q, m, rows, nb, d, tile.data(), nb_max, mu);
+        if (lanes > 0)
+          dot_tile_any(&packed, Q, m, rows, nb, d, tile.data(), nb_max);
+        else
+          dot_tile(Q, m, rows, nb, d, tile.data(), nb_max, mu);
         if (consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
