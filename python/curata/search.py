@@ -4,9 +4,10 @@
 squared Euclidean distance or cosine similarity; :func:`knn_graph` is the self-join of one set
 (each point's neighbours, excluding itself); :class:`Index` keeps a growing set of vectors with
 int64 ids (add, remove, search, range search, save/load; float32 or float16 storage). Both are exact brute force (recall 1.0), computed in
-float32 by the C++ core: blocks of queries are multiplied against blocks of base rows by a
-register-blocked dot-product kernel (AVX-512/AVX2/baseline variants picked at run time, no BLAS),
-and each query keeps a bounded heap of its best candidates. Fewer than 20 queries split the base
+float32 by the C++ core: blocks of queries are multiplied against blocks of base rows by
+hand-vectorised kernels (AVX-512/AVX2/baseline variants picked at run time, no BLAS; every dot
+product evaluated in one fixed order, so a query's results do not depend on its batch), and each
+query keeps a bounded heap of its best candidates. Fewer than 20 queries split the base
 across threads instead of the queries (a latency path for single lookups).
 
 Input rules shared by both functions:
@@ -136,8 +137,9 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     -----
     Time O(M N D) multiply-adds on ``curata.get_num_threads()`` threads. Peak memory beyond
     inputs and outputs: the float32 copies of converted inputs, N floats of base norms
-    (``"l2"``/``"cosine"``), and per thread a fixed 96 x 512 float tile; with fewer than 20
-    queries, additionally threads x M x k candidates (12 bytes each). Never an N x M matrix.
+    (``"l2"``/``"cosine"``), and per thread a fixed 96 x 512 float tile and the block's queries
+    packed for the kernel (96 x D floats, D rounded up to 16); with fewer than 20 queries,
+    additionally threads x M x k candidates (12 bytes each). Never an N x M matrix.
     Results do not depend on the thread count or on how queries are batched.
 
     GPU input (torch CUDA tensors, CuPy arrays; either argument) runs on that GPU through
@@ -204,7 +206,8 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     Peak memory beyond inputs and outputs: the float32 copy of a converted ``x``, N floats of
     norms (``"l2"``/``"cosine"``), 32 bytes of heap state per row, and per thread a ring of 8
     pairs of 96 x 96 float tiles (576 KiB; a row computes up to 8 tiles ahead of the row before
-    it) plus, for ``"l2"`` on data far from the origin, two shifted 96 x D blocks. No second copy
+    it) and one packed 96 x D block, plus, for ``"l2"`` on data far from the origin, two shifted
+    96 x D blocks. No second copy
     of ``x``, never an N x N matrix. GPU input runs on the GPU as in :func:`knn`
     (:func:`curata._search_device.knn_graph_torch`), with the same exclusion rule.
     """

@@ -1,7 +1,9 @@
 // Exact k-nearest-neighbour search over dense float32 vectors.
 //
 // Brute force, tiled: a block of queries is multiplied against a block of base rows into a small
-// per-thread tile (a register-blocked dot-product kernel compiled per vector width), and each
+// per-thread tile (blocks of >= 11 queries: an outer-product kernel over the block's queries, packed
+// once; smaller ones: a register-blocked dot-product kernel; both compiled per vector width and
+// evaluating every dot in the same order, so the same bits), and each
 // query keeps a bounded heap of its k best candidates, stored directly in its output row. Nothing
 // of size queries x base is ever materialised.
 //
@@ -9,8 +11,9 @@
 // far from the origin; no shift, bit-identical results, for data near it).
 //
 // Memory: inputs + outputs + base row norms (n floats, "l2"/"cosine" only) + per thread one
-// tile of kQueryBlock x kBaseBlockMax floats (at most 192 KiB) and query norms (shifted L2: plus
-// one staged base block of about 128 KiB and one staged query block); the small-batch
+// tile of kQueryBlock x kBaseBlockMax floats (at most 192 KiB), query norms and the packed query
+// block (kQueryBlock x d floats, d rounded up to 16; shifted L2: plus one staged base block of
+// about 128 KiB and one staged query block); the small-batch
 // scan path (fewer than kScanMaxQueries queries) keeps per thread and query a candidate heap of k
 // entries (threads x queries x k x 12 bytes) that is merged at the end.
 #pragma once
