@@ -588,6 +588,70 @@ def test_cosine_rows_whose_float32_norms_overflow_or_underflow(rng, scale):
     np.testing.assert_array_equal(gd, gd0)
 
 
+@pytest.mark.parametrize("queries", [3, 30])  # the scan path (norms per block) and query blocks
+def test_cosine_rescaling_found_anywhere_in_the_base(rng, queries):
+    # The core looks at every base row's scale while computing its norm (no pass of its own): one
+    # huge row in the last block, or one tiny row in the first, must still be found and rescaled.
+    x = rng.standard_normal((3000, 24)).astype(np.float32)
+    q = rng.standard_normal((queries, 24)).astype(np.float32)
+    for row, factor in ((2999, 2.0**80), (0, 2.0**-90)):
+        scaled = x.copy()
+        scaled[row] *= np.float32(factor)
+        d, i = search.knn(scaled, q, 4, "cosine")
+        d0, i0 = search.knn(x, q, 4, "cosine")
+        np.testing.assert_array_equal(i, i0)
+        np.testing.assert_array_equal(d, d0)
+
+
+@pytest.mark.parametrize("queries", [2, 40])
+def test_cosine_rows_near_the_scale_bounds_match_explicit_rescaling(rng, queries):
+    # The core decides most rows from their squared norms and tests only the others' bits; the
+    # result must be what rescaling the input first (the exact rule) gives, bit for bit, for rows
+    # on both sides of 2^50 and 2^-50, including dense rows whose norm passes 2^99 while every
+    # value stays below 2^50.
+    from curata import _core
+
+    d = 16
+    x = rng.standard_normal((700, d)).astype(np.float32)
+    exponents = rng.integers(-56, 57, size=700)
+    exponents[::7] = rng.choice([-70, -52, -51, -50, -49, 48, 49, 50, 51, 70], size=len(exponents[::7]))
+    x = np.ldexp(x, exponents[:, None]).astype(np.float32)
+    x[5] = np.float32(2.0**49.9)  # |x|^2 = 16 x 2^99.8 > 2^99, largest value < 2^50: no rescale
+    q = rng.standard_normal((queries, d)).astype(np.float32)
+    safe = _core.cosine_safe_rows(x)
+    assert safe is not None
+    d0, i0 = search.knn(safe, q, 6, "cosine")
+    d1, i1 = search.knn(x, q, 6, "cosine")
+    np.testing.assert_array_equal(i1, i0)
+    np.testing.assert_array_equal(d1.view(np.uint32), d0.view(np.uint32))
+    g0 = search.knn_graph(safe, 4, "cosine")
+    g1 = search.knn_graph(x, 4, "cosine")
+    np.testing.assert_array_equal(g1[1], g0[1])
+    np.testing.assert_array_equal(g1[0].view(np.uint32), g0[0].view(np.uint32))
+
+
+def test_core_cosine_safe_rows_copies_only_when_needed(rng):
+    from curata import _core
+
+    x = rng.standard_normal((50, 9)).astype(np.float32)
+    assert _core.cosine_safe_rows(x) is None  # nothing to rescale: no copy
+    x[[3, 7]] *= np.array([[2.0**60], [2.0**-60]], np.float32)
+    x[11] = np.float32(2.0**51) * np.sign(x[11])  # largest |value| just past each bound
+    x[20] = np.float32(2.0**-51) * np.sign(x[20])
+    x[30] = 0.0
+    x[31, 2] = np.inf
+    x[32] = 2.0**50  # the bounds themselves stay
+    x[33] = 2.0**-50
+    out = _core.cosine_safe_rows(x)
+    changed = np.flatnonzero(np.any(out != x, axis=1))
+    np.testing.assert_array_equal(changed, [3, 7, 11, 20])
+    top = np.abs(out[changed]).max(axis=1)
+    assert np.all((top >= 0.5) & (top < 1.0))
+    ratio = out[changed] / x[changed]  # one exact power of two per row
+    np.testing.assert_array_equal(ratio, ratio[:, :1] * np.ones_like(ratio))
+    np.testing.assert_array_equal(np.frexp(ratio[:, 0])[0], 0.5)
+
+
 def test_cosine_1e30_embeddings_find_their_neighbours(rng):
     # Not a power of two: compare against the float64 reference of the float32 data itself.
     x = (rng.standard_normal((40, 5)) * 1e30).astype(np.float32)

@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "curata/search.hpp"
 #include "numpy_util.hpp"
@@ -199,6 +200,29 @@ py::array_t<uint32_t> row_abs_max_bits(const carray<uint32_t>& bits, bool allow_
   return out;
 }
 
+// x (n, d) C-contiguous float32 with the rows whose scale breaks float32 cosine arithmetic
+// rescaled (curata::search::cosine_rescale_rows), or None when no row needs it (no copy made).
+py::object cosine_safe_rows(const carray<float>& x) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be a C-contiguous 2-D float32 array");
+  const int64_t n = x.shape(0), d = x.shape(1);
+  const float* px = x.data();
+  std::vector<uint32_t> top(static_cast<size_t>(n));
+  bool any = false;
+  {
+    py::gil_scoped_release release;
+    curata::search::row_abs_max_bits(reinterpret_cast<const uint32_t*>(px), n, d, top.data());
+    for (const uint32_t t : top) any = any || curata::search::cosine_row_needs_scale(t);
+  }
+  if (!any) return py::none();
+  py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(d)});
+  float* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    curata::search::cosine_rescale_rows(px, n, d, po);
+  }
+  return out;
+}
+
 }  // namespace
 
 namespace curata_py {
@@ -218,5 +242,6 @@ void bind_search(py::module_& m) {
   m.def("remove_rows", &remove_rows, py::arg("table"), py::arg("rows"), py::arg("removed"));
   m.def("first_nonfinite_row", &first_nonfinite_row, py::arg("bits"), py::arg("allow_hardware") = true);
   m.def("row_abs_max_bits", &row_abs_max_bits, py::arg("bits"), py::arg("allow_hardware") = true);
+  m.def("cosine_safe_rows", &cosine_safe_rows, py::arg("x"));
 }
 }  // namespace curata_py

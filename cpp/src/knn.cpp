@@ -673,9 +673,38 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
   return bad != 0;
 }
 
-void query_norms(const Problem& p, const float* Q, int64_t mq, float* out, const float* mu = nullptr) {
+// Cosine over a float32 base: watches the rows as their norms are computed for one whose scale
+// would overflow or underflow float32 norms (cosine_row_needs_scale), so that knn() can rescale
+// the base and search again. The squared norm s of a row of d values decides most rows for free:
+// if d 2^-99 <= s <= 2^99, the largest |value| t has t^2 <= s <= 2^99 and t^2 >= s / d >= 2^-99,
+// so t lies inside [2^-50, 2^50] with room for s's float32 rounding; only the other rows (zero,
+// non-finite, or at the edges) get the exact test on their bits.
+struct ScaleWatch {
+  std::atomic<bool> found{false};
+  void look(const float* rows, int64_t nb, int64_t d) {
+    if (found.load(std::memory_order_relaxed)) return;
+    for (int64_t r = 0; r < nb; ++r) {
+      uint32_t top;
+      row_abs_max_bits(reinterpret_cast<const uint32_t*>(rows + r * d), 1, d, &top);
+      if (cosine_row_needs_scale(top)) {
+        found.store(true, std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+  void look_by_norms(const float* rows, const float* squared_norms, int64_t nb, int64_t d) {
+    const float low = std::ldexp(static_cast<float>(d), -99), high = std::ldexp(1.0f, 99);
+    for (int64_t r = 0; r < nb; ++r)
+      if (!(squared_norms[r] >= low && squared_norms[r] <= high)) look(rows + r * d, 1, d);
+  }
+};
+
+// Squared norms (L2) or inverse norms (cosine) of rows Q (watched, cosine: see ScaleWatch).
+void query_norms(const Problem& p, const float* Q, int64_t mq, float* out, const float* mu = nullptr,
+                 ScaleWatch* watch = nullptr) {
   if (p.metric == Metric::InnerProduct) return;
   self_dots(Q, mq, p.d, out, mu);
+  if (watch) watch->look_by_norms(Q, out, mq, p.d);
   if (p.metric == Metric::Cosine)
     for (int64_t i = 0; i < mq; ++i) out[i] = out[i] > 0.0f ? 1.0f / std::sqrt(out[i]) : 0.0f;
 }
@@ -762,9 +791,10 @@ int64_t float_to_half_rows(const float* in, int64_t rows, int64_t d, uint16_t* o
 namespace {
 void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
                 Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
-                std::atomic<bool>& saw_nonfinite);
+                std::atomic<bool>& saw_nonfinite, ScaleWatch* watch);
 void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
-                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite);
+                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite,
+                  ScaleWatch* watch);
 
 void check_problem(int64_t n, int64_t d, Metric metric) {
   if (n < 0) throw std::invalid_argument("base must have at least zero rows, got " + std::to_string(n));
@@ -774,9 +804,10 @@ void check_problem(int64_t n, int64_t d, Metric metric) {
 }
 
 // graph_block_rows > 0 (exclude_self only): the symmetric self-join with blocks of that many rows.
+// watch (float32 base, cosine): see ScaleWatch; the results are to be discarded when it finds a row.
 KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
                   Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
-                  int64_t graph_block_rows = 0) {
+                  int64_t graph_block_rows = 0, ScaleWatch* watch = nullptr) {
   if (n < 1) throw std::invalid_argument("base must have at least one row, got 0");
   check_problem(n, d, metric);
   const int64_t candidates = exclude_self ? n - 1 : n;
@@ -790,9 +821,10 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
     BaseRows shifted = base;
     shifted.shift = mu.empty() ? nullptr : mu.data();
     if (graph_block_rows > 0 && exclude_self)
-      search_graph(shifted, n, d, k, metric, removed, distances, indices, graph_block_rows, saw_nonfinite);
+      search_graph(shifted, n, d, k, metric, removed, distances, indices, graph_block_rows, saw_nonfinite, watch);
     else
-      search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite);
+      search_all(shifted, n, queries, m, d, k, metric, exclude_self, removed, distances, indices, saw_nonfinite,
+                 watch);
   }
   if (saw_nonfinite.load()) {
     status.nonfinite_base_row =
@@ -804,7 +836,8 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
 
 // Squared norms (L2) or inverse norms (Cosine) of every base row, through the same kernel as the
 // queries' norms; empty for InnerProduct.
-std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric metric) {
+std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric metric,
+                              ScaleWatch* watch = nullptr) {
   std::vector<float> base_norm;
   if (metric == Metric::InnerProduct) return base_norm;
   base_norm.resize(static_cast<size_t>(n));
@@ -820,7 +853,7 @@ std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric
       const int64_t nb = std::min(nb_max, r1 - b0);
       const float* mu;
       const float* rows = base.block(b0, nb, buffer.data(), true, &mu);
-      query_norms(tmp, rows, nb, base_norm.data() + b0, mu);
+      query_norms(tmp, rows, nb, base_norm.data() + b0, mu, watch);
     }
   }
   return base_norm;
@@ -828,10 +861,18 @@ std::vector<float> base_norms(const BaseRows& base, int64_t n, int64_t d, Metric
 
 void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,
                 Metric metric, bool exclude_self, const uint8_t* removed, float* distances, int64_t* indices,
-                std::atomic<bool>& saw_nonfinite) {
-  const std::vector<float> base_norm = base_norms(base, n, d, metric);
+                std::atomic<bool>& saw_nonfinite, ScaleWatch* watch) {
+  // Few queries read the base once, so each block's norms are computed right before its dots, while
+  // its rows are in cache, instead of in a pass of their own (same kernel, same bits).
+  const bool norms_per_block = m < kScanMaxQueries && metric != Metric::InnerProduct;
+  std::vector<float> base_norm;
+  if (norms_per_block)
+    base_norm.resize(static_cast<size_t>(n));
+  else
+    base_norm = base_norms(base, n, d, metric, watch);
   const Problem p{base.f32, n,  queries, m, d, metric, exclude_self, base_norm.empty() ? nullptr : base_norm.data(),
                   removed};
+  const Problem norm_problem{nullptr, n, nullptr, 0, d, metric, false, nullptr, nullptr};
   const int64_t nb_max = base_block_rows(d);
   const int64_t work = m * n * d;
 
@@ -872,6 +913,9 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
         const int64_t nb = std::min(nb_max, r1 - b0);
         const float* mu;
         const float* rows = base.block(b0, nb, buffer.data(), true, &mu);
+        if (norms_per_block) {
+          query_norms(norm_problem, rows, nb, base_norm.data() + b0, mu, watch);
+        }
         if (lanes > 0)
           dot_tile_any(&packed, Q, m, rows, nb, d, tile.data(), nb_max);
         else
@@ -975,8 +1019,9 @@ void pause_or_yield(int& spins) {
 }
 
 void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric metric, const uint8_t* removed,
-                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite) {
-  const std::vector<float> base_norm = base_norms(base, n, d, metric);
+                  float* distances, int64_t* indices, int64_t block_rows, std::atomic<bool>& saw_nonfinite,
+                  ScaleWatch* watch) {
+  const std::vector<float> base_norm = base_norms(base, n, d, metric, watch);
   const Problem p{base.f32, n, base.f32, n, d, metric, true, base_norm.empty() ? nullptr : base_norm.data(), removed};
   const int64_t S = block_rows;
   const int64_t blocks = (n + S - 1) / S;
@@ -1184,9 +1229,41 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
 
 }  // namespace
 
+namespace {
+// search(base, watch) over the float32 base x; for cosine, the watch looks at the base rows while
+// their norms are computed, and if one's scale breaks float32 arithmetic (cosine_row_needs_scale:
+// rare, values beyond about 1e15 or below 1e-15) the search runs again on a copy with such rows
+// rescaled by powers of two (exact; cosine is scale-free). So no caller needs a pass of its own.
+template <class Search>
+KnnStatus with_cosine_scale_watch(const float* x, int64_t n, int64_t d, Metric metric, const Search& search) {
+  if (metric != Metric::Cosine) return search(x, nullptr);
+  ScaleWatch watch;
+  const KnnStatus status = search(x, &watch);
+  if (!watch.found.load()) return status;
+  std::vector<float> scaled(static_cast<size_t>(n * d));
+  cosine_rescale_rows(x, n, d, scaled.data());
+  return search(scaled.data(), nullptr);
+}
+}  // namespace
+
 KnnStatus knn(const float* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k, Metric metric,
               bool exclude_self, float* distances, int64_t* indices, const uint8_t* removed) {
-  return knn_any(BaseRows{base, nullptr, d}, n, queries, m, d, k, metric, exclude_self, removed, distances, indices);
+  // Cosine: the queries get an explicit look (m x d values, next to the search's m x n x d).
+  std::vector<float> scaled_queries;
+  if (metric == Metric::Cosine && queries != base) {
+    ScaleWatch look;
+    look.look(queries, m, d);
+    if (look.found.load()) {
+      scaled_queries.resize(static_cast<size_t>(m * d));
+      cosine_rescale_rows(queries, m, d, scaled_queries.data());
+      queries = scaled_queries.data();
+    }
+  }
+  return with_cosine_scale_watch(base, n, d, metric, [&](const float* b, ScaleWatch* watch) {
+    const float* q = queries == base ? b : queries;  // a self-search keeps both sides identical
+    return knn_any(BaseRows{b, nullptr, d}, n, q, m, d, k, metric, exclude_self, removed, distances, indices, 0,
+                   watch);
+  });
 }
 
 KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metric, float* distances,
@@ -1205,8 +1282,10 @@ KnnStatus knn_graph(const float* x, int64_t n, int64_t d, int64_t k, Metric metr
     const int threads = threads_for(n * n * d, int64_t(1) << 22);
     symmetric = (n + rows - 1) / rows >= std::max<int64_t>(2, int64_t(4) * threads);
   }
-  return knn_any(BaseRows{x, nullptr, d}, n, x, n, d, k, metric, true, nullptr, distances, indices,
-                 symmetric ? rows : 0);
+  return with_cosine_scale_watch(x, n, d, metric, [&](const float* b, ScaleWatch* watch) {
+    return knn_any(BaseRows{b, nullptr, d}, n, b, n, d, k, metric, true, nullptr, distances, indices,
+                   symmetric ? rows : 0, watch);
+  });
 }
 
 KnnStatus knn_f16(const uint16_t* base, int64_t n, const float* queries, int64_t m, int64_t d, int64_t k,

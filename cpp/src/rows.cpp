@@ -2,6 +2,7 @@
 // growing table whose removed rows are squeezed out at once, so a remove() of r ids costs one pass
 // over the rows after the first removed one, not one pass per id.
 // The finiteness scan of a loaded table (first_nonfinite_row) works on the bit patterns.
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -128,6 +129,35 @@ int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool 
 }
 
 #undef CURATA_ROWS_TRY_AVX2
+
+bool cosine_row_needs_scale(uint32_t top) {
+  constexpr uint32_t kHigh = 0x58800000u;  // 2^50
+  constexpr uint32_t kLow = 0x26800000u;   // 2^-50
+  constexpr uint32_t kInf = 0x7F800000u;
+  return top != 0 && top < kInf && (top > kHigh || top < kLow);
+}
+
+int64_t cosine_rescale_rows(const float* x, int64_t rows, int64_t d, float* out) {
+  check_sizes(rows, d);
+  int64_t scaled = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x + r * d;
+    float* dst = out + r * d;
+    uint32_t top;
+    row_abs_max_bits(reinterpret_cast<const uint32_t*>(src), 1, d, &top);
+    if (!cosine_row_needs_scale(top)) {
+      if (dst != src) std::memcpy(dst, src, static_cast<size_t>(d) * sizeof(float));
+      continue;
+    }
+    float largest;
+    std::memcpy(&largest, &top, sizeof largest);
+    int exponent;
+    std::frexp(largest, &exponent);
+    for (int64_t j = 0; j < d; ++j) dst[j] = std::ldexp(src[j], -exponent);
+    ++scaled;
+  }
+  return scaled;
+}
 
 }  // namespace search
 }  // namespace curata

@@ -318,23 +318,17 @@ def cosine_safe_rows(a: np.ndarray) -> np.ndarray:
     and every float32 product, sum, norm and quotient of the cosine scales by the same power of
     two, so the cosines are bit for bit those of the unscaled rows wherever those did not overflow.
     ``a`` itself is never modified (the rows are rescaled in a copy, made only when a row needs
-    it). NaN/inf rows are left as they are for the caller's finiteness check. Cost: one pass over
-    the bit patterns in the C++ core (AVX2; about 1/3 of a single-query search over the same
-    rows, measured) and 4 N bytes.
+    it). NaN/inf rows are left as they are for the caller's finiteness check. The rule and the
+    rescaling are the C++ core's (``curata::search::cosine_row_needs_scale``), which
+    ``search.knn`` also applies to its base while computing the norms. Cost: one vectorised pass
+    over the bit patterns and 4 N bytes.
     """
     if a.size == 0 or a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim != 2:
         return a
     from . import _core  # noqa: PLC0415  (lazy, as in check_finite_rows)
 
-    top = _core.row_abs_max_bits(a.view(np.uint32))
-    bad = ((top > _COSINE_BITS_HI) | (top < _COSINE_BITS_LO)) & (top != 0) & (top < _FLOAT32_INF_BITS)
-    if not bad.any():
-        return a
-    rows = np.flatnonzero(bad)
-    _, exponent = np.frexp(top[rows].view(np.float32))
-    out = a.copy()
-    out[rows] = np.ldexp(a[rows], -exponent[:, None].astype(np.int32))
-    return out
+    scaled = _core.cosine_safe_rows(a)
+    return a if scaled is None else scaled
 
 
 def power_of_two_scale(a: Any) -> float:
@@ -351,11 +345,6 @@ def power_of_two_scale(a: Any) -> float:
         return 1.0
     return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
 
-
-# Bit patterns of 2**50, 2**-50 and +inf as float32 (non-negative floats order like their bits).
-_COSINE_BITS_HI = np.float32(2.0**50).view(np.uint32)
-_COSINE_BITS_LO = np.float32(2.0**-50).view(np.uint32)
-_FLOAT32_INF_BITS = np.float32(np.inf).view(np.uint32)
 
 
 # Native float32 / float16 and the unsigned integers of their bit patterns.

@@ -163,9 +163,7 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
         raise ValueError("base must have at least one row, got shape (0, D)")
     if q.shape[1] != b.shape[1]:
         raise ValueError(f"queries must have {b.shape[1]} columns like base, got shape {tuple(q.shape)}")
-    if metric == "cosine":
-        b = _array.cosine_safe_rows(b)
-        q = _array.cosine_safe_rows(q)
+    # (cosine: the core rescales rows at the edge of float32's range itself, see _array.cosine_safe_rows)
     kk = _k(k, b.shape[0], "number of base rows")
     distances, indices, bad_base, bad_query = _core.knn(b, q, kk, code, False)
     _raise_nonfinite(bad_base, "base")
@@ -219,8 +217,7 @@ def knn_graph(x: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     if a.shape[0] < 2:
         raise ValueError(f"x must have at least 2 rows for a kNN graph, got shape {tuple(a.shape)}")
     kk = _k(k, a.shape[0] - 1, "number of rows of x minus 1")
-    if metric == "cosine":
-        a = _array.cosine_safe_rows(a)
+    # (cosine: the core rescales rows at the edge of float32's range itself, see _array.cosine_safe_rows)
     distances, indices, bad = _core.knn_graph(a, kk, code)
     _raise_nonfinite(bad, "x")
     return _out(distances, indices, x)

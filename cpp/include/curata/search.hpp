@@ -125,5 +125,15 @@ int64_t first_nonfinite_row(const uint16_t* bits, int64_t rows, int64_t d, bool 
 // the bits of the row's largest |value| when it is finite (>= 0x7F800000 for NaN/inf rows).
 void row_abs_max_bits(const uint32_t* bits, int64_t rows, int64_t d, uint32_t* out, bool allow_hardware = true);
 
+// Cosine is scale-free, but the float32 squared norm of a row overflows once its values pass about
+// 1e19 and underflows below about 1e-19. A row needs rescaling for float32 cosine arithmetic when
+// its largest |value| (bits `top`, from row_abs_max_bits) is finite, nonzero and outside
+// [2^-50, 2^50]: multiplied by the power of two that brings that value into [0.5, 1) (exact), its
+// cosines are bit for bit those of the unscaled row wherever those did not overflow.
+bool cosine_row_needs_scale(uint32_t top);
+// out (rows, d) = x with every row that needs it rescaled so (NaN/inf rows and zero rows copied
+// unchanged); returns the number of rescaled rows. out may equal x.
+int64_t cosine_rescale_rows(const float* x, int64_t rows, int64_t d, float* out);
+
 }  // namespace search
 }  // namespace curata
