@@ -25,11 +25,14 @@ constexpr int64_t kTile = 128;  // rows/columns of a kernel tile (multiple of 8)
 constexpr int64_t kDepth = 256;  // dot-product depth per pass (cache blocking over features)
 constexpr int kRows = 8, kCols = 16;  // register block of the multiply kernel (kCols multiple of 8)
 constexpr int64_t kPanel = 16;  // column panel width of packed operands (multiple of kCols)
+static_assert(kTile % kPanel == 0 && kPanel % kRows == 0 && kPanel % kCols == 0, "panels hold whole blocks");
 
 
-// C[r][c] (+)= sum_k L[r * ldl + k] * R(c)[k * ldr + c % kPanel] for r < rows (multiple of
-// kRows), c < cols (multiple of kCols), where R(c) = R + (c / kPanel) * rblock is the column panel
-// holding c (a row-major operand is one panel: rblock = kPanel). The kRows x kCols register block
+// C[r][c] (+)= sum_k L(r, k) * R(c)[k * ldr + c % kPanel] for r < rows (multiple of kRows), c < cols
+// (multiple of kCols), where R(c) = R + (c / kPanel) * rblock is the column panel holding c (a
+// row-major operand is one panel: rblock = kPanel) and L(r, k) = L[(r / kPanel) * lblock + (r %
+// kPanel) * lrs + k * lks]: a row-major L has lrs = ldl, lks = 1, lblock = kPanel * ldl; L packed in
+// panels like R (the pooled rows, stored once that way) has lrs = 1, lks = kPanel, lblock = d kPanel. The kRows x kCols register block
 // (8 x 16: 16 zmm accumulators on AVX-512, measured fastest on the 2-core EPYC among 4x8, 8x8,
 // 4x16, 8x16) is written with GCC vector types so every clone keeps it in registers as far as it
 // can; multiply and add stay separate operations, and the summation order over k does not
@@ -42,11 +45,12 @@ CURATA_ALWAYS_INLINE v8d load8(const double* p) {
   return v;
 }
 CURATA_SIMD_CLONES
-void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, int64_t ldl, const double* R,
-                    int64_t ldr, int64_t rblock, double* C, int64_t ldc, bool accumulate) {
+void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, int64_t lrs, int64_t lks,
+                    int64_t lblock, const double* R, int64_t ldr, int64_t rblock, double* C, int64_t ldc,
+                    bool accumulate) {
   constexpr int V = kCols / 8;  // vectors of 8 per row of the register block
   for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
-    const double* l0 = L + r0 * ldl;
+    const double* l0 = L + (r0 / kPanel) * lblock + (r0 % kPanel) * lrs;  // kRows divides kPanel
     for (int64_t c0 = 0; c0 < cols; c0 += kCols) {
       const double* rp = R + (c0 / kPanel) * rblock + c0 % kPanel;
       v8d acc[kRows][V];
@@ -56,7 +60,7 @@ void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, 
         v8d rk[V];
         for (int v = 0; v < V; ++v) rk[v] = load8(rp + k * ldr + 8 * v);
         for (int r = 0; r < kRows; ++r) {
-          const double lv = l0[r * ldl + k];
+          const double lv = l0[r * lrs + k * lks];
           for (int v = 0; v < V; ++v) acc[r][v] += lv * rk[v];
         }
       }
@@ -70,15 +74,17 @@ void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, 
   }
 }
 #else
-void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, int64_t ldl, const double* R,
-                    int64_t ldr, int64_t rblock, double* C, int64_t ldc, bool accumulate) {
+void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, int64_t lrs, int64_t lks,
+                    int64_t lblock, const double* R, int64_t ldr, int64_t rblock, double* C, int64_t ldc,
+                    bool accumulate) {
   for (int64_t r0 = 0; r0 < rows; r0 += kRows)
     for (int64_t c0 = 0; c0 < cols; c0 += kCols) {
+      const double* l0 = L + (r0 / kPanel) * lblock + (r0 % kPanel) * lrs;
       const double* rp = R + (c0 / kPanel) * rblock + c0 % kPanel;
       double acc[kRows][kCols] = {};
       for (int64_t k = 0; k < depth; ++k)
         for (int r = 0; r < kRows; ++r)
-          for (int c = 0; c < kCols; ++c) acc[r][c] += L[(r0 + r) * ldl + k] * rp[k * ldr + c];
+          for (int c = 0; c < kCols; ++c) acc[r][c] += l0[r * lrs + k * lks] * rp[k * ldr + c];
       for (int r = 0; r < kRows; ++r)
         for (int c = 0; c < kCols; ++c) {
           double* out = C + (r0 + r) * ldc + c0 + c;
@@ -123,15 +129,17 @@ std::vector<double> mmd_permutation_statistics(const T* ref, int64_t n, const T*
   const int64_t nb = (N + kTile - 1) / kTile, Np = nb * kTile;
   const int64_t Bp = (B + kCols - 1) / kCols * kCols;
 
-  // Pooled rows in float64 (zero padding) and their squared norms.
+  // Pooled rows in float64 (zero padding), stored once in kPanel-row panels, feature-major
+  // (Z[(i / P) * d * P + k * P + i % P]): the layout the multiply kernel wants for its right operand,
+  // which it also reads as its left one; and their squared norms.
   std::vector<double> Z(static_cast<size_t>(Np * d), 0.0), norms(static_cast<size_t>(Np), 0.0);
   for (int64_t i = 0; i < N; ++i) {
     const T* src = i < n ? ref + i * d : cur + (i - n) * d;
-    double* dst = Z.data() + i * d;
+    double* dst = Z.data() + (i / kPanel) * d * kPanel + i % kPanel;
     double s = 0.0;
     for (int64_t k = 0; k < d; ++k) {
       const double v = static_cast<double>(src[k]);
-      dst[k] = v;
+      dst[k * kPanel] = v;
       s += v * v;
     }
     norms[static_cast<size_t>(i)] = s;
@@ -158,8 +166,8 @@ std::vector<double> mmd_permutation_statistics(const T* ref, int64_t n, const T*
                                     static_cast<int>(nb));
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<double> panel(static_cast<size_t>(kTile * d)), G(static_cast<size_t>(kTile * kTile)),
-        M(static_cast<size_t>(kTile * Bp)), rs(static_cast<size_t>(kTile));
+    std::vector<double> G(static_cast<size_t>(kTile * kTile)), M(static_cast<size_t>(kTile * Bp)),
+        rs(static_cast<size_t>(kTile));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t I = 0; I < nb; ++I) {
       double* q = quad.data() + I * Bp;
@@ -169,18 +177,14 @@ std::vector<double> mmd_permutation_statistics(const T* ref, int64_t n, const T*
       const double* AI = A.data() + I * kTile * Bp;
       for (int64_t J = I; J < nb; ++J) {
         const double* ZJ = Z.data() + J * kTile * d;
-        // Pack Z_J into kPanel-column panels, feature-major: panel[(j / P) * d * P + k * P + j % P].
-        for (int64_t j = 0; j < kTile; ++j)
-          for (int64_t k = 0; k < d; ++k) panel[static_cast<size_t>((j / kPanel) * d * kPanel + k * kPanel + j % kPanel)] =
-              ZJ[j * d + k];
         for (int64_t k0 = 0; k0 < d; k0 += kDepth)
-          block_multiply(kTile, kTile, std::min(kDepth, d - k0), ZI + k0, d, panel.data() + k0 * kPanel, kPanel,
-                         d * kPanel, G.data(), kTile, k0 > 0);
+          block_multiply(kTile, kTile, std::min(kDepth, d - k0), ZI + k0 * kPanel, 1, kPanel, d * kPanel,
+                         ZJ + k0 * kPanel, kPanel, d * kPanel, G.data(), kTile, k0 > 0);
         const bool diag = I == J;
         kernel_tile(G.data(), norms.data() + I * kTile, norms.data() + J * kTile, std::min(kTile, N - I * kTile),
                     std::min(kTile, N - J * kTile), diag, inv);
         const double* AJ = A.data() + J * kTile * Bp;
-        block_multiply(kTile, Bp, kTile, G.data(), kTile, AJ, Bp, kPanel, M.data(), Bp, false);
+        block_multiply(kTile, Bp, kTile, G.data(), kTile, 1, kPanel * kTile, AJ, Bp, kPanel, M.data(), Bp, false);
         double tile_sum = 0.0;
         for (int64_t i = 0; i < kTile; ++i) {
           double s = 0.0;
