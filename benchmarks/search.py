@@ -100,7 +100,8 @@ def _check(run_curata: Callable[[], Any], run_faiss: Callable[[], Any] | None) -
         return Check("unchecked", "faiss-cpu missing")
     d, i = run_curata()
     fd, fi = run_faiss()
-    agree = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(i.tolist(), fi.tolist())]))
+    k = i.shape[1]
+    agree = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(i.tolist(), fi.tolist())]))
     close = bool(np.allclose(d, fd, rtol=1e-3, atol=1e-3))
     if agree < 0.999 or not close:
         return Check("mismatch", f"neighbour agreement {agree:.5f}, distances close: {close}")
@@ -109,26 +110,26 @@ def _check(run_curata: Callable[[], Any], run_faiss: Callable[[], Any] | None) -
     return Check("ok", "same neighbours and distances (1e-3)")
 
 
-def _case(n: int, m: int, metric: str) -> Case:
+def _case(n: int, m: int, metric: str, k: int = K) -> Case:
     base, queries, _ = _prepared(n)
     q = queries[:m]
-    params = {"base": n, "queries": m, "dim": DIM, "k": K, "metric": metric, "dtype": "float32",
+    params = {"base": n, "queries": m, "dim": DIM, "k": k, "metric": metric, "dtype": "float32",
               "threads": curata.get_num_threads()}
 
     def curata_fn():
-        return curata.search.knn(base, q, K, metric)
+        return curata.search.knn(base, q, k, metric)
 
     def make_faiss():
         index = _faiss_index(n, metric)
-        return lambda: index.search(q, K)
+        return lambda: index.search(q, k)
 
     contenders = [Contender("curata", curata_fn), contender("faiss-cpu", make_faiss, note="IndexFlat, same threads")]
     faiss_fn = contenders[1].fn
-    return Case(_name(n, m, metric), f"knn {metric}", params, contenders, check=lambda: _check(curata_fn, faiss_fn))
+    return Case(_name(n, m, metric, k), f"knn {metric}", params, contenders, check=lambda: _check(curata_fn, faiss_fn))
 
 
-def _name(n: int, m: int, metric: str) -> str:
-    return f"knn {metric} {n // 1000}k x {DIM}, {m} quer{'y' if m == 1 else 'ies'}, k={K}"
+def _name(n: int, m: int, metric: str, k: int = K) -> str:
+    return f"knn {metric} {n // 1000}k x {DIM}, {m} quer{'y' if m == 1 else 'ies'}, k={k}"
 
 
 # ------------------------------------------------------------------------------------ index
@@ -654,8 +655,8 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
                                    (f"gpu kmeans {kn // 1000}k x 512, k={kk}, {KMEANS_ITERS} iterations",
                                     lambda: _kmeans_gpu_case(kn, 512, kk, kb))] + _gpu_index_plan(quick)
     n = 50_000 if quick else 200_000
-    plan = [(2000, "ip"), (2000, "l2"), (64, "ip"), (16, "ip"), (1, "ip")]
-    out = [(_name(n, m, metric), lambda m=m, metric=metric: _case(n, m, metric)) for m, metric in plan]
+    plan = [(2000, "ip", K), (2000, "l2", K), (64, "ip", K), (16, "ip", K), (1, "ip", K), (200, "ip", 1024)]
+    out = [(_name(n, m, metric, k), lambda m=m, metric=metric, k=k: _case(n, m, metric, k)) for m, metric, k in plan]
     m_torch = 500 if quick else 2000
     out.append((f"knn ip {n // 1000}k x {DIM}, {m_torch} queries, k={K}: torch path on CPU",
                 lambda: _torch_cpu_case(n, m_torch)))

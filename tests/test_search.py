@@ -564,6 +564,29 @@ def test_eight_lane_outer_product_kernel_in_subprocess():
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("m", [3, 150])  # the scan path (per-thread buffers, merged) and query blocks
+def test_large_k_ties_in_index_order(m, threads):
+    # From k = 128 on, candidates are kept in a buffer cut back to the best k (nth_element) instead
+    # of a heap. Small integers make the inner products exact and full of ties: the result must be
+    # the reference order (score descending, index ascending) exactly, for k around the switch and
+    # up to every row.
+    rng = np.random.default_rng(m + threads)
+    base = rng.integers(-2, 3, (3000, 6)).astype(np.float32)
+    queries = rng.integers(-2, 3, (m, 6)).astype(np.float32)
+    exact = queries.astype(np.float64) @ base.astype(np.float64).T
+    previous = curata.get_num_threads()
+    curata.set_num_threads(threads)
+    try:
+        for k in (127, 128, 129, 700, 2999, 3000):
+            d, i = search.knn(base, queries, k, "ip")
+            order = np.lexsort((np.broadcast_to(np.arange(3000), exact.shape), -exact), axis=1)[:, :k]
+            np.testing.assert_array_equal(i, order)
+            np.testing.assert_array_equal(d, np.take_along_axis(exact, order, axis=1).astype(np.float32))
+    finally:
+        curata.set_num_threads(previous)
+
+
 # ------------------------------------------------- cosine is scale-free, also beyond float32
 @pytest.mark.parametrize("scale", [2.0**70, 2.0**-70, 2.0**120])
 def test_cosine_rows_whose_float32_norms_overflow_or_underflow(rng, scale):

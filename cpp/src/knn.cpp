@@ -63,16 +63,46 @@ int64_t query_block_rows(int64_t rows) {
   return (rows + unit - 1) / unit * unit;
 }
 
-// Bounded heap of (score, index), larger score better, ties to the lower index; the root is the
-// worst kept entry. Storage is external (a query's output row or a scratch row).
+// The k best (score, index) pairs pushed, larger score better, ties to the lower index, kept in the
+// caller's storage (score/index: a query's output row or a scratch row; finish() leaves them there,
+// best first). Two ways to keep them, with the same result:
+// - a bounded heap in score/index, the root being the worst kept pair: O(log k) per admitted pair;
+// - for large k (use_buffer), a buffer of 2k candidates: pairs that beat the k-th best known are
+//   appended, and a full buffer is cut back to its best k (nth_element), which gives the new k-th
+//   best: O(1) amortised per admitted pair.
+// Either way every pair is admitted until k have been, then only pairs that beat the k-th best (the
+// buffer's k-th best may lag behind the true one: it then admits more pairs, never fewer), so both
+// end with the k best of all pairs pushed. `full` and `threshold` are what consume_tile tests
+// before pushing (a pair scoring below threshold cannot enter, and NaN cannot once full).
 struct TopK {
-  float* score;
-  int64_t* index;
-  int64_t size = 0;
-  int64_t k;
+  struct Candidate {
+    float score;
+    int64_t index;
+  };
+  float* score = nullptr;
+  int64_t* index = nullptr;
+  int64_t k = 0;
+  int64_t size = 0;  // heap: pairs kept; buffer: candidates held
+  bool full = false;  // k pairs admitted
+  float threshold = -std::numeric_limits<float>::infinity();  // once full: heap root / buffer k-th best
+  Candidate* buffer = nullptr;  // 2k candidates in buffer mode, else null
+  bool cut_once = false;  // buffer: threshold/kth_index hold the k-th best of the last cut
+  int64_t kth_index = 0;
+
+  void reset(float* score_row, int64_t* index_row, int64_t k_, Candidate* buffer_ = nullptr) {
+    score = score_row;
+    index = index_row;
+    k = k_;
+    size = 0;
+    full = false;
+    threshold = -std::numeric_limits<float>::infinity();
+    buffer = buffer_;
+    cut_once = false;
+  }
 
   // a worse than b
   static bool worse(float sa, int64_t ia, float sb, int64_t ib) { return sa < sb || (sa == sb && ia > ib); }
+  static bool better(const Candidate& a, const Candidate& b) { return worse(b.score, b.index, a.score, a.index); }
 
   void sift_down(int64_t pos, int64_t n) {
     const float s = score[pos];
@@ -91,6 +121,7 @@ struct TopK {
   }
 
   void push(float s, int64_t id) {
+    if (buffer) return push_buffered(s, id);
     if (size < k) {
       int64_t pos = size++;
       while (pos > 0) {
@@ -102,16 +133,45 @@ struct TopK {
       }
       score[pos] = s;
       index[pos] = id;
-      return;
+    } else {
+      if (!worse(score[0], index[0], s, id)) return;
+      score[0] = s;
+      index[0] = id;
+      sift_down(0, size);
     }
-    if (!worse(score[0], index[0], s, id)) return;
-    score[0] = s;
-    index[0] = id;
-    sift_down(0, size);
+    if (size == k) {
+      full = true;
+      threshold = score[0];
+    }
   }
 
-  // Heap sort in place: best first.
+  void push_buffered(float s, int64_t id) {
+    if (cut_once && !worse(threshold, kth_index, s, id)) return;
+    buffer[size++] = Candidate{s, id};
+    full = full || size >= k;
+    if (size == 2 * k) cut();
+  }
+
+  // Buffer: keep the best k candidates; the worst of them becomes the bar to beat.
+  void cut() {
+    std::nth_element(buffer, buffer + (k - 1), buffer + size, better);
+    size = k;
+    cut_once = true;
+    threshold = buffer[k - 1].score;
+    kth_index = buffer[k - 1].index;
+  }
+
+  // Best first into score/index; size = the number of pairs there.
   void finish() {
+    if (buffer) {
+      if (size > k) cut();
+      std::sort(buffer, buffer + size, better);
+      for (int64_t e = 0; e < size; ++e) {
+        score[e] = buffer[e].score;
+        index[e] = buffer[e].index;
+      }
+      return;
+    }
     for (int64_t n = size; n > 1; --n) {
       std::swap(score[0], score[n - 1]);
       std::swap(index[0], index[n - 1]);
@@ -119,6 +179,10 @@ struct TopK {
     }
   }
 };
+
+// From this k on, search_all keeps candidates in TopK's buffer mode (2k x 16 bytes per query of a
+// block) instead of heaps.
+constexpr int64_t kBufferedTopK = 128;
 
 struct Problem {
   const float* base;
@@ -295,12 +359,12 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
     const int64_t self = p.exclude_self ? q0 + i : -1;
     for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
       const int64_t c1 = std::min(nb, c0 + kChunk);
-      // The common case, a whole chunk below the worst kept score, in one vector pass. The root only
-      // gets better while pushing, so skipping here skips exactly what the test below would.
-      if (h.size == h.k && c1 - c0 == kChunk && !any_at_least(row + c0, h.score[0])) continue;
+      // The common case, a whole chunk below the threshold, in one vector pass. The threshold only
+      // rises while pushing, so skipping here skips exactly what the test below would.
+      if (h.full && c1 - c0 == kChunk && !any_at_least(row + c0, h.threshold)) continue;
       for (int64_t j = c0; j < c1; ++j) {
         float s = row[j];
-        if (h.size == h.k && !(s >= h.score[0])) continue;  // not good enough (or NaN)
+        if (h.full && !(s >= h.threshold)) continue;  // not good enough (or NaN)
         if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
         if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
         h.push(s, b0 + j);
@@ -521,19 +585,19 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     std::vector<float> scratch_score(static_cast<size_t>(threads > 1 ? threads * m * k : 0));
     std::vector<int64_t> scratch_index(scratch_score.size());
     std::vector<TopK> all_heaps(static_cast<size_t>(threads * m));
+    // Buffer mode: 2k candidates per query and thread, plus per query for the merge.
+    const int64_t per_query = k >= kBufferedTopK ? 2 * k : 0;
+    std::vector<TopK::Candidate> pool(static_cast<size_t>((threads + (threads > 1 ? 1 : 0)) * m * per_query));
+    auto candidates = [&](int64_t slot) { return per_query ? pool.data() + slot * per_query : nullptr; };
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int t = 0; t < threads; ++t) {
       TopK* heaps = all_heaps.data() + t * m;
       for (int64_t i = 0; i < m; ++i) {
-        heaps[i].k = k;
-        heaps[i].size = 0;
-        if (threads > 1) {
-          heaps[i].score = scratch_score.data() + (t * m + i) * k;
-          heaps[i].index = scratch_index.data() + (t * m + i) * k;
-        } else {
-          heaps[i].score = distances + i * k;
-          heaps[i].index = indices + i * k;
-        }
+        if (threads > 1)
+          heaps[i].reset(scratch_score.data() + (t * m + i) * k, scratch_index.data() + (t * m + i) * k, k,
+                         candidates(t * m + i));
+        else
+          heaps[i].reset(distances + i * k, indices + i * k, k, candidates(i));
       }
       std::vector<float> tile(static_cast<size_t>(m * nb_max));
       std::vector<float> qnorm(static_cast<size_t>(m));
@@ -567,11 +631,10 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
         out[i] = all_heaps[i];
         continue;
       }
-      out[i].score = distances + i * k;
-      out[i].index = indices + i * k;
-      out[i].k = k;
+      out[i].reset(distances + i * k, indices + i * k, k, candidates(threads * m + i));
       for (int t = 0; t < threads; ++t) {
-        const TopK& h = all_heaps[t * m + i];
+        TopK& h = all_heaps[t * m + i];
+        h.finish();  // the thread's best, into its scratch row
         for (int64_t e = 0; e < h.size; ++e) out[i].push(h.score[e], h.index[e]);
       }
     }
@@ -589,6 +652,8 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     std::vector<float> tile(static_cast<size_t>(qb * nb_max));
     std::vector<float> qnorm(static_cast<size_t>(qb));
     std::vector<TopK> heaps(static_cast<size_t>(qb));
+    const int64_t per_query = k >= kBufferedTopK ? 2 * k : 0;
+    std::vector<TopK::Candidate> pool(static_cast<size_t>(qb * per_query));
     std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
     std::vector<float> qbuffer(base.shift ? static_cast<size_t>(qb * d) : 0);
     PackedRows packed;
@@ -599,12 +664,9 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
       const int lanes = packed_lanes_for(mq);
       const bool use_packed = lanes > 0;
       if (use_packed) pack_rows(Q, mq, d, lanes, packed);
-      for (int64_t i = 0; i < mq; ++i) {
-        heaps[i].score = distances + (q0 + i) * k;
-        heaps[i].index = indices + (q0 + i) * k;
-        heaps[i].k = k;
-        heaps[i].size = 0;
-      }
+      for (int64_t i = 0; i < mq; ++i)
+        heaps[i].reset(distances + (q0 + i) * k, indices + (q0 + i) * k, k,
+                       per_query ? pool.data() + i * per_query : nullptr);
       query_norms(p, Q, mq, qnorm.data());
       for (int64_t b0 = 0; b0 < n; b0 += nb_max) {
         const int64_t nb = std::min(nb_max, n - b0);
@@ -663,11 +725,7 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
   const int64_t S = block_rows;
   const int64_t blocks = (n + S - 1) / S;
   std::vector<TopK> heaps(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    heaps[i].score = distances + i * k;
-    heaps[i].index = indices + i * k;
-    heaps[i].k = k;
-  }
+  for (int64_t i = 0; i < n; ++i) heaps[i].reset(distances + i * k, indices + i * k, k);  // heaps: n rows live
   std::unique_ptr<std::atomic<int64_t>[]> progress(new std::atomic<int64_t>[static_cast<size_t>(blocks)]);
   for (int64_t b = 0; b < blocks; ++b) progress[b].store(b, std::memory_order_relaxed);
   std::atomic<int64_t> next_block{0};
