@@ -324,17 +324,19 @@ void dots_to_scores(Metric metric, float* row, int64_t nb, float qnorm, const fl
 }
 
 constexpr int64_t kChunk = 16;
-// Whether any of the kChunk floats at p is >= worst (false for NaN, as in the scalar test).
-CURATA_ALWAYS_INLINE bool any_at_least(const float* p, float worst) {
+// Bit t set when p[t] >= worst, for the kChunk floats at p (clear for NaN, as in the scalar test).
+CURATA_ALWAYS_INLINE uint32_t at_least_mask(const float* p, float worst) {
 #if defined(__SSE2__)
   const __m128 w = _mm_set1_ps(worst);
-  const __m128 a = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p), w), _mm_cmpge_ps(_mm_loadu_ps(p + 4), w));
-  const __m128 b = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 8), w), _mm_cmpge_ps(_mm_loadu_ps(p + 12), w));
-  return _mm_movemask_ps(_mm_or_ps(a, b)) != 0;
+  const uint32_t m0 = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p), w)));
+  const uint32_t m1 = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 4), w)));
+  const uint32_t m2 = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 8), w)));
+  const uint32_t m3 = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 12), w)));
+  return m0 | (m1 << 4) | (m2 << 8) | (m3 << 12);
 #else
-  int any = 0;
-  for (int64_t t = 0; t < kChunk; ++t) any |= p[t] >= worst;
-  return any != 0;
+  uint32_t mask = 0;
+  for (int64_t t = 0; t < kChunk; ++t) mask |= static_cast<uint32_t>(p[t] >= worst) << t;
+  return mask;
 #endif
 }
 
@@ -357,18 +359,24 @@ bool consume_tile(const Problem& p, int64_t q0, int64_t mq, int64_t b0, int64_t 
       for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);
     if (p.metric != Metric::InnerProduct) dots_to_scores(p.metric, row, nb, qnorm[i], p.base_norm + b0);
     const int64_t self = p.exclude_self ? q0 + i : -1;
+    auto offer = [&](int64_t j) {
+      float s = row[j];
+      if (h.full && !(s >= h.threshold)) return;  // not good enough (or NaN)
+      if (s != s) s = neg_inf;                    // overflowed arithmetic ranks last
+      if (b0 + j == self || (p.removed && p.removed[b0 + j])) return;
+      h.push(s, b0 + j);
+    };
     for (int64_t c0 = 0; c0 < nb; c0 += kChunk) {
       const int64_t c1 = std::min(nb, c0 + kChunk);
-      // The common case, a whole chunk below the threshold, in one vector pass. The threshold only
-      // rises while pushing, so skipping here skips exactly what the test below would.
-      if (h.full && c1 - c0 == kChunk && !any_at_least(row + c0, h.threshold)) continue;
-      for (int64_t j = c0; j < c1; ++j) {
-        float s = row[j];
-        if (h.full && !(s >= h.threshold)) continue;  // not good enough (or NaN)
-        if (s != s) s = neg_inf;                            // overflowed arithmetic ranks last
-        if (b0 + j == self || (p.removed && p.removed[b0 + j])) continue;
-        h.push(s, b0 + j);
+      if (h.full && c1 - c0 == kChunk) {
+        // Once full, only the chunk's floats at or above the threshold (a vector compare) are
+        // offered. The threshold only rises while pushing, so this skips exactly what offer's own
+        // test would, and NaN, which fails both, is never offered.
+        for (uint32_t mask = at_least_mask(row + c0, h.threshold); mask != 0; mask &= mask - 1)
+          offer(c0 + __builtin_ctz(mask));
+        continue;
       }
+      for (int64_t j = c0; j < c1; ++j) offer(j);
     }
   }
   return bad != 0;
