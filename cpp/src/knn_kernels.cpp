@@ -289,8 +289,10 @@ CURATA_ALWAYS_INLINE void dot_tile_packed_impl(const PackedRows& P, const float*
   }
 }
 
-// 32 vector registers: 3 x 8 accumulators, or 1 x 24 for a block of one vector of rows; AVX2's 16:
-// 2 x 6, or 1 x 12.
+// Micro-tiles: AVX-512's 32 vector registers hold 3 x 8 accumulators; AVX2's 16 hold 2 x 6. A block
+// of a single vector of rows takes 1 x 12 on both (wider would need more base-row pointers than
+// there are general registers: measured 1 x 24 slower than 1 x 12). One wrapper per target: the
+// template is compiled for each instruction set.
 __attribute__((target("arch=x86-64-v4"))) void dot_tile_packed_w16(const PackedRows& P, const float* B, int64_t nb,
                                                                    float* tile, int64_t ldt, float* tile_t) {
   if (P.stride == 16)
