@@ -31,13 +31,29 @@ template <class T> struct Candidates {
   int64_t size() const { return static_cast<int64_t>(scores.size()); }
 };
 
-// best[a] = max over classes of rows[c * n_anchors + a]; NaN if any class score is NaN.
+// best[a] = max over classes of rows[c * n_anchors + a]; NaN if any class score is NaN. Classes are
+// taken four per pass over `best` (one load and store of best[a] per four rows instead of per row:
+// with one row per pass, best, 33 KB at 8400 anchors, fell out of L1 behind the streaming rows and
+// the pass ran at 20 GB/s on one core instead of 34); per anchor the classes are still compared in
+// increasing order, so the result is the same.
+template <class T> CURATA_ALWAYS_INLINE T max_or_nan(T x, T b) { return (x > b || x != x) ? x : b; }
+
 template <class T>
 CURATA_ALWAYS_INLINE void class_max_impl(const T* rows, int64_t n_classes, int64_t n_anchors, T* best) {
+  constexpr int64_t kRowsPerPass = 4;
   for (int64_t a = 0; a < n_anchors; ++a) best[a] = rows[a];
-  for (int64_t c = 1; c < n_classes; ++c) {
+  int64_t c = 1;
+  for (; c + kRowsPerPass <= n_classes; c += kRowsPerPass) {
+    const T* r0 = rows + c * n_anchors;
+    const T* r1 = r0 + n_anchors;
+    const T* r2 = r1 + n_anchors;
+    const T* r3 = r2 + n_anchors;
+    for (int64_t a = 0; a < n_anchors; ++a)
+      best[a] = max_or_nan(r3[a], max_or_nan(r2[a], max_or_nan(r1[a], max_or_nan(r0[a], best[a]))));
+  }
+  for (; c < n_classes; ++c) {
     const T* row = rows + c * n_anchors;
-    for (int64_t a = 0; a < n_anchors; ++a) best[a] = (row[a] > best[a] || row[a] != row[a]) ? row[a] : best[a];
+    for (int64_t a = 0; a < n_anchors; ++a) best[a] = max_or_nan(row[a], best[a]);
   }
 }
 CURATA_SIMD_CLONES void class_max(const float* rows, int64_t c, int64_t n, float* best) { class_max_impl(rows, c, n, best); }
