@@ -425,6 +425,25 @@ def test_skip_threshold_is_compared_in_the_score_dtype():
     assert_same(got, peer_wbf(b, [s], [[0, 0]], skip_box_thr=thr))
 
 
+@pytest.mark.parametrize("thr", [0.1, 0.7, 0.3])
+def test_skip_threshold_is_compared_in_each_models_own_score_dtype(thr):
+    """ensemble-boxes compares each score in its own dtype: float16 scores in float16, and with
+    models of different score dtypes each model in its own (not in the common compute dtype)."""
+    b = np.array([[0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.6, 0.6]])
+    for dtype in (np.float16, np.float32, np.float64):
+        at = dtype(thr)
+        below = np.nextafter(at, dtype(0))
+        s = np.array([at, below], dtype=dtype)
+        for others in ([], [np.array([0.9])], [np.array([0.9], dtype=np.float32)]):
+            boxes = [b] + [np.array([[0.7, 0.7, 0.8, 0.8]])] * len(others)
+            scores = [s] + others
+            labels = [[0, 0]] + [[0]] * len(others)
+            got = cb.wbf(boxes, scores, labels, skip_box_threshold=thr)
+            want = peer_wbf(boxes, scores, labels, skip_box_thr=thr)
+            assert_same(got, want)
+            assert len(got[1]) == 1 + len(others)  # the score equal to the rounded threshold passes
+
+
 def test_thread_count_does_not_change_results():
     import curata
 

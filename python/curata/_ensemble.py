@@ -60,14 +60,18 @@ def _model_boxes(b: Any, name: str) -> np.ndarray:
     return a
 
 
-def _model_scores(x: Any, name: str, n: int, dtype: np.dtype) -> np.ndarray:
+def _model_scores(x: Any, name: str, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.dtype]:
+    """The scores as float32/float64, and the dtype ensemble-boxes compares them with the skip
+    threshold in: their own float dtype (float16 included), float64 for integers and numbers."""
     if type(x) is np.ndarray and x.dtype in _array.FLOAT_DTYPES and x.shape == (n,):
-        return x
-    a = _array.float_array(x, name)
+        return x, x.dtype
+    v = _array._to_numpy_view(x, name)
+    own = v.dtype.newbyteorder("=") if v.dtype.kind == "f" else np.dtype(np.float64)
+    a = _array.float_array(v, name)
     if a.ndim == 1 and a.shape[0] == 0 and n == 0:
-        return a.astype(dtype)
+        return a.astype(dtype), own
     _array.check_shape(a, name, (n,))
-    return a
+    return a, own
 
 
 def _labels(x: Any, name: str, n: int) -> np.ndarray:
@@ -112,7 +116,9 @@ def wbf(
     iou_threshold : float in [0, 1]
         A box joins the fused box with which its IoU is highest when that IoU is ``>`` this.
     skip_box_threshold : float >= 0
-        Boxes with score ``<`` this (before weighting) are ignored.
+        Boxes with score ``<`` this (before weighting) are ignored. As in ensemble-boxes, each
+        model's scores are compared in their own dtype (the threshold is rounded to float16 /
+        float32 for such scores).
     conf_type : {"avg", "max", "box_and_model_avg", "absent_model_aware_avg"}
         How the fused score is computed (see Notes).
     allows_overflow : bool
@@ -195,14 +201,15 @@ def wbf(
     if not isinstance(allows_overflow, (bool, np.bool_)):
         raise TypeError(f"allows_overflow must be a bool, got {type(allows_overflow).__name__}")
 
-    boxes, scores, labels, images = [], [], [], []
+    boxes, scores, labels, images, score_dtypes = [], [], [], [], []
     offsets = [0]
     for m in range(n_models):
         b = _model_boxes(boxes_seq[m], f"boxes_list[{m}]")
         n = b.shape[0]
-        s = _model_scores(scores_seq[m], f"scores_list[{m}]", n, b.dtype)
+        s, own = _model_scores(scores_seq[m], f"scores_list[{m}]", n, b.dtype)
         boxes.append(b)
         scores.append(s)
+        score_dtypes.append(own)
         labels.append(_labels(labels_seq[m], f"labels_list[{m}]", n))
         if images_seq is not None:
             images.append(_labels(images_seq[m], f"image_ids[{m}]", n))
@@ -212,10 +219,14 @@ def wbf(
     f64 = np.dtype(np.float64)
     dtype = f64 if not n_models or any(a.dtype == f64 for a in boxes) or any(a.dtype == f64 for a in scores) \
         else np.dtype(np.float32)
-    if n_models and not any(a.dtype == f64 for a in scores):
-        # ensemble-boxes compares each score with the threshold in the score's dtype (numpy 2 casts
-        # the Python float to float32 for a float32 score): round the threshold the same way.
-        skip = float(np.float32(skip))
+    skip_per_model = None
+    if any(d != f64 for d in score_dtypes):
+        # ensemble-boxes compares each score with the threshold in the score's own dtype (numpy 2
+        # casts the Python float to float16/float32 for such a score): round the threshold the
+        # same way, per model, since models may differ (the common dtype would be wrong for some).
+        # A threshold beyond the dtype's range rounds to inf: every score is below it, as there.
+        with np.errstate(over="ignore"):
+            skip_per_model = np.array([float(d.type(skip)) for d in score_dtypes], dtype=np.float64)
     if n_models:
         flat_boxes = np.concatenate(boxes, dtype=dtype) if n_models > 1 else boxes[0].astype(dtype, copy=False)
         flat_scores = np.concatenate(scores, dtype=dtype) if n_models > 1 else scores[0].astype(dtype, copy=False)
@@ -228,7 +239,7 @@ def wbf(
     out_boxes, out_scores, out_labels, out_images, n_clipped, n_swapped, n_zero = _core.wbf(
         np.ascontiguousarray(flat_boxes), np.ascontiguousarray(flat_scores), np.ascontiguousarray(flat_labels),
         None if flat_images is None else np.ascontiguousarray(flat_images), np.array(offsets, dtype=np.int64), w,
-        iou_threshold, skip, code, bool(allows_overflow),
+        iou_threshold, skip, code, bool(allows_overflow), skip_per_model,
     )
     if not (np.isfinite(out_boxes).all() and np.isfinite(out_scores).all()):
         # Finite inputs whose weighted sums overflow (inf / inf = NaN boxes); ensemble-boxes
