@@ -446,10 +446,10 @@ def match(
     if gt_crowd is not None:
         cr = _array._to_numpy_view(gt_crowd, "gt_crowd")
         _array.check_shape(cr, "gt_crowd", (n_gt,))
-        if cr.dtype != np.bool_:
+        if cr.dtype != np.bool_ and cr.size:  # [] has dtype float64: still no flags
             if cr.dtype.kind not in "iu":
                 raise TypeError(f"gt_crowd must be a bool array (or 0/1 integers), got {cr.dtype}")
-            if cr.size and not np.all((cr == 0) | (cr == 1)):
+            if not np.all((cr == 0) | (cr == 1)):
                 raise ValueError("gt_crowd must hold only 0 and 1, got other integers")
         crowd = np.ascontiguousarray(cr, dtype=np.bool_).view(np.uint8)
     iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")
