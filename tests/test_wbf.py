@@ -364,6 +364,10 @@ def test_torch_and_non_contiguous_inputs_are_not_mutated():
                [torch.from_numpy(v) for v in data[2]])
     assert all(isinstance(x, torch.Tensor) for x in t)
     np.testing.assert_array_equal(t[0].numpy(), got[0])
+    # A model without boxes given as [] does not turn torch input into numpy output.
+    t = cb.wbf([[]] + [torch.from_numpy(b) for b in data[0]], [[]] + [torch.from_numpy(s) for s in data[1]],
+               [[]] + [torch.from_numpy(v) for v in data[2]])
+    assert all(isinstance(x, torch.Tensor) for x in t)
     stacked = cb.wbf(np.stack([data[0][0][:5], data[0][1][:5]]), np.stack([data[1][0][:5], data[1][1][:5]]),
                      np.stack([data[2][0][:5], data[2][1][:5]]))
     assert_same(stacked, peer_wbf([data[0][0][:5], data[0][1][:5]], [data[1][0][:5], data[1][1][:5]],

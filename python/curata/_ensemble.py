@@ -134,7 +134,8 @@ def wbf(
         Fused xyxy boxes in [0, 1].
     scores : array (K,)
         Fused scores. ``boxes`` and ``scores`` have the common dtype of the inputs (float32 when
-        every input is float16/32, else float64) and the array kind of ``boxes_list[0]``.
+        every input is float16/32, else float64) and the array kind of the first entry of
+        ``boxes_list`` that is an array (not a list such as ``[]``).
     labels : int64 array (K,)
     image_ids : int64 array (K,)
         Only with ``image_ids``: the image of each fused box.
@@ -260,7 +261,9 @@ def wbf(
             if count
         ]
         log.warning("curata.boxes.wbf: boxes are expected normalised xyxy; boxes %s", ", ".join(parts))
-    ref = boxes_seq[0] if n_models else out_boxes
+    # The first model given as an array decides the output kind: [] (a model without boxes, as
+    # documented) carries no kind, so it must not turn torch/CuPy input into numpy output.
+    ref = next((b for b in boxes_seq if not isinstance(b, (list, tuple))), boxes_seq[0] if n_models else out_boxes)
     result = (
         _array.like(out_boxes.astype(dtype, copy=False), ref),
         _array.like(out_scores.astype(dtype, copy=False), ref),
