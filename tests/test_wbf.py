@@ -215,6 +215,56 @@ def test_fuzz_grid_coordinates_reference(rows):
     assert_same(got, ref_wbf(*data, iou_thr=0.5))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    score_dtypes=st.lists(st.sampled_from([np.float16, np.float32, np.float64]), min_size=1, max_size=4),
+    box_dtype=st.sampled_from([np.float32, np.float64]),
+    thr=st.sampled_from([0.0, 0.3, 0.55, 1.0]),
+    skip=st.sampled_from([0.0, 0.1, 0.3, 0.7]),
+    conf_type=st.sampled_from(CONF_TYPES),
+    weighted=st.booleans(),
+)
+def test_fuzz_messy_input_identical_to_ensemble_boxes(seed, score_dtypes, box_dtype, thr, skip, conf_type, weighted):
+    """Boxes outside [0, 1], swapped corners, duplicates, empty models, scores of mixed dtypes
+    rounded to a few values (exact skip-threshold hits), model weights: the same fused boxes as
+    ensemble-boxes (compared as sets: equal fused scores may come out in another order there)."""
+    rng = np.random.default_rng(seed)
+    boxes_list, scores_list, labels_list = [], [], []
+    for dtype in score_dtypes:
+        n = int(rng.integers(0, 25))
+        c = rng.random((n, 2)) * 1.4 - 0.2
+        s = rng.random((n, 2)) * 0.3 + 0.01
+        b = np.concatenate([c - s / 2, c + s / 2], axis=1)
+        swap = rng.random(n) < 0.2
+        b[swap] = b[swap][:, [2, 1, 0, 3]]
+        if n > 1:
+            b[rng.integers(0, n)] = b[rng.integers(0, n)]  # a duplicate box
+        scores = rng.choice([0.1, 0.3, 0.7, 0.95], n) + rng.choice([0.0, 1e-3], n) * rng.integers(0, 9, n)
+        boxes_list.append(b.astype(box_dtype))
+        scores_list.append(scores.astype(dtype))
+        labels_list.append(rng.integers(0, 2, n))
+    weights = list(rng.uniform(0.5, 2.0, len(score_dtypes))) if weighted else None
+    kw = dict(weights=weights, conf_type=conf_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            got = cb.wbf(boxes_list, scores_list, labels_list, iou_threshold=thr, skip_box_threshold=skip, **kw)
+        finally:
+            logging.disable(logging.NOTSET)
+    want = peer_wbf(boxes_list, scores_list, labels_list, iou_thr=thr, skip_box_thr=skip, **kw)
+
+    def rows(result):
+        b, s, lab = (np.asarray(x, dtype=np.float64) for x in result[:3])
+        return sorted(zip(lab.tolist(), np.round(s, 6).tolist(), np.round(b, 6).tolist()))
+
+    assert len(got[1]) == len(want[1])
+    for g, w in zip(rows(got), rows(want)):
+        assert g[0] == w[0] and abs(g[1] - w[1]) <= 2e-6
+        np.testing.assert_allclose(g[2], w[2], rtol=0, atol=2e-6)
+
+
 # ------------------------------------------------------------------------------ semantics
 def test_single_box_and_empty_models():
     b = np.array([[0.1, 0.2, 0.3, 0.4]])
