@@ -177,9 +177,9 @@ def wbf(
 
     Differences from ensemble-boxes, all raising where it prints, exits or silently continues:
     mismatched lengths, unknown ``conf_type``, wrong number of ``weights`` (it resets them to 1),
-    weights <= 0, NaN boxes, non-finite scores, and finite scores x weights so large that a
-    cluster's float32 sums overflow (it returns NaN/inf boxes). Labels are returned as int64, not
-    float.
+    weights <= 0, NaN boxes, non-finite scores, non-integral labels (it truncates 1.7 to 1), and
+    finite scores x weights so large that a cluster's float32 sums overflow (it returns NaN/inf
+    boxes). Labels are returned as int64, not float.
 
     Work is O(N log N + Σ n_g·c_g) over (image, label) groups with n_g boxes and c_g clusters;
     memory O(N) for N boxes in all. Each thread that ran a group keeps its scratch buffers between
