@@ -503,6 +503,10 @@ BAD_DT = [
     (("1", "score"), math.nan, ValueError, r"dt\[1\]\['score'\] must not be NaN"),
     (("1", "score"), "high", TypeError, r"dt\[1\]\['score'\] must be a number, got str"),
     (("1", "score"), None, TypeError, r"dt\[1\]\['score'\] must be a number, got NoneType"),
+    # bool is no number here, as in the table form (pycocotools crashes when every score is one)
+    (("1", "score"), True, TypeError, r"dt\[1\]\['score'\] must be a number, got bool"),
+    (("1", "score"), np.True_, TypeError, r"dt\[1\]\['score'\] must be a number, got numpy.bool"),
+    (("1", "bbox"), [0, 0, True, 1], TypeError, r"dt\[1\]\['bbox'\]\[2\] must be a number, got bool"),
     (("1", "image_id"), 7, ValueError, r"dt\[1\]\['image_id'\] is 7, not an id in gt\['images'\]"),
     (("1", "image_id"), 1.5, TypeError, r"dt\[1\]\['image_id'\] must be an integer, got float"),
     (("1", "category_id"), 9, ValueError, r"dt\[1\]\['category_id'\] is 9, not an id in gt\['categories'\]"),
@@ -517,6 +521,7 @@ BAD_GT = [
     (("annotations", "1", "area"), -3.0, ValueError, r"gt\['annotations'\]\[1\]\['area'\] must be a finite number >= 0"),
     (("annotations", "1", "area"), math.nan, ValueError, r"\['area'\] must be a finite number"),
     (("annotations", "1", "area"), _DELETE, ValueError, r"gt\['annotations'\]\[1\] has no 'area'"),
+    (("annotations", "1", "area"), False, TypeError, r"gt\['annotations'\]\[1\]\['area'\] must be a number, got bool"),
     (("annotations", "1", "iscrowd"), 2, ValueError, r"\['iscrowd'\] must be 0 or 1, got 2"),
     (("annotations", "1", "iscrowd"), 0.5, TypeError, r"\['iscrowd'\] must be 0 or 1, got float"),
     (("annotations", "1", "id"), 1, ValueError, r"ids must be unique: id 1 is used by \[0\] and \[1\]"),

@@ -231,6 +231,9 @@ def test_empty_and_class_agnostic():
     np.testing.assert_array_equal(r.unmatched_pred, [0])
     r = cb.match(gt, [0.5], None, gt, None)
     np.testing.assert_array_equal(r.gt_index, [0])
+    # An image without GT: an empty list is an empty crowd flag array, as it is empty classes.
+    r = cb.match(gt, [0.5], [3], z, [], gt_crowd=[])
+    np.testing.assert_array_equal(r.unmatched_pred, [0])
 
 
 def test_batched_images_equal_separate_calls():

@@ -97,6 +97,13 @@ def assert_same(got, want, atol=1e-6):
     np.testing.assert_allclose(gs, ws, rtol=0, atol=atol)
 
 
+def by_score_label_box(result):
+    """(boxes, scores, labels) reordered by descending score, then label, then coordinates."""
+    b, sc, lab = (np.asarray(x) for x in result[:3])
+    order = np.lexsort((b[:, 3], b[:, 2], b[:, 1], b[:, 0], lab, -sc))
+    return b[order], sc[order], lab[order]
+
+
 # ------------------------------------------------------------------------------ data
 def make_models(rng, n_models, n_objects, n_labels, jitter=0.02, p_detect=0.8, max_size=0.3):
     """Models detecting the same objects with jitter; every score distinct across models."""
@@ -211,8 +218,65 @@ def test_fuzz_grid_coordinates_reference(rows):
     data = [[np.array(b, dtype=np.float64).reshape(-1, 4) for b in boxes_list],
             [np.array(s) for s in scores_list], [np.array(v, dtype=np.int64) for v in labels_list]]
     got = cb.wbf(*data, iou_threshold=0.5)
-    assert_same(got, peer_wbf(*data, iou_thr=0.5))
+    # Distinct scores can still give equal fused scores ((61 + 58) / 2 == (60 + 59) / 2), which
+    # ensemble-boxes' unstable argsort outputs in any order: compare with it up to that order.
+    assert_same(by_score_label_box(got), by_score_label_box(peer_wbf(*data, iou_thr=0.5)))
     assert_same(got, ref_wbf(*data, iou_thr=0.5))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    score_dtypes=st.lists(st.sampled_from([np.float16, np.float32, np.float64]), min_size=1, max_size=4),
+    box_dtype=st.sampled_from([np.float32, np.float64]),
+    thr=st.sampled_from([0.0, 0.3, 0.55, 1.0]),
+    skip=st.sampled_from([0.0, 0.1, 0.3, 0.7]),
+    conf_type=st.sampled_from(CONF_TYPES),
+    weighted=st.booleans(),
+)
+def test_fuzz_messy_input_identical_to_ensemble_boxes(seed, score_dtypes, box_dtype, thr, skip, conf_type, weighted):
+    """Boxes outside [0, 1], swapped corners, duplicates, empty models, distinct scores of mixed
+    dtypes that often equal a skip threshold, model weights: the same fused boxes as ensemble-boxes
+    (compared as sets: equal fused scores may come out in another order there)."""
+    rng = np.random.default_rng(seed)
+    boxes_list, scores_list, labels_list = [], [], []
+    used = np.zeros(0, dtype=np.int64)
+    for dtype in score_dtypes:
+        n = int(rng.integers(0, 25))
+        c = rng.random((n, 2)) * 1.4 - 0.2
+        s = rng.random((n, 2)) * 0.3 + 0.01
+        b = np.concatenate([c - s / 2, c + s / 2], axis=1)
+        swap = rng.random(n) < 0.2
+        b[swap] = b[swap][:, [2, 1, 0, 3]]
+        if n > 1:
+            b[rng.integers(0, n)] = b[rng.integers(0, n)]  # a duplicate box
+        # Distinct thousandths (distinct in float16 too), often exactly a skip threshold: ties in
+        # the visiting order would make the clusters depend on ensemble-boxes' unstable sort.
+        scores = rng.choice(np.setdiff1d(np.arange(1, 1000), used), n, replace=False)
+        used = np.concatenate([used, scores])
+        scores = scores / 1000
+        boxes_list.append(b.astype(box_dtype))
+        scores_list.append(scores.astype(dtype))
+        labels_list.append(rng.integers(0, 2, n))
+    weights = list(rng.uniform(0.5, 2.0, len(score_dtypes))) if weighted else None
+    kw = dict(weights=weights, conf_type=conf_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            got = cb.wbf(boxes_list, scores_list, labels_list, iou_threshold=thr, skip_box_threshold=skip, **kw)
+        finally:
+            logging.disable(logging.NOTSET)
+    want = peer_wbf(boxes_list, scores_list, labels_list, iou_thr=thr, skip_box_thr=skip, **kw)
+
+    def rows(result):
+        b, s, lab = (np.asarray(x, dtype=np.float64) for x in result[:3])
+        return sorted(zip(lab.tolist(), np.round(s, 6).tolist(), np.round(b, 6).tolist()))
+
+    assert len(got[1]) == len(want[1])
+    for g, w in zip(rows(got), rows(want)):
+        assert g[0] == w[0] and abs(g[1] - w[1]) <= 2e-6
+        np.testing.assert_allclose(g[2], w[2], rtol=0, atol=2e-6)
 
 
 # ------------------------------------------------------------------------------ semantics
@@ -364,6 +428,10 @@ def test_torch_and_non_contiguous_inputs_are_not_mutated():
                [torch.from_numpy(v) for v in data[2]])
     assert all(isinstance(x, torch.Tensor) for x in t)
     np.testing.assert_array_equal(t[0].numpy(), got[0])
+    # A model without boxes given as [] does not turn torch input into numpy output.
+    t = cb.wbf([[]] + [torch.from_numpy(b) for b in data[0]], [[]] + [torch.from_numpy(s) for s in data[1]],
+               [[]] + [torch.from_numpy(v) for v in data[2]])
+    assert all(isinstance(x, torch.Tensor) for x in t)
     stacked = cb.wbf(np.stack([data[0][0][:5], data[0][1][:5]]), np.stack([data[1][0][:5], data[1][1][:5]]),
                      np.stack([data[2][0][:5], data[2][1][:5]]))
     assert_same(stacked, peer_wbf([data[0][0][:5], data[0][1][:5]], [data[1][0][:5], data[1][1][:5]],
@@ -423,6 +491,25 @@ def test_skip_threshold_is_compared_in_the_score_dtype():
     got = cb.wbf(b, [s], [[0, 0]], skip_box_threshold=thr)
     assert len(got[0]) == 2
     assert_same(got, peer_wbf(b, [s], [[0, 0]], skip_box_thr=thr))
+
+
+@pytest.mark.parametrize("thr", [0.1, 0.7, 0.3])
+def test_skip_threshold_is_compared_in_each_models_own_score_dtype(thr):
+    """ensemble-boxes compares each score in its own dtype: float16 scores in float16, and with
+    models of different score dtypes each model in its own (not in the common compute dtype)."""
+    b = np.array([[0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.6, 0.6]])
+    for dtype in (np.float16, np.float32, np.float64):
+        at = dtype(thr)
+        below = np.nextafter(at, dtype(0))
+        s = np.array([at, below], dtype=dtype)
+        for others in ([], [np.array([0.9])], [np.array([0.9], dtype=np.float32)]):
+            boxes = [b] + [np.array([[0.7, 0.7, 0.8, 0.8]])] * len(others)
+            scores = [s] + others
+            labels = [[0, 0]] + [[0]] * len(others)
+            got = cb.wbf(boxes, scores, labels, skip_box_threshold=thr)
+            want = peer_wbf(boxes, scores, labels, skip_box_thr=thr)
+            assert_same(got, want)
+            assert len(got[1]) == 1 + len(others)  # the score equal to the rounded threshold passes
 
 
 def test_thread_count_does_not_change_results():

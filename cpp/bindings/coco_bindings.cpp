@@ -77,8 +77,13 @@ int64_t read_integer(PyObject* o, const Where& at) {
   return static_cast<int64_t>(v);
 }
 
+bool is_numpy_bool(PyObject* o);
+
 double read_number(PyObject* o, const Where& at) {
   if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
+  // A bool is an int to Python, but no score, coordinate or area: the table form rejects bool
+  // arrays too, and pycocotools crashes on bool scores (it negates them to sort).
+  if (PyBool_Check(o) || is_numpy_bool(o)) raise_type(at.str() + " must be a number, got " + type_name(o));
   if (PyLong_Check(o)) {
     const double v = PyLong_AsDouble(o);
     if (v == -1.0 && PyErr_Occurred()) {

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <stdexcept>
 
 #include "curata/ensemble.hpp"
 #include "numpy_util.hpp"
@@ -18,7 +19,7 @@ template <class T>
 py::tuple wbf(const carray<T>& boxes, const carray<T>& scores, const carray<int64_t>& labels,
               const std::optional<carray<int64_t>>& image_ids, const carray<int64_t>& model_offsets,
               const carray<double>& weights, double iou_threshold, double skip_box_threshold, int conf_type,
-              bool allows_overflow) {
+              bool allows_overflow, const std::optional<carray<double>>& skip_thresholds) {
   curata::WbfInput<T> in;
   in.boxes = boxes.data();
   in.scores = scores.data();
@@ -27,6 +28,9 @@ py::tuple wbf(const carray<T>& boxes, const carray<T>& scores, const carray<int6
   in.model_offsets = model_offsets.data();
   in.weights = weights.data();
   in.n_models = weights.shape(0);
+  if (skip_thresholds && skip_thresholds->size() != static_cast<py::ssize_t>(in.n_models))
+    throw std::invalid_argument("skip_thresholds must have one entry per model");
+  in.skip_thresholds = optional_data(skip_thresholds);
   curata::WbfOptions o;
   o.iou_threshold = iou_threshold;
   o.skip_box_threshold = skip_box_threshold;
@@ -109,7 +113,7 @@ py::dict match(const carray<T>& pred_boxes, const carray<T>& pred_scores,
 template <class T> void bind_ensemble_typed(py::module_& m) {
   m.def("wbf", &wbf<T>, py::arg("boxes"), py::arg("scores"), py::arg("labels"), py::arg("image_ids"),
         py::arg("model_offsets"), py::arg("weights"), py::arg("iou_threshold"), py::arg("skip_box_threshold"),
-        py::arg("conf_type"), py::arg("allows_overflow"));
+        py::arg("conf_type"), py::arg("allows_overflow"), py::arg("skip_thresholds") = py::none());
   // Boxes of either dtype with scores of dtype T.
   m.def("soft_nms", &soft_nms<float, T>, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
         py::arg("image_ids"), py::arg("iou_threshold"), py::arg("sigma"), py::arg("method"), py::arg("score_threshold"));

@@ -1,7 +1,7 @@
 // Weighted boxes fusion (Solovyev et al. 2021) with the semantics of ensemble-boxes 1.0.9.
 //
 // Rules (read from ensemble-boxes' weighted_boxes_fusion, reimplemented):
-// 1. Boxes with raw score < skip_box_threshold (in the score dtype) are ignored. Each remaining box has x2 < x1 or
+// 1. Boxes with raw score < skip_box_threshold (in the model's score dtype) are ignored. Each remaining box has x2 < x1 or
 //    y2 < y1 swapped, every coordinate clipped to [0, 1], and is dropped when its area is then 0.
 // 2. Its score becomes score * weight of its model.
 // 3. Per (image, label), boxes are visited in descending weighted score (ties: lower model, then
@@ -378,6 +378,12 @@ template <class T> WbfResult wbf(const WbfInput<T>& in, const WbfOptions& o) {
       throw std::invalid_argument("weights must be finite and > 0, got weights[" + std::to_string(k) +
                                   "] = " + std::to_string(in.weights[k]));
   }
+  for (int64_t k = 0; k < in.n_models && in.skip_thresholds; ++k) {
+    // +inf is a threshold beyond the range of the scores' dtype, rounded up: every box is skipped.
+    if (!(in.skip_thresholds[k] >= 0.0))
+      throw std::invalid_argument("skip thresholds must be numbers >= 0, got " +
+                                  std::to_string(in.skip_thresholds[k]) + " for model " + std::to_string(k));
+  }
   for (int64_t k = 0; k < in.n_models; ++k) {
     if ((k == 0 && in.model_offsets[0] != 0) || in.model_offsets[k + 1] < in.model_offsets[k])
       throw std::invalid_argument("model_offsets must start at 0 and be non-decreasing");
@@ -395,6 +401,9 @@ template <class T> WbfResult wbf(const WbfInput<T>& in, const WbfOptions& o) {
   if (in.image_ids) images.reserve(static_cast<size_t>(n));
   for (int64_t model = 0; model < in.n_models; ++model) {
     const double w = in.weights[model];
+    // Compared in T; the caller rounds each model's threshold to its scores' own dtype (numpy 2
+    // compares a float16/float32 score with a Python float in the score's dtype).
+    const T skip = static_cast<T>(in.skip_thresholds ? in.skip_thresholds[model] : o.skip_box_threshold);
     for (int64_t i = in.model_offsets[model]; i < in.model_offsets[model + 1]; ++i) {
       const double score = static_cast<double>(in.scores[i]);
       if (!std::isfinite(score))
@@ -406,8 +415,7 @@ template <class T> WbfResult wbf(const WbfInput<T>& in, const WbfOptions& o) {
       if (std::isnan(c[0]) || std::isnan(c[1]) || std::isnan(c[2]) || std::isnan(c[3]))
         throw std::invalid_argument(where("boxes_list", model, i - in.model_offsets[model]) +
                                     " must not be NaN");
-      // Compared in the score dtype, as numpy 2 compares a float32 score with a Python float.
-      if (in.scores[i] < static_cast<T>(o.skip_box_threshold)) continue;
+      if (in.scores[i] < skip) continue;
       bool swapped = false, clipped = false;
       if (c[2] < c[0]) { std::swap(c[0], c[2]); swapped = true; }
       if (c[3] < c[1]) { std::swap(c[1], c[3]); swapped = true; }

@@ -10,6 +10,7 @@ and the results are returned on their device.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -60,14 +61,28 @@ def _model_boxes(b: Any, name: str) -> np.ndarray:
     return a
 
 
-def _model_scores(x: Any, name: str, n: int, dtype: np.dtype) -> np.ndarray:
+def _model_scores(x: Any, name: str, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.dtype]:
+    """The scores as float32/float64, and the dtype ensemble-boxes compares them with the skip
+    threshold in: their own float dtype (float16 included), float64 for integers and numbers."""
     if type(x) is np.ndarray and x.dtype in _array.FLOAT_DTYPES and x.shape == (n,):
-        return x
-    a = _array.float_array(x, name)
+        return x, x.dtype
+    v = _array._to_numpy_view(x, name)
+    own = v.dtype.newbyteorder("=") if v.dtype.kind == "f" else np.dtype(np.float64)
+    a = _array.float_array(v, name)
     if a.ndim == 1 and a.shape[0] == 0 and n == 0:
-        return a.astype(dtype)
+        return a.astype(dtype), own
     _array.check_shape(a, name, (n,))
-    return a
+    return a, own
+
+
+def _round_to(value: float, dtype: np.dtype) -> float:
+    """``value`` rounded to ``dtype`` (float16/32/64). Beyond the dtype's range it rounds to inf
+    (every score is then below it, as in ensemble-boxes); np.errstate costs about 1 us per call,
+    so it is entered only where an overflow is possible."""
+    if value < 65504.0:  # float16's largest value: no float dtype overflows below it
+        return float(dtype.type(value))
+    with np.errstate(over="ignore"):
+        return float(dtype.type(value))
 
 
 def _labels(x: Any, name: str, n: int) -> np.ndarray:
@@ -112,7 +127,9 @@ def wbf(
     iou_threshold : float in [0, 1]
         A box joins the fused box with which its IoU is highest when that IoU is ``>`` this.
     skip_box_threshold : float >= 0
-        Boxes with score ``<`` this (before weighting) are ignored.
+        Boxes with score ``<`` this (before weighting) are ignored. As in ensemble-boxes, each
+        model's scores are compared in their own dtype (the threshold is rounded to float16 /
+        float32 for such scores).
     conf_type : {"avg", "max", "box_and_model_avg", "absent_model_aware_avg"}
         How the fused score is computed (see Notes).
     allows_overflow : bool
@@ -128,7 +145,8 @@ def wbf(
         Fused xyxy boxes in [0, 1].
     scores : array (K,)
         Fused scores. ``boxes`` and ``scores`` have the common dtype of the inputs (float32 when
-        every input is float16/32, else float64) and the array kind of ``boxes_list[0]``.
+        every input is float16/32, else float64) and the array kind of the first entry of
+        ``boxes_list`` that is an array (not a list such as ``[]``).
     labels : int64 array (K,)
     image_ids : int64 array (K,)
         Only with ``image_ids``: the image of each fused box.
@@ -159,9 +177,9 @@ def wbf(
 
     Differences from ensemble-boxes, all raising where it prints, exits or silently continues:
     mismatched lengths, unknown ``conf_type``, wrong number of ``weights`` (it resets them to 1),
-    weights <= 0, NaN boxes, non-finite scores, and finite scores x weights so large that a
-    cluster's float32 sums overflow (it returns NaN/inf boxes). Labels are returned as int64, not
-    float.
+    weights <= 0, NaN boxes, non-finite scores, non-integral labels (it truncates 1.7 to 1), and
+    finite scores x weights so large that a cluster's float32 sums overflow (it returns NaN/inf
+    boxes). Labels are returned as int64, not float.
 
     Work is O(N log N + Σ n_g·c_g) over (image, label) groups with n_g boxes and c_g clusters;
     memory O(N) for N boxes in all. Each thread that ran a group keeps its scratch buffers between
@@ -195,14 +213,15 @@ def wbf(
     if not isinstance(allows_overflow, (bool, np.bool_)):
         raise TypeError(f"allows_overflow must be a bool, got {type(allows_overflow).__name__}")
 
-    boxes, scores, labels, images = [], [], [], []
+    boxes, scores, labels, images, score_dtypes = [], [], [], [], []
     offsets = [0]
     for m in range(n_models):
         b = _model_boxes(boxes_seq[m], f"boxes_list[{m}]")
         n = b.shape[0]
-        s = _model_scores(scores_seq[m], f"scores_list[{m}]", n, b.dtype)
+        s, own = _model_scores(scores_seq[m], f"scores_list[{m}]", n, b.dtype)
         boxes.append(b)
         scores.append(s)
+        score_dtypes.append(own)
         labels.append(_labels(labels_seq[m], f"labels_list[{m}]", n))
         if images_seq is not None:
             images.append(_labels(images_seq[m], f"image_ids[{m}]", n))
@@ -212,10 +231,16 @@ def wbf(
     f64 = np.dtype(np.float64)
     dtype = f64 if not n_models or any(a.dtype == f64 for a in boxes) or any(a.dtype == f64 for a in scores) \
         else np.dtype(np.float32)
-    if n_models and not any(a.dtype == f64 for a in scores):
-        # ensemble-boxes compares each score with the threshold in the score's dtype (numpy 2 casts
-        # the Python float to float32 for a float32 score): round the threshold the same way.
-        skip = float(np.float32(skip))
+    skip_per_model = None
+    if any(d != f64 for d in score_dtypes):
+        # ensemble-boxes compares each score with the threshold in the score's own dtype (numpy 2
+        # casts the Python float to float16/float32 for such a score): round the threshold the
+        # same way, per model, since models may differ (the common dtype would be wrong for some).
+        rounded = _round_to(skip, score_dtypes[0])
+        if all(d == score_dtypes[0] for d in score_dtypes) and math.isfinite(rounded):
+            skip = rounded  # one dtype (the usual case): one threshold, no per-model array
+        else:
+            skip_per_model = np.array([_round_to(skip, d) for d in score_dtypes], dtype=np.float64)
     if n_models:
         flat_boxes = np.concatenate(boxes, dtype=dtype) if n_models > 1 else boxes[0].astype(dtype, copy=False)
         flat_scores = np.concatenate(scores, dtype=dtype) if n_models > 1 else scores[0].astype(dtype, copy=False)
@@ -228,7 +253,7 @@ def wbf(
     out_boxes, out_scores, out_labels, out_images, n_clipped, n_swapped, n_zero = _core.wbf(
         np.ascontiguousarray(flat_boxes), np.ascontiguousarray(flat_scores), np.ascontiguousarray(flat_labels),
         None if flat_images is None else np.ascontiguousarray(flat_images), np.array(offsets, dtype=np.int64), w,
-        iou_threshold, skip, code, bool(allows_overflow),
+        iou_threshold, skip, code, bool(allows_overflow), skip_per_model,
     )
     if not (np.isfinite(out_boxes).all() and np.isfinite(out_scores).all()):
         # Finite inputs whose weighted sums overflow (inf / inf = NaN boxes); ensemble-boxes
@@ -249,7 +274,9 @@ def wbf(
             if count
         ]
         log.warning("curata.boxes.wbf: boxes are expected normalised xyxy; boxes %s", ", ".join(parts))
-    ref = boxes_seq[0] if n_models else out_boxes
+    # The first model given as an array decides the output kind: [] (a model without boxes, as
+    # documented) carries no kind, so it must not turn torch/CuPy input into numpy output.
+    ref = next((b for b in boxes_seq if not isinstance(b, (list, tuple))), boxes_seq[0] if n_models else out_boxes)
     result = (
         _array.like(out_boxes.astype(dtype, copy=False), ref),
         _array.like(out_scores.astype(dtype, copy=False), ref),
@@ -274,7 +301,8 @@ def soft_nms(
     """Soft-NMS (Bodla et al., 2017): decay the scores of overlapping boxes instead of removing them.
 
     The same boxes, order and scores as ensemble-boxes' soft-NMS (``cpu_soft_nms_float``) for
-    boxes in [0, 1] of positive area. Repeatedly the remaining box of highest current score is
+    boxes in [0, 1] of positive area and distinct scores (on equal scores ensemble-boxes picks by
+    position in an array its own swaps reorder, so order and kept set may differ there). Repeatedly the remaining box of highest current score is
     selected (equal scores: lower index) and every other remaining box of its group is decayed by
     its IoU with it:
 
@@ -435,10 +463,10 @@ def match(
     if gt_crowd is not None:
         cr = _array._to_numpy_view(gt_crowd, "gt_crowd")
         _array.check_shape(cr, "gt_crowd", (n_gt,))
-        if cr.dtype != np.bool_:
+        if cr.dtype != np.bool_ and cr.size:  # [] has dtype float64: still no flags
             if cr.dtype.kind not in "iu":
                 raise TypeError(f"gt_crowd must be a bool array (or 0/1 integers), got {cr.dtype}")
-            if cr.size and not np.all((cr == 0) | (cr == 1)):
+            if not np.all((cr == 0) | (cr == 1)):
                 raise ValueError("gt_crowd must hold only 0 and 1, got other integers")
         crowd = np.ascontiguousarray(cr, dtype=np.bool_).view(np.uint8)
     iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")

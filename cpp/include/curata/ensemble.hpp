@@ -32,6 +32,10 @@ template <class T> struct WbfInput {
   const int64_t* image_ids = nullptr;
   const int64_t* model_offsets = nullptr;  // n_models + 1 entries, non-decreasing, first 0
   const double* weights = nullptr;
+  // Optional, n_models entries: model m's skip threshold, already rounded to the dtype its scores
+  // came in (float16/float32 scores are compared in that dtype, as ensemble-boxes does); null =
+  // options.skip_box_threshold for every model.
+  const double* skip_thresholds = nullptr;
   int64_t n_models = 0;
 };
 
