@@ -19,22 +19,46 @@ namespace detail {
 // Columns gathered together: 8 adjacent values are one 64-byte line of a float64 row.
 constexpr int64_t kBlock = 8;
 
+// Rows the gather prefetches ahead. Rows of a wide array are KBs apart, so each 4 KB page holds
+// only a few of the lines a block reads and the hardware's stride prefetcher does not follow
+// them across pages: without this the gather waits on every load (ks on 250k x 512 float32,
+// 1 thread: 5.5 s -> 4.7 s; 8 to 32 rows ahead measure the same).
+constexpr int64_t kPrefetchRows = 16;
+
+// gather_block's row loop for W columns (W = kBlock: a compile-time trip count, so the counters
+// live in registers). A NaN's key is written too and overwritten by the column's next value: no
+// branch on the data.
+template <int64_t W, class T>
+void gather_rows(const T* x, int64_t rows, int64_t columns, int64_t width, column_key_t<T>* keys, int64_t* count,
+                 int64_t* nan_count) {
+  int64_t kept[kBlock] = {}, dropped[kBlock] = {};
+  const int64_t w = W > 0 ? W : width;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* row = x + i * columns;
+    if (i + kPrefetchRows < rows) __builtin_prefetch(row + kPrefetchRows * columns);
+    for (int64_t c = 0; c < w; ++c) {
+      const T v = row[c];
+      const bool nan = std::isnan(v);
+      keys[c * rows + kept[c]] = order_key(v);
+      kept[c] += !nan;
+      dropped[c] += nan;
+    }
+  }
+  for (int64_t c = 0; c < w; ++c) {
+    count[c] = kept[c];
+    nan_count[c] = dropped[c];
+  }
+}
+
 // Copies columns [j0, j0 + width) of a row-major (rows, columns) array into `keys` (column c at
 // keys + c * rows, first count[c] entries), dropping NaN (counted in nan_count[c]).
 template <class T>
 void gather_block(const T* x, int64_t rows, int64_t columns, int64_t j0, int64_t width, column_key_t<T>* keys,
                   int64_t* count, int64_t* nan_count) {
-  for (int64_t c = 0; c < width; ++c) count[c] = nan_count[c] = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    const T* row = x + i * columns + j0;
-    for (int64_t c = 0; c < width; ++c) {
-      const T v = row[c];
-      if (std::isnan(v)) {
-        ++nan_count[c];
-      } else {
-        keys[c * rows + count[c]++] = order_key(v);
-      }
-    }
+  if (width == kBlock) {
+    gather_rows<kBlock>(x + j0, rows, columns, width, keys, count, nan_count);
+  } else {
+    gather_rows<0>(x + j0, rows, columns, width, keys, count, nan_count);
   }
 }
 
