@@ -2,9 +2,10 @@
 // (n_cur, D), both row-major.
 //
 // One pass per column does the O(n log n) work: gather the column (float32 or float64, computed in
-// float64), sort both samples (radix sort on order-preserving keys), and walk the two sorted runs
-// once, tie group by tie group (formulas in curata/drift_math.hpp). Columns are processed in
-// blocks of up to 8 adjacent columns (one cache line of a row) by OpenMP threads.
+// float64), sort both samples (radix sort on order-preserving keys: 32-bit for float32 input,
+// 64-bit for float64), and walk the two sorted runs once, tie group by tie group (formulas in
+// curata/drift_math.hpp). Columns are processed in blocks of up to 8 adjacent columns by OpenMP
+// threads.
 //
 // The statistics and p-values reproduce scipy.stats (ks_2samp, cramervonmises_2samp,
 // mannwhitneyu, wasserstein_distance, energy_distance), including how scipy chooses between the
