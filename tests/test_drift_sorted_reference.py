@@ -33,11 +33,13 @@ def numpy_sorted_reference(ref: np.ndarray) -> list:
     return [np.sort(ref[~np.isnan(ref[:, j]), j]) for j in range(ref.shape[1])]
 
 
-def order_keys(v: np.ndarray) -> np.ndarray:
-    """Unsigned keys ordered like the float64 values (-0.0 and +0.0 one key)."""
-    u = (np.asarray(v, dtype=np.float64) + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into +0.0
-    neg = (u >> np.uint64(63)).astype(bool)
-    return np.where(neg, ~u, u | np.uint64(1 << 63))
+def order_keys(v: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Unsigned keys ordered like the values (-0.0 and +0.0 one key): uint64 for float64 values,
+    uint32 for float32 ones (the reference keeps keys as wide as its values)."""
+    utype, bits = (np.uint64, 64) if dtype == np.float64 else (np.uint32, 32)
+    u = (np.asarray(v, dtype=dtype) + dtype(0.0)).view(utype)  # + 0.0 turns -0.0 into +0.0
+    neg = (u >> utype(bits - 1)).astype(bool)
+    return np.where(neg, ~u, u | utype(1 << (bits - 1)))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -59,7 +61,8 @@ def test_sorted_reference_equals_column_tests(dtype):
     for k in range(d):  # the stored keys are the sorted non-NaN values
         want = numpy_sorted_reference(ref.astype(np.float64))[k]
         assert sr.n[k] == want.size and sr.nan[k] == np.isnan(ref[:, k]).sum()
-        np.testing.assert_array_equal(sr.keys[k, : sr.n[k]], order_keys(want))
+        assert sr.keys.dtype == (np.uint64 if dtype == np.float64 else np.uint32)
+        np.testing.assert_array_equal(sr.keys[k, : sr.n[k]], order_keys(want, dtype))
     for tests in (ALL, ("ks",), ("energy", "cramervonmises"), ("mannwhitneyu", "wasserstein")):
         assert_same(sr.column_tests(cur, tests, nan_policy="omit"), drift.column_tests(ref, cur, tests, nan_policy="omit"))
     cols = [6, 1, 2, 10]

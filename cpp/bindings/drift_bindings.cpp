@@ -143,11 +143,12 @@ py::dict summaries(const carray<T>& ref, const carray<T>& cur, unsigned what, in
   return summaries_dict(s, what);
 }
 
-// Reference columns sorted once (curata.drift._SortedReference): keys (columns, rows) uint64,
-// column j's first n[j] entries ascending; n and nan (columns,) int64.
+// Reference columns sorted once (curata.drift._SortedReference): keys (columns, rows), uint32 for
+// float32 input and uint64 for float64, column j's first n[j] entries ascending; n and nan
+// (columns,) int64.
 template <class T> py::dict sort_columns(const carray<T>& x) {
   if (x.ndim() != 2) throw std::invalid_argument("x must be 2-D");
-  dr::SortedColumns c;
+  dr::SortedColumns<dr::column_key_t<T>> c;
   {
     py::gil_scoped_release release;
     c = dr::sort_columns(x.data(), x.shape(0), x.shape(1));
@@ -162,7 +163,7 @@ template <class T> py::dict sort_columns(const carray<T>& x) {
 
 // drift_summaries with the reference given as sort_columns() output.
 template <class T>
-py::dict summaries_sorted(const carray<uint64_t>& keys, const carray<int64_t>& n_ref, const carray<int64_t>& nan_ref,
+py::dict summaries_sorted(const carray<dr::column_key_t<T>>& keys, const carray<int64_t>& n_ref, const carray<int64_t>& nan_ref,
                           const carray<T>& cur, unsigned what, int nan_policy, int64_t min_size,
                           const std::string& test) {
   if (keys.ndim() != 2 || cur.ndim() != 2 || keys.shape(0) != cur.shape(1))

@@ -44,7 +44,7 @@ BinnedCounts quantile_bin_counts(const T* ref, int64_t n_ref, const T* cur, int6
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<uint64_t> ref_keys, cur_keys, scratch;
+    std::vector<column_key_t<T>> ref_keys, cur_keys, scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       detail::PairBlock pb;
@@ -62,8 +62,8 @@ BinnedCounts quantile_bin_counts(const T* ref, int64_t n_ref, const T* cur, int6
                              "; binned statistics need at least 1 per column");
           continue;
         }
-        uint64_t* a = ref_keys.data() + c * n_ref;
-        const uint64_t* b = cur_keys.data() + c * n_cur;
+        column_key_t<T>* a = ref_keys.data() + c * n_ref;
+        const column_key_t<T>* b = cur_keys.data() + c * n_cur;
         const int64_t na = cnt_ref[c], nb = cnt_cur[c];
         detail::sort_keys(a, na, scratch);
         const double lo = key_value(a[0]), hi = key_value(a[na - 1]);

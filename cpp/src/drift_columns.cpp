@@ -1,4 +1,5 @@
 // Per-column two-sample summaries: gather, sort, one merged walk over the two sorted samples.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -29,8 +30,8 @@ struct Walk {
 // One pass over the two sorted runs, a tie group at a time. `What` is a compile-time set of
 // Summary bits so each combination gets a loop without the unused bookkeeping; accumulators are
 // locals (registers), written to `w` once at the end.
-template <unsigned What>
-void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, Walk& w) {
+template <unsigned What, class Key>
+void walk(const Key* a, int64_t n1, const Key* b, int64_t n2, Walk& w) {
   constexpr bool want_ks = What & kKs, want_cvm = What & kCvm, want_mwu = What & kMwu;
   constexpr bool want_w = What & kWasserstein, want_e = What & kEnergy, want_dist = want_w || want_e;
   double max1 = w.max1, max2 = w.max2, min1 = w.min1, min2 = w.min2;
@@ -41,9 +42,14 @@ void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, Walk& w)
   int64_t i = 0, k = 0;
   bool have_prev = false;
   double prev_v = 0, prev_gap = 0;
+  // Which sample holds the next value is a coin toss for similar samples: the merge takes the
+  // smaller head without a branch on it (all-ones is no value's key, so it ends an exhausted run),
+  // and the tie loops start past the head, so they almost always exit at once, predictably.
+  constexpr Key kEnd = ~Key(0);
   while (i < n1 || k < n2) {
-    const uint64_t key = (k >= n2 || (i < n1 && a[i] <= b[k])) ? a[i] : b[k];
-    int64_t ca = 0, cb = 0;
+    const Key head_a = i < n1 ? a[i] : kEnd, head_b = k < n2 ? b[k] : kEnd;
+    const Key key = std::min(head_a, head_b);
+    int64_t ca = head_a == key, cb = head_b == key;
     while (i + ca < n1 && a[i + ca] == key) ++ca;
     while (k + cb < n2 && b[k + cb] == key) ++cb;
     const int64_t below = i + k, size = ca + cb;
@@ -55,8 +61,16 @@ void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, Walk& w)
       if (want_e) e_sum += prev_gap * prev_gap * dv;
     }
     if (want_cvm) {
-      cvm_ref += cvm_group_term(below, size, ca, i);
-      cvm_cur += cvm_group_term(below, size, cb, k);
+      if (size == 1) {
+        // cvm_group_term of a lone value, (2 (below - seen))^2, added to its sample's sum without
+        // a branch on which sample that is
+        const int128 d = 2 * static_cast<int128>(below - (ca ? i : k)), term = d * d;
+        cvm_ref += ca * term;
+        cvm_cur += cb * term;
+      } else {
+        cvm_ref += cvm_group_term(below, size, ca, i);
+        cvm_cur += cvm_group_term(below, size, cb, k);
+      }
     }
     if (want_mwu) {
       rank_sum_x2 += static_cast<int128>(ca) * doubled_midrank(below, size);
@@ -69,14 +83,11 @@ void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, Walk& w)
     k += cb;
     const double gap = ecdf_gap(i, n1, k, n2);
     if (want_ks) {
-      if (ca > 0) {
-        if (gap > max1) { max1 = gap; at_max1 = v; }
-        if (gap < min1) { min1 = gap; at_min1 = v; }
-      }
-      if (cb > 0) {
-        if (gap > max2) { max2 = gap; at_max2 = v; }
-        if (gap < min2) { min2 = gap; at_min2 = v; }
-      }
+      // & rather than &&: one rarely taken branch per extreme instead of one on ca > 0
+      if ((ca > 0) & (gap > max1)) { max1 = gap; at_max1 = v; }
+      if ((ca > 0) & (gap < min1)) { min1 = gap; at_min1 = v; }
+      if ((cb > 0) & (gap > max2)) { max2 = gap; at_max2 = v; }
+      if ((cb > 0) & (gap < min2)) { min2 = gap; at_min2 = v; }
     }
     if (want_dist) {
       if (size > 1) {
@@ -96,8 +107,8 @@ void walk(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, Walk& w)
   w.w_sum = w_sum; w.e_sum = e_sum;
 }
 
-template <unsigned What = 31>
-void walk_any(const uint64_t* a, int64_t n1, const uint64_t* b, int64_t n2, unsigned what, Walk& w) {
+template <unsigned What = 31, class Key>
+void walk_any(const Key* a, int64_t n1, const Key* b, int64_t n2, unsigned what, Walk& w) {
   switch (what) {
     case kKs: return walk<kKs>(a, n1, b, n2, w);
     case kCvm: return walk<kCvm>(a, n1, b, n2, w);
@@ -186,7 +197,7 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<uint64_t> ref_keys, cur_keys, scratch;
+    std::vector<column_key_t<T>> ref_keys, cur_keys, scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       detail::PairBlock pb;
@@ -203,8 +214,8 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
                                        bad_ref ? nan_ref[c] : nan_cur[c], min_size, test));
           continue;
         }
-        uint64_t* a = ref_keys.data() + c * n_ref;
-        uint64_t* b = cur_keys.data() + c * n_cur;
+        column_key_t<T>* a = ref_keys.data() + c * n_ref;
+        column_key_t<T>* b = cur_keys.data() + c * n_cur;
         detail::sort_keys(a, cnt_ref[c], scratch);
         detail::sort_keys(b, cnt_cur[c], scratch);
         Walk w;
@@ -218,9 +229,9 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
 }
 
 template <class T>
-SortedColumns sort_columns(const T* x, int64_t rows, int64_t columns) {
+SortedColumns<column_key_t<T>> sort_columns(const T* x, int64_t rows, int64_t columns) {
   if (rows < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
-  SortedColumns out;
+  SortedColumns<column_key_t<T>> out;
   out.rows = rows;
   out.columns = columns;
   out.keys.resize(static_cast<size_t>(rows * columns));
@@ -231,7 +242,7 @@ SortedColumns sort_columns(const T* x, int64_t rows, int64_t columns) {
   const int threads = detail::column_threads(columns, rows, 0);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<uint64_t> scratch;
+    std::vector<column_key_t<T>> scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t j0 = blk * kBlock, width = std::min(kBlock, columns - j0);
@@ -246,7 +257,7 @@ SortedColumns sort_columns(const T* x, int64_t rows, int64_t columns) {
 }
 
 template <class T>
-ColumnSummaries summarize_sorted(const uint64_t* ref_keys, int64_t ref_rows, const int64_t* ref_n,
+ColumnSummaries summarize_sorted(const column_key_t<T>* ref_keys, int64_t ref_rows, const int64_t* ref_n,
                                  const int64_t* ref_nan, const T* cur, int64_t n_cur, int64_t columns, unsigned what,
                                  NanPolicy nan_policy, int64_t min_size, const char* test) {
   if (ref_rows < 0 || n_cur < 0 || columns < 0) throw std::invalid_argument("sizes must be non-negative");
@@ -261,7 +272,7 @@ ColumnSummaries summarize_sorted(const uint64_t* ref_keys, int64_t ref_rows, con
   detail::ErrorSlot error;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    std::vector<uint64_t> cur_keys, scratch;
+    std::vector<column_key_t<T>> cur_keys, scratch;
     int64_t cnt_cur[kBlock], nan_cur[kBlock];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -286,7 +297,7 @@ ColumnSummaries summarize_sorted(const uint64_t* ref_keys, int64_t ref_rows, con
                                        bad_ref ? ref_nan[j] : nan_cur[c], min_size, test));
           continue;
         }
-        uint64_t* b = cur_keys.data() + c * n_cur;
+        column_key_t<T>* b = cur_keys.data() + c * n_cur;
         detail::sort_keys(b, cnt_cur[c], scratch);
         Walk w;
         walk_any(ref_keys + j * ref_rows, ref_n[j], b, cnt_cur[c], what, w);
@@ -298,9 +309,9 @@ ColumnSummaries summarize_sorted(const uint64_t* ref_keys, int64_t ref_rows, con
   return out;
 }
 
-template SortedColumns sort_columns<float>(const float*, int64_t, int64_t);
-template SortedColumns sort_columns<double>(const double*, int64_t, int64_t);
-template ColumnSummaries summarize_sorted<float>(const uint64_t*, int64_t, const int64_t*, const int64_t*, const float*,
+template SortedColumns<uint32_t> sort_columns<float>(const float*, int64_t, int64_t);
+template SortedColumns<uint64_t> sort_columns<double>(const double*, int64_t, int64_t);
+template ColumnSummaries summarize_sorted<float>(const uint32_t*, int64_t, const int64_t*, const int64_t*, const float*,
                                                  int64_t, int64_t, unsigned, NanPolicy, int64_t, const char*);
 template ColumnSummaries summarize_sorted<double>(const uint64_t*, int64_t, const int64_t*, const int64_t*,
                                                   const double*, int64_t, int64_t, unsigned, NanPolicy, int64_t,

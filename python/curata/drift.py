@@ -281,7 +281,8 @@ def ks(ref: Any, cur: Any, *, alternative: str = "two-sided", method: str = "aut
     p-values near 1e-3 (scipy's own error there, checked against a 40-digit evaluation).
 
     O((n + m) log(n + m) * D) time (radix sort), parallel over blocks of 8 columns; peak extra
-    memory ~ 8 * 8 * (n + m) bytes per thread (plus one float64 copy of an input that is neither
+    memory ~ 8 * 4 * (n + m) bytes per thread for float32 (and float16) input, sorted as 32-bit
+    keys, ~ 8 * 8 * (n + m) for float64 (plus one converted copy of an input that is neither
     float32 nor float64).
     """
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
@@ -609,7 +610,8 @@ class _SortedReference:
 
     Notes
     -----
-    Construction: O(n D) radix sort of the column keys; memory 8 n D bytes (uint64 keys), kept.
+    Construction: O(n D) radix sort of the column keys; memory 4 n D bytes for a float32
+    reference (uint32 keys), 8 n D for float64 (uint64 keys), kept.
     :meth:`column_tests`: O(m log m D) for the window plus an O(n + m) walk per column.
     """
 

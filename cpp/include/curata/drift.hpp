@@ -2,9 +2,10 @@
 // (n_cur, D), both row-major.
 //
 // One pass per column does the O(n log n) work: gather the column (float32 or float64, computed in
-// float64), sort both samples (radix sort on order-preserving keys), and walk the two sorted runs
-// once, tie group by tie group (formulas in curata/drift_math.hpp). Columns are processed in
-// blocks of up to 8 adjacent columns (one cache line of a row) by OpenMP threads.
+// float64), sort both samples (radix sort on order-preserving keys: 32-bit for float32 input,
+// 64-bit for float64), and walk the two sorted runs once, tie group by tie group (formulas in
+// curata/drift_math.hpp). Columns are processed in blocks of up to 8 adjacent columns by OpenMP
+// threads.
 //
 // The statistics and p-values reproduce scipy.stats (ks_2samp, cramervonmises_2samp,
 // mannwhitneyu, wasserstein_distance, energy_distance), including how scipy chooses between the
@@ -15,6 +16,8 @@
 #include <cstdint>
 #include <memory>
 #include <vector>
+
+#include "curata/drift_math.hpp"
 
 namespace curata {
 namespace drift {
@@ -50,22 +53,23 @@ ColumnSummaries summarize(const T* ref, int64_t n_ref, const T* cur, int64_t n_c
 
 // Columns of one sample sorted once, for comparing many samples with it (DriftMonitor's
 // reference): column j holds n[j] ascending order keys (NaN dropped, counted in nan[j]) at
-// keys[j * rows, j * rows + n[j]).
+// keys[j * rows, j * rows + n[j]); Key is column_key_t<T> (uint32_t for float input).
+template <class Key>
 struct SortedColumns {
   int64_t rows = 0, columns = 0;
-  std::vector<uint64_t> keys;
+  std::vector<Key> keys;
   std::vector<int64_t> n, nan;
 };
 
 template <class T>
-SortedColumns sort_columns(const T* x, int64_t rows, int64_t columns);
+SortedColumns<column_key_t<T>> sort_columns(const T* x, int64_t rows, int64_t columns);
 
 // summarize() with the reference already sorted by sort_columns(): only `cur` is gathered and
 // sorted, then the same merged walk runs, so every summary is identical to summarize()'s on the
 // unsorted reference (sorted keys are unique as a sequence). ref_keys is (columns, ref_rows)
 // row-major, ref_n / ref_nan (columns,); errors and messages as summarize().
 template <class T>
-ColumnSummaries summarize_sorted(const uint64_t* ref_keys, int64_t ref_rows, const int64_t* ref_n,
+ColumnSummaries summarize_sorted(const column_key_t<T>* ref_keys, int64_t ref_rows, const int64_t* ref_n,
                                  const int64_t* ref_nan, const T* cur, int64_t n_cur, int64_t columns, unsigned what,
                                  NanPolicy nan_policy, int64_t min_size, const char* test);
 

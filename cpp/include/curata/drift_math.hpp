@@ -24,12 +24,18 @@ namespace drift {
 using int128 = __int128;
 using uint128 = unsigned __int128;
 
-// Unsigned key whose order is the numeric (ascending) order of non-NaN doubles: the complement
+// Unsigned key whose order is the numeric (ascending) order of non-NaN values: the complement
 // of the shared descending score key. -0.0 and +0.0 share a key, so equal values (in the ==
-// sense) always form one tie group.
+// sense) always form one tie group. float32 columns get 32-bit keys: float -> double is exact and
+// monotone, so the 32-bit keys of a column sort, tie and decode (key_value) exactly as the 64-bit
+// keys of the same values would, with half the bytes to move.
 CURATA_HD uint64_t order_key(double v) { return ~descending_score_key(v); }
+CURATA_HD uint32_t order_key(float v) { return ~descending_score_key(v); }
 
-// Inverse of order_key (-0.0 comes back as +0.0).
+// The sort key type of a column of T: uint32_t for float, uint64_t for double.
+template <class T> using column_key_t = decltype(order_key(T{}));
+
+// Inverse of order_key (-0.0 comes back as +0.0), as a double for either key width.
 CURATA_HD double key_value(uint64_t k) {
   const uint64_t u = (k & 0x8000000000000000ull) ? (k & 0x7fffffffffffffffull) : ~k;
 #if defined(__CUDA_ARCH__)
@@ -38,6 +44,17 @@ CURATA_HD double key_value(uint64_t k) {
   double v;
   std::memcpy(&v, &u, sizeof v);
   return v;
+#endif
+}
+
+CURATA_HD double key_value(uint32_t k) {
+  const uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+#if defined(__CUDA_ARCH__)
+  return static_cast<double>(__uint_as_float(u));
+#else
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return static_cast<double>(v);
 #endif
 }
 
