@@ -564,6 +564,57 @@ def test_eight_lane_outer_product_kernel_in_subprocess():
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
 
 
+def _underflowing_dots_against_twin(d):
+    """Inner products whose every product underflows below the smallest subnormal: a fused
+    multiply-add onto +0 then rounds to -0, so lane sums can be -0. The dot kernel's zero-padded
+    tail adds +0 * +0 to the lanes past d (turning -0 into +0); the outer-product kernel must give
+    the same sign of zero."""
+    from curata import _core
+
+    base = np.full((40, d), 1e-30, np.float32)
+    base[1::3] = -1e-30  # +0 dots among the -0 ones
+    queries = np.full((30, d), -1e-30, np.float32)
+    queries[::4, :: 2] = 1e-30
+    results = []
+    previous = _core._set_hand_kernels(False)
+    try:
+        for enabled in (False, True):
+            _core._set_hand_kernels(enabled)
+            out = list(search.knn(base, queries, 40, "ip"))
+            out += list(search.knn(base, queries[:12], 40, "ip"))
+            out += list(search.knn_graph(np.concatenate([base, queries]), 69, "ip"))
+            index = search.Index(d, metric="ip")
+            index.add(base)
+            out += list(index.search(queries, 40))
+            results.append(out)
+    finally:
+        _core._set_hand_kernels(previous)
+    for portable, hand in zip(*results):
+        np.testing.assert_array_equal(_bits(portable), _bits(hand))
+    batch_d, batch_i = search.knn(base, queries, 40, "ip")
+    for r in (0, 1, 29):  # one query at a time: the dot kernel
+        one_d, one_i = search.knn(base, queries[r : r + 1], 40, "ip")
+        np.testing.assert_array_equal(_bits(one_d[0]), _bits(batch_d[r]))
+        np.testing.assert_array_equal(one_i[0], batch_i[r])
+
+
+@pytest.mark.parametrize("d", [9, 17, 31, 33, 40])
+def test_outer_product_kernel_keeps_the_sign_of_underflowing_dots(d):
+    _underflowing_dots_against_twin(d)
+
+
+def test_eight_lane_underflowing_dots_in_subprocess():
+    import os
+    import subprocess
+    import sys
+
+    code = "import test_search as t\nfor d in (9, 17, 20):\n    t._underflowing_dots_against_twin(d)\n"
+    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m", [3, 150])  # the scan path (per-thread buffers, merged) and query blocks
 def test_large_k_ties_in_index_order(m, threads):

@@ -191,9 +191,10 @@ bool use_w16() {
 //
 // The same arithmetic as dot_tile_w16, evaluated in another order. There, lane l of a dot's
 // 16-lane accumulator sums q[t] b[t] for t = l, l + 16, ... in increasing t (one fused multiply-add
-// each, from +0; the zero-padded tail adds +0 to the lanes past d, which changes nothing, since a sum
-// started at +0 is never -0 when rounding to nearest), and the 16 lane sums are added in reduce()'s
-// tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
+// each, from +0; the zero-padded tail adds +0 to the lanes past d, which changes nothing but a lane
+// sum of -0 into +0 (a fused multiply-add onto +0 of a product that underflows past the smallest
+// subnormal rounds to -0): this kernel adds the same +0 to those lanes), and the 16 lane sums are
+// added in reduce()'s tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
 // the 16 lane sums of one dot and is reduced across its lanes at the end. Here a vector holds one
 // lane sum of 16 different queries. The queries of a block are packed once, lane class by lane class
 // ([l][s][i]: element 16 s + l of query i), so pass l walks elements l, l + 16, ... of 16 queries
@@ -241,6 +242,13 @@ CURATA_ALWAYS_INLINE void packed_micro(const float* qp, int64_t stride, int64_t 
 #pragma GCC unroll 4
         for (int v = 0; v < MV; ++v) acc[v * NR + j] += qv[v] * bj;  // fused: -ffp-contract=fast
       }
+    }
+    if (rem != 0 && l >= rem) {
+      // The dot kernel's zero-padded tail adds +0 * +0 to the lanes past d: a lane sum of -0 (every
+      // product below the smallest subnormal: the fused multiply-add onto +0 rounds to -0) becomes
+      // +0 there, and must here too, or an all -0 dot keeps its sign where the dot kernel's does not.
+#pragma GCC unroll 24
+      for (int x = 0; x < A; ++x) acc[x] += V{} * 0.0f;
     }
     for (int m = p; m & 1; m >>= 1) {
       --depth;
