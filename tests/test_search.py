@@ -638,6 +638,75 @@ def test_large_k_ties_in_index_order(m, threads):
         curata.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_large_k_scan_path_split_across_threads_exact(metric):
+    # Fewer than 20 queries on a base large enough (M N D >= 2^23) for two threads: each thread keeps
+    # its own candidates for its half of the base (from k = 128 on, buffers with room for at most
+    # that half), merged at the end. Small integers: exact scores, many ties, so the result must be
+    # the reference order (score descending, index ascending) exactly, for k below and above the
+    # half and up to N.
+    rng = np.random.default_rng(7)
+    n, dim = 45_000, 64
+    base = rng.integers(-2, 3, (n, dim)).astype(np.float32)
+    base[n // 2 + 5] = base[3]  # a duplicate across the two halves
+    queries = rng.integers(-2, 3, (3, dim)).astype(np.float32)
+    queries[1] = base[n // 2 + 5]
+    b64, q64 = base.astype(np.float64), queries.astype(np.float64)
+    if metric == "ip":
+        score = q64 @ b64.T
+    else:
+        score = -((q64 * q64).sum(1)[:, None] + (b64 * b64).sum(1)[None, :] - 2 * q64 @ b64.T)
+    order = np.lexsort((np.broadcast_to(np.arange(n), score.shape), -score), axis=1)
+    previous = curata.get_num_threads()
+    try:
+        for k in (127, 128, 129, 5000, 22_499, 22_501, 30_000, n):
+            results = []
+            for threads in (2, 1):
+                curata.set_num_threads(threads)
+                results.append(search.knn(base, queries, k, metric))
+            (d2, i2), (d1, i1) = results
+            np.testing.assert_array_equal(i2, order[:, :k])
+            want = np.take_along_axis(score, order[:, :k], axis=1)
+            np.testing.assert_array_equal(d2, (want if metric == "ip" else -want).astype(np.float32))
+            np.testing.assert_array_equal(i1, i2)
+            np.testing.assert_array_equal(d1.view(np.uint32), d2.view(np.uint32))
+    finally:
+        curata.set_num_threads(previous)
+
+
+def test_large_k_few_queries_memory_stays_near_the_output():
+    # The scan path (fewer than 20 queries) splits the base across threads; from k = 128 on each
+    # thread keeps candidate buffers. A thread is offered at most its share of the base per query
+    # and the merge at most N, so with k = N the buffers must not each reserve 2k entries (that was
+    # (threads + 1) x M x 2N x 16 bytes plus threads x M x N x 12 of heap rows: 9x the output at 2
+    # threads, growing with the thread count).
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, curata
+from curata import search
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'):
+            return int(line.split()[1]) * 1024
+curata.set_num_threads(2)
+n, m = 200_000, 19
+rng = np.random.default_rng(0)
+base = rng.standard_normal((n, 4)).astype(np.float32)
+queries = rng.standard_normal((m, 4)).astype(np.float32)
+search.knn(base[:1000], queries, 500, "l2")  # warm up the allocator and the thread pool
+before = hwm()
+d, i = search.knn(base, queries, n, "l2")
+out = d.nbytes + i.nbytes
+assert np.all(np.diff(d, axis=1) >= 0)
+print((hwm() - before - out) / out)
+"""
+    ratio = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 timeout=300).stdout)
+    assert ratio < 3.5, ratio
+
+
 # ------------------------------------------------- cosine is scale-free, also beyond float32
 @pytest.mark.parametrize("scale", [2.0**70, 2.0**-70, 2.0**120])
 def test_cosine_rows_whose_float32_norms_overflow_or_underflow(rng, scale):

@@ -15,7 +15,9 @@
 // block (kQueryBlock x d floats, d rounded up to 16; shifted L2: plus one staged base block of
 // about 128 KiB and one staged query block); the small-batch
 // scan path (fewer than kScanMaxQueries queries) keeps per thread and query a candidate heap of k
-// entries (threads x queries x k x 12 bytes) that is merged at the end.
+// entries (threads x queries x k x 12 bytes) that is merged at the end. From k = 128 on, buffers of
+// up to 2k candidates (16 bytes each) replace the heaps: per thread kQueryBlock of min(2k, n) each;
+// scan path: per thread and query min(2k, n / threads), plus min(2k, n) per query for the merge.
 #pragma once
 
 #include <cstdint>
