@@ -336,8 +336,12 @@ void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float*
 
 int packed_lanes_for(int64_t rows) {
 #if defined(CURATA_KNN_W16)
-  static const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const int lanes = use_w16() ? 16 : avx2_fma ? 8 : 0;
+  // The 8-lane kernel is compiled for x86-64-v3 and must only run where dot_tile_w8's clone
+  // resolver also picks its x86-64-v3 (fused) copy: that resolver tests the whole ISA level, not
+  // just AVX2 and FMA (a CPU or VM reporting those without, say, MOVBE or BMI2 gets the baseline,
+  // unfused copy, whose bits differ, and could fault on the v3 code).
+  static const bool v3 = __builtin_cpu_supports("x86-64-v3");
+  const int lanes = use_w16() ? 16 : v3 ? 8 : 0;
   if (lanes == 0 || rows <= 0 || !simd::hand_kernels()) return 0;
   const int64_t stride = (rows + lanes - 1) / lanes * lanes;
   return 3 * rows >= 2 * stride ? lanes : 0;
