@@ -193,8 +193,8 @@ bool use_w16() {
 // 16-lane accumulator sums q[t] b[t] for t = l, l + 16, ... in increasing t (one fused multiply-add
 // each, from +0; the zero-padded tail adds +0 to the lanes past d, which changes nothing but a lane
 // sum of -0 into +0 (a fused multiply-add onto +0 of a product that underflows past the smallest
-// subnormal rounds to -0): this kernel adds the same +0 to those lanes), and the 16 lane sums are
-// added in reduce()'s tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
+// subnormal rounds to -0), so such a dot is never -0: this kernel adds +0 to its finished dots
+// then), and the 16 lane sums are added in reduce()'s tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
 // the 16 lane sums of one dot and is reduced across its lanes at the end. Here a vector holds one
 // lane sum of 16 different queries. The queries of a block are packed once, lane class by lane class
 // ([l][s][i]: element 16 s + l of query i), so pass l walks elements l, l + 16, ... of 16 queries
@@ -243,13 +243,6 @@ CURATA_ALWAYS_INLINE void packed_micro(const float* qp, int64_t stride, int64_t 
         for (int v = 0; v < MV; ++v) acc[v * NR + j] += qv[v] * bj;  // fused: -ffp-contract=fast
       }
     }
-    if (rem != 0 && l >= rem) {
-      // The dot kernel's zero-padded tail adds +0 * +0 to the lanes past d: a lane sum of -0 (every
-      // product below the smallest subnormal: the fused multiply-add onto +0 rounds to -0) becomes
-      // +0 there, and must here too, or an all -0 dot keeps its sign where the dot kernel's does not.
-#pragma GCC unroll 24
-      for (int x = 0; x < A; ++x) acc[x] += V{} * 0.0f;
-    }
     for (int m = p; m & 1; m >>= 1) {
       --depth;
 #pragma GCC unroll 24
@@ -260,6 +253,14 @@ CURATA_ALWAYS_INLINE void packed_micro(const float* qp, int64_t stride, int64_t 
       for (int x = 0; x < A; ++x) stack[depth][x] = acc[x];
       ++depth;
     }
+  }
+  if (rem != 0) {
+    // The dot kernel's zero-padded tail adds +0 * +0 to the lanes past d, which turns a lane sum of
+    // -0 (every product below the smallest subnormal: a fused multiply-add onto +0 rounds to -0)
+    // into +0 there, so its dot is never -0 when d % W != 0 (x + y is -0 only when both are). Signed
+    // zeros change no other sum, so adding +0 to the finished dot gives exactly its bits.
+#pragma GCC unroll 24
+    for (int x = 0; x < A; ++x) acc[x] += V{} * 0.0f;
   }
   for (int v = 0; v < MV; ++v)
     for (int j = 0; j < NR; ++j) std::memcpy(out + j * MV * W + v * W, &acc[v * NR + j], sizeof(V));
