@@ -130,8 +130,10 @@ void row_abs_max_bits(const uint32_t* bits, int64_t rows, int64_t d, uint32_t* o
 // Cosine is scale-free, but the float32 squared norm of a row overflows once its values pass about
 // 1e19 and underflows below about 1e-19. A row needs rescaling for float32 cosine arithmetic when
 // its largest |value| (bits `top`, from row_abs_max_bits) is finite, nonzero and outside
-// [2^-50, 2^50]: multiplied by the power of two that brings that value into [0.5, 1) (exact), its
-// cosines are bit for bit those of the unscaled row wherever those did not overflow.
+// [2^-50, 2^50]: multiplied by the power of two that brings that value into [0.5, 1) (exact for
+// values down to 2^-126 times the largest; smaller ones land on the subnormal grid), its cosines
+// are bit for bit those of the unscaled row wherever those neither overflowed nor fell into the
+// subnormal range (below about 1e-38 they can differ: 0 against float32's 1e-45, for example).
 bool cosine_row_needs_scale(uint32_t top);
 // out (rows, d) = x with every row that needs it rescaled so (NaN/inf rows and zero rows copied
 // unchanged); returns the number of rescaled rows. out may equal x.
