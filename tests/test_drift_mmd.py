@@ -79,6 +79,33 @@ def test_mmd_matches_brute_force_permutations(n, m, d):
         assert (r.n_ref, r.n_cur, r.kernel, r.method) == (n, m, "rbf", "permutation")
 
 
+def _sq_dists_chunked(a, b):
+    out = np.empty((len(a), len(b)))
+    for i in range(0, len(a), 16):
+        out[i : i + 16] = ((a[i : i + 16, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return out
+
+
+@pytest.mark.parametrize("n,m,d", [(70, 61, 257), (129, 3, 300), (100, 157, 513), (130, 131, 255)])
+def test_mmd_deep_features_match_brute_force(monkeypatch, n, m, d):
+    # d > 256: the Gram tiles are summed over several feature passes, each reading the pooled rows
+    # (stored once in panels) at an offset of the feature depth, as both operands; N not a multiple
+    # of the 128-row tile, d not a multiple of the 256-feature pass. float32 and float64 input.
+    # (the reference's pairwise differences, 16 rows at a time: (N, N, d) at once would be 100+ MB)
+    monkeypatch.setitem(globals(), "sq_dists",
+                        lambda a, b: _sq_dists_chunked(np.asarray(a, np.float64), np.asarray(b, np.float64)))
+    rng = np.random.default_rng(n + m + d)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(m, d)) + 0.05
+    for dtype in (np.float64, np.float32):
+        xs, ys = x.astype(dtype), y.astype(dtype)
+        r = drift.mmd(xs, ys, bandwidth=20.0, n_permutations=7, seed=3)
+        obs, null, p = reference_mmd(xs, ys, 20.0, 7, 3)
+        close(r.statistic, obs, "statistic")
+        close(r.null_statistics, null, "null statistics")
+        assert r.pvalue == p
+
+
 def test_mmd_float32_torch_noncontiguous_and_1d():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(70, 6)).astype(np.float32)

@@ -315,6 +315,34 @@ def test_nan_class_scores_are_rejected(multi_label, cls):
         cb.postprocess(pred, multi_label=multi_label)
 
 
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 4, 5, 6, 8, 9, 80, 81])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_ties_in_every_class_row(n_classes, dtype):
+    # The per-anchor max over classes takes four class rows per pass (rows 1-4, 5-8, ...) and the
+    # rest one by one: a NaN in any row must still be found (and named), and on ties the first
+    # class wins, wherever the tied rows fall relative to the passes.
+    rng = np.random.default_rng(n_classes)
+    anchors = 37
+    for c in range(n_classes):
+        pred = np.zeros((1, 4 + n_classes, anchors), dtype)
+        pred[0, :4] = np.array([10, 10, 4, 4])[:, None]
+        pred[0, 4:] = rng.random((n_classes, anchors)) * 0.5
+        a = int(rng.integers(anchors))
+        pred[0, 4 + c, a] = np.nan
+        with pytest.raises(ValueError, match=rf"NaN at pred\[0, {4 + c}, {a}\]"):
+            cb.postprocess(pred)
+        pred[0, 4:] = 0.0
+        pred[0, 4 + c, a] = 0.9
+        for later in sorted({c + 1, c + 3, c + 4, c + 5, n_classes - 1}):
+            if later <= c or later >= n_classes:
+                continue
+            tied = pred.copy()
+            tied[0, 4 + later, a] = 0.9
+            out = cb.postprocess(tied)[0]
+            assert out.shape == (1, 6) and out[0, 5] == c and out[0, 4] == dtype(0.9)
+            assert_rows_equal([out], postprocess_ref(tied))
+
+
 def test_infinite_class_scores_are_ranked():
     pred = np.zeros((1, 6, 3), np.float64)
     pred[0, 0] = [10, 100, 200]

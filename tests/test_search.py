@@ -564,6 +564,57 @@ def test_eight_lane_outer_product_kernel_in_subprocess():
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
 
 
+def _underflowing_dots_against_twin(d):
+    """Inner products whose every product underflows below the smallest subnormal: a fused
+    multiply-add onto +0 then rounds to -0, so lane sums can be -0. The dot kernel's zero-padded
+    tail adds +0 * +0 to the lanes past d (turning -0 into +0); the outer-product kernel must give
+    the same sign of zero."""
+    from curata import _core
+
+    base = np.full((40, d), 1e-30, np.float32)
+    base[1::3] = -1e-30  # +0 dots among the -0 ones
+    queries = np.full((30, d), -1e-30, np.float32)
+    queries[::4, :: 2] = 1e-30
+    results = []
+    previous = _core._set_hand_kernels(False)
+    try:
+        for enabled in (False, True):
+            _core._set_hand_kernels(enabled)
+            out = list(search.knn(base, queries, 40, "ip"))
+            out += list(search.knn(base, queries[:12], 40, "ip"))
+            out += list(search.knn_graph(np.concatenate([base, queries]), 69, "ip"))
+            index = search.Index(d, metric="ip")
+            index.add(base)
+            out += list(index.search(queries, 40))
+            results.append(out)
+    finally:
+        _core._set_hand_kernels(previous)
+    for portable, hand in zip(*results):
+        np.testing.assert_array_equal(_bits(portable), _bits(hand))
+    batch_d, batch_i = search.knn(base, queries, 40, "ip")
+    for r in (0, 1, 29):  # one query at a time: the dot kernel
+        one_d, one_i = search.knn(base, queries[r : r + 1], 40, "ip")
+        np.testing.assert_array_equal(_bits(one_d[0]), _bits(batch_d[r]))
+        np.testing.assert_array_equal(one_i[0], batch_i[r])
+
+
+@pytest.mark.parametrize("d", [9, 17, 31, 33, 40])
+def test_outer_product_kernel_keeps_the_sign_of_underflowing_dots(d):
+    _underflowing_dots_against_twin(d)
+
+
+def test_eight_lane_underflowing_dots_in_subprocess():
+    import os
+    import subprocess
+    import sys
+
+    code = "import test_search as t\nfor d in (9, 17, 20):\n    t._underflowing_dots_against_twin(d)\n"
+    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("m", [3, 150])  # the scan path (per-thread buffers, merged) and query blocks
 def test_large_k_ties_in_index_order(m, threads):
@@ -585,6 +636,75 @@ def test_large_k_ties_in_index_order(m, threads):
             np.testing.assert_array_equal(d, np.take_along_axis(exact, order, axis=1).astype(np.float32))
     finally:
         curata.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_large_k_scan_path_split_across_threads_exact(metric):
+    # Fewer than 20 queries on a base large enough (M N D >= 2^23) for two threads: each thread keeps
+    # its own candidates for its half of the base (from k = 128 on, buffers with room for at most
+    # that half), merged at the end. Small integers: exact scores, many ties, so the result must be
+    # the reference order (score descending, index ascending) exactly, for k below and above the
+    # half and up to N.
+    rng = np.random.default_rng(7)
+    n, dim = 45_000, 64
+    base = rng.integers(-2, 3, (n, dim)).astype(np.float32)
+    base[n // 2 + 5] = base[3]  # a duplicate across the two halves
+    queries = rng.integers(-2, 3, (3, dim)).astype(np.float32)
+    queries[1] = base[n // 2 + 5]
+    b64, q64 = base.astype(np.float64), queries.astype(np.float64)
+    if metric == "ip":
+        score = q64 @ b64.T
+    else:
+        score = -((q64 * q64).sum(1)[:, None] + (b64 * b64).sum(1)[None, :] - 2 * q64 @ b64.T)
+    order = np.lexsort((np.broadcast_to(np.arange(n), score.shape), -score), axis=1)
+    previous = curata.get_num_threads()
+    try:
+        for k in (127, 128, 129, 5000, 22_499, 22_501, 30_000, n):
+            results = []
+            for threads in (2, 1):
+                curata.set_num_threads(threads)
+                results.append(search.knn(base, queries, k, metric))
+            (d2, i2), (d1, i1) = results
+            np.testing.assert_array_equal(i2, order[:, :k])
+            want = np.take_along_axis(score, order[:, :k], axis=1)
+            np.testing.assert_array_equal(d2, (want if metric == "ip" else -want).astype(np.float32))
+            np.testing.assert_array_equal(i1, i2)
+            np.testing.assert_array_equal(d1.view(np.uint32), d2.view(np.uint32))
+    finally:
+        curata.set_num_threads(previous)
+
+
+def test_large_k_few_queries_memory_stays_near_the_output():
+    # The scan path (fewer than 20 queries) splits the base across threads; from k = 128 on each
+    # thread keeps candidate buffers. A thread is offered at most its share of the base per query
+    # and the merge at most N, so with k = N the buffers must not each reserve 2k entries (that was
+    # (threads + 1) x M x 2N x 16 bytes plus threads x M x N x 12 of heap rows: 9x the output at 2
+    # threads, growing with the thread count).
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, curata
+from curata import search
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'):
+            return int(line.split()[1]) * 1024
+curata.set_num_threads(2)
+n, m = 200_000, 19
+rng = np.random.default_rng(0)
+base = rng.standard_normal((n, 4)).astype(np.float32)
+queries = rng.standard_normal((m, 4)).astype(np.float32)
+search.knn(base[:1000], queries, 500, "l2")  # warm up the allocator and the thread pool
+before = hwm()
+d, i = search.knn(base, queries, n, "l2")
+out = d.nbytes + i.nbytes
+assert np.all(np.diff(d, axis=1) >= 0)
+print((hwm() - before - out) / out)
+"""
+    ratio = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 timeout=300).stdout)
+    assert ratio < 3.5, ratio
 
 
 # ------------------------------------------------- cosine is scale-free, also beyond float32

@@ -590,18 +590,30 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     const int threads = std::max(1, std::min<int>(threads_for(work, int64_t(1) << 22),
                                                   static_cast<int>((n + nb_max - 1) / nb_max)));
     const int64_t chunk = (n + threads - 1) / threads;
-    std::vector<float> scratch_score(static_cast<size_t>(threads > 1 ? threads * m * k : 0));
+    // Buffer mode: up to 2k candidates per query and thread, plus per query for the merge. A buffer
+    // is cut only once it holds 2k, and a thread is offered at most `chunk` candidates per query
+    // (the merge at most n), so room for fewer than 2k is enough there: k near n then costs
+    // 2 x M x n candidates in all, not (threads + 1) x M x 2n. The threads' buffers go straight into
+    // the merge (no heap rows of their own).
+    const bool buffered = k >= kBufferedTopK;
+    const int64_t per_thread_query = buffered ? std::min(2 * k, chunk) : 0;
+    const int64_t per_merge_query = buffered && threads > 1 ? std::min(2 * k, n) : 0;
+    std::vector<float> scratch_score(static_cast<size_t>(threads > 1 && !buffered ? threads * m * k : 0));
     std::vector<int64_t> scratch_index(scratch_score.size());
     std::vector<TopK> all_heaps(static_cast<size_t>(threads * m));
-    // Buffer mode: 2k candidates per query and thread, plus per query for the merge.
-    const int64_t per_query = k >= kBufferedTopK ? 2 * k : 0;
-    std::vector<TopK::Candidate> pool(static_cast<size_t>((threads + (threads > 1 ? 1 : 0)) * m * per_query));
-    auto candidates = [&](int64_t slot) { return per_query ? pool.data() + slot * per_query : nullptr; };
+    std::vector<TopK::Candidate> pool(static_cast<size_t>(threads * m * per_thread_query + m * per_merge_query));
+    auto candidates = [&](int64_t slot) {
+      if (!buffered) return static_cast<TopK::Candidate*>(nullptr);
+      return slot < threads * m ? pool.data() + slot * per_thread_query
+                                : pool.data() + threads * m * per_thread_query + (slot - threads * m) * per_merge_query;
+    };
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int t = 0; t < threads; ++t) {
       TopK* heaps = all_heaps.data() + t * m;
       for (int64_t i = 0; i < m; ++i) {
-        if (threads > 1)
+        if (threads > 1 && buffered)
+          heaps[i].reset(nullptr, nullptr, k, candidates(t * m + i));  // never finished: merged from its buffer
+        else if (threads > 1)
           heaps[i].reset(scratch_score.data() + (t * m + i) * k, scratch_index.data() + (t * m + i) * k, k,
                          candidates(t * m + i));
         else
@@ -642,6 +654,10 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
       out[i].reset(distances + i * k, indices + i * k, k, candidates(threads * m + i));
       for (int t = 0; t < threads; ++t) {
         TopK& h = all_heaps[t * m + i];
+        if (h.buffer) {  // its candidates, a superset of its best k (the merge keeps the best k of all)
+          for (int64_t e = 0; e < h.size; ++e) out[i].push(h.buffer[e].score, h.buffer[e].index);
+          continue;
+        }
         h.finish();  // the thread's best, into its scratch row
         for (int64_t e = 0; e < h.size; ++e) out[i].push(h.score[e], h.index[e]);
       }
@@ -660,7 +676,8 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
     std::vector<float> tile(static_cast<size_t>(qb * nb_max));
     std::vector<float> qnorm(static_cast<size_t>(qb));
     std::vector<TopK> heaps(static_cast<size_t>(qb));
-    const int64_t per_query = k >= kBufferedTopK ? 2 * k : 0;
+    // (a query is offered at most n candidates: a buffer of n never fills up to 2k > n)
+    const int64_t per_query = k >= kBufferedTopK ? std::min(2 * k, n) : 0;
     std::vector<TopK::Candidate> pool(static_cast<size_t>(qb * per_query));
     std::vector<float> buffer(base.needs_buffer() ? static_cast<size_t>(nb_max * d) : 0);
     std::vector<float> qbuffer(base.shift ? static_cast<size_t>(qb * d) : 0);

@@ -191,9 +191,10 @@ bool use_w16() {
 //
 // The same arithmetic as dot_tile_w16, evaluated in another order. There, lane l of a dot's
 // 16-lane accumulator sums q[t] b[t] for t = l, l + 16, ... in increasing t (one fused multiply-add
-// each, from +0; the zero-padded tail adds +0 to the lanes past d, which changes nothing, since a sum
-// started at +0 is never -0 when rounding to nearest), and the 16 lane sums are added in reduce()'s
-// tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
+// each, from +0; the zero-padded tail adds +0 to the lanes past d, which changes nothing but a lane
+// sum of -0 into +0 (a fused multiply-add onto +0 of a product that underflows past the smallest
+// subnormal rounds to -0), so such a dot is never -0: this kernel adds +0 to its finished dots
+// then), and the 16 lane sums are added in reduce()'s tree ((S0 + S4) + (S2 + S6)) + ((S1 + S5) + (S3 + S7)), S_i = lane i + lane i + 8; a vector holds
 // the 16 lane sums of one dot and is reduced across its lanes at the end. Here a vector holds one
 // lane sum of 16 different queries. The queries of a block are packed once, lane class by lane class
 // ([l][s][i]: element 16 s + l of query i), so pass l walks elements l, l + 16, ... of 16 queries
@@ -252,6 +253,14 @@ CURATA_ALWAYS_INLINE void packed_micro(const float* qp, int64_t stride, int64_t 
       for (int x = 0; x < A; ++x) stack[depth][x] = acc[x];
       ++depth;
     }
+  }
+  if (rem != 0) {
+    // The dot kernel's zero-padded tail adds +0 * +0 to the lanes past d, which turns a lane sum of
+    // -0 (every product below the smallest subnormal: a fused multiply-add onto +0 rounds to -0)
+    // into +0 there, so its dot is never -0 when d % W != 0 (x + y is -0 only when both are). Signed
+    // zeros change no other sum, so adding +0 to the finished dot gives exactly its bits.
+#pragma GCC unroll 24
+    for (int x = 0; x < A; ++x) acc[x] += V{} * 0.0f;
   }
   for (int v = 0; v < MV; ++v)
     for (int j = 0; j < NR; ++j) std::memcpy(out + j * MV * W + v * W, &acc[v * NR + j], sizeof(V));
@@ -328,8 +337,12 @@ void self_dots(const float* X, int64_t rows, int64_t d, float* out, const float*
 
 int packed_lanes_for(int64_t rows) {
 #if defined(CURATA_KNN_W16)
-  static const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const int lanes = use_w16() ? 16 : avx2_fma ? 8 : 0;
+  // The 8-lane kernel is compiled for x86-64-v3 and must only run where dot_tile_w8's clone
+  // resolver also picks its x86-64-v3 (fused) copy: that resolver tests the whole ISA level, not
+  // just AVX2 and FMA (a CPU or VM reporting those without, say, MOVBE or BMI2 gets the baseline,
+  // unfused copy, whose bits differ, and could fault on the v3 code).
+  static const bool v3 = __builtin_cpu_supports("x86-64-v3");
+  const int lanes = use_w16() ? 16 : v3 ? 8 : 0;
   if (lanes == 0 || rows <= 0 || !simd::hand_kernels()) return 0;
   const int64_t stride = (rows + lanes - 1) / lanes * lanes;
   return 3 * rows >= 2 * stride ? lanes : 0;

@@ -314,9 +314,12 @@ def cosine_safe_rows(a: np.ndarray) -> np.ndarray:
     The squared norm of a float32 row overflows to infinity once its values pass about 1e19 and
     underflows to 0 below about 1e-19, which turned such rows into "similarity -inf" or "zero
     vector" rows. Cosine does not depend on a row's scale, so rows whose largest ``|value|`` lies
-    outside ``[2**-50, 2**50]`` are multiplied by a power of two that brings it into [0.5, 1): exact,
-    and every float32 product, sum, norm and quotient of the cosine scales by the same power of
-    two, so the cosines are bit for bit those of the unscaled rows wherever those did not overflow.
+    outside ``[2**-50, 2**50]`` are multiplied by a power of two that brings it into [0.5, 1): exact
+    for every value down to 2**-126 times the row's largest (smaller ones land on the subnormal grid
+    and may round), and every float32 product, sum, norm and quotient of the cosine scales by the
+    same power of two, so the cosines are bit for bit those of the unscaled rows wherever those
+    neither overflowed nor fell into the subnormal range (below about 1e-38: there, for example,
+    ``[2**60, 3 * 2**-91]`` against ``[0, 1]`` gives 0 rescaled where float32 gives 1e-45).
     ``a`` itself is never modified (the rows are rescaled in a copy, made only when a row needs
     it). NaN/inf rows are left as they are for the caller's finiteness check. The rule and the
     rescaling are the C++ core's (``curata::search::cosine_row_needs_scale``), which

@@ -138,11 +138,13 @@ def knn(base: Any, queries: Any, k: int, metric: str = "ip") -> tuple[Any, Any]:
     Time O(M N D) multiply-adds on ``curata.get_num_threads()`` threads. Peak memory beyond
     inputs and outputs: the float32 copies of converted inputs, N floats of base norms
     (``"l2"``/``"cosine"``), and per thread a fixed 96 x 512 float tile and the block's queries
-    packed for the kernel (96 x D floats, D rounded up to 16); with fewer than 20 queries,
-    additionally threads x M x k candidates (12 bytes each); from k = 128 on, the candidates of a
-    query are kept in a buffer of 2k (16 bytes each: per thread 96 x 2k, or with fewer than 20
-    queries (threads + 1) x M x 2k) that is cut back to the best k when full (O(1) amortised per
-    candidate instead of a heap's O(log k)). Never an N x M matrix.
+    packed for the kernel (96 x D floats, D rounded up to 16); with fewer than 20 queries and
+    k < 128, additionally threads x M x k candidates (12 bytes each). From k = 128 on, the
+    candidates of a query are kept in a buffer of up to 2k (16 bytes each) that is cut back to the
+    best k when full (O(1) amortised per candidate instead of a heap's O(log k)): per thread 96
+    buffers of min(2k, N); with fewer than 20 queries, which split the base across threads, per
+    thread M buffers of min(2k, N / threads) plus M of min(2k, N) for the merge (at most
+    2 x M x N candidates in all). Never an N x M matrix.
     Results do not depend on the thread count or on how queries are batched.
 
     GPU input (torch CUDA tensors, CuPy arrays; either argument) runs on that GPU through

@@ -15,7 +15,9 @@
 // block (kQueryBlock x d floats, d rounded up to 16; shifted L2: plus one staged base block of
 // about 128 KiB and one staged query block); the small-batch
 // scan path (fewer than kScanMaxQueries queries) keeps per thread and query a candidate heap of k
-// entries (threads x queries x k x 12 bytes) that is merged at the end.
+// entries (threads x queries x k x 12 bytes) that is merged at the end. From k = 128 on, buffers of
+// up to 2k candidates (16 bytes each) replace the heaps: per thread kQueryBlock of min(2k, n) each;
+// scan path: per thread and query min(2k, n / threads), plus min(2k, n) per query for the merge.
 #pragma once
 
 #include <cstdint>
@@ -128,8 +130,10 @@ void row_abs_max_bits(const uint32_t* bits, int64_t rows, int64_t d, uint32_t* o
 // Cosine is scale-free, but the float32 squared norm of a row overflows once its values pass about
 // 1e19 and underflows below about 1e-19. A row needs rescaling for float32 cosine arithmetic when
 // its largest |value| (bits `top`, from row_abs_max_bits) is finite, nonzero and outside
-// [2^-50, 2^50]: multiplied by the power of two that brings that value into [0.5, 1) (exact), its
-// cosines are bit for bit those of the unscaled row wherever those did not overflow.
+// [2^-50, 2^50]: multiplied by the power of two that brings that value into [0.5, 1) (exact for
+// values down to 2^-126 times the largest; smaller ones land on the subnormal grid), its cosines
+// are bit for bit those of the unscaled row wherever those neither overflowed nor fell into the
+// subnormal range (below about 1e-38 they can differ: 0 against float32's 1e-45, for example).
 bool cosine_row_needs_scale(uint32_t top);
 // out (rows, d) = x with every row that needs it rescaled so (NaN/inf rows and zero rows copied
 // unchanged); returns the number of rescaled rows. out may equal x.
