@@ -494,11 +494,38 @@ def _bits(a):
     return a.view(np.uint32) if a.dtype == np.float32 else a
 
 
+def _same_bits_with_and_without_hand_kernels(run):
+    """run() -> list of arrays, called with the hand-written kernels off, then on: same bits."""
+    from curata import _core
+
+    results = []
+    previous = _core._set_hand_kernels(False)
+    try:
+        for enabled in (False, True):
+            _core._set_hand_kernels(enabled)
+            results.append(run())
+    finally:
+        _core._set_hand_kernels(previous)
+    for portable, hand in zip(*results):
+        np.testing.assert_array_equal(_bits(portable), _bits(hand))
+
+
+def _in_eight_lane_subprocess(code):
+    """Runs `code` (which may `import test_search`) with CURATA_KNN_NO_AVX512=1: the 8-lane
+    kernels that CPUs with AVX2 but no AVX-512 run."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
+
+
 def _outer_product_against_twin(d):
     """Every search path that serves blocks of >= 11 queries, with the hand-written kernels on and
     off; asserts the same bits, and that a query's results do not depend on its batch."""
-    from curata import _core
-
     rng = np.random.default_rng(d)
     base = rng.standard_normal((900, d)).astype(np.float32)
     base[5] = 0.0
@@ -510,29 +537,24 @@ def _outer_product_against_twin(d):
     queries[8] = base[7]
     nonzero = base.copy()  # the cosine Index refuses zero vectors
     nonzero[5:8] = 1.0
-    results = []
-    previous = _core._set_hand_kernels(False)
-    try:
-        for enabled in (False, True):
-            _core._set_hand_kernels(enabled)
-            out = []
-            for m in (151, 14):  # far from the origin: L2 shifts the rows before the dots
-                out += search.knn(base + 300.0, queries[:m] + 300.0, 9, "l2")
-            for metric in METRICS:
-                for m in (151, 33, 21, 14):
-                    out += search.knn(base, queries[:m], 9, metric)
-                out += search.knn_graph(base, 6, metric)
-                radius = d * 1.0 if metric == "l2" else 0.3
-                for dtype in ("float32", "float16"):
-                    index = search.Index(d, metric=metric, dtype=dtype)
-                    index.add(nonzero)
-                    out += index.search(queries, 5)
-                    out += index.range_search(queries, radius)
-            results.append(out)
-    finally:
-        _core._set_hand_kernels(previous)
-    for portable, hand in zip(*results):
-        np.testing.assert_array_equal(_bits(portable), _bits(hand))
+
+    def run():
+        out = []
+        for m in (151, 14):  # far from the origin: L2 shifts the rows before the dots
+            out += search.knn(base + 300.0, queries[:m] + 300.0, 9, "l2")
+        for metric in METRICS:
+            for m in (151, 33, 21, 14):
+                out += search.knn(base, queries[:m], 9, metric)
+            out += search.knn_graph(base, 6, metric)
+            radius = d * 1.0 if metric == "l2" else 0.3
+            for dtype in ("float32", "float16"):
+                index = search.Index(d, metric=metric, dtype=dtype)
+                index.add(nonzero)
+                out += index.search(queries, 5)
+                out += index.range_search(queries, radius)
+        return out
+
+    _same_bits_with_and_without_hand_kernels(run)
     for metric in METRICS:  # one query at a time (the scan kernel) gives the bits of the batch
         batch_d, batch_i = search.knn(base, queries, 9, metric)
         for r in (0, 3, 4, 8, 150):
@@ -552,16 +574,7 @@ def test_outer_product_kernel_equals_its_portable_twin(d):
 
 
 def test_eight_lane_outer_product_kernel_in_subprocess():
-    # CPUs with AVX2 but no AVX-512 run the 8-lane kernels; CURATA_KNN_NO_AVX512=1 selects them here.
-    import os
-    import subprocess
-    import sys
-
-    code = "import test_search as t\nfor d in (3, 8, 9, 40, 131):\n    t._outer_product_against_twin(d)\n"
-    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
-    here = os.path.dirname(os.path.abspath(__file__))
-    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
+    _in_eight_lane_subprocess("import test_search as t\nfor d in (3, 8, 9, 40, 131):\n    t._outer_product_against_twin(d)\n")
 
 
 def _underflowing_dots_against_twin(d):
@@ -569,28 +582,21 @@ def _underflowing_dots_against_twin(d):
     multiply-add onto +0 then rounds to -0, so lane sums can be -0. The dot kernel's zero-padded
     tail adds +0 * +0 to the lanes past d (turning -0 into +0); the outer-product kernel must give
     the same sign of zero."""
-    from curata import _core
-
     base = np.full((40, d), 1e-30, np.float32)
     base[1::3] = -1e-30  # +0 dots among the -0 ones
     queries = np.full((30, d), -1e-30, np.float32)
     queries[::4, :: 2] = 1e-30
-    results = []
-    previous = _core._set_hand_kernels(False)
-    try:
-        for enabled in (False, True):
-            _core._set_hand_kernels(enabled)
-            out = list(search.knn(base, queries, 40, "ip"))
-            out += list(search.knn(base, queries[:12], 40, "ip"))
-            out += list(search.knn_graph(np.concatenate([base, queries]), 69, "ip"))
-            index = search.Index(d, metric="ip")
-            index.add(base)
-            out += list(index.search(queries, 40))
-            results.append(out)
-    finally:
-        _core._set_hand_kernels(previous)
-    for portable, hand in zip(*results):
-        np.testing.assert_array_equal(_bits(portable), _bits(hand))
+
+    def run():
+        out = list(search.knn(base, queries, 40, "ip"))
+        out += list(search.knn(base, queries[:12], 40, "ip"))
+        out += list(search.knn_graph(np.concatenate([base, queries]), 69, "ip"))
+        index = search.Index(d, metric="ip")
+        index.add(base)
+        out += list(index.search(queries, 40))
+        return out
+
+    _same_bits_with_and_without_hand_kernels(run)
     batch_d, batch_i = search.knn(base, queries, 40, "ip")
     for r in (0, 1, 29):  # one query at a time: the dot kernel
         one_d, one_i = search.knn(base, queries[r : r + 1], 40, "ip")
@@ -604,15 +610,7 @@ def test_outer_product_kernel_keeps_the_sign_of_underflowing_dots(d):
 
 
 def test_eight_lane_underflowing_dots_in_subprocess():
-    import os
-    import subprocess
-    import sys
-
-    code = "import test_search as t\nfor d in (9, 17, 20):\n    t._underflowing_dots_against_twin(d)\n"
-    env = dict(os.environ, CURATA_KNN_NO_AVX512="1")
-    here = os.path.dirname(os.path.abspath(__file__))
-    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300, cwd=here)
+    _in_eight_lane_subprocess("import test_search as t\nfor d in (9, 17, 20):\n    t._underflowing_dots_against_twin(d)\n")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
