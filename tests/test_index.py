@@ -336,6 +336,40 @@ def test_flagged_rows_and_readded_ids(rng, increasing):
     np.testing.assert_array_equal(got, ids[np.isin(ids, index.ids)][ki])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_removed_rows_do_not_move_the_l2_centre(rng, dtype):
+    # Far from the origin, "l2" shifts rows by a centre sampled from the base. An Index with
+    # removed rows samples it among its live rows, at the live ranks a compacted table would use,
+    # so its results are the bits of a search over the live rows alone (before, the removed rows
+    # took part in the sample and the last bits could differ).
+    # The centre is rounded to a grid of a quarter of the spread (0.5 here): live rows around 500.2
+    # (or 50.2) round to 500 (50), while the rows to remove sit 1 higher and would pull the mean of
+    # a sample over all rows past 500.25 (50.25). 10 % removed: below the Index's compaction point
+    # (1/8), so the search runs with removed flags.
+    centre = 500.2 if dtype == "float32" else 50.2
+    gone = np.sort(rng.choice(3000, 300, replace=False))
+    x = rng.standard_normal((3000, 24)) * 2 + centre
+    x[gone] += 1.0
+    x = x.astype(dtype).astype(np.float32)
+    ids = np.arange(3000, dtype=np.int64) * 7
+    index = search.Index(24, metric="l2", dtype=dtype)
+    index.add(x, ids=ids)
+    index.remove(ids[gone])
+    assert index._n_removed == 300  # (not compacted: the flags are what is tested)
+    live = np.setdiff1d(np.arange(3000), gone)
+    q = (rng.standard_normal((40, 24)) * 2 + centre).astype(np.float32)
+    d, got_ids = index.search(q, 8)
+    if dtype == "float32":
+        want_d, want_i = search.knn(x[live], q, 8, "l2")
+    else:
+        fresh = search.Index(24, metric="l2", dtype=dtype)
+        fresh.add(x[live], ids=ids[live])
+        want_d, want_ids = fresh.search(q, 8)
+        want_i = np.searchsorted(ids[live], want_ids)
+    np.testing.assert_array_equal(got_ids, ids[live][want_i])
+    np.testing.assert_array_equal(d.view(np.uint32), want_d.view(np.uint32))
+
+
 def test_many_removed_copies_of_an_id(rng):
     # without compaction an id can own several removed rows; lookups must find its one live row
     index = Index(2, "l2")

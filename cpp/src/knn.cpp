@@ -252,18 +252,41 @@ struct BaseRows {
 // on coarse grids (small integers) exact after the shift. No shift (empty) unless |mean|^2 exceeds
 // 4x the mean squared distance of the sample to its mean.
 // Non-finite samples: no shift (the search then reports the bad rows as before).
+// removed (optional): the sample is taken among the live rows only, at the same live ranks as in
+// the table with the removed rows deleted, so an Index with removed rows shifts (and so rounds)
+// exactly as a search over its live rows alone.
 constexpr int64_t kShiftSample = 1024;
 
-std::vector<float> l2_shift(const BaseRows& base, int64_t n, int64_t d) {
+// Positions of the shift sample: live ranks floor(t live / s), t < s = min(live, kShiftSample).
+std::vector<int64_t> shift_sample_rows(int64_t n, const uint8_t* removed) {
+  int64_t live = n;
+  if (removed)
+    for (int64_t i = 0; i < n; ++i) live -= removed[i] != 0;
+  const int64_t s = std::min(live, kShiftSample);
+  std::vector<int64_t> rows(static_cast<size_t>(std::max<int64_t>(s, 0)));
+  int64_t i = -1, rank = -1;  // position and live rank of the last live row passed
+  for (int64_t t = 0; t < s; ++t) {
+    const int64_t want = t * (live / s) + (t * (live % s)) / s;  // floor(t live / s) without overflow
+    if (!removed) {
+      rows[static_cast<size_t>(t)] = want;
+      continue;
+    }
+    while (rank < want) rank += removed[++i] == 0;
+    rows[static_cast<size_t>(t)] = i;
+  }
+  return rows;
+}
+
+std::vector<float> l2_shift(const BaseRows& base, int64_t n, int64_t d, const uint8_t* removed) {
   std::vector<float> mu;
-  const int64_t s = std::min(n, kShiftSample);
+  const std::vector<int64_t> sample = shift_sample_rows(n, removed);
+  const int64_t s = static_cast<int64_t>(sample.size());
   if (s < 2) return mu;
   // One pass, per-coordinate float64 sums (vectorisable); sum of squares minus s mean^2 loses
   // only ~1e-16 |mean|^2 / spread relatively, far below what the factor-4 rule below can notice.
   std::vector<double> mean(static_cast<size_t>(d), 0.0), square(static_cast<size_t>(d), 0.0);
   std::vector<float> row(static_cast<size_t>(d));
-  for (int64_t t = 0; t < s; ++t) {
-    const int64_t i = t * (n / s) + (t * (n % s)) / s;  // floor(t n / s) without overflow
+  for (const int64_t i : sample) {
     const float* r = base.f32 ? base.f32 + i * d : row.data();
     if (!base.f32) half_to_float(base.f16 + i * d, d, row.data(), true);
     for (int64_t j = 0; j < d; ++j) {
@@ -526,7 +549,7 @@ KnnStatus knn_any(const BaseRows& base, int64_t n, const float* queries, int64_t
   KnnStatus status;
   std::atomic<bool> saw_nonfinite{m == 0};  // no dot products: check the base directly
   if (m > 0) {
-    const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d) : std::vector<float>();
+    const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d, removed) : std::vector<float>();
     BaseRows shifted = base;
     shifted.shift = mu.empty() ? nullptr : mu.data();
     if (graph_block_rows > 0 && exclude_self)
@@ -910,7 +933,7 @@ RangeResult range_any(const BaseRows& base, int64_t n, const float* queries, int
   std::vector<Hits> hits;
   int64_t chunks = 1;
   std::atomic<bool> saw_nonfinite{false};
-  const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d) : std::vector<float>();
+  const std::vector<float> mu = metric == Metric::L2 ? l2_shift(base, n, d, removed) : std::vector<float>();
   BaseRows shifted = base;
   shifted.shift = mu.empty() ? nullptr : mu.data();
   range_all(shifted, n, queries, m, d, radius, metric, removed, hits, chunks, saw_nonfinite);
