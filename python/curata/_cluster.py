@@ -236,6 +236,16 @@ class KMeansResult:
     n_iter: int
 
 
+def _sqdist_rows(x: np.ndarray, sq: np.ndarray, cen: np.ndarray) -> np.ndarray:
+    """Squared distances (m, N) float64 of the m centres ``cen`` to every row, clamped at 0."""
+    c64 = cen.astype(np.float64)
+    g = (cen.astype(x.dtype) @ x.T).astype(np.float64)
+    g *= -2.0
+    g += sq[None, :]
+    g += np.einsum("ij,ij->i", c64, c64)[:, None]
+    return np.maximum(g, 0.0, out=g)
+
+
 def _sqdist_to(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Squared distances (N,) float64 of every row to one centre, clamped at 0."""
     d = sq - 2.0 * (x @ c).astype(np.float64) + float(np.dot(c.astype(np.float64), c))
@@ -343,17 +353,15 @@ def _init_pp(a: np.ndarray, sq: np.ndarray, k: int, seed: int) -> np.ndarray:
             best = np.minimum(d2, _sqdist_to(a, sq, a[i]))
         else:
             cands = np.minimum(np.searchsorted(cum, u * total, side="right"), N - 1)
-            best = None
-            best_pot = np.inf
-            i = -1
-            for c in cands:  # greedy: keep the trial that lowers the potential most
-                c = int(c)
-                if d2[c] == 0.0:  # rounding landed on a zero-weight row: lowest positive one
-                    c = int(np.argmax(d2 > 0.0))
-                nd = np.minimum(d2, _sqdist_to(a, sq, a[c]))
-                pot = float(nd.sum())
-                if pot < best_pot or (pot == best_pot and c < i):
-                    best, best_pot, i = nd, pot, c
+            zero = d2[cands] == 0.0
+            if zero.any():  # rounding landed on a zero-weight row: the lowest positive one
+                cands[zero] = int(np.argmax(d2 > 0.0))
+            # All trials against every row in one pass over `a` (one GEMM, not one matrix-vector
+            # product per trial); each row of nd is contiguous, so its sum is numpy's pairwise one.
+            nd = np.minimum(d2[None, :], _sqdist_rows(a, sq, a[cands]))
+            pots = nd.sum(axis=1)
+            t = min(range(trials), key=lambda t: (pots[t], cands[t]))  # greedy: lowest potential
+            best, i = nd[t], int(cands[t])
         idx[j] = i
         used[i] = True
         d2 = best
