@@ -395,8 +395,8 @@ def kmeans_plus_plus_init(x: Any, k: int, seed: int = 0) -> Any:
 
     Notes
     -----
-    O(k * log k * N * D) time (one matrix-vector product per candidate), O(N) extra memory.
-    On a GPU: one (N, D) x (D, t) GEMM per pick, O(N t) extra memory.
+    O(k * log k * N * D) time: one (t, D) x (D, N) GEMM per pick for its t = 2 + ln k candidates
+    (one pass over ``x``), O(N t) extra memory (float64 distances); the same on a GPU.
     """
     if _array.torch_device_path(x):
         from . import _kmeans_device  # noqa: PLC0415
