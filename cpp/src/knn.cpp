@@ -46,7 +46,6 @@ namespace curata {
 namespace search {
 namespace {
 
-using kernels::dot_tile;
 using kernels::dot_tile_any;
 using kernels::kScanNR;
 using kernels::pack_rows;
@@ -660,10 +659,7 @@ void search_all(const BaseRows& base, int64_t n, const float* queries, int64_t m
         if (norms_per_block) {
           query_norms(norm_problem, rows, nb, base_norm.data() + b0, mu, watch);
         }
-        if (lanes > 0)
-          dot_tile_any(&packed, Q, m, rows, nb, d, tile.data(), nb_max);
-        else
-          dot_tile(Q, m, rows, nb, d, tile.data(), nb_max, mu);
+        dot_tile_any(lanes > 0 ? &packed : nullptr, Q, m, rows, nb, d, tile.data(), nb_max, mu);
         if (consume_tile(p, 0, m, b0, nb, tile.data(), nb_max, qnorm.data(), heaps))
           saw_nonfinite.store(true, std::memory_order_relaxed);
       }
@@ -834,7 +830,7 @@ void search_graph(const BaseRows& base, int64_t n, int64_t d, int64_t k, Metric 
         const int64_t j0 = J * S, nj = std::min(S, n - j0);
         const float* rows_j = J == I ? rows_i : base.block(j0, nj, col_buffer.data());
         float* tile = slot(J);
-        dot_tile_any(use_packed ? &packed : nullptr, rows_i, mi, rows_j, nj, d, tile, S,
+        dot_tile_any(use_packed ? &packed : nullptr, rows_i, mi, rows_j, nj, d, tile, S, nullptr,
                      J == I ? nullptr : tile + S * S);
         computed = J + 1;
         apply(I);  // whatever may be applied already, without waiting
@@ -900,10 +896,7 @@ void range_all(const BaseRows& base, int64_t n, const float* queries, int64_t m,
         const int64_t nb = std::min(nb_max, r1 - b0);
         const float* mu;
         const float* rows = base.block(b0, nb, buffer.data(), m < kScanMaxQueries, &mu);
-        if (use_packed)
-          dot_tile_any(&packed, Q, mq, rows, nb, d, tile.data(), nb_max);
-        else
-          dot_tile(Q, mq, rows, nb, d, tile.data(), nb_max, mu);
+        dot_tile_any(use_packed ? &packed : nullptr, Q, mq, rows, nb, d, tile.data(), nb_max, mu);
         for (int64_t i = 0; i < mq; ++i) {
           float* row = tile.data() + i * nb_max;
           for (int64_t j = 0; j < nb; ++j) bad |= !(std::fabs(row[j]) <= max_float);

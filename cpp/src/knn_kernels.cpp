@@ -372,16 +372,16 @@ void pack_rows(const float* X, int64_t rows, int64_t d, int lanes, PackedRows& P
 }
 
 void dot_tile_any(const PackedRows* P, const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile,
-                  int64_t ldt, float* tile_t) {
+                  int64_t ldt, const float* mu, float* tile_t) {
 #if defined(CURATA_KNN_W16)
-  if (P && P->rows == mq && P->d == d && mq > 0) {
+  if (P && !mu && P->rows == mq && P->d == d && mq > 0) {
     if (P->lanes == 16) return dot_tile_packed_w16(*P, B, nb, tile, ldt, tile_t);
     if (P->lanes == 8) return dot_tile_packed_w8(*P, B, nb, tile, ldt, tile_t);
   }
 #else
   (void)P;
 #endif
-  dot_tile(Q, mq, B, nb, d, tile, ldt, nullptr, tile_t);
+  dot_tile(Q, mq, B, nb, d, tile, ldt, mu, tile_t);
 }
 
 }  // namespace kernels

@@ -50,10 +50,11 @@ int packed_lanes_for(int64_t rows);
 // Packs rows X (rows, d) for the outer-product kernel with `lanes` lanes into P (reusing its memory).
 void pack_rows(const float* X, int64_t rows, int64_t d, int lanes, PackedRows& P);
 
-// dot_tile of Q (mq rows, no shift) through the outer-product kernel when P holds Q packed
-// (pack_rows with packed_lanes_for(mq) lanes), else through the dot-product kernel.
+// dot_tile (same arguments) through the outer-product kernel when P holds Q packed (pack_rows with
+// packed_lanes_for(mq) lanes) and no shift mu is asked for (that kernel subtracts none), else
+// through the dot-product kernel. The same bits either way.
 void dot_tile_any(const PackedRows* P, const float* Q, int64_t mq, const float* B, int64_t nb, int64_t d, float* tile,
-                  int64_t ldt, float* tile_t = nullptr);
+                  int64_t ldt, const float* mu = nullptr, float* tile_t = nullptr);
 
 }  // namespace kernels
 }  // namespace search

@@ -246,12 +246,6 @@ def _sqdist_rows(x: np.ndarray, sq: np.ndarray, cen: np.ndarray) -> np.ndarray:
     return np.maximum(g, 0.0, out=g)
 
 
-def _sqdist_to(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Squared distances (N,) float64 of every row to one centre, clamped at 0."""
-    d = sq - 2.0 * (x @ c).astype(np.float64) + float(np.dot(c.astype(np.float64), c))
-    return np.maximum(d, 0.0)
-
-
 def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(labels (N,) int64, squared distance to the assigned centroid (N,) float64), blockwise.
 
@@ -340,7 +334,7 @@ def _init_pp(a: np.ndarray, sq: np.ndarray, k: int, seed: int) -> np.ndarray:
     trials = 2 + int(np.log(k))
     idx = np.empty(k, dtype=np.int64)
     idx[0] = int(rng.integers(N))
-    d2 = _sqdist_to(a, sq, a[idx[0]])
+    d2 = _sqdist_rows(a, sq, a[idx[0] : idx[0] + 1])[0]
     d2[idx[0]] = 0.0
     used = np.zeros(N, dtype=bool)
     used[idx[0]] = True
@@ -350,7 +344,7 @@ def _init_pp(a: np.ndarray, sq: np.ndarray, k: int, seed: int) -> np.ndarray:
         u = rng.random(trials)
         if not total > 0:  # fewer distinct points than k: duplicate centres, lowest unused index
             i = int(np.argmin(used))
-            best = np.minimum(d2, _sqdist_to(a, sq, a[i]))
+            best = np.minimum(d2, _sqdist_rows(a, sq, a[i : i + 1])[0])
         else:
             cands = np.minimum(np.searchsorted(cum, u * total, side="right"), N - 1)
             zero = d2[cands] == 0.0
