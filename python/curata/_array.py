@@ -349,7 +349,6 @@ def power_of_two_scale(a: Any) -> float:
     return float(np.ldexp(1.0, -int(np.frexp(largest)[1])))
 
 
-
 # Native float32 / float16 and the unsigned integers of their bit patterns.
 _FLOAT_BITS = {np.dtype(np.float32): np.uint32, np.dtype(np.float16): np.uint16}
 

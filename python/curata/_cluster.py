@@ -239,7 +239,7 @@ class KMeansResult:
 def _sqdist_rows(x: np.ndarray, sq: np.ndarray, cen: np.ndarray) -> np.ndarray:
     """Squared distances (m, N) float64 of the m centres ``cen`` to every row, clamped at 0."""
     c64 = cen.astype(np.float64)
-    g = (cen.astype(x.dtype) @ x.T).astype(np.float64)
+    g = (cen.astype(x.dtype, copy=False) @ x.T).astype(np.float64)
     g *= -2.0
     g += sq[None, :]
     g += np.einsum("ij,ij->i", c64, c64)[:, None]

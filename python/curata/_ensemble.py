@@ -302,9 +302,9 @@ def soft_nms(
 
     The same boxes, order and scores as ensemble-boxes' soft-NMS (``cpu_soft_nms_float``) for
     boxes in [0, 1] of positive area and distinct scores (on equal scores ensemble-boxes picks by
-    position in an array its own swaps reorder, so order and kept set may differ there). Repeatedly the remaining box of highest current score is
-    selected (equal scores: lower index) and every other remaining box of its group is decayed by
-    its IoU with it:
+    position in an array its own swaps reorder, so order and kept set may differ there).
+    Repeatedly the remaining box of highest current score is selected (equal scores: lower index)
+    and every other remaining box of its group is decayed by its IoU with it:
 
     - ``"linear"``: ``score *= 1 - iou`` when ``iou > iou_threshold``, else unchanged;
     - ``"gaussian"``: ``score *= exp(-iou² / sigma)`` (``iou_threshold`` is not used).
