@@ -1,5 +1,5 @@
 # curata — two commands on a fresh machine:
-#   make demo   create .venv, build, run the post-processing demo on generated data
+#   make demo   create .venv, build, run the data-loop demo (post-processing, curation, drift, next batch to label) on generated data
 #   make test   create .venv, build, run the whole test suite
 # Other targets: build, bench SUITE=boxes|ensemble|coco|drift|search|curation [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
 
