@@ -343,6 +343,19 @@ def test_custom_iou_thresholds_area_ranges_and_max_dets():
     assert r.stats[4] == -1  # no "medium" label
 
 
+def test_absent_area_label_with_repeated_max_det_reads_minus_one():
+    # max_dets (10, 100, 100) selects two max_det columns and an absent label none: numpy cannot
+    # pair 0 area indices with 2 max_det indices (pycocotools' summarize raises IndexError there).
+    # The documented -1 for an absent label holds; the other stats are those of the full run.
+    gt, dt = random_dataset(14)
+    r = coco_eval(gt, dt, max_dets=(10, 100, 100), area_ranges={"all": (0.0, 1e10), "small": (0.0, 1024.0)})
+    full, _ = check(gt, dt, max_dets=(10, 100, 100))
+    assert r.stats[4] == -1 and r.stats[5] == -1 and r.stats[10] == -1 and r.stats[11] == -1
+    keep = [0, 1, 2, 3, 6, 7, 8, 9]
+    np.testing.assert_array_equal(r.stats[keep], full.stats[keep])
+    assert "area=medium | maxDets=100 ] = -1.000" in r.summary()
+
+
 def test_repeated_image_and_category_entries_count_once():
     gt, dt = random_dataset(19)
     gt["images"] = gt["images"] + gt["images"][:3]

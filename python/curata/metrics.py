@@ -338,7 +338,11 @@ def _summarize(precision, recall, iou_thresholds, labels, max_dets) -> tuple[np.
         s = precision if ap else recall
         if iou is not None:
             s = s[np.where(iou == iou_thresholds)[0]]
-        s = s[:, :, :, a_idx, m_idx] if ap else s[:, :, a_idx, m_idx]
+        # pycocotools indexes s[..., a_idx, m_idx], pairing the two lists; with one area label
+        # that is every selected max_det of it. Selecting the axes one after the other gives the
+        # same entries and, when the label is absent while max_dets repeats the value (two
+        # indices), an empty selection (-1) instead of numpy's broadcast IndexError.
+        s = s[..., a_idx, :][..., m_idx]
         value = _mean_defined(s)
         iou_text = f"{iou_thresholds[0]:0.2f}:{iou_thresholds[-1]:0.2f}" if iou is None else f"{iou:0.2f}"
         title = "Average Precision" if ap else "Average Recall"
