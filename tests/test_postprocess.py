@@ -131,6 +131,35 @@ def test_conf_threshold_is_strict_and_compared_in_pred_dtype():
     assert len(cb.postprocess(pred64, conf_threshold=0.1)[0]) == 4
 
 
+@pytest.mark.parametrize("small", ["float16", "bfloat16"])
+def test_conf_threshold_is_rounded_to_float16_and_bfloat16_pred(small):
+    # A half-precision head (Ultralytics' half=True) compares `score > conf` in half precision:
+    # torch rounds the Python float to the tensor's dtype. A threshold just below a representable
+    # score rounds up to it there, so that score is no candidate; rounding the threshold to float32
+    # instead (the compute dtype) kept it.
+    dtype = getattr(torch, small)
+    levels = torch.tensor([0.0999755859375, 0.25, 0.5, 0.75, 0.90625], dtype=dtype)
+    pred = torch.zeros((1, 6, 5), dtype=dtype)
+    pred[0, 0] = torch.tensor([10.0, 40.0, 70.0, 100.0, 130.0], dtype=dtype)
+    pred[0, 1:4] = 8
+    pred[0, 4] = levels
+    pred[0, 5] = levels.flip(0) * 0.5
+    for level in levels.float().tolist():
+        for conf in (np.nextafter(level, 0.0), level - 1e-7, level - 1e-4, level, level + 1e-7, np.nextafter(level, 1.0)):
+            conf = float(min(max(conf, 0.0), 1.0))
+            for multi_label in (False, True):
+                scores = pred[0, 4:]
+                # Ultralytics: best score per anchor > conf, or every class score > conf (multi_label),
+                # compared by torch in the pred dtype.
+                want = int((scores > conf).sum()) if multi_label else int((scores.amax(0) > conf).sum())
+                for x in (pred, pred.float().numpy().astype(np.float16) if small == "float16" else pred):
+                    got = cb.postprocess(x, conf_threshold=conf, iou_threshold=1.0, multi_label=multi_label)[0]
+                    assert len(got) == want, (small, level, conf, multi_label)
+                    dets, counts = cb.postprocess(x, conf_threshold=conf, iou_threshold=1.0, multi_label=multi_label,
+                                                  padded=True)
+                    assert int(counts[0]) == want
+
+
 def test_iou_exactly_at_threshold_is_kept():
     # Same class, [0,0,1,1] vs [0,0,1,2] (cxcywh below): IoU exactly 0.5.
     pred = np.zeros((1, 5, 2), np.float32)
