@@ -331,7 +331,9 @@ def soft_nms(
     Returns
     -------
     indices : int64 array (K,)
-        Indices into the input, by descending decayed score, equal scores by lower index; with
+        Indices into the input in selection order: by descending decayed score, equal scores by
+        lower index (a negative score rises toward 0 when decayed, so with a negative
+        ``score_threshold`` a later selection may score higher than an earlier one); with
         ``image_ids`` grouped by ascending image id first.
     scores : array (K,)
         The decayed scores of those boxes, in the scores' dtype. The inputs are not modified.
