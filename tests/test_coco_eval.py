@@ -307,6 +307,38 @@ def test_missing_iscrowd_defaults_to_zero():
     assert_same(result, ev, text)
 
 
+def test_integral_float_ids_and_flags_are_read_as_integers():
+    # JSON written by tools that store every number as a float: pycocotools evaluates it (its ids
+    # are dict keys, 1.0 == 1) and the table form of dt accepts such floats; the dict form did not.
+    gt, dt = random_dataset(15, first_ann_id=0)
+    gt_f, dt_f = copy.deepcopy(gt), copy.deepcopy(dt)
+    for im in gt_f["images"]:
+        im["id"] = float(im["id"])
+    for c in gt_f["categories"]:
+        c["id"] = np.float32(c["id"])
+    for a in gt_f["annotations"]:
+        a["id"], a["image_id"], a["category_id"] = float(a["id"]), float(a["image_id"]), np.float64(a["category_id"])
+        a["iscrowd"] = float(a["iscrowd"])
+    for d in dt_f:
+        d["image_id"], d["category_id"] = float(d["image_id"]), float(d["category_id"])
+    r, _ = check(gt_f, dt_f)
+    want = coco_eval(gt, dt)
+    for name in ("stats", "precision", "recall", "scores"):
+        np.testing.assert_array_equal(getattr(r, name), getattr(want, name))
+    assert r.per_class == want.per_class
+    bad = copy.deepcopy(gt)
+    bad["annotations"][0]["image_id"] = 2.5
+    with pytest.raises(TypeError, match=r"gt\['annotations'\]\[0\]\['image_id'\] must be an integer, got float 2.5"):
+        coco_eval(bad, dt)
+    bad["annotations"][0]["image_id"] = 2.0**64
+    with pytest.raises(ValueError, match=r"\['image_id'\] must fit in a 64-bit integer"):
+        coco_eval(bad, dt)
+    bad = copy.deepcopy(gt)
+    bad["annotations"][0]["iscrowd"] = 2.0
+    with pytest.raises(TypeError, match=r"\['iscrowd'\] must be 0 or 1, got float 2.0"):
+        coco_eval(bad, dt)
+
+
 def test_iscrowd_as_numpy_bool_is_the_same_as_int():
     # Annotations built from numpy/pandas columns carry np.bool_ flags; they used to be rejected
     # ("must be 0 or 1, got numpy.bool") although Python bools and numpy ints were accepted.

@@ -393,7 +393,8 @@ def coco_eval(
     gt : dict, path, or COCO object
         A COCO dataset with ``images`` (each with an int ``id``), ``categories`` (int ``id``) and
         ``annotations`` (``id``, ``image_id``, ``category_id``, ``bbox`` [x, y, w, h], ``area``,
-        optional ``iscrowd`` 0/1, default 0), or the path of its JSON file, or an object with a
+        optional ``iscrowd`` 0/1, default 0; ids and flags may also be floats holding integers,
+        e.g. ``1.0``, as pycocotools accepts them), or the path of its JSON file, or an object with a
         ``.dataset`` dict (pycocotools' ``COCO``). Evaluation covers every image and category listed
         (ascending ids). ``area`` decides the area range of a ground-truth box; crowd boxes
         (``iscrowd=1``) are ignored regions whose IoU is intersection / detection area. An
