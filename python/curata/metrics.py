@@ -59,7 +59,8 @@ class CocoEvalResult:
         Score of the detection at which each precision value is read (0 past the last recall).
     per_class : dict[int, ClassAP]
         Category id -> AP (mean of ``precision[:, :, k, area 'all', last max_det]`` over entries
-        > -1) and AP50 (the same at IoU 0.5); -1 for categories without ground truth.
+        > -1; the first area range when no label is "all", as docs/api.md says) and AP50 (the
+        same at IoU 0.5, -1 when 0.5 is not a threshold); -1 for categories without ground truth.
     category_ids : int64 (K,)
         Category ids in the order of axis K (ascending).
     iou_thresholds, recall_thresholds : float64 (T,), (R,)
