@@ -160,6 +160,27 @@ def test_conf_threshold_is_rounded_to_float16_and_bfloat16_pred(small):
                     assert int(counts[0]) == want
 
 
+@given(
+    bits=st.lists(st.integers(0, 0x3C00), min_size=1, max_size=24),  # float16 values in [0, 1]
+    near=st.integers(0, 0x3C00),
+    offset=st.integers(-3000, 3000),
+    multi_label=st.booleans(),
+)
+def test_fuzz_half_precision_candidates_equal_torch_half_comparison(bits, near, offset, multi_label):
+    # Thresholds within a few float16 steps of a float16 value (where the rounding matters).
+    bits = bits + [near]
+    conf = float(np.clip(float(np.array(near, np.uint16).view(np.float16)) + offset * 2.0**-27, 0.0, 1.0))
+    scores = torch.from_numpy(np.array(bits, np.uint16).view(np.float16).reshape(1, 2, -1) if len(bits) % 2 == 0
+                              else np.array(bits + [0], np.uint16).view(np.float16).reshape(1, 2, -1))
+    pred = torch.zeros((1, 6, scores.shape[2]), dtype=torch.float16)
+    pred[0, 0] = torch.arange(scores.shape[2], dtype=torch.float16) * 20
+    pred[0, 2:4] = 4
+    pred[0, 4:] = scores[0]
+    want = int((scores > conf).sum()) if multi_label else int((scores[0].amax(0) > conf).sum())
+    got = cb.postprocess(pred, conf_threshold=conf, iou_threshold=1.0, multi_label=multi_label)[0]
+    assert len(got) == want
+
+
 def test_iou_exactly_at_threshold_is_kept():
     # Same class, [0,0,1,1] vs [0,0,1,2] (cxcywh below): IoU exactly 0.5.
     pred = np.zeros((1, 5, 2), np.float32)
