@@ -307,6 +307,38 @@ def test_missing_iscrowd_defaults_to_zero():
     assert_same(result, ev, text)
 
 
+def test_integral_float_ids_and_flags_are_read_as_integers():
+    # JSON written by tools that store every number as a float: pycocotools evaluates it (its ids
+    # are dict keys, 1.0 == 1) and the table form of dt accepts such floats; the dict form did not.
+    gt, dt = random_dataset(15, first_ann_id=0)
+    gt_f, dt_f = copy.deepcopy(gt), copy.deepcopy(dt)
+    for im in gt_f["images"]:
+        im["id"] = float(im["id"])
+    for c in gt_f["categories"]:
+        c["id"] = np.float32(c["id"])
+    for a in gt_f["annotations"]:
+        a["id"], a["image_id"], a["category_id"] = float(a["id"]), float(a["image_id"]), np.float64(a["category_id"])
+        a["iscrowd"] = float(a["iscrowd"])
+    for d in dt_f:
+        d["image_id"], d["category_id"] = float(d["image_id"]), float(d["category_id"])
+    r, _ = check(gt_f, dt_f)
+    want = coco_eval(gt, dt)
+    for name in ("stats", "precision", "recall", "scores"):
+        np.testing.assert_array_equal(getattr(r, name), getattr(want, name))
+    assert r.per_class == want.per_class
+    bad = copy.deepcopy(gt)
+    bad["annotations"][0]["image_id"] = 2.5
+    with pytest.raises(TypeError, match=r"gt\['annotations'\]\[0\]\['image_id'\] must be an integer, got float 2.5"):
+        coco_eval(bad, dt)
+    bad["annotations"][0]["image_id"] = 2.0**64
+    with pytest.raises(ValueError, match=r"\['image_id'\] must fit in a 64-bit integer"):
+        coco_eval(bad, dt)
+    bad = copy.deepcopy(gt)
+    bad["annotations"][0]["iscrowd"] = 2.0
+    with pytest.raises(TypeError, match=r"\['iscrowd'\] must be 0 or 1, got float 2.0"):
+        coco_eval(bad, dt)
+
+
 def test_iscrowd_as_numpy_bool_is_the_same_as_int():
     # Annotations built from numpy/pandas columns carry np.bool_ flags; they used to be rejected
     # ("must be 0 or 1, got numpy.bool") although Python bools and numpy ints were accepted.
@@ -341,6 +373,19 @@ def test_custom_iou_thresholds_area_ranges_and_max_dets():
     ranges = {"all": (0, 1e10), "tiny": (0, 100), "small": (100, 1024.5), "large": (1024.5, float("inf"))}
     r, _ = check(gt, dt, area_ranges=ranges)
     assert r.stats[4] == -1  # no "medium" label
+
+
+def test_absent_area_label_with_repeated_max_det_reads_minus_one():
+    # max_dets (10, 100, 100) selects two max_det columns and an absent label none: numpy cannot
+    # pair 0 area indices with 2 max_det indices (pycocotools' summarize raises IndexError there).
+    # The documented -1 for an absent label holds; the other stats are those of the full run.
+    gt, dt = random_dataset(14)
+    r = coco_eval(gt, dt, max_dets=(10, 100, 100), area_ranges={"all": (0.0, 1e10), "small": (0.0, 1024.0)})
+    full, _ = check(gt, dt, max_dets=(10, 100, 100))
+    assert r.stats[4] == -1 and r.stats[5] == -1 and r.stats[10] == -1 and r.stats[11] == -1
+    keep = [0, 1, 2, 3, 6, 7, 8, 9]
+    np.testing.assert_array_equal(r.stats[keep], full.stats[keep])
+    assert "area=medium | maxDets=100 ] = -1.000" in r.summary()
 
 
 def test_repeated_image_and_category_entries_count_once():

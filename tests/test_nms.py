@@ -3,6 +3,8 @@ algorithm written in torch (see box_reference.py), plus boundaries, ties, bad in
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -487,6 +489,22 @@ def test_bad_box_values_and_nan_scores(dtype):
     # NaN scores are rejected even when a score_threshold would drop them.
     with pytest.raises(ValueError, match=r"^scores must not be NaN"):
         cb.nms(GOOD_B.astype(dtype), np.array([0.5, np.nan], dtype), score_threshold=0.9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_invalid_box_message_shows_the_values_that_make_it_invalid(dtype):
+    # Six fixed decimals printed 0.1234567 > 0.1234566 as "0.123457, ..., 0.123457" (a valid-looking
+    # box) and 2e-9 > 1e-9 as zeros; the shortest round-trip form of each value shows the inversion.
+    for x1, x2 in ((0.1234567, 0.1234566), (2e-9, 1e-9), (1e20, 9.9e19)):
+        boxes = np.array([[0.0, 0.0, 1.0, 1.0], [x1, 0.25, x2, 0.5]], dtype)
+        want = ", ".join(repr(v) for v in boxes[1].tolist()) if dtype == np.float64 else None
+        for fn in (lambda: cb.nms(boxes, np.ones(2, dtype)), lambda: cb.iou(boxes, boxes)):
+            with pytest.raises(ValueError, match=r"x1 <= x2") as info:
+                fn()
+            shown = re.search(r"\[1\] = \[(.*)\]$", str(info.value)).group(1).split(", ")
+            np.testing.assert_array_equal(np.array([float(v) for v in shown], dtype), boxes[1])
+            if want is not None:
+                assert ", ".join(shown) == want
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.complex64, np.str_, object])

@@ -131,6 +131,56 @@ def test_conf_threshold_is_strict_and_compared_in_pred_dtype():
     assert len(cb.postprocess(pred64, conf_threshold=0.1)[0]) == 4
 
 
+@pytest.mark.parametrize("small", ["float16", "bfloat16"])
+def test_conf_threshold_is_rounded_to_float16_and_bfloat16_pred(small):
+    # A half-precision head (Ultralytics' half=True) compares `score > conf` in half precision:
+    # torch rounds the Python float to the tensor's dtype. A threshold just below a representable
+    # score rounds up to it there, so that score is no candidate; rounding the threshold to float32
+    # instead (the compute dtype) kept it.
+    dtype = getattr(torch, small)
+    levels = torch.tensor([0.0999755859375, 0.25, 0.5, 0.75, 0.90625], dtype=dtype)
+    pred = torch.zeros((1, 6, 5), dtype=dtype)
+    pred[0, 0] = torch.tensor([10.0, 40.0, 70.0, 100.0, 130.0], dtype=dtype)
+    pred[0, 1:4] = 8
+    pred[0, 4] = levels
+    pred[0, 5] = levels.flip(0) * 0.5
+    for level in levels.float().tolist():
+        for conf in (np.nextafter(level, 0.0), level - 1e-7, level - 1e-4, level, level + 1e-7, np.nextafter(level, 1.0)):
+            conf = float(min(max(conf, 0.0), 1.0))
+            for multi_label in (False, True):
+                scores = pred[0, 4:]
+                # Ultralytics: best score per anchor > conf, or every class score > conf (multi_label),
+                # compared by torch in the pred dtype.
+                want = int((scores > conf).sum()) if multi_label else int((scores.amax(0) > conf).sum())
+                for x in (pred, pred.float().numpy().astype(np.float16) if small == "float16" else pred):
+                    got = cb.postprocess(x, conf_threshold=conf, iou_threshold=1.0, multi_label=multi_label)[0]
+                    assert len(got) == want, (small, level, conf, multi_label)
+                    dets, counts = cb.postprocess(x, conf_threshold=conf, iou_threshold=1.0, multi_label=multi_label,
+                                                  padded=True)
+                    assert int(counts[0]) == want
+
+
+@given(
+    bits=st.lists(st.integers(0, 0x3C00), min_size=1, max_size=24),  # float16 values in [0, 1]
+    near=st.integers(0, 0x3C00),
+    offset=st.integers(-3000, 3000),
+    multi_label=st.booleans(),
+)
+def test_fuzz_half_precision_candidates_equal_torch_half_comparison(bits, near, offset, multi_label):
+    # Thresholds within a few float16 steps of a float16 value (where the rounding matters).
+    bits = bits + [near]
+    conf = float(np.clip(float(np.array(near, np.uint16).view(np.float16)) + offset * 2.0**-27, 0.0, 1.0))
+    scores = torch.from_numpy(np.array(bits, np.uint16).view(np.float16).reshape(1, 2, -1) if len(bits) % 2 == 0
+                              else np.array(bits + [0], np.uint16).view(np.float16).reshape(1, 2, -1))
+    pred = torch.zeros((1, 6, scores.shape[2]), dtype=torch.float16)
+    pred[0, 0] = torch.arange(scores.shape[2], dtype=torch.float16) * 20
+    pred[0, 2:4] = 4
+    pred[0, 4:] = scores[0]
+    want = int((scores > conf).sum()) if multi_label else int((scores[0].amax(0) > conf).sum())
+    got = cb.postprocess(pred, conf_threshold=conf, iou_threshold=1.0, multi_label=multi_label)[0]
+    assert len(got) == want
+
+
 def test_iou_exactly_at_threshold_is_kept():
     # Same class, [0,0,1,1] vs [0,0,1,2] (cxcywh below): IoU exactly 0.5.
     pred = np.zeros((1, 5, 2), np.float32)

@@ -530,9 +530,18 @@ def test_device_path_errors(framework):
     # Float ids beyond int64 used to be cast to int64 anyway (undefined: wrapped ids, merged groups).
     with pytest.raises(ValueError, match=r"^groups must hold integers in the int64 range"):
         _scores_device.aggregate(to(np.array([1.0, 2.0])), to(np.array([0.0, 1e19])), "max", None, 0.0)
-    if framework == "numpy-as-cupy":
+    # uint64 ids past the int64 range: a host array (any framework), or a torch uint64 tensor on the
+    # torch path (torch's cast to int64 used to wrap them to negative ids without a word).
+    big = [np.array([0, 2**63], np.uint64)]
+    if framework == "torch-cpu":
+        big.append(torch.tensor([0, 2**63], dtype=torch.uint64))
+    for groups in big:
         with pytest.raises(ValueError, match=r"^groups has values above the int64 range"):
-            _scores_device.aggregate(to(np.array([1.0, 2.0])), np.array([0, 2**63], np.uint64), "max", None, 0.0)
+            _scores_device.aggregate(to(np.array([1.0, 2.0])), groups, "max", None, 0.0)
+    small = torch.tensor([7, 3], dtype=torch.uint64) if framework == "torch-cpu" else np.array([7, 3], np.uint64)
+    ids, vals = _scores_device.aggregate(to(np.array([1.0, 2.0])), small, "max", None, 0.0)
+    np.testing.assert_array_equal(np.asarray(ids), [3, 7])
+    np.testing.assert_array_equal(np.asarray(vals), [2.0, 1.0])
 
 
 # ------------------------------------------------------------------------------------ GPU

@@ -177,6 +177,18 @@ def test_empty_single_zero_area_and_negative_threshold():
     check(boxes, scores, score_threshold=-0.1, method="linear")  # no pruning, heap path
 
 
+def test_results_are_in_selection_order_which_negative_scores_make_non_descending():
+    # Decay raises a negative score toward 0: b (-0.5) overlaps a (-0.1) with IoU 0.99 and becomes
+    # -0.005 after a is selected, above a. The result is the selection order (ensemble-boxes' and
+    # the reference's), not a re-sort by decayed score.
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.99], [0.5, 0.5, 0.6, 0.6]])
+    scores = np.array([-0.1, -0.5, -0.2])
+    idx, dec = check(boxes, scores, score_threshold=-1.0)
+    np.testing.assert_array_equal(idx, [0, 1, 2])
+    np.testing.assert_allclose(dec, [-0.1, -0.5 * (1 - 0.99), -0.2], rtol=1e-12)
+    assert dec[1] > dec[0]
+
+
 def test_groups_equal_separate_calls():
     rng = np.random.default_rng(9)
     boxes, scores = make_boxes(rng, 300, True)

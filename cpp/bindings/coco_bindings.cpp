@@ -53,9 +53,44 @@ struct Where {
 
 bool is_text(PyObject* o) { return PyUnicode_Check(o) || PyBytes_Check(o) || PyByteArray_Check(o); }
 
+bool is_numpy_bool(PyObject* o);
+
+// numpy's float16/float32 scalars (float64 is a Python float subclass), recognised by type name
+// as numpy's bool is below.
+bool is_numpy_small_float(PyObject* o) {
+  const char* name = Py_TYPE(o)->tp_name;
+  return std::strcmp(name, "numpy.float32") == 0 || std::strcmp(name, "numpy.float16") == 0;
+}
+
+// An id or flag given as a float (JSON written by tools that store every number as a float):
+// accepted when it holds an integer in the int64 range, as the table form's int arrays and
+// pycocotools (which uses the ids as dict keys, where 1.0 == 1) accept it.
+int64_t read_integral_float(PyObject* o, const Where& at) {
+  double v;
+  if (PyFloat_Check(o)) {
+    v = PyFloat_AS_DOUBLE(o);
+  } else {
+    PyObject* f = PyNumber_Float(o);
+    if (!f) {
+      PyErr_Clear();
+      raise_type(at.str() + " must be an integer, got " + type_name(o));
+    }
+    v = PyFloat_AS_DOUBLE(f);
+    Py_DECREF(f);
+  }
+  if (!(std::isfinite(v) && v == std::trunc(v)))
+    raise_type(at.str() + " must be an integer, got " + type_name(o) + " " + py::str(o).cast<std::string>());
+  // [-2**63, 2**63) exactly: the cast of anything outside is undefined.
+  if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+    raise_value(at.str() + " must fit in a 64-bit integer");
+  return static_cast<int64_t>(v);
+}
+
 int64_t read_integer(PyObject* o, const Where& at) {
   PyObject* as_long = nullptr;
-  if (PyLong_Check(o)) {
+  if (PyFloat_Check(o) || is_numpy_small_float(o)) {
+    return read_integral_float(o, at);
+  } else if (PyLong_Check(o)) {
     as_long = o;
     Py_INCREF(as_long);
   } else if (!PyFloat_Check(o) && !is_text(o) && PyIndex_Check(o)) {
@@ -77,7 +112,6 @@ int64_t read_integer(PyObject* o, const Where& at) {
   return static_cast<int64_t>(v);
 }
 
-bool is_numpy_bool(PyObject* o);
 
 double read_number(PyObject* o, const Where& at) {
   if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
@@ -143,7 +177,15 @@ uint8_t read_flag(PyObject* o, const Where& at) {
   // np.bool_ flags come from annotations built out of numpy/pandas columns; like Python's bool
   // they mean 0/1.
   if (is_numpy_bool(o)) return static_cast<uint8_t>(PyObject_IsTrue(o) == 1);
-  if (PyFloat_Check(o) || is_text(o) || !(PyLong_Check(o) || PyIndex_Check(o))) {
+  if (PyFloat_Check(o) || is_numpy_small_float(o)) {  // 0.0 / 1.0, as ids accept integral floats
+    PyObject* f = PyNumber_Float(o);
+    if (!f) throw py::error_already_set();
+    const double v = PyFloat_AS_DOUBLE(f);
+    Py_DECREF(f);
+    if (v == 0.0 || v == 1.0) return static_cast<uint8_t>(v);
+    raise_type(at.str() + " must be 0 or 1, got " + type_name(o) + " " + py::str(o).cast<std::string>());
+  }
+  if (is_text(o) || !(PyLong_Check(o) || PyIndex_Check(o))) {
     raise_type(at.str() + " must be 0 or 1, got " + type_name(o));
   }
   const int64_t v = read_integer(o, at);

@@ -1,4 +1,5 @@
 // Box conversion, validation and the pairwise IoU matrix.
+#include <charconv>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -9,11 +10,23 @@
 
 namespace curata {
 
+namespace {
+
+// The shortest text that reads back as v (Python's repr): std::to_string's six fixed decimals
+// printed 0.1234567 > 0.1234566 as two equal numbers and 2e-9 as 0, hiding what is wrong.
+template <class T> std::string shortest(T v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : std::to_string(v);
+}
+
+}  // namespace
+
 template <class T>
 std::string invalid_box_message(const T* b, const char* name, const std::string& label) {
   if (box_is_valid(b)) return std::string();
-  const std::string where = label + " = [" + std::to_string(b[0]) + ", " + std::to_string(b[1]) + ", " +
-                            std::to_string(b[2]) + ", " + std::to_string(b[3]) + "]";
+  const std::string where = label + " = [" + shortest(b[0]) + ", " + shortest(b[1]) + ", " + shortest(b[2]) +
+                            ", " + shortest(b[3]) + "]";
   if (!(is_finite(b[0]) && is_finite(b[1]) && is_finite(b[2]) && is_finite(b[3])))
     return std::string(name) + " must be finite, got " + where;
   return std::string(name) + " must satisfy x1 <= x2 and y1 <= y2 (xyxy), got " + where;

@@ -332,7 +332,10 @@ def soft_nms(
     -------
     indices : int64 array (K,)
         Indices into the input, by descending decayed score, equal scores by lower index; with
-        ``image_ids`` grouped by ascending image id first.
+        ``image_ids`` grouped by ascending image id first. Precisely: one (image, class) group
+        is in selection order and the groups of an image are merged by descending decayed score,
+        which is the same while scores are >= 0; a decayed negative score rises toward 0, so with
+        a negative ``score_threshold`` a later selection may score higher than an earlier one.
     scores : array (K,)
         The decayed scores of those boxes, in the scores' dtype. The inputs are not modified.
 

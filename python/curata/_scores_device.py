@@ -53,6 +53,11 @@ class _TorchOps:
                 raise ValueError(f"{name} must hold integers, got non-integral or non-finite values")
             if out_of_range:
                 raise _int64_range_error(name, float(g.min()), float(g.max()))
+        if g.dtype == getattr(t, "uint64", None) and g.numel():  # torch >= 2.3 has uint64
+            # The cast to int64 wraps ids >= 2**63 to negative ones; torch has no uint64
+            # comparisons, but the same bits read as int64 are negative exactly for those ids.
+            if self.any_of(g.view(t.int64) < 0)[0]:
+                raise ValueError(f"{name} has values above the int64 range")
         return g.to(t.int64)
 
     def moveaxis(self, x, src, dst):

@@ -301,9 +301,9 @@ def postprocess(
     pred : array (B, 4 + C, A)
         Per anchor: cx, cy, w, h, then C class scores (already sigmoid-activated).
     conf_threshold : float in [0, 1]
-        Candidates have class score ``> conf_threshold``, compared in the compute dtype (the
-        threshold rounded to float32 for float16/float32 ``pred``), as torch compares a tensor
-        with a Python float in Ultralytics. NaN class scores raise ValueError (``padded=True``:
+        Candidates have class score ``> conf_threshold``, compared in the dtype of ``pred`` (the
+        threshold rounded to float16, bfloat16 or float32 for such ``pred``), as torch compares a
+        tensor with a Python float in Ultralytics. NaN class scores raise ValueError (``padded=True``:
         the image's count is -1).
     iou_threshold : float in [0, 1]
     classes : int sequence, optional
@@ -364,7 +364,7 @@ def postprocess(
         raise TypeError(f"agnostic must be a bool, got {type(agnostic).__name__}")
     if not isinstance(multi_label, (bool, np.bool_)):
         raise TypeError(f"multi_label must be a bool, got {type(multi_label).__name__}")
-    conf_threshold = _array.check_probability(conf_threshold, "conf_threshold")
+    conf_threshold = _conf_in_pred_dtype(_array.check_probability(conf_threshold, "conf_threshold"), pred)
     iou_threshold = _array.check_probability(iou_threshold, "iou_threshold")
     max_det = _array.check_count(max_det, "max_det", allow_none=False)
     max_nms = _array.check_count(max_nms, "max_nms", allow_none=False)
@@ -386,6 +386,27 @@ def postprocess(
     rows, counts, _ = _core.postprocess(p, *options)
     parts = np.split(rows, np.cumsum(counts)[:-1]) if len(counts) else []
     return [_array.like_float(r, pred) for r in parts]
+
+
+def _conf_in_pred_dtype(conf: float, pred: Any) -> float:
+    """``conf`` rounded to float16/bfloat16 for such ``pred``, else unchanged.
+
+    Ultralytics compares ``score > conf`` with torch, which rounds the Python float to the
+    tensor's dtype; the scores are computed in float32 here, where the half-precision threshold is
+    exact, so every score is decided as in half precision. (float32 rounding is the core's.)"""
+    dtype = getattr(pred, "dtype", None)
+    if dtype is None:
+        return conf
+    if _array.kind_of(pred) == "torch":
+        torch = _array._torch()
+        if dtype in (torch.float16, torch.bfloat16):
+            return float(torch.tensor(conf, dtype=dtype))
+        return conf
+    try:
+        half = np.dtype(dtype).newbyteorder("=") == np.float16
+    except TypeError:
+        return conf
+    return float(np.float16(conf)) if half else conf
 
 
 def _postprocess_padded_cpu(p: np.ndarray, options: tuple, max_det: int) -> tuple[np.ndarray, np.ndarray]:

@@ -59,7 +59,8 @@ class CocoEvalResult:
         Score of the detection at which each precision value is read (0 past the last recall).
     per_class : dict[int, ClassAP]
         Category id -> AP (mean of ``precision[:, :, k, area 'all', last max_det]`` over entries
-        > -1) and AP50 (the same at IoU 0.5); -1 for categories without ground truth.
+        > -1; the first area range when no label is "all", as docs/api.md says) and AP50 (the
+        same at IoU 0.5, -1 when 0.5 is not a threshold); -1 for categories without ground truth.
     category_ids : int64 (K,)
         Category ids in the order of axis K (ascending).
     iou_thresholds, recall_thresholds : float64 (T,), (R,)
@@ -338,7 +339,11 @@ def _summarize(precision, recall, iou_thresholds, labels, max_dets) -> tuple[np.
         s = precision if ap else recall
         if iou is not None:
             s = s[np.where(iou == iou_thresholds)[0]]
-        s = s[:, :, :, a_idx, m_idx] if ap else s[:, :, a_idx, m_idx]
+        # pycocotools indexes s[..., a_idx, m_idx], pairing the two lists; with one area label
+        # that is every selected max_det of it. Selecting the axes one after the other gives the
+        # same entries and, when the label is absent while max_dets repeats the value (two
+        # indices), an empty selection (-1) instead of numpy's broadcast IndexError.
+        s = s[..., a_idx, :][..., m_idx]
         value = _mean_defined(s)
         iou_text = f"{iou_thresholds[0]:0.2f}:{iou_thresholds[-1]:0.2f}" if iou is None else f"{iou:0.2f}"
         title = "Average Precision" if ap else "Average Recall"
@@ -389,7 +394,8 @@ def coco_eval(
     gt : dict, path, or COCO object
         A COCO dataset with ``images`` (each with an int ``id``), ``categories`` (int ``id``) and
         ``annotations`` (``id``, ``image_id``, ``category_id``, ``bbox`` [x, y, w, h], ``area``,
-        optional ``iscrowd`` 0/1, default 0), or the path of its JSON file, or an object with a
+        optional ``iscrowd`` 0/1, default 0; ids and flags may also be floats holding integers,
+        e.g. ``1.0``, as pycocotools accepts them), or the path of its JSON file, or an object with a
         ``.dataset`` dict (pycocotools' ``COCO``). Evaluation covers every image and category listed
         (ascending ids). ``area`` decides the area range of a ground-truth box; crowd boxes
         (``iscrowd=1``) are ignored regions whose IoU is intersection / detection area. An
