@@ -4,7 +4,7 @@ The rules are those of :func:`curata.curate.k_center_greedy` on the host (``_clu
 mean-centred float32 data, a float64 running minimum squared distance per point updated by one
 matrix-vector product per pick, and every point within a rigorous float32 rounding bound of the
 maximum re-checked with exact float64 distances to all chosen centres (lowest index on an exact
-tie; more than 256 such points: the lowest index among the float32 maxima). The same code runs
+tie, for cosine within the normalisation's rounding; more than 256 such points: the lowest index among the float32 maxima). The same code runs
 on CPU torch tensors (tests) and CUDA tensors / CuPy arrays (through DLPack).
 
 Per pick: one pass over the float32 data (memory bound: ~1 ms for 1M x 512 on a GPU with 2 TB/s)
@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _array
 from ._search_device import _fp32_input_roundoff, _torch
+from ._cluster import _cosine_tie_tol
 
 _REFINE_MAX = 256
 _EXACT_CHUNK = 1 << 20
@@ -114,6 +115,7 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
     u_t = _fp32_input_roundoff(torch, dev)
     tol = 4.0 * ((D + 4) * eps32 + 2 * u_t) * maxnorm * maxnorm + 1e-300
 
+    tie_tol = _cosine_tie_tol(D) if metric == "cosine" else 0.0
     mind = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
     chosen: list[int] = []
 
@@ -150,7 +152,8 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
         if 1 < count <= _REFINE_MAX:
             cands = torch.nonzero(near)[:, 0]  # ascending
             ex = exact_min(cands)
-            top = int(cands[int(torch.argmax(ex))])
+            # lowest index among the maxima (within the normalisation's rounding for cosine)
+            top = int(cands[int(torch.argmax((ex >= ex.max() - tie_tol).to(torch.uint8)))])
         out[p] = top
         taken[top] = True
         if p + 1 < n:
