@@ -389,6 +389,17 @@ def test_slice_indices():
     assert isinstance(t, torch.Tensor) and t.tolist() == [0, 2]
 
 
+def test_slice_indices_sets_and_iterators():
+    # np.asarray({0, 5}) is a 0-d object array holding the set: before the fix it was taken for a
+    # single label equal to the set and matched nothing (an empty result, silently).
+    labels = np.array([2, 0, 2, 2, 5, 0, 2])
+    for classes in ({0, 5}, frozenset([0, 5]), iter([0, 5]), (c for c in (5, 0)), {0: "cat", 5: "dog"}):
+        np.testing.assert_array_equal(curate.slice_indices(labels, classes), [1, 4, 5])
+    np.testing.assert_array_equal(curate.slice_indices(["a", "b", "a"], {"a"}), [0, 2])
+    with pytest.raises(ValueError, match="classes must be a label or a 1-D sequence"):
+        curate.slice_indices(labels, [[0], [1, 2]])
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.lists(st.integers(0, 6), max_size=4))
 def test_slices_partition_labels(labels, classes):

@@ -22,6 +22,7 @@ distance for ``"l2"``; this module converts them to true distances, higher = far
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -395,7 +396,8 @@ def slice_indices(labels: Any, classes: Any) -> Any:
     ----------
     labels : array-like of shape (N,)
     classes : label or sequence of labels
-        A single label or a list of them; labels absent from ``labels`` simply match nothing.
+        A single label or a list (tuple, array, set, iterator) of them; labels absent from
+        ``labels`` simply match nothing.
 
     Returns
     -------
@@ -408,7 +410,15 @@ def slice_indices(labels: Any, classes: Any) -> Any:
     Time O((N + C) log C) with C = len(classes), memory O(N).
     """
     a = _labels(labels)
-    wanted = np.asarray(classes)
+    if isinstance(classes, (set, frozenset, dict)) or (
+        isinstance(classes, Iterator) and not isinstance(classes, (str, bytes))
+    ):
+        # np.asarray would wrap these in a 0-d object array: one "label" that matches nothing.
+        classes = list(classes)
+    try:
+        wanted = np.asarray(_array._to_numpy_view(classes, "classes") if _array.kind_of(classes) != "numpy" else classes)
+    except ValueError as e:  # ragged nesting
+        raise ValueError(f"classes must be a label or a 1-D sequence of labels: {e}") from None
     if wanted.ndim > 1:
         raise ValueError(f"classes must be a label or a 1-D sequence of labels, got shape {wanted.shape}")
     wanted = wanted.reshape(-1)
