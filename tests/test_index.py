@@ -1110,3 +1110,26 @@ def test_save_to_a_directory_or_a_missing_directory_names_the_path(tmp_path, rng
         index.save(missing)
     assert info.value.filename == str(tmp_path / "no")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any(target.iterdir())
+
+
+def test_largest_int64_id_saves_and_loads(tmp_path):
+    # next_id is one above the largest id ever added: 2**63 once id 2**63 - 1 is in. The header
+    # packed it as int64, so save() died with struct.error("argument out of range") and an index
+    # holding a documented-valid id could not be saved at all.
+    index = Index(2, "l2")
+    index.add(np.ones((2, 2), np.float32), [2**63 - 1, -(2**63)])
+    assert index.next_id == 2**63
+    path = tmp_path / "max.curidx"
+    index.save(path)
+    loaded = Index.load(path, device="cpu")
+    assert loaded.next_id == 2**63
+    assert loaded.ids.tolist() == [2**63 - 1, -(2**63)]
+    with pytest.raises(ValueError, match="default ids would exceed the int64 range"):
+        loaded.add(np.ones((1, 2), np.float32))
+    loaded.remove([2**63 - 1])
+    loaded.save(path)  # no id left above 2**62, next_id still 2**63
+    assert Index.load(path, device="cpu").next_id == 2**63
+    # a next id beyond 2**63 (or a negative int64 one, the same bits) is refused on load
+    good = path.read_bytes()
+    with pytest.raises(ValueError, match="next id 9223372036854775809 is beyond 2\\^63"):
+        _load_bytes(tmp_path, _rewrite_header(good, next_id=2**63 + 1))

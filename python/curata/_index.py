@@ -26,7 +26,7 @@ File format (little-endian), written atomically by :meth:`Index.save`::
     26      1     id dtype (0 int64)
     27      1     reserved (0)
     28      8     count: number of vectors (uint64)
-    36      8     next default id (int64)
+    36      8     next default id (uint64, at most 2^63: one above every id ever added)
     44      8     vectors section size in bytes (uint64) = count * dim * itemsize
     52      8     ids section size in bytes (uint64) = count * 8
     60      4     checksum of the vectors section
@@ -71,7 +71,10 @@ MAGIC = b"CURATAIX"
 FORMAT_VERSION = 2  # written by save(); load() reads 1 (zlib CRC-32) and 2 (CRC-32C)
 # magic, version, header size, dim, metric, dtype, id dtype, reserved, count, next id,
 # vectors bytes, ids bytes, vectors crc, ids crc; then the header crc.
-_HEADER = struct.Struct("<8sIIQBBBBQqQQII")
+# next id is unsigned: it is 2**63 once the id 2**63 - 1 is in, and never negative (it starts at
+# 0 and only grows), so its bytes are those of an int64 for every other value.
+_HEADER = struct.Struct("<8sIIQBBBBQQQQII")
+_NEXT_ID_MAX = 2**63
 _HEADER_SIZE = _HEADER.size + 4  # 72
 # Sections are checksummed and written (read and checksummed) in pieces small enough to stay in
 # the CPU caches between the two steps, so the data crosses the memory bus once.
@@ -951,6 +954,8 @@ def _parse_header(head: bytes | memoryview, size: int, path: str) -> dict[str, i
         problems.append(f"dtype code {dtype}")
     if id_dtype not in _ID_DTYPES:
         problems.append(f"id dtype code {id_dtype}")
+    if next_id > _NEXT_ID_MAX:
+        problems.append(f"next id {next_id} is beyond 2^63")
     if not problems:
         itemsize = np.dtype(_DTYPE_NAMES[dtype]).itemsize
         if vbytes != count * dim * itemsize:
