@@ -1133,3 +1133,15 @@ def test_largest_int64_id_saves_and_loads(tmp_path):
     good = path.read_bytes()
     with pytest.raises(ValueError, match="next id 9223372036854775809 is beyond 2\\^63"):
         _load_bytes(tmp_path, _rewrite_header(good, next_id=2**63 + 1))
+
+
+def test_save_and_load_accept_bytes_paths(tmp_path):
+    # os.PathLike/str/bytes paths: load took bytes, but save died in tempfile.mkstemp with
+    # "TypeError: can only concatenate str (not "bytes") to str" (a str prefix + a bytes name).
+    index = Index(3, "l2")
+    index.add(np.arange(6, dtype=np.float32).reshape(2, 3))
+    path = os.fsencode(tmp_path / "bytes.curidx")
+    index.save(path)
+    loaded = Index.load(path, device="cpu")
+    assert loaded.ids.tolist() == [0, 1]
+    assert sorted(os.listdir(tmp_path)) == ["bytes.curidx"]

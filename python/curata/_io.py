@@ -26,7 +26,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, t
     need no block allocation per page (2-3x faster writes into the page cache for large files),
     and a full disk raises ``OSError`` (ENOSPC) before anything is written.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # bytes paths too (tempfile's prefix must be a str)
     directory = os.path.dirname(os.path.abspath(path))
     # Checked up front: the write would otherwise fill a temporary file (all of a large index)
     # before failing, with an error that names the temporary file instead of ``path``.
