@@ -502,3 +502,23 @@ def test_k_center_cosine_true_ties_go_to_lowest_index(seed):
 
     got = _kcenter_device.k_center_greedy_torch(torch.from_numpy(x), 30, metric="cosine")
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("exponent", [600, -600])
+def test_k_center_cosine_rows_of_very_different_scales(rng, exponent):
+    # Cosine picks depend only on directions. The global power-of-two scale maps the largest
+    # |value| of the whole array, so a row 2^600 times smaller than the others kept squares that
+    # underflow: "x must have non-zero rows ... all-zero row" was raised for a non-zero row. Each
+    # row now gets its own power of two before its norm (host and torch paths).
+    x = rng.normal(size=(50, 4))
+    want = curate.k_center_greedy(x, 12, metric="cosine")
+    mixed = x.copy()
+    mixed[::2] = np.ldexp(mixed[::2], exponent)
+    before = mixed.copy()
+    np.testing.assert_array_equal(curate.k_center_greedy(mixed, 12, metric="cosine"), want)
+    np.testing.assert_array_equal(mixed, before)
+    torch = pytest.importorskip("torch")
+    from curata import _kcenter_device
+
+    got = _kcenter_device.k_center_greedy_torch(torch.from_numpy(mixed), 12, metric="cosine")
+    np.testing.assert_array_equal(got.numpy(), want)

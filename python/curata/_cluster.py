@@ -90,7 +90,8 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         pick) and the remaining ``n - 1`` are farthest-first.
     metric : {"l2", "cosine"}
         ``"l2"``: Euclidean distance. ``"cosine"``: cosine distance ``1 - cos``; rows are
-        L2-normalised first (farthest in cosine = farthest in Euclidean on the unit sphere), so an
+        L2-normalised first (farthest in cosine = farthest in Euclidean on the unit sphere; each
+        row is first multiplied by its own power of two, so rows of any finite scale work), so an
         all-zero row raises ValueError.
 
     Returns
@@ -156,6 +157,13 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         return _array.like(out, x)
 
     if metric == "cosine":
+        # Each row times its own power of two first (largest |value| into [0.5, 1)): exact, the
+        # same unit vector, and a row far smaller or larger than the others (which the global
+        # scale above leaves at 1e-200 or 1e200) neither underflows to a false zero norm nor
+        # overflows.
+        e = np.frexp(np.maximum(a.max(axis=1, initial=0.0), -a.min(axis=1, initial=0.0)))[1]
+        a = np.ldexp(a, -e[:, None], out=a if fresh else None)
+        fresh = True
         norms = np.sqrt(np.einsum("ij,ij->i", a, a))
         zero = norms == 0
         if zero.any():

@@ -85,13 +85,21 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
 
     inv_norm = None
     if metric == "cosine":
-        sq = torch.cat([(chunk64(r0) ** 2).sum(dim=1) for r0 in range(0, N, step)])
+        # Each row times its own power of two (largest |value| into [0.5, 1)) before its norm, as
+        # on the host: a row far smaller or larger than the others neither underflows to a false
+        # zero norm nor overflows. Folded into inv_norm (exact: a power of two).
+        def chunk_scale(r0: int) -> Any:
+            top = chunk64(r0).abs().amax(dim=1)
+            return torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent)
+
+        row_scale = torch.cat([chunk_scale(r0) for r0 in range(0, N, step)])
+        sq = torch.cat([((chunk64(r0) * row_scale[r0 : r0 + step, None]) ** 2).sum(dim=1) for r0 in range(0, N, step)])
         zero = sq == 0
         if bool(zero.any()):
             raise ValueError(
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(torch.nonzero(zero)[0, 0])}"
             )
-        inv_norm = 1.0 / torch.sqrt(sq)
+        inv_norm = 1.0 / torch.sqrt(sq) * row_scale
 
     def rows64(idx: Any) -> Any:
         """float64 rows (normalised for "cosine") that the exact re-check differences."""
