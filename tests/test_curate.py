@@ -493,6 +493,33 @@ def test_cosine_scores_do_not_depend_on_the_embedding_scale(scale):
     np.testing.assert_array_equal(curate.outlier_scores(ys), curate.outlier_scores(y))
 
 
+@pytest.mark.parametrize("exponent", [70, -90])
+def test_l2_scores_scale_with_the_embeddings(exponent):
+    # "l2" is scale-equivariant: distances scale with the data. Embeddings whose float32 squared
+    # distances overflow (2^70: uniqueness inf, outlier scores NaN, label_issues scores NaN) or
+    # underflow (2^-90: every distance 0, so near_duplicates(threshold=0) put all rows in one
+    # group and the kNN vote picked neighbours by index) gave garbage. Such data is rescaled by a
+    # power of two before the graph and distances are scaled back (exact: bit for bit).
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = np.vstack([x, x[:2]])
+    labels = rng.integers(0, 3, size=y.shape[0])
+    factor = np.ldexp(1.0, exponent)
+    ys = np.ldexp(y, exponent)
+    np.testing.assert_array_equal(curate.near_duplicates(ys, 0.0, "l2", k=3), curate.near_duplicates(y, 0.0, "l2", k=3))
+    np.testing.assert_array_equal(curate.near_duplicates(ys, 0.5 * factor, "l2", k=3),
+                                  curate.near_duplicates(y, 0.5, "l2", k=3))
+    np.testing.assert_array_equal(curate.uniqueness(ys, metric="l2"), curate.uniqueness(y, metric="l2") * factor)
+    np.testing.assert_array_equal(curate.outlier_scores(ys, metric="l2"), curate.outlier_scores(y, metric="l2"))
+    got = curate.label_issues(labels, features=ys, k=5, metric="l2")
+    want = curate.label_issues(labels, features=y, k=5, metric="l2")
+    np.testing.assert_array_equal(got.score, want.score)
+    np.testing.assert_array_equal(got.is_issue, want.is_issue)
+    # float64 input beyond the float32 range is fine too (it used to be refused by the graph)
+    big = np.ldexp(y.astype(np.float64), 200)
+    np.testing.assert_array_equal(curate.outlier_scores(big, metric="l2"), curate.outlier_scores(y, metric="l2"))
+
+
 def test_class_balance_unorderable_object_labels():
     # Was numpy's "'<' not supported between instances of 'str' and 'int'" from np.unique.
     with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*\['int', 'str'\]"):

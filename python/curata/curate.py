@@ -14,7 +14,9 @@ distance for ``"l2"``; this module converts them to true distances, higher = far
 
 * ``"cosine"``: cosine distance ``1 - cos(a, b)`` in ``[0, 2]`` (float32 rounding can leave an exact
   copy at about 1e-7 rather than 0).
-* ``"l2"``: Euclidean distance ``sqrt(|a - b|^2)``.
+* ``"l2"``: Euclidean distance ``sqrt(|a - b|^2)``. Data whose largest ``|value|`` is outside
+  ``[2^-40, 2^40]`` (float32 squared distances would overflow or underflow) is multiplied by a
+  power of two for the graph (a copy) and the distances are scaled back in float64 (exact).
 
 ``"ip"`` is not a distance and is refused.
 """
@@ -73,6 +75,19 @@ def _k(k: Any) -> int:
     return int(k)
 
 
+def _l2_scale(x: Any) -> float:
+    """The power of two that brings ``x``'s largest |value| into [0.5, 1) when it lies outside
+    [2^-40, 2^40] (else 1.0): Euclidean distances scale with the data, but the graph's float32
+    squared distances overflow for values beyond ~1e19 and underflow to 0 below ~1e-20. Only
+    numeric numpy arrays and torch tensors are looked at (anything else is checked by knn_graph)."""
+    kind = _array.kind_of(x)
+    if kind == "numpy" and isinstance(x, np.ndarray) and x.dtype.kind in "fiu" and x.dtype != np.bool_:
+        return _array.power_of_two_scale(x)
+    if kind == "torch" and x.is_floating_point() and not x.is_nested and x.layout == _array._torch().strided:
+        return _array.power_of_two_scale(x.detach())
+    return 1.0
+
+
 def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     """(distances (N, k) float64 true distances, indices (N, k) int64, array-kind reference)."""
     if graph is None:
@@ -82,9 +97,12 @@ def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarra
         n = int(shape[0]) if shape is not None and len(shape) >= 1 else len(x)
         if n >= 2 and k >= n:
             raise ValueError(f"k must be in [1, {n - 1}] (number of rows of x minus 1), got {k}")
-        sims, idx = knn_graph(x, k, metric)
+        scale = _l2_scale(x) if metric == "l2" else 1.0
+        sims, idx = knn_graph(x if scale == 1.0 else x * scale, k, metric)
         d = np.asarray(_array._to_numpy_view(sims, "graph"), dtype=np.float64)
         i = np.asarray(_array._to_numpy_view(idx, "graph"), dtype=np.int64)
+        if scale != 1.0:
+            d /= scale * scale  # exact: a power of two (float64 holds what float32 could not)
         ref = x
     else:
         if not isinstance(graph, (tuple, list)) or len(graph) != 2:
