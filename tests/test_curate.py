@@ -532,3 +532,14 @@ def test_class_balance_unorderable_object_labels():
     assert cb.majority == "b" and cb.minority == "a" and type(cb.majority) is str
     cb = curate.class_balance(np.array([3, 1, 3]))
     assert cb.majority == 3 and type(cb.majority) is int
+
+
+def test_cosine_all_zero_rows_follow_the_documented_rule():
+    # Documented: an all-zero row has cosine similarity 0 with everything (distance 1), so two
+    # zero rows are not near-duplicates of each other and uniqueness is exactly 1 for them.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((20, 3)).astype(np.float32)
+    x[[4, 11]] = 0.0
+    groups = curate.near_duplicates(x, 0.5, "cosine", k=5)
+    assert groups[4] == 4 and groups[11] == 11 and not np.any(np.delete(groups, [4, 11]) == 4)
+    np.testing.assert_array_equal(curate.uniqueness(x, 3, "cosine")[[4, 11]], [1.0, 1.0])

@@ -13,7 +13,9 @@ Distances. ``knn_graph`` reports cosine *similarity* for ``"cosine"`` and *squar
 distance for ``"l2"``; this module converts them to true distances, higher = farther:
 
 * ``"cosine"``: cosine distance ``1 - cos(a, b)`` in ``[0, 2]`` (float32 rounding can leave an exact
-  copy at about 1e-7 rather than 0).
+  copy at about 1e-7 rather than 0). An all-zero row has no direction: as in
+  :func:`curata.search.knn` its similarity with every row is 0, so its distance to every row
+  (another all-zero row included) is 1: it is never a near-duplicate and scores as far from all.
 * ``"l2"``: Euclidean distance ``sqrt(|a - b|^2)``. Data whose largest ``|value|`` is outside
   ``[2^-40, 2^40]`` (float32 squared distances would overflow or underflow) is multiplied by a
   power of two for the graph (a copy) and the distances are scaled back in float64 (exact).
