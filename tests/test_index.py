@@ -1145,3 +1145,14 @@ def test_save_and_load_accept_bytes_paths(tmp_path):
     loaded = Index.load(path, device="cpu")
     assert loaded.ids.tolist() == [0, 1]
     assert sorted(os.listdir(tmp_path)) == ["bytes.curidx"]
+
+
+def test_contains_uses_python_equality():
+    # `in` converted with np.array([id_], dtype=np.int64): 3.5 was truncated to 3 and the string
+    # "3" parsed, so both were "in" an index holding id 3; [3] too.
+    index = Index(2)
+    index.add(np.ones((5, 2), np.float32))
+    assert 3 in index and np.int32(3) in index and 3.0 in index and np.float32(3.0) in index
+    assert True in index  # True == 1, as in a set of ints
+    for other in (3.5, np.float32(2.7), "3", [3], np.array([3]), None, float("nan"), float("inf"), 2**63, -1, 5):
+        assert other not in index, other

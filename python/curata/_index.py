@@ -295,11 +295,17 @@ class Index:
         return self._n - self._n_removed
 
     def __contains__(self, id_: Any) -> bool:
-        try:
-            key = np.array([id_], dtype=np.int64)
-        except (TypeError, ValueError, OverflowError):
+        # Python's equality, as for a set of ints: 3.0 and True (== 1) can be ids, 3.5, "3" or [3]
+        # cannot (np.array([id_], dtype=np.int64) truncated 3.5 to 3 and parsed "3").
+        if isinstance(id_, (float, np.floating)):
+            if not float(id_).is_integer():
+                return False
+        elif not isinstance(id_, (int, np.integer, np.bool_)):
             return False
-        return bool(self._positions(key)[0] >= 0)
+        value = int(id_)
+        if not -(2**63) <= value < 2**63:
+            return False
+        return bool(self._positions(np.array([value], dtype=np.int64))[0] >= 0)
 
     def __repr__(self) -> str:
         return (f"Index(dim={self._dim}, metric={self._metric!r}, dtype={self._dtype!r}, "
