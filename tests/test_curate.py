@@ -518,6 +518,12 @@ def test_l2_scores_scale_with_the_embeddings(exponent):
     # float64 input beyond the float32 range is fine too (it used to be refused by the graph)
     big = np.ldexp(y.astype(np.float64), 200)
     np.testing.assert_array_equal(curate.outlier_scores(big, metric="l2"), curate.outlier_scores(y, metric="l2"))
+    torch = pytest.importorskip("torch")  # torch tensors, integer ones included
+    np.testing.assert_array_equal(curate.outlier_scores(torch.from_numpy(ys), metric="l2").numpy(),
+                                  curate.outlier_scores(y, metric="l2"))
+    ints = np.round(y * 64).astype(np.int64) << 50  # about 1e17: float32 squares overflow
+    np.testing.assert_array_equal(curate.outlier_scores(torch.from_numpy(ints), metric="l2").numpy(),
+                                  curate.outlier_scores(np.round(y * 64), metric="l2"))
 
 
 def test_class_balance_unorderable_object_labels():

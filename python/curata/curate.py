@@ -85,7 +85,9 @@ def _l2_scale(x: Any) -> float:
     kind = _array.kind_of(x)
     if kind == "numpy" and isinstance(x, np.ndarray) and x.dtype.kind in "fiu" and x.dtype != np.bool_:
         return _array.power_of_two_scale(x)
-    if kind == "torch" and x.is_floating_point() and not x.is_nested and x.layout == _array._torch().strided:
+    torch = _array._torch()
+    if (kind == "torch" and not x.is_nested and x.layout == torch.strided and x.numel()
+            and (x.is_floating_point() or (x.dtype != torch.bool and not x.is_complex()))):
         return _array.power_of_two_scale(x.detach())
     return 1.0
 
