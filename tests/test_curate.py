@@ -526,6 +526,19 @@ def test_l2_scores_scale_with_the_embeddings(exponent):
                                   curate.outlier_scores(np.round(y * 64), metric="l2"))
 
 
+def test_object_labels_with_nan_are_refused():
+    # A float NaN inside an object array (pandas columns with missing values) slipped past the
+    # NaN check of float labels: class_balance gave classes [nan, 1.0, nan, 2.0] (unsorted, one
+    # class per NaN) and slice_indices matched nothing.
+    labels = np.array([float("nan"), 1.0, float("nan"), 2.0], dtype=object)
+    with pytest.raises(ValueError, match="labels must not contain NaN or infinity, got one in row 0"):
+        curate.class_balance(labels)
+    with pytest.raises(ValueError, match="labels must not contain NaN or infinity, got one in row 2"):
+        curate.slice_indices(np.array([1.0, 2.0, float("inf")], dtype=object), [1.0])
+    cb = curate.class_balance(np.array([2.0, 1.0, 2.0], dtype=object))
+    assert cb.classes.tolist() == [1.0, 2.0] and cb.counts.tolist() == [1, 2]
+
+
 def test_class_balance_unorderable_object_labels():
     # Was numpy's "'<' not supported between instances of 'str' and 'int'" from np.unique.
     with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*\['int', 'str'\]"):

@@ -343,6 +343,12 @@ def _labels(labels: Any) -> np.ndarray:
         raise ValueError(f"labels must be 1-D, got shape {tuple(a.shape)}")
     if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
         raise ValueError(f"labels must not contain NaN or infinity, got one in row {int(np.argmax(~np.isfinite(a)))}")
+    if a.dtype.kind == "O":
+        # Float NaN/inf held in an object array (e.g. a pandas column with missing values): NaN is
+        # not equal to itself, so each would be a class of its own and np.unique would not sort.
+        for row, v in enumerate(a.tolist()):
+            if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+                raise ValueError(f"labels must not contain NaN or infinity, got one in row {row}")
     if a.dtype.kind not in "iufbUSO":
         raise TypeError(f"labels must be integers, floats, booleans or strings, got dtype {a.dtype}")
     return a
