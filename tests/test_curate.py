@@ -516,8 +516,11 @@ def test_l2_scores_scale_with_the_embeddings(exponent):
     np.testing.assert_array_equal(got.score, want.score)
     np.testing.assert_array_equal(got.is_issue, want.is_issue)
     # float64 input beyond the float32 range is fine too (it used to be refused by the graph)
-    big = np.ldexp(y.astype(np.float64), 200)
-    np.testing.assert_array_equal(curate.outlier_scores(big, metric="l2"), curate.outlier_scores(y, metric="l2"))
+    for e in (200, 600, -600):  # (scale**2 itself over/underflows float64 at 2^-+600)
+        big = np.ldexp(y.astype(np.float64), e)
+        np.testing.assert_array_equal(curate.outlier_scores(big, metric="l2"), curate.outlier_scores(y, metric="l2"))
+        np.testing.assert_array_equal(curate.uniqueness(big, metric="l2"),
+                                      np.ldexp(curate.uniqueness(y, metric="l2"), e))
     torch = pytest.importorskip("torch")  # torch tensors, integer ones included
     np.testing.assert_array_equal(curate.outlier_scores(torch.from_numpy(ys), metric="l2").numpy(),
                                   curate.outlier_scores(y, metric="l2"))

@@ -94,6 +94,7 @@ def _l2_scale(x: Any) -> float:
 
 def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     """(distances (N, k) float64 true distances, indices (N, k) int64, array-kind reference)."""
+    scale = 1.0
     if graph is None:
         if x is None:
             raise ValueError("x must be given when graph is None")
@@ -105,8 +106,6 @@ def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarra
         sims, idx = knn_graph(x if scale == 1.0 else x * scale, k, metric)
         d = np.asarray(_array._to_numpy_view(sims, "graph"), dtype=np.float64)
         i = np.asarray(_array._to_numpy_view(idx, "graph"), dtype=np.int64)
-        if scale != 1.0:
-            d /= scale * scale  # exact: a power of two (float64 holds what float32 could not)
         ref = x
     else:
         if not isinstance(graph, (tuple, list)) or len(graph) != 2:
@@ -160,6 +159,10 @@ def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarra
         dist = np.clip(1.0 - d, 0.0, 2.0)
     else:
         dist = np.sqrt(np.maximum(d, 0.0))
+        if scale != 1.0:
+            # exact (a power of two), after the square root: data near 2^±600 has squared
+            # distances beyond float64 too, and scale**2 would itself overflow or underflow
+            dist /= scale
     return dist, i, ref
 
 
