@@ -106,8 +106,9 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
     distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
     exact tie; for ``"cosine"``, distances within the rounding of the normalisation, about
-    ``(32 + 8 D) * 2^-52``, count as a tie, so parallel rows such as [1, 1] and [3, 3] tie). When more than 256 points are that close to the maximum (mass duplicates) the
-    lowest index among the float32 maxima is taken instead. Data whose largest ``|value|`` lies
+    ``(32 + 8 D) * 2^-52``, count as a tie, so parallel rows such as [1, 1] and [3, 3] tie). When
+    more than 256 points are that close to the maximum (mass duplicates) the lowest index among
+    the float32 maxima is taken instead. Data whose largest ``|value|`` lies
     outside ``[2^-40, 2^40]`` is first multiplied by a power of two (exact; the picks do not
     depend on the scale), so huge or tiny values do not overflow or underflow the float32 scan
     (a C-contiguous float64 ``x`` is then copied once).

@@ -4,8 +4,9 @@ The rules are those of :func:`curata.curate.k_center_greedy` on the host (``_clu
 mean-centred float32 data, a float64 running minimum squared distance per point updated by one
 matrix-vector product per pick, and every point within a rigorous float32 rounding bound of the
 maximum re-checked with exact float64 distances to all chosen centres (lowest index on an exact
-tie, for cosine within the normalisation's rounding; more than 256 such points: the lowest index among the float32 maxima). The same code runs
-on CPU torch tensors (tests) and CUDA tensors / CuPy arrays (through DLPack).
+tie, for cosine within the normalisation's rounding; more than 256 such points: the lowest index
+among the float32 maxima). The same code runs on CPU torch tensors (tests) and CUDA tensors /
+CuPy arrays (through DLPack).
 
 Per pick: one pass over the float32 data (memory bound: ~1 ms for 1M x 512 on a GPU with 2 TB/s)
 and one device-to-host sync (the pick and the number of near-maximum points). Memory: a centred
@@ -93,7 +94,8 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
             return torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent)
 
         row_scale = torch.cat([chunk_scale(r0) for r0 in range(0, N, step)])
-        sq = torch.cat([((chunk64(r0) * row_scale[r0 : r0 + step, None]) ** 2).sum(dim=1) for r0 in range(0, N, step)])
+        sq = torch.cat([((chunk64(r0) * row_scale[r0 : r0 + step, None]) ** 2).sum(dim=1)
+                        for r0 in range(0, N, step)])
         zero = sq == 0
         if bool(zero.any()):
             raise ValueError(

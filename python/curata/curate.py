@@ -83,7 +83,7 @@ def _l2_scale(x: Any) -> float:
     squared distances overflow for values beyond ~1e19 and underflow to 0 below ~1e-20. Only
     numeric numpy arrays and torch tensors are looked at (anything else is checked by knn_graph)."""
     kind = _array.kind_of(x)
-    if kind == "numpy" and isinstance(x, np.ndarray) and x.dtype.kind in "fiu" and x.dtype != np.bool_:
+    if kind == "numpy" and isinstance(x, np.ndarray) and x.dtype.kind in "fiu":
         return _array.power_of_two_scale(x)
     torch = _array._torch()
     if (kind == "torch" and not x.is_nested and x.layout == torch.strided and x.numel()
@@ -447,7 +447,8 @@ def slice_indices(labels: Any, classes: Any) -> Any:
         # np.asarray would wrap these in a 0-d object array: one "label" that matches nothing.
         classes = list(classes)
     try:
-        wanted = np.asarray(_array._to_numpy_view(classes, "classes") if _array.kind_of(classes) != "numpy" else classes)
+        host = classes if _array.kind_of(classes) == "numpy" else _array._to_numpy_view(classes, "classes")
+        wanted = np.asarray(host)
     except ValueError as e:  # ragged nesting
         raise ValueError(f"classes must be a label or a 1-D sequence of labels: {e}") from None
     if wanted.ndim > 1:
