@@ -393,7 +393,8 @@ def test_slice_indices_sets_and_iterators():
     # np.asarray({0, 5}) is a 0-d object array holding the set: before the fix it was taken for a
     # single label equal to the set and matched nothing (an empty result, silently).
     labels = np.array([2, 0, 2, 2, 5, 0, 2])
-    for classes in ({0, 5}, frozenset([0, 5]), iter([0, 5]), (c for c in (5, 0)), {0: "cat", 5: "dog"}):
+    names = {0: "cat", 5: "dog"}
+    for classes in ({0, 5}, frozenset([0, 5]), iter([0, 5]), (c for c in (5, 0)), names, names.keys()):
         np.testing.assert_array_equal(curate.slice_indices(labels, classes), [1, 4, 5])
     np.testing.assert_array_equal(curate.slice_indices(["a", "b", "a"], {"a"}), [0, 2])
     with pytest.raises(ValueError, match="classes must be a label or a 1-D sequence"):

@@ -26,7 +26,8 @@ distance for ``"l2"``; this module converts them to true distances, higher = far
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MappingView
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -441,9 +442,7 @@ def slice_indices(labels: Any, classes: Any) -> Any:
     Time O((N + C) log C) with C = len(classes), memory O(N).
     """
     a = _labels(labels)
-    if isinstance(classes, (set, frozenset, dict)) or (
-        isinstance(classes, Iterator) and not isinstance(classes, (str, bytes))
-    ):
+    if isinstance(classes, (AbstractSet, Mapping, MappingView, Iterator)):
         # np.asarray would wrap these in a 0-d object array: one "label" that matches nothing.
         classes = list(classes)
     try:
