@@ -1156,3 +1156,18 @@ def test_contains_uses_python_equality():
     assert True in index  # True == 1, as in a set of ints
     for other in (3.5, np.float32(2.7), "3", [3], np.array([3]), None, float("nan"), float("inf"), 2**63, -1, 5):
         assert other not in index, other
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_range_search_radius_beyond_the_float_range(metric):
+    # float(10**400) raised OverflowError (neither ValueError nor TypeError); such an int radius
+    # is as far as infinity: every vector for l2 (<=) and none for ip (>=), and the reverse below.
+    index = Index(2, metric)
+    index.add(np.eye(2, dtype=np.float32))
+    q = np.zeros((1, 2), np.float32)
+    for radius, inf in ((10**400, float("inf")), (-(10**400), float("-inf"))):
+        got = index.range_search(q, radius)
+        want = index.range_search(q, inf)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    assert index.range_search(q, 10**400)[0][-1] == (2 if metric == "l2" else 0)

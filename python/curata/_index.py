@@ -780,7 +780,11 @@ class Index:
             raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
         if radius != radius:
             raise ValueError("radius must not be NaN")
-        lims, distances, positions, bad_query = self._run("range", q, float(radius))
+        try:
+            r = float(radius)
+        except OverflowError:  # a Python int beyond the float range: as far as infinity
+            r = float("inf") if radius > 0 else float("-inf")
+        lims, distances, positions, bad_query = self._run("range", q, r)
         if bad_query >= 0:
             raise ValueError(f"queries must be finite, got NaN or infinity in row {bad_query}")
         ids = self._ids[positions]
