@@ -530,6 +530,17 @@ def test_l2_scores_scale_with_the_embeddings(exponent):
                                   curate.outlier_scores(np.round(y * 64), metric="l2"))
 
 
+def test_near_duplicates_threshold_as_a_big_python_int():
+    # np.isfinite(10**30) raised numpy's TypeError ("ufunc 'isfinite' not supported ..."), which
+    # names neither the argument nor the rule; 10**30 is a finite threshold (everything linked
+    # within the k lists), 10**400 is beyond the float range (not finite: ValueError).
+    x = np.random.default_rng(1).standard_normal((12, 3))
+    np.testing.assert_array_equal(curate.near_duplicates(x, 10**30, "l2", k=3),
+                                  curate.near_duplicates(x, 1e30, "l2", k=3))
+    with pytest.raises(ValueError, match="threshold must be a finite number >= 0"):
+        curate.near_duplicates(x, 10**400, "l2", k=3)
+
+
 def test_object_labels_with_nan_are_refused():
     # A float NaN inside an object array (pandas columns with missing values) slipped past the
     # NaN check of float labels: class_balance gave classes [nan, 1.0, nan, 2.0] (unsorted, one

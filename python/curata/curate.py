@@ -249,12 +249,16 @@ def near_duplicates(x: Any, threshold: float, metric: str = "cosine", k: int = 1
     metric = _metric(metric)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
         raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    if not np.isfinite(threshold) or threshold < 0:
+    try:
+        limit = float(threshold)
+    except OverflowError:  # a Python int beyond the float range (np.isfinite raised TypeError)
+        limit = float("inf")
+    if not np.isfinite(limit) or limit < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     kk = _k(k)
     dist, idx, ref = _graph_distances(x, kk, metric, graph)
     n = dist.shape[0]
-    rows, cols = np.nonzero(dist <= float(threshold))
+    rows, cols = np.nonzero(dist <= limit)
     groups = _components(n, rows.astype(np.int64), idx[rows, cols])
     return _array.like(groups, ref)
 
