@@ -1171,3 +1171,16 @@ def test_range_search_radius_beyond_the_float_range(metric):
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
     assert index.range_search(q, 10**400)[0][-1] == (2 if metric == "l2" else 0)
+
+
+@pytest.mark.parametrize("name", ["a" * 251 + ".idx", "é" * 125 + ".idx"])
+def test_save_to_a_name_near_the_length_limit(tmp_path, name):
+    # 255-byte names are legal, but the temporary file's name added "." + 8 random characters +
+    # ".tmp" to it: save() failed with ENAMETOOLONG naming the temporary file.
+    index = Index(2)
+    index.add(np.ones((3, 2), np.float32))
+    path = tmp_path / name
+    assert len(os.fsencode(name)) <= 255
+    index.save(path)
+    assert len(Index.load(path, device="cpu")) == 3
+    assert os.listdir(tmp_path) == [name]

@@ -38,7 +38,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, t
         mode = os.stat(path).st_mode & 0o777
     except OSError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    # The temporary name adds 14 bytes to the file's: a legal name near the 255-byte limit would
+    # make it too long (ENAMETOOLONG), so at most 100 bytes of the name go into it.
+    stem = os.fsdecode(os.fsencode(os.path.basename(path))[:100])
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + stem + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as fh:
             if size:
