@@ -453,3 +453,72 @@ def test_kmeans_huge_and_tiny_values(rng, exponent):
     _, ref_labels, _, _ = ref_kmeans(base, init, 25)
     np.testing.assert_array_equal(r.labels, ref_labels)
     np.testing.assert_array_equal(x, before)
+
+
+def _exact_cosine_k_center(x, n):
+    """Farthest-first under cosine in exact rational arithmetic (integer rows): a row's distance
+    to a centre ranks as -sign(dot) dot^2 / (|a|^2 |c|^2), so true ties stay ties (lowest index)."""
+    from fractions import Fraction
+
+    rows = [[int(v) for v in r] for r in np.asarray(x)]
+
+    def cos_key(a, c):  # increasing in cos(a, c)
+        dot = sum(p * q for p, q in zip(rows[a], rows[c]))
+        na, nc = sum(p * p for p in rows[a]), sum(p * p for p in rows[c])
+        return Fraction(dot * dot, na * nc) * ((dot > 0) - (dot < 0))
+
+    nearest = [None] * len(rows)  # largest cos key to a chosen centre
+    out, taken = [], [False] * len(rows)
+
+    def add(c):
+        taken[c] = True
+        for i in range(len(rows)):
+            key = cos_key(i, c)
+            if nearest[i] is None or key > nearest[i]:
+                nearest[i] = key
+
+    out.append(0)
+    add(0)
+    while len(out) < n:
+        best = min((i for i in range(len(rows)) if not taken[i]), key=lambda i: (nearest[i], i))
+        out.append(best)
+        add(best)
+    return np.array(out, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_k_center_cosine_true_ties_go_to_lowest_index(seed):
+    # Parallel rows ([1, 1] and [3, 3]) and rows equal up to a permutation of coordinates are
+    # exactly as far from every centre under cosine, but normalising them rounds differently:
+    # before the fix their float64 distances were a few ulps apart and the tie went to whichever
+    # rounded up (e.g. index 5 = [3, 3] picked before index 2 = [1, 1]).
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=(60, int(rng.integers(2, 5)))).astype(np.float32)
+    x[np.all(x == 0, axis=1)] = 1
+    want = _exact_cosine_k_center(x, 30)
+    np.testing.assert_array_equal(curate.k_center_greedy(x, 30, metric="cosine"), want)
+    torch = pytest.importorskip("torch")
+    from curata import _kcenter_device
+
+    got = _kcenter_device.k_center_greedy_torch(torch.from_numpy(x), 30, metric="cosine")
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("exponent", [600, -600])
+def test_k_center_cosine_rows_of_very_different_scales(rng, exponent):
+    # Cosine picks depend only on directions. The global power-of-two scale maps the largest
+    # |value| of the whole array, so a row 2^600 times smaller than the others kept squares that
+    # underflow: "x must have non-zero rows ... all-zero row" was raised for a non-zero row. Each
+    # row now gets its own power of two before its norm (host and torch paths).
+    x = rng.normal(size=(50, 4))
+    want = curate.k_center_greedy(x, 12, metric="cosine")
+    mixed = x.copy()
+    mixed[::2] = np.ldexp(mixed[::2], exponent)
+    before = mixed.copy()
+    np.testing.assert_array_equal(curate.k_center_greedy(mixed, 12, metric="cosine"), want)
+    np.testing.assert_array_equal(mixed, before)
+    torch = pytest.importorskip("torch")
+    from curata import _kcenter_device
+
+    got = _kcenter_device.k_center_greedy_torch(torch.from_numpy(mixed), 12, metric="cosine")
+    np.testing.assert_array_equal(got.numpy(), want)

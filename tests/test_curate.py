@@ -389,6 +389,18 @@ def test_slice_indices():
     assert isinstance(t, torch.Tensor) and t.tolist() == [0, 2]
 
 
+def test_slice_indices_sets_and_iterators():
+    # np.asarray({0, 5}) is a 0-d object array holding the set: before the fix it was taken for a
+    # single label equal to the set and matched nothing (an empty result, silently).
+    labels = np.array([2, 0, 2, 2, 5, 0, 2])
+    names = {0: "cat", 5: "dog"}
+    for classes in ({0, 5}, frozenset([0, 5]), iter([0, 5]), (c for c in (5, 0)), names, names.keys()):
+        np.testing.assert_array_equal(curate.slice_indices(labels, classes), [1, 4, 5])
+    np.testing.assert_array_equal(curate.slice_indices(["a", "b", "a"], {"a"}), [0, 2])
+    with pytest.raises(ValueError, match="classes must be a label or a 1-D sequence"):
+        curate.slice_indices(labels, [[0], [1, 2]])
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.lists(st.integers(0, 6), max_size=4))
 def test_slices_partition_labels(labels, classes):
@@ -482,6 +494,66 @@ def test_cosine_scores_do_not_depend_on_the_embedding_scale(scale):
     np.testing.assert_array_equal(curate.outlier_scores(ys), curate.outlier_scores(y))
 
 
+@pytest.mark.parametrize("exponent", [70, -90])
+def test_l2_scores_scale_with_the_embeddings(exponent):
+    # "l2" is scale-equivariant: distances scale with the data. Embeddings whose float32 squared
+    # distances overflow (2^70: uniqueness inf, outlier scores NaN, label_issues scores NaN) or
+    # underflow (2^-90: every distance 0, so near_duplicates(threshold=0) put all rows in one
+    # group and the kNN vote picked neighbours by index) gave garbage. Such data is rescaled by a
+    # power of two before the graph and distances are scaled back (exact: bit for bit).
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = np.vstack([x, x[:2]])
+    labels = rng.integers(0, 3, size=y.shape[0])
+    factor = np.ldexp(1.0, exponent)
+    ys = np.ldexp(y, exponent)
+    np.testing.assert_array_equal(curate.near_duplicates(ys, 0.0, "l2", k=3), curate.near_duplicates(y, 0.0, "l2", k=3))
+    np.testing.assert_array_equal(curate.near_duplicates(ys, 0.5 * factor, "l2", k=3),
+                                  curate.near_duplicates(y, 0.5, "l2", k=3))
+    np.testing.assert_array_equal(curate.uniqueness(ys, metric="l2"), curate.uniqueness(y, metric="l2") * factor)
+    np.testing.assert_array_equal(curate.outlier_scores(ys, metric="l2"), curate.outlier_scores(y, metric="l2"))
+    got = curate.label_issues(labels, features=ys, k=5, metric="l2")
+    want = curate.label_issues(labels, features=y, k=5, metric="l2")
+    np.testing.assert_array_equal(got.score, want.score)
+    np.testing.assert_array_equal(got.is_issue, want.is_issue)
+    # float64 input beyond the float32 range is fine too (it used to be refused by the graph)
+    for e in (200, 600, -600):  # (scale**2 itself over/underflows float64 at 2^-+600)
+        big = np.ldexp(y.astype(np.float64), e)
+        np.testing.assert_array_equal(curate.outlier_scores(big, metric="l2"), curate.outlier_scores(y, metric="l2"))
+        np.testing.assert_array_equal(curate.uniqueness(big, metric="l2"),
+                                      np.ldexp(curate.uniqueness(y, metric="l2"), e))
+    torch = pytest.importorskip("torch")  # torch tensors, integer ones included
+    np.testing.assert_array_equal(curate.outlier_scores(torch.from_numpy(ys), metric="l2").numpy(),
+                                  curate.outlier_scores(y, metric="l2"))
+    ints = np.round(y * 64).astype(np.int64) << 50  # about 1e17: float32 squares overflow
+    np.testing.assert_array_equal(curate.outlier_scores(torch.from_numpy(ints), metric="l2").numpy(),
+                                  curate.outlier_scores(np.round(y * 64), metric="l2"))
+
+
+def test_near_duplicates_threshold_as_a_big_python_int():
+    # np.isfinite(10**30) raised numpy's TypeError ("ufunc 'isfinite' not supported ..."), which
+    # names neither the argument nor the rule; 10**30 is a finite threshold (everything linked
+    # within the k lists), 10**400 is beyond the float range (not finite: ValueError).
+    x = np.random.default_rng(1).standard_normal((12, 3))
+    np.testing.assert_array_equal(curate.near_duplicates(x, 10**30, "l2", k=3),
+                                  curate.near_duplicates(x, 1e30, "l2", k=3))
+    with pytest.raises(ValueError, match="threshold must be a finite number >= 0"):
+        curate.near_duplicates(x, 10**400, "l2", k=3)
+
+
+def test_object_labels_with_nan_are_refused():
+    # A float NaN inside an object array (pandas columns with missing values) slipped past the
+    # NaN check of float labels: class_balance gave classes [nan, 1.0, nan, 2.0] (unsorted, one
+    # class per NaN) and slice_indices matched nothing.
+    labels = np.array([float("nan"), 1.0, float("nan"), 2.0], dtype=object)
+    with pytest.raises(ValueError, match="labels must not contain NaN or infinity, got one in row 0"):
+        curate.class_balance(labels)
+    with pytest.raises(ValueError, match="labels must not contain NaN or infinity, got one in row 2"):
+        curate.slice_indices(np.array([1.0, 2.0, float("inf")], dtype=object), [1.0])
+    cb = curate.class_balance(np.array([2.0, 1.0, 2.0], dtype=object))
+    assert cb.classes.tolist() == [1.0, 2.0] and cb.counts.tolist() == [1, 2]
+
+
 def test_class_balance_unorderable_object_labels():
     # Was numpy's "'<' not supported between instances of 'str' and 'int'" from np.unique.
     with pytest.raises(TypeError, match=r"^labels must be mutually orderable.*\['int', 'str'\]"):
@@ -494,3 +566,14 @@ def test_class_balance_unorderable_object_labels():
     assert cb.majority == "b" and cb.minority == "a" and type(cb.majority) is str
     cb = curate.class_balance(np.array([3, 1, 3]))
     assert cb.majority == 3 and type(cb.majority) is int
+
+
+def test_cosine_all_zero_rows_follow_the_documented_rule():
+    # Documented: an all-zero row has cosine similarity 0 with everything (distance 1), so two
+    # zero rows are not near-duplicates of each other and uniqueness is exactly 1 for them.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((20, 3)).astype(np.float32)
+    x[[4, 11]] = 0.0
+    groups = curate.near_duplicates(x, 0.5, "cosine", k=5)
+    assert groups[4] == 4 and groups[11] == 11 and not np.any(np.delete(groups, [4, 11]) == 4)
+    np.testing.assert_array_equal(curate.uniqueness(x, 3, "cosine")[[4, 11]], [1.0, 1.0])

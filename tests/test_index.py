@@ -1110,3 +1110,77 @@ def test_save_to_a_directory_or_a_missing_directory_names_the_path(tmp_path, rng
         index.save(missing)
     assert info.value.filename == str(tmp_path / "no")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any(target.iterdir())
+
+
+def test_largest_int64_id_saves_and_loads(tmp_path):
+    # next_id is one above the largest id ever added: 2**63 once id 2**63 - 1 is in. The header
+    # packed it as int64, so save() died with struct.error("argument out of range") and an index
+    # holding a documented-valid id could not be saved at all.
+    index = Index(2, "l2")
+    index.add(np.ones((2, 2), np.float32), [2**63 - 1, -(2**63)])
+    assert index.next_id == 2**63
+    path = tmp_path / "max.curidx"
+    index.save(path)
+    loaded = Index.load(path, device="cpu")
+    assert loaded.next_id == 2**63
+    assert loaded.ids.tolist() == [2**63 - 1, -(2**63)]
+    with pytest.raises(ValueError, match="default ids would exceed the int64 range"):
+        loaded.add(np.ones((1, 2), np.float32))
+    loaded.remove([2**63 - 1])
+    loaded.save(path)  # no id left above 2**62, next_id still 2**63
+    assert Index.load(path, device="cpu").next_id == 2**63
+    # a next id beyond 2**63 (or a negative int64 one, the same bits) is refused on load
+    good = path.read_bytes()
+    with pytest.raises(ValueError, match="next id 9223372036854775809 is beyond 2\\^63"):
+        _load_bytes(tmp_path, _rewrite_header(good, next_id=2**63 + 1))
+
+
+def test_save_and_load_accept_bytes_paths(tmp_path):
+    # os.PathLike/str/bytes paths: load took bytes, but save died in tempfile.mkstemp with
+    # "TypeError: can only concatenate str (not "bytes") to str" (a str prefix + a bytes name).
+    index = Index(3, "l2")
+    index.add(np.arange(6, dtype=np.float32).reshape(2, 3))
+    path = os.fsencode(tmp_path / "bytes.curidx")
+    index.save(path)
+    loaded = Index.load(path, device="cpu")
+    assert loaded.ids.tolist() == [0, 1]
+    assert sorted(os.listdir(tmp_path)) == ["bytes.curidx"]
+
+
+def test_contains_uses_python_equality():
+    # `in` converted with np.array([id_], dtype=np.int64): 3.5 was truncated to 3 and the string
+    # "3" parsed, so both were "in" an index holding id 3; [3] too.
+    index = Index(2)
+    index.add(np.ones((5, 2), np.float32))
+    assert 3 in index and np.int32(3) in index and 3.0 in index and np.float32(3.0) in index
+    assert True in index  # True == 1, as in a set of ints
+    for other in (3.5, np.float32(2.7), "3", [3], np.array([3]), None, float("nan"), float("inf"), 2**63, -1, 5):
+        assert other not in index, other
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_range_search_radius_beyond_the_float_range(metric):
+    # float(10**400) raised OverflowError (neither ValueError nor TypeError); such an int radius
+    # is as far as infinity: every vector for l2 (<=) and none for ip (>=), and the reverse below.
+    index = Index(2, metric)
+    index.add(np.eye(2, dtype=np.float32))
+    q = np.zeros((1, 2), np.float32)
+    for radius, inf in ((10**400, float("inf")), (-(10**400), float("-inf"))):
+        got = index.range_search(q, radius)
+        want = index.range_search(q, inf)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    assert index.range_search(q, 10**400)[0][-1] == (2 if metric == "l2" else 0)
+
+
+@pytest.mark.parametrize("name", ["a" * 251 + ".idx", "é" * 125 + ".idx"])
+def test_save_to_a_name_near_the_length_limit(tmp_path, name):
+    # 255-byte names are legal, but the temporary file's name added "." + 8 random characters +
+    # ".tmp" to it: save() failed with ENAMETOOLONG naming the temporary file.
+    index = Index(2)
+    index.add(np.ones((3, 2), np.float32))
+    path = tmp_path / name
+    assert len(os.fsencode(name)) <= 255
+    index.save(path)
+    assert len(Index.load(path, device="cpu")) == 3
+    assert os.listdir(tmp_path) == [name]

@@ -317,3 +317,16 @@ def test_bad_graph():
     g8 = knn_graph(np.vstack([x, x[:1] + 1]), 3, "cosine")
     with pytest.raises(ValueError, match="graph must have 7 rows like labels"):
         curate.label_issues(HAND_Y, k=3, graph=g8)
+
+
+def test_sparse_label_ids_without_pred_probs_are_refused_clearly():
+    # Without pred_probs, C = labels.max() + 1: sparse ids (hashes, database keys) asked for an
+    # (N, C) float64 matrix: [0, 10**12] raised MemoryError for 14.6 TiB (and ids near 10**8 on a
+    # few thousand rows would really try to allocate gigabytes). Now a ValueError says what to do.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3))
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, C\).*np.unique"):
+        curate.label_issues(np.array([0, 10**12, 0, 1]), features=x, k=2)
+    # sparse but small is still fine: 4 rows, ids up to 999 (32 KB of probabilities)
+    res = curate.label_issues(np.array([0, 999, 0, 999]), features=x, k=2)
+    assert res.probs.shape == (4, 1000)

@@ -148,3 +148,23 @@ def test_input_not_modified_and_score_floor(metric):
     counts = np.bincount(np.asarray(res.labels), minlength=2)
     lab = np.asarray(res.labels)
     assert np.all(s >= counts[lab] / counts.max() / (1 + counts[lab]) * (1 - 1e-12))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("exponent", [600, -600, 300, -300])
+def test_huge_and_tiny_values_scale_free(metric, exponent):
+    # The score is scale-free (d^2 / s^2 and cluster sizes), and k-means already rescales such
+    # data. Before the fix the float64 squares overflowed (l2: NaN scores; cosine: infinite norms
+    # turned every row into 0 and every score into 1) or underflowed (l2: every score 1; cosine:
+    # "all-zero row" raised for rows that are not zero).
+    x, _, _ = blobs()
+    want = curate.representativeness(x, 3, metric=metric, seed=1)
+    scaled = np.ldexp(x, exponent)
+    got = curate.representativeness(scaled, 3, metric=metric, seed=1)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    if metric == "cosine":  # rows of very different scales in one array: each row on its own
+        mixed = x.copy()
+        mixed[::2] = np.ldexp(mixed[::2], exponent)
+        got = curate.representativeness(mixed, 3, metric=metric, seed=1)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)

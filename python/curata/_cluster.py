@@ -45,6 +45,17 @@ def _unit_scaled(a: np.ndarray) -> tuple[np.ndarray, float]:
     return (a if scale == 1.0 else a * a.dtype.type(scale)), scale
 
 
+def _cosine_tie_tol(d: int) -> float:
+    """Squared-distance differences below which two cosine k-center candidates tie.
+
+    Normalising rounds: rows that are exactly as far (parallel rows such as [1, 1] and [3, 3], or
+    rows equal up to a permutation of coordinates) get float64 squared distances on the unit
+    sphere a few ulps apart, which would break their tie by rounding noise instead of by index.
+    Bound on that noise: each normalised coordinate is within ~2 eps64 relative, and a squared
+    distance (<= 4) of d terms adds d roundings: (16 + 4 d) eps64, doubled for both sides."""
+    return 2.0 * (16 + 4 * d) * float(np.finfo(np.float64).eps)
+
+
 def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -79,7 +90,8 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         pick) and the remaining ``n - 1`` are farthest-first.
     metric : {"l2", "cosine"}
         ``"l2"``: Euclidean distance. ``"cosine"``: cosine distance ``1 - cos``; rows are
-        L2-normalised first (farthest in cosine = farthest in Euclidean on the unit sphere), so an
+        L2-normalised first (farthest in cosine = farthest in Euclidean on the unit sphere; each
+        row is first multiplied by its own power of two, so rows of any finite scale work), so an
         all-zero row raises ValueError.
 
     Returns
@@ -93,8 +105,10 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     (mean-centred float32 rows, ``|x|^2 - 2 x.c + |c|^2`` by BLAS matrix-vector product) and every point
     within a rigorous float32 rounding bound of the maximum is re-checked with exact float64
     distances to all chosen centres, so the pick is the float64 farthest point (lowest index on an
-    exact tie). When more than 256 points are that close to the maximum (mass duplicates) the
-    lowest index among the float32 maxima is taken instead. Data whose largest ``|value|`` lies
+    exact tie; for ``"cosine"``, distances within the rounding of the normalisation, about
+    ``(32 + 8 D) * 2^-52``, count as a tie, so parallel rows such as [1, 1] and [3, 3] tie). When
+    more than 256 points are that close to the maximum (mass duplicates) the lowest index among
+    the float32 maxima is taken instead. Data whose largest ``|value|`` lies
     outside ``[2^-40, 2^40]`` is first multiplied by a power of two (exact; the picks do not
     depend on the scale), so huge or tiny values do not overflow or underflow the float32 scan
     (a C-contiguous float64 ``x`` is then copied once).
@@ -144,6 +158,13 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         return _array.like(out, x)
 
     if metric == "cosine":
+        # Each row times its own power of two first (largest |value| into [0.5, 1)): exact, the
+        # same unit vector, and a row far smaller or larger than the others (which the global
+        # scale above leaves at 1e-200 or 1e200) neither underflows to a false zero norm nor
+        # overflows.
+        e = np.frexp(np.maximum(a.max(axis=1, initial=0.0), -a.min(axis=1, initial=0.0)))[1]
+        a = np.ldexp(a, -e[:, None], out=a if fresh else None)
+        fresh = True
         norms = np.sqrt(np.einsum("ij,ij->i", a, a))
         zero = norms == 0
         if zero.any():
@@ -170,6 +191,7 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     maxnorm = float(np.sqrt(sq32.max()))
     tol = 4.0 * (D + 4) * float(np.finfo(np.float32).eps) * maxnorm * maxnorm + 1e-300
 
+    tie_tol = _cosine_tie_tol(D) if metric == "cosine" else 0.0
     mind = np.full(N, np.inf, dtype=np.float64)
     chosen: list[int] = []
 
@@ -205,7 +227,8 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         cands = np.flatnonzero(masked >= m - tol)
         if 1 < cands.size <= _REFINE_MAX:
             ex = exact_min(cands)
-            top = int(cands[int(np.argmax(ex))])  # cands ascending -> lowest index on ties
+            # cands ascending -> lowest index on ties (within tie_tol for cosine)
+            top = int(cands[int(np.argmax(ex >= ex.max() - tie_tol))])
         out[p] = top
         taken[top] = True
         if p + 1 < n:

@@ -26,7 +26,7 @@ File format (little-endian), written atomically by :meth:`Index.save`::
     26      1     id dtype (0 int64)
     27      1     reserved (0)
     28      8     count: number of vectors (uint64)
-    36      8     next default id (int64)
+    36      8     next default id (uint64, at most 2^63: one above every id ever added)
     44      8     vectors section size in bytes (uint64) = count * dim * itemsize
     52      8     ids section size in bytes (uint64) = count * 8
     60      4     checksum of the vectors section
@@ -71,7 +71,10 @@ MAGIC = b"CURATAIX"
 FORMAT_VERSION = 2  # written by save(); load() reads 1 (zlib CRC-32) and 2 (CRC-32C)
 # magic, version, header size, dim, metric, dtype, id dtype, reserved, count, next id,
 # vectors bytes, ids bytes, vectors crc, ids crc; then the header crc.
-_HEADER = struct.Struct("<8sIIQBBBBQqQQII")
+# next id is unsigned: it is 2**63 once the id 2**63 - 1 is in, and never negative (it starts at
+# 0 and only grows), so its bytes are those of an int64 for every other value.
+_HEADER = struct.Struct("<8sIIQBBBBQQQQII")
+_NEXT_ID_MAX = 2**63
 _HEADER_SIZE = _HEADER.size + 4  # 72
 # Sections are checksummed and written (read and checksummed) in pieces small enough to stay in
 # the CPU caches between the two steps, so the data crosses the memory bus once.
@@ -225,7 +228,8 @@ class Index:
     row, one copy of the table per doubling; a table that removals and adds keep full grows
     to 9/8 of its rows once, see ``remove``). When ids are not added in increasing order, a
     sorted id map adds 16 bytes per vector. Not thread-safe for mutation: do not call ``add``,
-    ``remove`` or ``load`` while another thread uses the same index; concurrent searches are fine.
+    ``remove``, ``load`` or ``save`` (which first squeezes out rows flagged by ``remove``, in
+    place) while another thread uses the same index; concurrent searches are fine.
     """
 
     def __init__(self, dim: int, metric: str = "ip", dtype: Any = "float32", device: str = "auto",
@@ -292,11 +296,17 @@ class Index:
         return self._n - self._n_removed
 
     def __contains__(self, id_: Any) -> bool:
-        try:
-            key = np.array([id_], dtype=np.int64)
-        except (TypeError, ValueError, OverflowError):
+        # Python's equality, as for a set of ints: 3.0 and True (== 1) can be ids, 3.5, "3" or [3]
+        # cannot (np.array([id_], dtype=np.int64) truncated 3.5 to 3 and parsed "3").
+        if isinstance(id_, (float, np.floating)):
+            if not float(id_).is_integer():
+                return False
+        elif not isinstance(id_, (int, np.integer, np.bool_)):
             return False
-        return bool(self._positions(key)[0] >= 0)
+        value = int(id_)
+        if not -(2**63) <= value < 2**63:
+            return False
+        return bool(self._positions(np.array([value], dtype=np.int64))[0] >= 0)
 
     def __repr__(self) -> str:
         return (f"Index(dim={self._dim}, metric={self._metric!r}, dtype={self._dtype!r}, "
@@ -771,7 +781,11 @@ class Index:
             raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
         if radius != radius:
             raise ValueError("radius must not be NaN")
-        lims, distances, positions, bad_query = self._run("range", q, float(radius))
+        try:
+            r = float(radius)
+        except OverflowError:  # a Python int beyond the float range: as far as infinity
+            r = float("inf") if radius > 0 else float("-inf")
+        lims, distances, positions, bad_query = self._run("range", q, r)
         if bad_query >= 0:
             raise ValueError(f"queries must be finite, got NaN or infinity in row {bad_query}")
         ids = self._ids[positions]
@@ -799,7 +813,9 @@ class Index:
         waits for the disk, and the rename frees the blocks of the file it replaces (measured
         for 400 MB on ext4: 0.07 s writing, 0.13 s fsync, 0.10 s rename). On Linux the
         temporary file is preallocated (``fallocate``) so the writes need no block allocation
-        per page, and each piece is handed to the disk as soon as it is written. Rows flagged by ``remove`` are squeezed out first. A device index
+        per page, and each piece is handed to the disk as soon as it is written. Rows flagged by
+        ``remove`` are squeezed out first, in place: a mutation, so not while another thread
+        searches the same index (see the class notes). A device index
         copies its table to the host first (one extra host copy). No other extra memory (on
         big-endian machines a little-endian copy of the table).
         """
@@ -951,6 +967,8 @@ def _parse_header(head: bytes | memoryview, size: int, path: str) -> dict[str, i
         problems.append(f"dtype code {dtype}")
     if id_dtype not in _ID_DTYPES:
         problems.append(f"id dtype code {id_dtype}")
+    if next_id > _NEXT_ID_MAX:
+        problems.append(f"next id {next_id} is beyond 2^63")
     if not problems:
         itemsize = np.dtype(_DTYPE_NAMES[dtype]).itemsize
         if vbytes != count * dim * itemsize:

@@ -26,7 +26,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, t
     need no block allocation per page (2-3x faster writes into the page cache for large files),
     and a full disk raises ``OSError`` (ENOSPC) before anything is written.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # bytes paths too (tempfile's prefix must be a str)
     directory = os.path.dirname(os.path.abspath(path))
     # Checked up front: the write would otherwise fill a temporary file (all of a large index)
     # before failing, with an error that names the temporary file instead of ``path``.
@@ -38,7 +38,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, t
         mode = os.stat(path).st_mode & 0o777
     except OSError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    # The temporary name adds 14 bytes to the file's: a legal name near the 255-byte limit would
+    # make it too long (ENAMETOOLONG), so at most 100 bytes of the name go into it.
+    stem = os.fsdecode(os.fsencode(os.path.basename(path))[:100])
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + stem + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as fh:
             if size:

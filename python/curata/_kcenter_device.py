@@ -4,8 +4,9 @@ The rules are those of :func:`curata.curate.k_center_greedy` on the host (``_clu
 mean-centred float32 data, a float64 running minimum squared distance per point updated by one
 matrix-vector product per pick, and every point within a rigorous float32 rounding bound of the
 maximum re-checked with exact float64 distances to all chosen centres (lowest index on an exact
-tie; more than 256 such points: the lowest index among the float32 maxima). The same code runs
-on CPU torch tensors (tests) and CUDA tensors / CuPy arrays (through DLPack).
+tie, for cosine within the normalisation's rounding; more than 256 such points: the lowest index
+among the float32 maxima). The same code runs on CPU torch tensors (tests) and CUDA tensors /
+CuPy arrays (through DLPack).
 
 Per pick: one pass over the float32 data (memory bound: ~1 ms for 1M x 512 on a GPU with 2 TB/s)
 and one device-to-host sync (the pick and the number of near-maximum points). Memory: a centred
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import _array
 from ._search_device import _fp32_input_roundoff, _torch
+from ._cluster import _cosine_tie_tol
 
 _REFINE_MAX = 256
 _EXACT_CHUNK = 1 << 20
@@ -84,13 +86,22 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
 
     inv_norm = None
     if metric == "cosine":
-        sq = torch.cat([(chunk64(r0) ** 2).sum(dim=1) for r0 in range(0, N, step)])
+        # Each row times its own power of two (largest |value| into [0.5, 1)) before its norm, as
+        # on the host: a row far smaller or larger than the others neither underflows to a false
+        # zero norm nor overflows. Folded into inv_norm (exact: a power of two).
+        def chunk_scale(r0: int) -> Any:
+            top = chunk64(r0).abs().amax(dim=1)
+            return torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent)
+
+        row_scale = torch.cat([chunk_scale(r0) for r0 in range(0, N, step)])
+        sq = torch.cat([((chunk64(r0) * row_scale[r0 : r0 + step, None]) ** 2).sum(dim=1)
+                        for r0 in range(0, N, step)])
         zero = sq == 0
         if bool(zero.any()):
             raise ValueError(
                 f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(torch.nonzero(zero)[0, 0])}"
             )
-        inv_norm = 1.0 / torch.sqrt(sq)
+        inv_norm = 1.0 / torch.sqrt(sq) * row_scale
 
     def rows64(idx: Any) -> Any:
         """float64 rows (normalised for "cosine") that the exact re-check differences."""
@@ -114,6 +125,7 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
     u_t = _fp32_input_roundoff(torch, dev)
     tol = 4.0 * ((D + 4) * eps32 + 2 * u_t) * maxnorm * maxnorm + 1e-300
 
+    tie_tol = _cosine_tie_tol(D) if metric == "cosine" else 0.0
     mind = torch.full((N,), float("inf"), dtype=torch.float64, device=dev)
     chosen: list[int] = []
 
@@ -150,7 +162,8 @@ def k_center_greedy_torch(x: Any, n: int, already_selected: Any = None, metric: 
         if 1 < count <= _REFINE_MAX:
             cands = torch.nonzero(near)[:, 0]  # ascending
             ex = exact_min(cands)
-            top = int(cands[int(torch.argmax(ex))])
+            # lowest index among the maxima (within the normalisation's rounding for cosine)
+            top = int(cands[int(torch.argmax((ex >= ex.max() - tie_tol).to(torch.uint8)))])
         out[p] = top
         taken[top] = True
         if p + 1 < n:

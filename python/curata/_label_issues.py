@@ -20,6 +20,9 @@ log = logging.getLogger("curata.curate")
 # Rows of pred_probs must sum to 1 within this absolute tolerance (float32 softmax output
 # sums to 1 within ~1e-6; float16 within ~1e-3).
 _SUM_ATOL = 1e-3
+# Without pred_probs, C = labels.max() + 1: refused when C > N and the (N, C) float64
+# probabilities would exceed this many bytes (see label_issues).
+_SPARSE_LABEL_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,9 @@ def label_issues(
         Given labels in ``[0, C)``; torch CPU tensors accepted.
     pred_probs : float array of shape (N, C), optional
         Out-of-sample probabilities: finite, in [0, 1], rows summing to 1 (within 1e-3). C is
-        taken from here; without it, ``C = labels.max() + 1``.
+        taken from here; without it, ``C = labels.max() + 1`` (a ``ValueError`` when that
+        exceeds N and the (N, C) float64 probabilities would exceed 1 GiB: sparse label ids,
+        to be mapped to ``0..C-1`` first).
     features : float array of shape (N, D), optional
         Finite embeddings for the kNN vote (may be None when ``graph`` is given).
     k : int
@@ -276,6 +281,14 @@ def label_issues(
     else:
         _check_label_range(y, max(int(y.max()) + 1, 1), "non-negative")
         c = int(y.max()) + 1
+        if c > n and 8 * n * c > _SPARSE_LABEL_BYTES:
+            # More class ids than rows, so most are absent, and the (N, C) probabilities would
+            # take gigabytes (or raise MemoryError): sparse ids such as hashes or database keys.
+            raise ValueError(
+                f"labels must be class indices in [0, C) with C = labels.max() + 1 = {c}, which for {n} rows "
+                f"needs an (N, C) float64 probability matrix of {8 * n * c / 2**30:.3g} GiB; map sparse label "
+                f"ids to 0..C-1 first (np.unique(labels, return_inverse=True))"
+            )
 
     p_knn = None
     if use_knn:

@@ -17,6 +17,11 @@ _METRICS = ("cosine", "l2")
 def _unit_rows(a: np.ndarray) -> np.ndarray:
     """float64 L2-normalised copy of ``a``; an all-zero row raises ValueError."""
     x64 = np.array(a, dtype=np.float64)
+    # Each row times the power of two that puts its largest |value| in [0.5, 1) first: exact (the
+    # same unit vector), and its squares can then neither overflow (|v| > ~1e154) nor underflow
+    # (|v| < ~1e-154, which made a non-zero row look all-zero).
+    top = np.maximum(x64.max(axis=1, initial=0.0), -x64.min(axis=1, initial=0.0))
+    np.ldexp(x64, -np.frexp(top)[1][:, None], out=x64)
     norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
     zero = norms == 0
     if zero.any():
@@ -112,7 +117,11 @@ def representativeness(
     of ``x`` (none for float64 ``"l2"`` input), one (N, D) float64 work array (the row-sorted copy
     for the per-cluster sums, then the differences to the means) and, for ``"cosine"`` without
     ``result``, the normalised rows in the compute dtype for k-means. Each score is at least
-    ``w_c / (1 + n_c)`` (since ``d_i^2 <= n_c s_c^2``), so it never underflows to 0.
+    ``w_c / (1 + n_c)`` (since ``d_i^2 <= n_c s_c^2``), so it never underflows to 0. Scale-free
+    for any finite data: ``"l2"`` data whose largest ``|value|`` is outside ``[2^-40, 2^40]`` is
+    multiplied by a power of two first (exact, in a float64 copy), and ``"cosine"`` rows each by
+    their own power of two before normalising, so huge or tiny values neither overflow nor
+    underflow.
 
     Raises
     ------
@@ -134,6 +143,11 @@ def representativeness(
             a = x64.astype(a.dtype, copy=False)
     else:
         x64 = np.asarray(a, dtype=np.float64)
+        # The scores are scale-free: data whose float64 squares would overflow or underflow is
+        # multiplied by a power of two first (exact; a copy, never the caller's array).
+        scale = _array.power_of_two_scale(x64)
+        if scale != 1.0:
+            x64 = x64 * scale
     if result is None:
         labels = np.asarray(_array._to_numpy_view(kmeans(a, k, n_iter=n_iter, seed=seed).labels, "labels"))
         labels = np.ascontiguousarray(labels, dtype=np.int64)

@@ -13,8 +13,12 @@ Distances. ``knn_graph`` reports cosine *similarity* for ``"cosine"`` and *squar
 distance for ``"l2"``; this module converts them to true distances, higher = farther:
 
 * ``"cosine"``: cosine distance ``1 - cos(a, b)`` in ``[0, 2]`` (float32 rounding can leave an exact
-  copy at about 1e-7 rather than 0).
-* ``"l2"``: Euclidean distance ``sqrt(|a - b|^2)``.
+  copy at about 1e-7 rather than 0). An all-zero row has no direction: as in
+  :func:`curata.search.knn` its similarity with every row is 0, so its distance to every row
+  (another all-zero row included) is 1: it is never a near-duplicate and scores as far from all.
+* ``"l2"``: Euclidean distance ``sqrt(|a - b|^2)``. Data whose largest ``|value|`` is outside
+  ``[2^-40, 2^40]`` (float32 squared distances would overflow or underflow) is multiplied by a
+  power of two for the graph (a copy) and the distances are scaled back in float64 (exact).
 
 ``"ip"`` is not a distance and is refused.
 """
@@ -22,6 +26,8 @@ distance for ``"l2"``; this module converts them to true distances, higher = far
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping, MappingView
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +78,24 @@ def _k(k: Any) -> int:
     return int(k)
 
 
+def _l2_scale(x: Any) -> float:
+    """The power of two that brings ``x``'s largest |value| into [0.5, 1) when it lies outside
+    [2^-40, 2^40] (else 1.0): Euclidean distances scale with the data, but the graph's float32
+    squared distances overflow for values beyond ~1e19 and underflow to 0 below ~1e-20. Only
+    numeric numpy arrays and torch tensors are looked at (anything else is checked by knn_graph)."""
+    kind = _array.kind_of(x)
+    if kind == "numpy" and isinstance(x, np.ndarray) and x.dtype.kind in "fiu":
+        return _array.power_of_two_scale(x)
+    torch = _array._torch()
+    if (kind == "torch" and not x.is_nested and x.layout == torch.strided and x.numel()
+            and (x.is_floating_point() or (x.dtype != torch.bool and not x.is_complex()))):
+        return _array.power_of_two_scale(x.detach())
+    return 1.0
+
+
 def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     """(distances (N, k) float64 true distances, indices (N, k) int64, array-kind reference)."""
+    scale = 1.0
     if graph is None:
         if x is None:
             raise ValueError("x must be given when graph is None")
@@ -81,7 +103,8 @@ def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarra
         n = int(shape[0]) if shape is not None and len(shape) >= 1 else len(x)
         if n >= 2 and k >= n:
             raise ValueError(f"k must be in [1, {n - 1}] (number of rows of x minus 1), got {k}")
-        sims, idx = knn_graph(x, k, metric)
+        scale = _l2_scale(x) if metric == "l2" else 1.0
+        sims, idx = knn_graph(x if scale == 1.0 else x * scale, k, metric)
         d = np.asarray(_array._to_numpy_view(sims, "graph"), dtype=np.float64)
         i = np.asarray(_array._to_numpy_view(idx, "graph"), dtype=np.int64)
         ref = x
@@ -137,6 +160,10 @@ def _graph_distances(x: Any, k: int, metric: str, graph: Any) -> tuple[np.ndarra
         dist = np.clip(1.0 - d, 0.0, 2.0)
     else:
         dist = np.sqrt(np.maximum(d, 0.0))
+        if scale != 1.0:
+            # exact (a power of two), after the square root: data near 2^±600 has squared
+            # distances beyond float64 too, and scale**2 would itself overflow or underflow
+            dist /= scale
     return dist, i, ref
 
 
@@ -222,12 +249,16 @@ def near_duplicates(x: Any, threshold: float, metric: str = "cosine", k: int = 1
     metric = _metric(metric)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
         raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    if not np.isfinite(threshold) or threshold < 0:
+    try:
+        limit = float(threshold)
+    except OverflowError:  # a Python int beyond the float range (np.isfinite raised TypeError)
+        limit = float("inf")
+    if not np.isfinite(limit) or limit < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     kk = _k(k)
     dist, idx, ref = _graph_distances(x, kk, metric, graph)
     n = dist.shape[0]
-    rows, cols = np.nonzero(dist <= float(threshold))
+    rows, cols = np.nonzero(dist <= limit)
     groups = _components(n, rows.astype(np.int64), idx[rows, cols])
     return _array.like(groups, ref)
 
@@ -320,6 +351,12 @@ def _labels(labels: Any) -> np.ndarray:
         raise ValueError(f"labels must be 1-D, got shape {tuple(a.shape)}")
     if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
         raise ValueError(f"labels must not contain NaN or infinity, got one in row {int(np.argmax(~np.isfinite(a)))}")
+    if a.dtype.kind == "O":
+        # Float NaN/inf held in an object array (e.g. a pandas column with missing values): NaN is
+        # not equal to itself, so each would be a class of its own and np.unique would not sort.
+        for row, v in enumerate(a.tolist()):
+            if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+                raise ValueError(f"labels must not contain NaN or infinity, got one in row {row}")
     if a.dtype.kind not in "iufbUSO":
         raise TypeError(f"labels must be integers, floats, booleans or strings, got dtype {a.dtype}")
     return a
@@ -395,7 +432,8 @@ def slice_indices(labels: Any, classes: Any) -> Any:
     ----------
     labels : array-like of shape (N,)
     classes : label or sequence of labels
-        A single label or a list of them; labels absent from ``labels`` simply match nothing.
+        A single label or a list (tuple, array, set, iterator) of them; labels absent from
+        ``labels`` simply match nothing.
 
     Returns
     -------
@@ -408,7 +446,14 @@ def slice_indices(labels: Any, classes: Any) -> Any:
     Time O((N + C) log C) with C = len(classes), memory O(N).
     """
     a = _labels(labels)
-    wanted = np.asarray(classes)
+    if isinstance(classes, (AbstractSet, Mapping, MappingView, Iterator)):
+        # np.asarray would wrap these in a 0-d object array: one "label" that matches nothing.
+        classes = list(classes)
+    try:
+        host = classes if _array.kind_of(classes) == "numpy" else _array._to_numpy_view(classes, "classes")
+        wanted = np.asarray(host)
+    except ValueError as e:  # ragged nesting
+        raise ValueError(f"classes must be a label or a 1-D sequence of labels: {e}") from None
     if wanted.ndim > 1:
         raise ValueError(f"classes must be a label or a 1-D sequence of labels, got shape {wanted.shape}")
     wanted = wanted.reshape(-1)
