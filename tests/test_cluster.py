@@ -416,10 +416,9 @@ def test_kmeans_assign_resolves_float32_cancellation():
         np.testing.assert_allclose(dist, d[np.arange(500), want], rtol=1e-9)
 
 
-def test_kmeans_assign_exact_ties_lowest_index(monkeypatch):
+def test_kmeans_assign_exact_ties_lowest_index():
     from curata import _cluster
 
-    monkeypatch.setattr(_cluster, "_EXACT_ENTRIES", 64)  # many small re-check batches
     x = np.random.default_rng(2).integers(-3, 4, (400, 3)).astype(np.float32)
     c = np.array([[0, 0, 0], [1, 1, 1], [-1, -1, -1], [1, 1, 1], [0, 0, 1]], dtype=np.float32)
     sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
