@@ -424,9 +424,26 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
     k = _check_k(a, n_clusters)
     n_iter = _count(n_iter, "n_iter")
     seed = _check_seed(seed)
-    N, D = a.shape
     sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
-    c = a[_init_pp(a, sq, k, seed)].copy()
+    c, labels, dist, run = _lloyd(a, sq, a[_init_pp(a, sq, k, seed)].copy(), n_iter)
+    inertia = float(dist.sum())
+    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
+        c = (c.astype(np.float64) / scale).astype(c.dtype)
+        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
+    return KMeansResult(
+        centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
+    )
+
+
+def _lloyd(
+    a: np.ndarray, sq: np.ndarray, c: np.ndarray, n_iter: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Lloyd iterations of :func:`kmeans` from the centroids ``c`` (k, D) in the dtype of ``a``
+    (C-contiguous float32/float64 rows, ``sq`` their float64 squared norms): (centroids, labels,
+    squared distances to the assigned centroids, updates run). The benchmarks time it from a given
+    initialisation."""
+    N = a.shape[0]
+    k = c.shape[0]
     labels, dist = _assign(a, sq, c)
     run = 0
     for _ in range(n_iter):
@@ -451,10 +468,4 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         labels = new_labels
         if not changed:
             break
-    inertia = float(dist.sum())
-    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
-        c = (c.astype(np.float64) / scale).astype(c.dtype)
-        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
-    return KMeansResult(
-        centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
-    )
+    return c, labels, dist, run
