@@ -158,21 +158,40 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
   const Bound bound = make_bound<float>(csq, d, gamma(static_cast<double>(h), 0x1p-24),
                                         static_cast<double>(d + 16) * 0x1p-149);
   // Centroid chunks of at most ~256 KiB of packed floats (they stay in L2 while a row block
-  // streams past), split evenly so every chunk is large enough for the outer-product kernel.
-  const int64_t kc_max = std::max<int64_t>(16, std::min<int64_t>(1024, (int64_t(1) << 16) / d));
-  const int64_t nchunks = (k + kc_max - 1) / kc_max;
-  const int64_t kc = (k + nchunks - 1) / nchunks;
-  std::vector<kern::PackedRows> packs(static_cast<size_t>(nchunks));
-  std::vector<bool> packed(static_cast<size_t>(nchunks), false);
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t j0 = c * kc, m = std::min(kc, k - j0);
-    const int lanes = kern::packed_lanes_for(m);
-    if (lanes > 0) {
-      kern::pack_rows(C + j0 * d, m, d, lanes, packs[static_cast<size_t>(c)]);
-      packed[static_cast<size_t>(c)] = true;
+  // streams past). The outer-product kernel works on micro-tiles of 48 packed rows (16 lanes; 16
+  // rows with 8 lanes) and pads a chunk to whole vectors, so chunks hold whole micro-tiles and the
+  // k mod 48 last centroids form a chunk of their own (k = 100: 96 + 4 rather than 100 padded to
+  // 112, of which 16 in a one-vector micro-tile).
+  struct Chunk {
+    int64_t j0 = 0, m = 0;
+    bool packed = false;
+    kern::PackedRows P;
+  };
+  std::vector<Chunk> chunks;
+  {
+    const int lanes = kern::packed_lanes_for(k);
+    const int64_t micro = lanes == 16 ? 48 : lanes == 8 ? 16 : 1;
+    const int64_t kc_max = std::max(micro, std::min<int64_t>(1024, (int64_t(1) << 16) / d) / micro * micro);
+    const int64_t whole = k / micro * micro, units = whole / micro;
+    const int64_t nmain = (whole + kc_max - 1) / kc_max;
+    const int64_t per = nmain > 0 ? (units + nmain - 1) / nmain * micro : 0;
+    for (int64_t j0 = 0; j0 < whole; j0 += per) chunks.push_back(Chunk{j0, std::min(per, whole - j0)});
+    if (whole < k) chunks.push_back(Chunk{whole, k - whole});
+    for (Chunk& ch : chunks) {
+      const int l = kern::packed_lanes_for(ch.m);
+      if (l > 0) {
+        kern::pack_rows(C + ch.j0 * d, ch.m, d, l, ch.P);
+        ch.packed = true;
+      }
     }
   }
+  int64_t kc = 0;
+  for (const Chunk& ch : chunks) kc = std::max(kc, ch.m);
+  // Row blocks of kRows rows, handed out kSuper at a time so that a thread can prefetch the block
+  // it works on next (a few per cent at 100k x 128, k = 100).
+  constexpr int64_t kSuper = 8;
   const int64_t blocks = (n + kRows - 1) / kRows;
+  const int64_t supers = (blocks + kSuper - 1) / kSuper;
   const int threads = threads_for(n * k * d, int64_t(1) << 22);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -180,36 +199,44 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
     std::vector<float> row_dots;
     double best[kRows], second[kRows];
     int64_t idx[kRows];
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t r0 = blk * kRows, nb = std::min(kRows, n - r0);
-      const float* xb = X + r0 * d;
-      for (int64_t i = 0; i < nb; ++i) {
-        best[i] = std::numeric_limits<double>::infinity();
-        second[i] = std::numeric_limits<double>::infinity();
-        idx[i] = 0;
-      }
-      for (int64_t c = 0; c < nchunks; ++c) {
-        const int64_t j0 = c * kc, m = std::min(kc, k - j0);
-        const kern::PackedRows* P = packed[static_cast<size_t>(c)] ? &packs[static_cast<size_t>(c)] : nullptr;
-        // tile[jj * kRows + i] = dot(C[j0 + jj], X[r0 + i]): the same bits as any other kernel or
-        // blocking (knn_kernels.hpp), and dot(c, x) == dot(x, c) (products commute).
-        kern::dot_tile_any(P, C + j0 * d, m, xb, nb, d, tile.data(), kRows);
-        consume_tile(tile.data(), m, nb, kRows, csq.data() + j0, j0, best, second, idx);
-      }
-      for (int64_t i = 0; i < nb; ++i) {
-        const int64_t r = r0 + i;
-        const double b = best[i];
-        const double threshold = b + bound.tol(norm_up(sq[r], d));
-        if (k > 1 && second[i] <= threshold) {
-          if (row_dots.empty()) row_dots.resize(static_cast<size_t>(k));
-          kern::dot_tile(X + r * d, 1, C, k, d, row_dots.data(), k);
-          const float* g = row_dots.data();
-          recheck_row(X + r * d, C, k, d, [&](int64_t j) { return csq[static_cast<size_t>(j)] - 2.0 * static_cast<double>(g[j]); },
-                      threshold, labels + r, dist + r);
-        } else {
-          labels[r] = idx[i];
-          dist[r] = std::max(b + sq[r], 0.0);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t sb = 0; sb < supers; ++sb) {
+      const int64_t blk_end = std::min(blocks, (sb + 1) * kSuper);
+      for (int64_t blk = sb * kSuper; blk < blk_end; ++blk) {
+        const int64_t r0 = blk * kRows, nb = std::min(kRows, n - r0);
+        const float* xb = X + r0 * d;
+        if (blk + 1 < blk_end) {
+          const char* p = reinterpret_cast<const char*>(xb + kRows * d);
+          const int64_t bytes = std::min(kRows, n - r0 - kRows) * d * static_cast<int64_t>(sizeof(float));
+          for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
+        }
+        for (int64_t i = 0; i < nb; ++i) {
+          best[i] = std::numeric_limits<double>::infinity();
+          second[i] = std::numeric_limits<double>::infinity();
+          idx[i] = 0;
+        }
+        for (const Chunk& ch : chunks) {
+          // tile[jj * kRows + i] = dot(C[j0 + jj], X[r0 + i]): the same bits as any other kernel or
+          // blocking (knn_kernels.hpp), and dot(c, x) == dot(x, c) (products commute).
+          kern::dot_tile_any(ch.packed ? &ch.P : nullptr, C + ch.j0 * d, ch.m, xb, nb, d, tile.data(), kRows);
+          consume_tile(tile.data(), ch.m, nb, kRows, csq.data() + ch.j0, ch.j0, best, second, idx);
+        }
+        for (int64_t i = 0; i < nb; ++i) {
+          const int64_t r = r0 + i;
+          const double b = best[i];
+          const double threshold = b + bound.tol(norm_up(sq[r], d));
+          if (k > 1 && second[i] <= threshold) {
+            if (row_dots.empty()) row_dots.resize(static_cast<size_t>(k));
+            kern::dot_tile(X + r * d, 1, C, k, d, row_dots.data(), k);
+            const float* g = row_dots.data();
+            const auto v_of = [&](int64_t j) {
+              return csq[static_cast<size_t>(j)] - 2.0 * static_cast<double>(g[j]);
+            };
+            recheck_row(X + r * d, C, k, d, v_of, threshold, labels + r, dist + r);
+          } else {
+            labels[r] = idx[i];
+            dist[r] = std::max(b + sq[r], 0.0);
+          }
         }
       }
     }
