@@ -41,6 +41,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -109,24 +110,39 @@ template <class T> double exact_sq(const T* x, const T* c, int64_t d) {
   return s;
 }
 
-// Fused tile consumer: v = csq[j] - 2 tile[jj][i] for the centroids j0 + jj of a chunk against
+// Fused tile consumer: v = csq[j] - 2 tile[jj][i] for the centroids j = j0 + jj of a chunk against
 // the rows i < nb of a block, folded into each row's first minimum (best, idx) and the minimum of
-// the others (second). Branch-free so every clone vectorises it over the rows.
+// the others (second). Eight rows at a time in vector registers, the chunk's centroids streamed
+// past them (the state is loaded and stored once per chunk, not once per centroid). The lanes
+// past nb read tile entries left by earlier blocks (finite, or zero): their results are unused.
+typedef double v8d __attribute__((vector_size(64)));
+typedef int64_t v8l __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+
+template <class V> CURATA_ALWAYS_INLINE V load_vec(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
 CURATA_SIMD_CLONES
 void consume_tile(const float* tile, int64_t kc, int64_t nb, int64_t ldt, const double* csq, int64_t j0, double* best,
                   double* second, int64_t* idx) {
-  for (int64_t jj = 0; jj < kc; ++jj) {
-    const float* tr = tile + jj * ldt;
-    const double cj = csq[jj];
-    const int64_t j = j0 + jj;
-    for (int64_t i = 0; i < nb; ++i) {
-      const double v = cj - 2.0 * static_cast<double>(tr[i]);
-      const bool lt = v < best[i];
-      const double s = v < second[i] ? v : second[i];
-      second[i] = lt ? best[i] : s;
-      best[i] = lt ? v : best[i];
-      idx[i] = lt ? j : idx[i];
+  for (int64_t i0 = 0; i0 < nb; i0 += 8) {
+    v8d b = load_vec<v8d>(best + i0), s = load_vec<v8d>(second + i0);
+    v8l id = load_vec<v8l>(idx + i0);
+    for (int64_t jj = 0; jj < kc; ++jj) {
+      const v8d g = __builtin_convertvector(load_vec<v8f>(tile + jj * ldt + i0), v8d);
+      const v8d v = (v8d{} + csq[jj]) - 2.0 * g;
+      const v8l lt = v < b;
+      const v8d s2 = v < s ? v : s;
+      s = lt ? b : s2;
+      b = lt ? v : b;
+      id = lt ? (v8l{} + (j0 + jj)) : id;
     }
+    std::memcpy(best + i0, &b, sizeof(b));
+    std::memcpy(second + i0, &s, sizeof(s));
+    std::memcpy(idx + i0, &id, sizeof(id));
   }
 }
 
@@ -210,7 +226,7 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
           const int64_t bytes = std::min(kRows, n - r0 - kRows) * d * static_cast<int64_t>(sizeof(float));
           for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
         }
-        for (int64_t i = 0; i < nb; ++i) {
+        for (int64_t i = 0; i < kRows; ++i) {  // all lanes: consume_tile reads whole vectors
           best[i] = std::numeric_limits<double>::infinity();
           second[i] = std::numeric_limits<double>::infinity();
           idx[i] = 0;
