@@ -656,22 +656,41 @@ def test_lloyd_step_thread_count_does_not_change_bits(restore_threads, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cluster_sums_exact_sequential_order(dtype):
-    # np.add.at applies the rows in order: the same float64 additions in the same order, so the
-    # sums must be equal bit for bit; a cluster with no rows sums to zero.
+def test_cluster_sums_against_add_at(dtype):
     from curata import _cluster
 
     r = np.random.default_rng(10)
-    x = (r.standard_normal((3001, 19)) * 10.0 ** r.integers(-3, 4, (3001, 1))).astype(dtype)
+    # 3001 rows, k = 9: 16 row chunks summed apart, then added in chunk order.
     labels = r.integers(0, 9, 3001)
-    labels[labels == 4] = 5
+    labels[labels == 4] = 5  # cluster 4 empty: sums to zero
+    xi = (r.integers(-1000, 1000, (3001, 19)) * 2.0 ** r.integers(-8, 8, (1, 19))).astype(dtype)
+    ref = np.zeros((9, 19))
+    np.add.at(ref, labels, xi.astype(np.float64))
+    # Values on a power-of-two grid with small integer parts: every partial sum is exact, so any
+    # order gives the reference's bits.
+    np.testing.assert_array_equal(_cluster._cluster_sums(xi, labels, 9), ref)
+    np.testing.assert_array_equal(_cluster._cluster_sums(xi[:, ::2], labels, 9), ref[:, ::2])  # non-contiguous
+    x = (r.standard_normal((3001, 19)) * 10.0 ** r.integers(-3, 4, (3001, 1))).astype(dtype)
     ref = np.zeros((9, 19))
     np.add.at(ref, labels, x.astype(np.float64))
     got = _cluster._cluster_sums(x, labels, 9)
-    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-9)
     np.testing.assert_array_equal(got[4], 0.0)
-    nc = _cluster._cluster_sums(x[:, ::2], labels, 9)  # non-contiguous
-    np.testing.assert_array_equal(nc, ref[:, ::2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cluster_sums_few_rows_per_cluster_sequential_bits(restore_threads, dtype):
+    # N < 32 k: one chunk, column ranges on two threads, each a sequential loop over the rows in
+    # order: exactly np.add.at's additions (which apply the rows in order).
+    from curata import _cluster
+
+    restore_threads.set_num_threads(2)
+    r = np.random.default_rng(11)
+    x = (r.standard_normal((4000, 200)) * 10.0 ** r.integers(-3, 4, (4000, 1))).astype(dtype)
+    labels = r.integers(0, 400, 4000)
+    ref = np.zeros((400, 200))
+    np.add.at(ref, labels, x.astype(np.float64))
+    np.testing.assert_array_equal(_cluster._cluster_sums(x, labels, 400), ref)
 
 
 def test_cluster_sums_bad_labels():

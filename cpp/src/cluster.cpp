@@ -35,8 +35,8 @@
 //  Rows and centroids are finite and, through kmeans, scaled into [2^-40, 2^40] (no overflow of
 //  float32 dots below d = 2^47).
 //
-// Per-cluster sums: each thread owns a range of columns and adds every row into its cluster in
-// increasing row order, so the bits are those of a sequential loop whatever the thread count.
+// Per-cluster sums: row chunks whose number depends on (n, k) only, each summed in row order into
+// its own partial, the partials added in chunk order: the bits do not depend on the thread count.
 #include "curata/cluster.hpp"
 
 #include <algorithm>
@@ -333,16 +333,43 @@ void cluster_sums_impl(const T* X, int64_t n, int64_t d, const int64_t* labels, 
     if (labels[i] < 0 || labels[i] >= k)
       throw std::invalid_argument("labels must lie in [0, " + std::to_string(k - 1) + "], got " +
                                   std::to_string(labels[i]) + " at row " + std::to_string(i));
-  // Column ranges of whole 64-byte lines (16 floats / 8 doubles) per thread; every (cluster,
-  // column) sum is the same sequential loop over the rows whatever the split.
-  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
-  const int64_t lines = (d + kLine - 1) / kLine;
-  const int threads = static_cast<int>(std::min<int64_t>(threads_for(n * d, int64_t(1) << 18), lines));
-  const int64_t per = (lines + threads - 1) / threads * kLine;
+  // Row chunks: their count depends on n and k only (never on the thread count), at most 16 and
+  // at most n / (16 k) so their partial sums (k d doubles each) stay below a sixteenth of the
+  // rows' doubles. Each chunk streams its rows in order into its partial; the partials are then
+  // added in chunk order. So the bits depend on (n, k) alone.
+  const int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(16, n / std::max<int64_t>(1, 16 * k)));
+  if (nchunks == 1) {
+    // Few rows per cluster: column ranges of whole 64-byte lines in parallel instead, each a
+    // sequential loop over all rows (the bits of the one-thread loop whatever the split).
+    constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+    const int64_t lines = (d + kLine - 1) / kLine;
+    const int threads = static_cast<int>(std::min<int64_t>(threads_for(n * d, int64_t(1) << 18), lines));
+    const int64_t per = (lines + threads - 1) / threads * kLine;
 #pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
-  for (int p = 0; p < threads; ++p) {
-    const int64_t t0 = std::min(d, p * per), t1 = std::min(d, t0 + per);
-    if (t0 < t1) sum_columns_any(X, n, d, labels, k, t0, t1, sums);
+    for (int p = 0; p < threads; ++p) {
+      const int64_t t0 = std::min(d, p * per), t1 = std::min(d, t0 + per);
+      if (t0 < t1) sum_columns_any(X, n, d, labels, k, t0, t1, sums);
+    }
+    return;
+  }
+  std::vector<double> partial(static_cast<size_t>(nchunks * k * d));
+  const int threads = static_cast<int>(std::min<int64_t>(threads_for(n * d, int64_t(1) << 18), nchunks));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const int64_t r0 = n * c / nchunks, r1 = n * (c + 1) / nchunks;
+      sum_columns_any(X + r0 * d, r1 - r0, d, labels + r0, k, 0, d, partial.data() + c * k * d);
+    }
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < k; ++j) {
+      double* out = sums + j * d;
+      for (int64_t t = 0; t < d; ++t) out[t] = partial[static_cast<size_t>(j * d + t)];
+      for (int64_t c = 1; c < nchunks; ++c) {
+        const double* p = partial.data() + (c * k + j) * d;
+        for (int64_t t = 0; t < d; ++t) out[t] += p[t];
+      }
+    }
   }
 }
 

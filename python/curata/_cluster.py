@@ -280,9 +280,10 @@ def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per-cluster float64 sums (k, D), added in increasing row order (``_core.cluster_sums``:
-    rows counting-sorted by label, clusters x 64-column blocks in parallel; the bits do not depend
-    on the thread count). Extra memory: 8 N bytes of row order."""
+    """Per-cluster float64 sums (k, D) (``_core.cluster_sums``): row chunks whose number depends
+    on (N, k) only, summed in row order in parallel, then added in chunk order; the bits do not
+    depend on the thread count. Extra memory: at most 16 partial (k, D) float64 sums and never
+    more than 4 N D bytes."""
     return _core.cluster_sums(np.ascontiguousarray(x), np.ascontiguousarray(labels, dtype=np.int64), k)
 
 

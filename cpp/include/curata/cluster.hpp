@@ -31,9 +31,12 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
 void nearest_centroids_f64(const double* X, int64_t n, int64_t d, const double* C, int64_t k, const double* sq,
                            const double* G, int64_t* labels, double* dist);
 
-// sums[j * d + t] = sum of X[i][t] over the rows i with labels[i] == j, in float64, added in
-// increasing row order (so the bits do not depend on the thread count). sums is (k, d) and is
-// overwritten. Throws std::invalid_argument when a label is outside [0, k).
+// sums[j * d + t] = sum of X[i][t] over the rows i with labels[i] == j, in float64: the rows are
+// cut into min(16, max(1, n / (16 k))) chunks (a count that depends on n and k only), each chunk
+// adds its rows in increasing order, and the chunk sums are added in chunk order, so the bits do
+// not depend on the thread count. sums is (k, d) and is overwritten. Extra memory: the chunks'
+// partial sums, 8 k d bytes each (at most n d / 2 bytes in all). Throws std::invalid_argument when
+// a label is outside [0, k).
 void cluster_sums(const float* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, double* sums);
 void cluster_sums(const double* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, double* sums);
 
