@@ -402,20 +402,31 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
 
     Notes
     -----
-    Each iteration assigns every point to its nearest centroid (lowest index on ties) with
-    ``|x|^2 - 2 x.c + |c|^2`` by matrix product in row blocks whose (rows, k) distance block holds
-    at most 2**22 entries (32 MiB float64 / 16 MiB float32), then sets each centroid to the mean of
-    its points, summed in float64 (weighted ``bincount`` over blocks of 8192 rows). An empty
-    cluster is re-seeded deterministically with the point farthest from its assigned centroid
-    (lowest index on ties; a point that is the only member of its cluster is skipped, and each
-    point re-seeds at most one cluster per iteration), which is moved to that cluster. Labels and
-    inertia are those of the final centroids.
+    Each iteration assigns every point to its nearest centroid and then sets each centroid to
+    the mean of its points. Assignment (C++ core): ``|c|^2 - 2 x.c`` from float32 dot products
+    (float32 data: curata's kNN dot kernels on tiles of 64 rows x chunks of at most 1008
+    centroids, the minimum, runner-up and rounding-bound test fused into the tile pass, on
+    ``curata.set_num_threads`` threads) or BLAS float64 products in row blocks of at most 2**22
+    entries (float64 data); a point whose two nearest centroids are within the rigorous rounding
+    bound of the products is decided again with float64 differences, so labels are the float64
+    nearest centroid, lowest index on exact ties, and do not depend on the thread count. The
+    means are float64 sums (row chunks summed in parallel and added in a fixed order: the bits do
+    not depend on the thread count either). An empty cluster is re-seeded deterministically with
+    the point farthest from its assigned centroid (lowest index on ties; a point that is the only
+    member of its cluster is skipped, and each point re-seeds at most one cluster per
+    iteration), which is moved to that cluster. Labels and inertia are those of the final
+    centroids; the inertia sums ``max(|x|^2 + |c|^2 - 2 x.c, 0)``
+    (float64 differences for the re-decided points), so it carries the products' rounding.
 
-    Complexity O(n_iter * N * k * D) time; extra memory O(N) plus one distance block plus the
-    update's block (8192 rows: 16 * 8192 * D bytes), besides the compute-dtype copy of ``x`` when
-    the input is not already a C-contiguous float32/float64 array. On a GPU: the data (plus a
-    compute-dtype copy for float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment
-    workspace (float32 data; 128 MiB for float64).
+    Complexity O(n_iter * N * k * D) time (measured about 22 ms per iteration at 100k x 128,
+    k = 100 on one AMD EPYC core with AVX-512), plus the seeding's O(k log k * N * D). Extra
+    memory: O(N) (labels, distances, norms), a packed copy of the centroids (4 k D bytes) and a
+    float32 tile of at most 64 x 1008 entries (258 KiB) per thread for float32 data (a (rows, k)
+    float64 block of at most 32 MiB for float64 data), at most 16 (k, D) float64 partial sums
+    (never more than 4 N D bytes), besides the compute-dtype copy of ``x`` when the input is not
+    already a C-contiguous float32/float64 array. On a GPU: the data (plus a compute-dtype copy for
+    float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment workspace (float32
+    data; 128 MiB for float64).
     """
     if _array.torch_device_path(x):
         from . import _kmeans_device  # noqa: PLC0415
