@@ -52,8 +52,8 @@ py::tuple assign_f64(const carray<double>& x, const carray<double>& c, const car
   check_rows_centroids(x, c, sq);
   const int64_t n = x.shape(0), d = x.shape(1), k = c.shape(0);
   if (k < 1) throw std::invalid_argument("centroids must have at least one row, got " + shape_str(c));
-  if (dots.ndim() != 2 || dots.shape(0) != n || dots.shape(1) != k)
-    throw std::invalid_argument("dots must have shape (" + std::to_string(n) + ", " + std::to_string(k) + "), got " +
+  if (dots.ndim() != 2 || dots.shape(0) != k || dots.shape(1) != n)
+    throw std::invalid_argument("dots must have shape (" + std::to_string(k) + ", " + std::to_string(n) + "), got " +
                                 shape_str(dots));
   py::array_t<int64_t> labels(static_cast<py::ssize_t>(n));
   py::array_t<double> dist(static_cast<py::ssize_t>(n));

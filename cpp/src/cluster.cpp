@@ -113,8 +113,7 @@ template <class T> double exact_sq(const T* x, const T* c, int64_t d) {
 // Fused tile consumer: v = csq[j] - 2 tile[jj][i] for the centroids j = j0 + jj of a chunk against
 // the rows i < nb of a block, folded into each row's first minimum (best, idx) and the minimum of
 // the others (second). Eight rows at a time in vector registers, the chunk's centroids streamed
-// past them (the state is loaded and stored once per chunk, not once per centroid). The lanes
-// past nb read tile entries left by earlier blocks (finite, or zero): their results are unused.
+// past them (the state is loaded and stored once per chunk, not once per centroid).
 typedef double v8d __attribute__((vector_size(64)));
 typedef int64_t v8l __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
@@ -125,14 +124,19 @@ template <class V> CURATA_ALWAYS_INLINE V load_vec(const void* p) {
   return v;
 }
 
-CURATA_SIMD_CLONES
-void consume_tile(const float* tile, int64_t kc, int64_t nb, int64_t ldt, const double* csq, int64_t j0, double* best,
-                  double* second, int64_t* idx) {
-  for (int64_t i0 = 0; i0 < nb; i0 += 8) {
+template <class TT>
+CURATA_ALWAYS_INLINE void consume_impl(const TT* tile, int64_t kc, int64_t nb, int64_t ldt, const double* csq,
+                                       int64_t j0, double* best, double* second, int64_t* idx) {
+  const int64_t full = nb / 8 * 8;
+  for (int64_t i0 = 0; i0 < full; i0 += 8) {
     v8d b = load_vec<v8d>(best + i0), s = load_vec<v8d>(second + i0);
     v8l id = load_vec<v8l>(idx + i0);
     for (int64_t jj = 0; jj < kc; ++jj) {
-      const v8d g = __builtin_convertvector(load_vec<v8f>(tile + jj * ldt + i0), v8d);
+      v8d g;
+      if constexpr (sizeof(TT) == 4)
+        g = __builtin_convertvector(load_vec<v8f>(tile + jj * ldt + i0), v8d);
+      else
+        g = load_vec<v8d>(tile + jj * ldt + i0);
       const v8d v = (v8d{} + csq[jj]) - 2.0 * g;
       const v8l lt = v < b;
       const v8d s2 = v < s ? v : s;
@@ -144,6 +148,26 @@ void consume_tile(const float* tile, int64_t kc, int64_t nb, int64_t ldt, const 
     std::memcpy(second + i0, &s, sizeof(s));
     std::memcpy(idx + i0, &id, sizeof(id));
   }
+  for (int64_t i = full; i < nb; ++i)  // the same operations, one row at a time
+    for (int64_t jj = 0; jj < kc; ++jj) {
+      const double v = csq[jj] - 2.0 * static_cast<double>(tile[jj * ldt + i]);
+      const bool lt = v < best[i];
+      const double s2 = v < second[i] ? v : second[i];
+      second[i] = lt ? best[i] : s2;
+      best[i] = lt ? v : best[i];
+      idx[i] = lt ? j0 + jj : idx[i];
+    }
+}
+
+CURATA_SIMD_CLONES
+void consume_tile(const float* tile, int64_t kc, int64_t nb, int64_t ldt, const double* csq, int64_t j0, double* best,
+                  double* second, int64_t* idx) {
+  consume_impl(tile, kc, nb, ldt, csq, j0, best, second, idx);
+}
+CURATA_SIMD_CLONES
+void consume_tile(const double* tile, int64_t kc, int64_t nb, int64_t ldt, const double* csq, int64_t j0,
+                  double* best, double* second, int64_t* idx) {
+  consume_impl(tile, kc, nb, ldt, csq, j0, best, second, idx);
 }
 
 // The re-check of one row: float64 nearest among the centroids with v_j <= threshold.
@@ -226,7 +250,7 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
           const int64_t bytes = std::min(kRows, n - r0 - kRows) * d * static_cast<int64_t>(sizeof(float));
           for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
         }
-        for (int64_t i = 0; i < kRows; ++i) {  // all lanes: consume_tile reads whole vectors
+        for (int64_t i = 0; i < nb; ++i) {
           best[i] = std::numeric_limits<double>::infinity();
           second[i] = std::numeric_limits<double>::infinity();
           idx[i] = 0;
@@ -260,32 +284,32 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
 }
 
 void nearest_centroids_f64(const double* X, int64_t n, int64_t d, const double* C, int64_t k, const double* sq,
-                           const double* G, int64_t* labels, double* dist) {
+                           const double* GT, int64_t* labels, double* dist) {
   if (n <= 0 || k <= 0 || d <= 0) return;
   const std::vector<double> csq = centroid_sq(C, k, d);
   const Bound bound = make_bound<double>(csq, d, gamma(static_cast<double>(d + 2), kU),
                                          static_cast<double>(d + 16) * 0x1p-1073);
-  for (int64_t r = 0; r < n; ++r) {
-    const double* g = G + r * k;
-    double b = std::numeric_limits<double>::infinity(), s = b;
-    int64_t jb = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      const double v = csq[static_cast<size_t>(j)] - 2.0 * g[j];
-      if (v < b) {
-        s = b;
-        b = v;
-        jb = j;
-      } else if (v < s) {
-        s = v;
-      }
+  double best[kRows], second[kRows];
+  int64_t idx[kRows];
+  for (int64_t r0 = 0; r0 < n; r0 += kRows) {
+    const int64_t nb = std::min(kRows, n - r0);
+    for (int64_t i = 0; i < nb; ++i) {
+      best[i] = std::numeric_limits<double>::infinity();
+      second[i] = std::numeric_limits<double>::infinity();
+      idx[i] = 0;
     }
-    const double threshold = b + bound.tol(norm_up(sq[r], d));
-    if (k > 1 && s <= threshold) {
-      recheck_row(X + r * d, C, k, d, [&](int64_t j) { return csq[static_cast<size_t>(j)] - 2.0 * g[j]; }, threshold,
-                  labels + r, dist + r);
-    } else {
-      labels[r] = jb;
-      dist[r] = std::max(b + sq[r], 0.0);
+    consume_tile(GT + r0, k, nb, n, csq.data(), 0, best, second, idx);
+    for (int64_t i = 0; i < nb; ++i) {
+      const int64_t r = r0 + i;
+      const double b = best[i];
+      const double threshold = b + bound.tol(norm_up(sq[r], d));
+      if (k > 1 && second[i] <= threshold) {
+        const auto v_of = [&](int64_t j) { return csq[static_cast<size_t>(j)] - 2.0 * GT[j * n + r]; };
+        recheck_row(X + r * d, C, k, d, v_of, threshold, labels + r, dist + r);
+      } else {
+        labels[r] = idx[i];
+        dist[r] = std::max(b + sq[r], 0.0);
+      }
     }
   }
 }

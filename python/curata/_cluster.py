@@ -271,11 +271,11 @@ def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, n
     labels = np.empty(N, dtype=np.int64)
     dist = np.empty(N, dtype=np.float64)
     rows = max(1, _BLOCK_ENTRIES // max(1, k))
-    ct = np.ascontiguousarray(c.T)
     for s in range(0, N, rows):
         xb = x[s : s + rows]
         m = xb.shape[0]
-        labels[s : s + m], dist[s : s + m] = _core.kmeans_assign_f64(xb, c, sq[s : s + m], xb @ ct)
+        # (k, rows) = c @ xb.T: the core reads it centroid by centroid against 8 rows at a time.
+        labels[s : s + m], dist[s : s + m] = _core.kmeans_assign_f64(xb, c, sq[s : s + m], c @ xb.T)
     return labels, dist
 
 

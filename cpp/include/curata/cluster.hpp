@@ -25,11 +25,11 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
                            int64_t* labels, double* dist);
 
 // The same decision rule for float64 rows, from dots computed by the caller:
-// G (n, k) row-major, G[i * k + j] = X[i].C[j] in float64 by any summation order (a BLAS GEMM),
-// each with |G - X.C| <= gamma_{d + 2}(2^-53) |X| |C|. Runs on the calling thread (the caller
-// works block by block).
+// GT (k, n) row-major, GT[j * n + i] = X[i].C[j] in float64 by any summation order (a BLAS GEMM
+// C X^T), each with |GT - X.C| <= gamma_{d + 2}(2^-53) |X| |C|. Runs on the calling thread (the
+// caller works block by block).
 void nearest_centroids_f64(const double* X, int64_t n, int64_t d, const double* C, int64_t k, const double* sq,
-                           const double* G, int64_t* labels, double* dist);
+                           const double* GT, int64_t* labels, double* dist);
 
 // sums[j * d + t] = sum of X[i][t] over the rows i with labels[i] == j, in float64: the rows are
 // cut into min(16, max(1, n / (16 k))) chunks (a count that depends on n and k only), each chunk
