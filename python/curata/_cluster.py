@@ -384,9 +384,10 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         stays float64, float16 -> float32, integers -> float64. torch CUDA tensors and CuPy arrays
         (with torch installed) run on their GPU (``curata._kmeans_device``: the same seeding random
         numbers, assignment by GEMM tiles of at most 2**24 distances, float64 ``index_add_`` sums,
-        the same empty-cluster and stopping rules); the result's arrays stay on that device. Labels
-        can differ from the host path only where a point is within rounding of equidistant to two
-        centroids (the GPU path re-checks those in float64), picks only where a k-means++ draw is
+        the same empty-cluster and stopping rules); the result's arrays stay on that device. Both
+        paths decide close calls by float64 differences, so labels can differ from the host path
+        only where a point's two nearest centroids are equidistant to float64 rounding (the two
+        sum the squared differences in different orders), picks only where a k-means++ draw is
         within rounding of a boundary.
     n_clusters : int
         ``1 <= n_clusters <= N``.
