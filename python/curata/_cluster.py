@@ -421,9 +421,10 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
 
     Complexity O(n_iter * N * k * D) time (measured about 22 ms per iteration at 100k x 128,
     k = 100 on one AMD EPYC core with AVX-512), plus the seeding's O(k log k * N * D). Extra
-    memory: O(N) (labels, distances, norms), a packed copy of the centroids (4 k D bytes) and a
-    float32 tile of at most 64 x 1008 entries (258 KiB) per thread for float32 data (a (rows, k)
-    float64 block of at most 32 MiB for float64 data), at most 16 (k, D) float64 partial sums
+    memory: O(N) (labels, distances, norms), a packed and a transposed copy of the centroids
+    (8 k D bytes; 16 k D for float64 data) and a float32 tile of at most 64 x 1008 entries
+    (258 KiB) per thread for float32 data (a (k, rows) float64 block of at most 32 MiB for float64
+    data), at most 16 (k, D) float64 partial sums
     (never more than 4 N D bytes), besides the compute-dtype copy of ``x`` when the input is not
     already a C-contiguous float32/float64 array. On a GPU: the data (plus a compute-dtype copy for
     float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment workspace (float32

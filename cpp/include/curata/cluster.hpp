@@ -19,7 +19,8 @@ namespace cluster {
 // sq[i] = |X[i]|^2 in float64 (the caller's; only used for dist and the rounding bound).
 // Dots come from the kNN dot kernels (search/knn_kernels.hpp) in tiles of row blocks x centroid
 // chunks; the argmin, runner-up and bound test are fused into the tile consumer, so no (n, k)
-// matrix is formed. Memory: a packed copy of C (4 k d bytes) + one tile per thread. Threads:
+// matrix is formed. Memory: a packed and a transposed copy of C (8 k d bytes) + one tile per
+// thread (at most 64 x 1008 floats). Threads:
 // curata::num_threads(); results do not depend on the thread count.
 void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C, int64_t k, const double* sq,
                            int64_t* labels, double* dist);
@@ -27,7 +28,7 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
 // The same decision rule for float64 rows, from dots computed by the caller:
 // GT (k, n) row-major, GT[j * n + i] = X[i].C[j] in float64 by any summation order (a BLAS GEMM
 // C X^T), each with |GT - X.C| <= gamma_{d + 2}(2^-53) |X| |C|. Runs on the calling thread (the
-// caller works block by block).
+// caller works block by block). Memory: a transposed copy of C (8 k d bytes).
 void nearest_centroids_f64(const double* X, int64_t n, int64_t d, const double* C, int64_t k, const double* sq,
                            const double* GT, int64_t* labels, double* dist);
 
