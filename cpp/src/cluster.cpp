@@ -7,17 +7,18 @@
 // former numpy version, python/curata/_cluster.py, and of the device path, _kmeans_device.py).
 //
 // The rounding bound (u = 2^-24 for float32 dots, U = 2^-53; gamma_m(u) = m u / (1 - m u)).
-//  * Dots, float32 path. The kNN kernels (search/knn_kernels.hpp) evaluate x.c in float32 with W
+//  * Dots, float32 path. The kNN kernels (cpp/src/knn_kernels.hpp) evaluate x.c in float32 with W
 //    lane sums (W = 8 or 16): lane l adds x_t c_t for t = l, l + W, ... in increasing t, one
 //    multiply-add each (fused on FMA CPUs: one rounding; unfused on the baseline copy: two), then
 //    the W lane sums go through a fixed tree of depth log2 W. Each product therefore passes
 //    through at most h = ceil(d / W) + log2 W + 1 roundings, h <= ceil(d / 8) + 5 for both W, and
 //    for any summation tree (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed.,
 //    sec. 3.1) |g - x.c| <= gamma_h(u) sum_t |x_t c_t| <= gamma_h(u) |x| |c| (Cauchy-Schwarz),
-//    plus, if products underflow, at most 2^-150 per multiply-add (subnormal additions are exact):
-//    (d + 16) 2^-149 in all. The zero-padded tail adds exact zeros.
+//    plus, if products underflow, at most 2^-150 per multiply-add (subnormal additions are exact),
+//    at most d + 16 of them: abs = (d + 16) 2^-148 bounds twice that (the 2 of 2 g) with room for
+//    the (1 + gamma) growth. The zero-padded tail adds exact zeros.
 //    Float64 path: dots by any order (BLAS), <= d roundings per product: gamma_{d+2}(U) |x| |c|,
-//    plus (d + 16) 2^-1073 for underflow.
+//    and abs = (d + 16) 2^-1072 for underflow (also covering that of |c|^2).
 //  * |c|^2 in float64 (sequential sum; squares of float32 values are exact, of float64 ones
 //    rounded): error <= gamma_d(U) |c|^2. v_j = fl(csq_j - 2 g_j) (2 g exact): one more rounding,
 //    U |v_j| <= 1.01 U (|c|^2 + 2 |x| |c|).
@@ -61,7 +62,7 @@ constexpr double kU = 0x1p-53;
 
 double gamma(double m, double u) { return m * u / (1.0 - m * u); }
 
-// Rows per assignment block (the tile is kc x kRows float32) and the largest centroid chunk.
+// Rows per assignment block (the tile is chunk rows x kRows float32).
 constexpr int64_t kRows = 64;
 
 // The bound of the file comment: tol for a row of norm bound xn, given the dot terms.
@@ -267,7 +268,7 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
   const std::vector<double> csq = centroid_sq(C, k, d);
   const int64_t h = (d + 7) / 8 + 5;
   const Bound bound = make_bound<float>(csq, d, gamma(static_cast<double>(h), 0x1p-24),
-                                        static_cast<double>(d + 16) * 0x1p-149);
+                                        static_cast<double>(d + 16) * 0x1p-148);
   // Centroid chunks of at most ~256 KiB of packed floats (they stay in L2 while a row block
   // streams past). The outer-product kernel works on micro-tiles of 48 packed rows (16 lanes; 16
   // rows with 8 lanes) and pads a chunk to whole vectors, so chunks hold whole micro-tiles and the
@@ -361,7 +362,7 @@ void nearest_centroids_f64(const double* X, int64_t n, int64_t d, const double* 
   if (n <= 0 || k <= 0 || d <= 0) return;
   const std::vector<double> csq = centroid_sq(C, k, d);
   const Bound bound = make_bound<double>(csq, d, gamma(static_cast<double>(d + 2), kU),
-                                         static_cast<double>(d + 16) * 0x1p-1073);
+                                         static_cast<double>(d + 16) * 0x1p-1072);
   const Transposed<double> ct = transpose_centroids(C, k, d);
   RecheckScratch scratch;
   double best[kRows], second[kRows];

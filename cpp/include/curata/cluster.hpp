@@ -17,7 +17,7 @@ namespace cluster {
 //   dist[i]   = max(|C[j]|^2 - 2 X[i].C[j] + sq[i], 0) for that j, or, for a row re-decided in
 //               float64, sum_t (X[i][t] - C[j][t])^2 in float64.
 // sq[i] = |X[i]|^2 in float64 (the caller's; only used for dist and the rounding bound).
-// Dots come from the kNN dot kernels (search/knn_kernels.hpp) in tiles of row blocks x centroid
+// Dots come from the kNN dot kernels (cpp/src/knn_kernels.hpp) in tiles of row blocks x centroid
 // chunks; the argmin, runner-up and bound test are fused into the tile consumer, so no (n, k)
 // matrix is formed. Memory: a packed and a transposed copy of C (8 k d bytes) + one tile per
 // thread (at most 64 x 1008 floats). Threads:
