@@ -302,10 +302,12 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
   const Transposed<float> ct = transpose_centroids(C, k, d);
   // Row blocks of kRows rows, handed out kSuper at a time so that a thread can prefetch the block
   // it works on next (a few per cent at 100k x 128, k = 100).
-  constexpr int64_t kSuper = 8;
   const int64_t blocks = (n + kRows - 1) / kRows;
-  const int64_t supers = (blocks + kSuper - 1) / kSuper;
   const int threads = threads_for(n * k * d, int64_t(1) << 22);
+  // At most 8 blocks per hand-out, fewer when that would leave threads idle (few rows, many
+  // centroids): at least 4 hand-outs per thread where there are enough blocks.
+  const int64_t kSuper = std::max<int64_t>(1, std::min<int64_t>(8, blocks / (4 * static_cast<int64_t>(threads))));
+  const int64_t supers = (blocks + kSuper - 1) / kSuper;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     std::vector<float> tile(static_cast<size_t>(kc * kRows));
