@@ -651,7 +651,9 @@ def test_lloyd_step_thread_count_does_not_change_bits(restore_threads, dtype):
         lab, dist = _cluster._assign(x, _sq(x), c)
         sums = _cluster._cluster_sums(x, labels, 24)
         res = curate.kmeans(x[:6000], 8, n_iter=5, seed=1)
-        out.append((lab.tobytes(), dist.tobytes(), sums.tobytes(), res.labels.tobytes(), res.centroids.tobytes()))
+        few = _cluster._assign(x[:300, :32], _sq(x[:300, :32]), x[:300, :32] + dtype(0.5))  # 5 row blocks
+        out.append((lab.tobytes(), dist.tobytes(), sums.tobytes(), res.labels.tobytes(), res.centroids.tobytes(),
+                    few[0].tobytes(), few[1].tobytes()))
     assert out[0] == out[1] == out[2]
 
 
