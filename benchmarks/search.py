@@ -43,6 +43,11 @@ up to float32 rounding, float16 GEMM rounding for its float16 index).
 (200k with ``--quick``), ids a seeded permutation: add from host numpy, search 10,000 CUDA
 queries with k = 10 (float32 and float16 storage), range search 1,000 queries (ip >= 0.25),
 remove 10k ids and add them back.
+``kmeans cpu`` cases: curata's Lloyd iterations (``curate.kmeans`` after its seeding) against
+scikit-learn ``KMeans(algorithm="lloyd")`` and ``faiss.Kmeans`` on the CPU from the same k-means++
+initial centroids, 25 iterations, 100k x 128 with k = 100 and 200k x 128 with k = 256 (50k x 128,
+k = 100 with ``--quick``); see ``_kmeans_cpu_case``.
+
 Also on the GPU: ``curate.k_center_greedy`` (curata only) and ``curate.kmeans`` 1M x 512,
 k = 1000, 20 iterations (100k x 512, k = 100 with ``--quick``) against ``faiss.Kmeans(gpu=True)`` (different seeding, so
 the check compares objectives as a note and verifies curata's labels are the nearest centroids).
@@ -358,6 +363,99 @@ def _torch_cpu_case(n: int, m: int) -> Case:
     return Case(name, "knn device path (CPU sanity)", params, [Contender("curata", curata_fn), peer], check=check)
 
 
+# ------------------------------------------------------------------------------- k-means (CPU)
+KMEANS_CPU_ITERS = 25
+
+
+def _kmeans_cpu_case(n: int, d: int, k: int) -> Case:
+    """curata's Lloyd iterations vs scikit-learn ``KMeans(algorithm="lloyd")`` and ``faiss.Kmeans``
+    (CPU), all from the same k-means++ initial centroids, 25 iterations.
+
+    Data: float32, 4 k Gaussian blobs (centres N(0, 1), noise N(0, 0.7^2)) so no contender
+    converges before the last iteration. The initial centroids are
+    ``curate.kmeans_plus_plus_init(x, k, seed=0)`` computed once (not timed). curata's call is
+    ``_cluster._lloyd`` (the loop of ``curate.kmeans`` after its seeding) plus the squared norms
+    it needs; scikit-learn gets ``init=`` that array, ``n_init=1``, ``tol=0`` (stops only when no
+    label changes, curata's rule), ``max_iter=25``; faiss gets ``init_centroids=`` it, all rows
+    (``max_points_per_centroid``) and always runs 25 iterations. Threads: curata's count for all
+    three (``threadpoolctl`` for scikit-learn's OpenMP, ``faiss.omp_set_num_threads``).
+    Check: iterations run, inertia of curata vs scikit-learn (same trajectory up to labels of
+    points within rounding of two centroids: relative difference < 1e-4) and vs faiss (whose
+    last objective is that of the assignment before its final update: a note).
+    """
+    from curata import _cluster  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4 * k, d)).astype(np.float32)
+    x = centres[rng.integers(0, 4 * k, n)] + np.float32(0.7) * rng.standard_normal((n, d), dtype=np.float32)
+    del centres
+    init = x[np.asarray(curata.curate.kmeans_plus_plus_init(x, k, seed=0))].copy()
+    threads = curata.get_num_threads()
+    params = {"rows": n, "dim": d, "k": k, "n_iter": KMEANS_CPU_ITERS, "dtype": "float32", "threads": threads,
+              "init": "curata k-means++ (shared)"}
+    got: dict[str, Any] = {}
+
+    def curata_fn():
+        sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        got["curata"] = r = _cluster._lloyd(x, sq, init.copy(), KMEANS_CPU_ITERS)
+        return r
+
+    def make_sklearn():
+        from sklearn.cluster import KMeans  # noqa: PLC0415
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        def run():
+            with threadpool_limits(limits=threads):
+                km = KMeans(k, init=init, n_init=1, max_iter=KMEANS_CPU_ITERS, tol=0.0, algorithm="lloyd",
+                            random_state=0).fit(x)
+            got["sklearn"] = km
+            return km
+
+        return run
+
+    def make_faiss():
+        import faiss  # noqa: PLC0415
+
+        def run():
+            faiss.omp_set_num_threads(threads)
+            km = faiss.Kmeans(d, k, niter=KMEANS_CPU_ITERS, seed=1, max_points_per_centroid=n)
+            km.train(x, init_centroids=init)
+            got["faiss"] = km
+            return km
+
+        return run
+
+    sk = contender("scikit-learn", make_sklearn, note='KMeans(algorithm="lloyd", init=array, n_init=1, tol=0)')
+    fa = contender("faiss-cpu", make_faiss, note="faiss.Kmeans(init_centroids=array), all rows")
+
+    def check() -> Check:
+        c, labels, dist, run = curata_fn()
+        inertia = float(dist.sum())
+        detail = f"curata inertia {inertia:.7g} after {run} iterations"
+        metrics: dict[str, Any] = {"curata_inertia": inertia, "curata_iterations": run}
+        status = "ok"
+        if sk.fn is not None:
+            km = sk.fn()
+            rel = abs(km.inertia_ - inertia) / inertia
+            agree = float(np.mean(km.labels_ == labels))
+            detail += f"; scikit-learn {km.inertia_:.7g} after {km.n_iter_} (rel diff {rel:.1e}, labels agree {agree:.5f})"
+            metrics.update(sklearn_inertia=float(km.inertia_), sklearn_iterations=int(km.n_iter_), label_agreement=agree)
+            # scikit-learn counts the assignment that finds no label changed as an iteration,
+            # curata counts centroid updates: converging runs differ by one.
+            if rel > 1e-4 or km.n_iter_ not in (run, run + 1):
+                status = "mismatch"
+            elif agree < 1.0:
+                status = "note"
+        if fa.fn is not None:
+            km = fa.fn()
+            detail += f"; faiss last objective {float(km.obj[-1]):.7g} (before its last update)"
+            metrics["faiss_objective"] = float(km.obj[-1])
+        return Check(status, detail, metrics)
+
+    name = f"kmeans cpu {n // 1000}k x {d}, k={k}, {KMEANS_CPU_ITERS} iterations"
+    return Case(name, "kmeans", params, [Contender("curata", curata_fn), sk, fa], check=check, max_repeats=7, warmup=1)
+
+
 # ------------------------------------------------------------------------------------ CUDA
 GPU_QUERIES = 10_000
 GPU_SHAPES = {"full": [(10_000_000, 128), (1_000_000, 512)], "quick": [(1_000_000, 128), (200_000, 512)]}
@@ -666,4 +764,7 @@ def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[
                   ("remove+add", "float32"), ("save", "float32"), ("load", "float32"),
                   ("add", "float16"), ("save", "float16"), ("load", "float16")]
     out += [(_index_name(n, op, dt), lambda op=op, dt=dt: _index_case(n, op, dt)) for op, dt in index_plan]
+    km_plan = [(50_000, 128, 100)] if quick else [(100_000, 128, 100), (200_000, 128, 256)]
+    out += [(f"kmeans cpu {kn // 1000}k x {kd}, k={kk}, {KMEANS_CPU_ITERS} iterations",
+             lambda kn=kn, kd=kd, kk=kk: _kmeans_cpu_case(kn, kd, kk)) for kn, kd, kk in km_plan]
     return out

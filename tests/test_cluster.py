@@ -416,10 +416,9 @@ def test_kmeans_assign_resolves_float32_cancellation():
         np.testing.assert_allclose(dist, d[np.arange(500), want], rtol=1e-9)
 
 
-def test_kmeans_assign_exact_ties_lowest_index(monkeypatch):
+def test_kmeans_assign_exact_ties_lowest_index():
     from curata import _cluster
 
-    monkeypatch.setattr(_cluster, "_EXACT_ENTRIES", 64)  # many small re-check batches
     x = np.random.default_rng(2).integers(-3, 4, (400, 3)).astype(np.float32)
     c = np.array([[0, 0, 0], [1, 1, 1], [-1, -1, -1], [1, 1, 1], [0, 0, 1]], dtype=np.float32)
     sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
@@ -522,3 +521,292 @@ def test_k_center_cosine_rows_of_very_different_scales(rng, exponent):
 
     got = _kcenter_device.k_center_greedy_torch(torch.from_numpy(mixed), 12, metric="cosine")
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+# --------------------------------------------------------------------------- k-means Lloyd step (C++ core)
+
+
+def _old_assign(x, sq, c, block_entries=1 << 22, exact_entries=1 << 22):
+    """The numpy assignment curata used before the C++ core (kept as a reference): BLAS product per
+    row block, float64 elementwise passes, float64 re-check of rows within the generic bound."""
+    N, D = x.shape
+    k = c.shape[0]
+    c64 = c.astype(np.float64)
+    csq = np.einsum("ij,ij->i", c64, c64)
+    cmax = float(np.sqrt(csq.max()))
+    u = 2.0**-53 if x.dtype == np.float64 else 2.0**-24
+    gamma = (D + 2) * u / (1.0 - (D + 2) * u)
+    xnorm = np.sqrt(sq)
+    tol = 2.0 * (4.0 * gamma * xnorm * cmax + 8.0 * 2.0**-53 * (cmax * cmax + 2.0 * xnorm * cmax))
+    labels = np.empty(N, dtype=np.int64)
+    dist = np.empty(N, dtype=np.float64)
+    rows = max(1, block_entries // max(1, k))
+    ct = np.ascontiguousarray(c.T.astype(x.dtype))
+    for s in range(0, N, rows):
+        xb = x[s : s + rows]
+        m = xb.shape[0]
+        d = (xb @ ct).astype(np.float64)
+        d *= -2.0
+        d += csq[None, :]
+        lab = np.argmin(d, axis=1)
+        best = d[np.arange(m), lab]
+        dist[s : s + m] = np.maximum(best + sq[s : s + m], 0.0)
+        if k > 1:
+            near = d <= (best + tol[s : s + m])[:, None]
+            flagged = np.flatnonzero(np.count_nonzero(near, axis=1) > 1)
+            step = max(1, exact_entries // (k * D))
+            for f in range(0, flagged.size, step):
+                sub = flagged[f : f + step]
+                diff = xb[sub].astype(np.float64)[:, None, :] - c64[None, :, :]
+                exact = np.einsum("ijk,ijk->ij", diff, diff)
+                exact[~near[sub]] = np.inf
+                lab[sub] = np.argmin(exact, axis=1)
+                dist[s + sub] = exact[np.arange(sub.size), lab[sub]]
+        labels[s : s + m] = lab
+    return labels, dist
+
+
+def _sq(x):
+    return np.einsum("ij,ij->i", x, x, dtype=np.float64)
+
+
+def _dist_atol(x, c):
+    """A loose bound on the rounding of |x|^2 + |c|^2 - 2 x.c for the compared distances."""
+    u = 1e-5 if x.dtype == np.float32 else 1e-12
+    cmax2 = float((np.asarray(c, np.float64) ** 2).sum(axis=1).max())
+    return u * (_sq(x) + cmax2 + 1e-300)
+
+
+def _check_assign(x, c):
+    from curata import _cluster
+
+    sq = _sq(x)
+    lab, dist = _cluster._assign(x, sq, c)
+    want, d = _ref_nearest(x, c)
+    np.testing.assert_array_equal(lab, want)
+    ref_d = d[np.arange(len(x)), want]
+    assert np.all(np.abs(dist - ref_d) <= _dist_atol(x, c))
+    assert np.all(dist >= 0)
+    return lab, dist
+
+
+@pytest.mark.parametrize(
+    "n,d,k,dtype,offset",
+    [
+        (2000, 128, 100, np.float32, 0.0),  # packed outer-product kernel, one chunk
+        (1500, 37, 7, np.float32, 0.0),  # k < 11: the dot-product kernel; D not a multiple of 16
+        (1500, 129, 40, np.float32, 0.0),
+        (800, 16, 1, np.float32, 0.0),  # k = 1
+        (300, 5, 300, np.float32, 0.0),  # k = N
+        (2000, 24, 30, np.float32, 1e4),  # far from the origin: most rows are close calls
+        (1200, 20, 50, np.float64, 0.0),
+        (1200, 33, 12, np.float64, 1e4),
+    ],
+)
+def test_assign_matches_float64_reference_and_old_rule(n, d, k, dtype, offset):
+    from curata import _cluster
+
+    r = np.random.default_rng(n + d + k)
+    x = (offset + r.standard_normal((n, d))).astype(dtype)
+    c = x[r.choice(n, k, replace=False)].copy()
+    c += r.standard_normal(c.shape).astype(dtype) * dtype(0.05)
+    lab, dist = _check_assign(x, c)
+    old_lab, old_dist = _old_assign(x, _sq(x), c)
+    np.testing.assert_array_equal(lab, old_lab)
+    assert np.all(np.abs(dist - old_dist) <= 2 * _dist_atol(x, c))
+    assert _cluster._assign(x, _sq(x), c)[1].tobytes() == dist.tobytes()  # repeatable bits
+
+
+def test_assign_far_from_origin_float32_needs_recheck():
+    # |x| ~ 1e4 with clusters 0.05 apart: the float32 dot products cannot tell the centroids apart
+    # (their rounding, ~1e-3 in |x|^2 units, exceeds the gaps), so labels rest on the re-check.
+    r = np.random.default_rng(7)
+    centres = 1e4 + r.standard_normal((20, 8)) * 0.05
+    x = (centres[r.integers(0, 20, 3000)] + r.standard_normal((3000, 8)) * 0.01).astype(np.float32)
+    c = centres.astype(np.float32)
+    lab, _ = _check_assign(x, c)
+    assert len(np.unique(lab)) == 20
+    # The plain float32 expansion (what the dots alone decide) gets many of them wrong.
+    g = (x @ c.T).astype(np.float64)
+    naive = np.argmin((c.astype(np.float64) ** 2).sum(1)[None] - 2 * g, axis=1)
+    assert np.count_nonzero(naive != lab) > 100
+
+
+def test_assign_exact_ties_duplicate_centroids_across_chunks():
+    # k = 1100 at D = 128 spans three centroid chunks; duplicates of centroid 3 sit in the second
+    # and third chunks and every row nearest to it must keep the lowest index, 3.
+    r = np.random.default_rng(3)
+    c = r.integers(-4, 5, (1100, 128)).astype(np.float32)
+    c[700] = c[3]
+    c[1050] = c[3]
+    c[1099] = c[1098]
+    x = np.concatenate([c[[3, 700, 1050, 1098, 1099]], c[r.integers(0, 1100, 195)]])
+    x[200 - 10 :] += 0.5  # some rows off the centroids, on a half-integer grid (exact ties too)
+    lab, dist = _check_assign(x, c)
+    assert lab[0] == lab[1] == lab[2] == 3 and lab[3] == lab[4] == 1098
+    assert not np.isin(lab, [700, 1050, 1099]).any()
+    np.testing.assert_array_equal(dist[:190], 0.0)  # re-checked exactly: float64 differences
+
+
+def test_assign_equidistant_points_lowest_index():
+    x = np.array([[0, 0], [1, 1], [0.5, 0.5], [-1, 1], [2, 0]], dtype=np.float32)
+    c = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.float32)
+    lab, dist = _check_assign(x, c)
+    # (0,0): 0 from centroid 3; (1,1): centroid 2; (0.5,0.5): all four at 0.5; (-1,1): 1; (2,0): 0
+    np.testing.assert_array_equal(lab, [3, 2, 0, 1, 0])
+    np.testing.assert_array_equal(dist, [0.0, 0.0, 0.5, 1.0, 1.0])
+    lab64, _ = _check_assign(x.astype(np.float64), c.astype(np.float64))
+    np.testing.assert_array_equal(lab64, lab)
+
+
+def test_assign_non_contiguous_input():
+    from curata import _cluster
+
+    r = np.random.default_rng(5)
+    big = r.standard_normal((900, 64)).astype(np.float32)
+    x = big[::2, ::3]  # neither row- nor column-contiguous
+    c = np.asfortranarray(x[:13] + 0.1)
+    lab, dist = _cluster._assign(x, _sq(x), c)
+    lab2, dist2 = _cluster._assign(np.ascontiguousarray(x), _sq(x), np.ascontiguousarray(c))
+    np.testing.assert_array_equal(lab, lab2)
+    assert dist.tobytes() == dist2.tobytes()
+    _check_assign(x, c)
+    r1 = curate.kmeans(x, 6, seed=2)
+    r2 = curate.kmeans(np.ascontiguousarray(x), 6, seed=2)
+    np.testing.assert_array_equal(r1.labels, r2.labels)
+    np.testing.assert_array_equal(r1.centroids, r2.centroids)
+
+
+def test_assign_portable_kernel_twin_same_bits():
+    # With the hand-written kernels off the dots come from the portable dot-product kernel: the
+    # same bits by design, so labels and distances must not move at all.
+    import curata
+    from curata import _cluster
+
+    r = np.random.default_rng(8)
+    x = r.standard_normal((1000, 50)).astype(np.float32)
+    c = x[:64] + np.float32(0.01)
+    a = _cluster._assign(x, _sq(x), c)
+    before = curata._core._set_hand_kernels(False)
+    try:
+        b = _cluster._assign(x, _sq(x), c)
+    finally:
+        curata._core._set_hand_kernels(before)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1].tobytes() == b[1].tobytes()
+
+
+@pytest.fixture
+def restore_threads():
+    import curata
+
+    before = curata.get_num_threads()
+    yield curata
+    curata.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lloyd_step_thread_count_does_not_change_bits(restore_threads, dtype):
+    from curata import _cluster
+
+    curata = restore_threads
+    r = np.random.default_rng(9)
+    x = (r.standard_normal((20000, 40)) * 3 + 1e3 * (dtype == np.float32)).astype(dtype)
+    c = x[r.choice(20000, 24, replace=False)].copy()
+    labels = r.integers(0, 24, 20000)
+    out = []
+    for t in (1, 2, 3):
+        curata.set_num_threads(t)
+        lab, dist = _cluster._assign(x, _sq(x), c)
+        sums = _cluster._cluster_sums(x, labels, 24)
+        res = curate.kmeans(x[:6000], 8, n_iter=5, seed=1)
+        few = _cluster._assign(x[:300, :32], _sq(x[:300, :32]), x[:300, :32] + dtype(0.5))  # 5 row blocks
+        out.append((lab.tobytes(), dist.tobytes(), sums.tobytes(), res.labels.tobytes(), res.centroids.tobytes(),
+                    few[0].tobytes(), few[1].tobytes()))
+    assert out[0] == out[1] == out[2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cluster_sums_against_add_at(dtype):
+    from curata import _cluster
+
+    r = np.random.default_rng(10)
+    # 3001 rows, k = 9: 16 row chunks summed apart, then added in chunk order.
+    labels = r.integers(0, 9, 3001)
+    labels[labels == 4] = 5  # cluster 4 empty: sums to zero
+    xi = (r.integers(-1000, 1000, (3001, 19)) * 2.0 ** r.integers(-8, 8, (1, 19))).astype(dtype)
+    ref = np.zeros((9, 19))
+    np.add.at(ref, labels, xi.astype(np.float64))
+    # Values on a power-of-two grid with small integer parts: every partial sum is exact, so any
+    # order gives the reference's bits.
+    np.testing.assert_array_equal(_cluster._cluster_sums(xi, labels, 9), ref)
+    np.testing.assert_array_equal(_cluster._cluster_sums(xi[:, ::2], labels, 9), ref[:, ::2])  # non-contiguous
+    x = (r.standard_normal((3001, 19)) * 10.0 ** r.integers(-3, 4, (3001, 1))).astype(dtype)
+    ref = np.zeros((9, 19))
+    np.add.at(ref, labels, x.astype(np.float64))
+    got = _cluster._cluster_sums(x, labels, 9)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(got[4], 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cluster_sums_few_rows_per_cluster_sequential_bits(restore_threads, dtype):
+    # N < 32 k: one chunk, column ranges on two threads, each a sequential loop over the rows in
+    # order: exactly np.add.at's additions (which apply the rows in order).
+    from curata import _cluster
+
+    restore_threads.set_num_threads(2)
+    r = np.random.default_rng(11)
+    x = (r.standard_normal((4000, 200)) * 10.0 ** r.integers(-3, 4, (4000, 1))).astype(dtype)
+    labels = r.integers(0, 400, 4000)
+    ref = np.zeros((400, 200))
+    np.add.at(ref, labels, x.astype(np.float64))
+    np.testing.assert_array_equal(_cluster._cluster_sums(x, labels, 400), ref)
+
+
+def test_cluster_sums_bad_labels():
+    from curata import _core
+
+    x = np.ones((4, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\], got 3 at row 1"):
+        _core.cluster_sums(x, np.array([0, 3, 1, 2]), 3)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\], got -1 at row 0"):
+        _core.cluster_sums(x, np.array([-1, 0, 1, 2]), 3)
+    with pytest.raises(ValueError, match=r"labels must have shape \(4,\), got \(3,\)"):
+        _core.cluster_sums(x, np.array([0, 1, 2]), 3)
+
+
+def test_kmeans_k_equals_n_and_k_one(rng):
+    x = rng.standard_normal((60, 7)).astype(np.float32)
+    r = curate.kmeans(x, 60, seed=0)
+    np.testing.assert_array_equal(np.sort(r.labels), np.arange(60))
+    np.testing.assert_array_equal(np.sort(r.centroids, axis=0), np.sort(x, axis=0))
+    assert r.inertia <= 1e-5 * _sq(x).sum()  # 0 up to the rounding of |x|^2 + |c|^2 - 2 x.c
+    r1 = curate.kmeans(x, 1, seed=0)
+    np.testing.assert_array_equal(r1.labels, 0)
+    np.testing.assert_allclose(r1.centroids[0], x.astype(np.float64).mean(axis=0), rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    k=st.integers(1, 30),
+    d=st.integers(1, 35),
+    grid=st.booleans(),
+    offset=st.sampled_from([0.0, 1e4, -3e3]),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_assign_fuzz_labels_equal_reference(n, k, d, grid, offset, f64, seed):
+    r = np.random.default_rng(seed)
+    dtype = np.float64 if f64 else np.float32
+    if grid:  # quarter-integer grid: exact float64 distances, many exact ties
+        x = offset + r.integers(-3, 4, (n, d)) * 0.25
+        c = offset + r.integers(-3, 4, (k, d)) * 0.25
+    else:
+        x = offset + r.standard_normal((n, d))
+        c = offset + r.standard_normal((k, d)) * 0.5
+    x = x.astype(dtype)
+    c = c.astype(dtype)
+    _check_assign(x, c)
+    np.testing.assert_array_equal(_check_assign(x, c)[0], _old_assign(x, _sq(x), c)[0])

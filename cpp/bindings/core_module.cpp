@@ -26,6 +26,7 @@ void bind_coco_eval(py::module_& m);  // coco_bindings.cpp
 void bind_drift(py::module_& m);      // drift_bindings.cpp
 void bind_search(py::module_& m);     // search_bindings.cpp
 void bind_io(py::module_& m);         // io_bindings.cpp
+void bind_cluster(py::module_& m);    // cluster_bindings.cpp
 }
 
 namespace {
@@ -240,4 +241,5 @@ PYBIND11_MODULE(_core, m) {
   curata_py::bind_drift(m);
   curata_py::bind_search(m);
   curata_py::bind_io(m);
+  curata_py::bind_cluster(m);
 }

@@ -1,4 +1,4 @@
-// kNN dot-product kernels, internal to the core (used by knn.cpp).
+// kNN dot-product kernels, internal to the core (used by knn.cpp and cluster.cpp).
 //
 // Every kernel evaluates a dot product in the same order: W lane sums (W = 16 where the CPU has
 // AVX-512, else 8), lane l summing elements l, l + W, ... in increasing order with a multiply-add

@@ -1,6 +1,8 @@
 """Coreset selection (k-center greedy) and k-means on embeddings; re-exported by :mod:`curata.curate`.
 
-Both are vectorised numpy (BLAS matrix-vector / matrix-matrix products); no C++ core yet.
+k-center greedy and the k-means++ seeding are vectorised numpy (BLAS matrix-vector /
+matrix-matrix products); the k-means Lloyd step (assignment and per-cluster sums) runs in the C++
+core (``cpp/src/cluster.cpp``).
 """
 
 from __future__ import annotations
@@ -10,20 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _array
+from . import _array, _core
 
 __all__ = ["k_center_greedy", "kmeans", "kmeans_plus_plus_init", "KMeansResult"]
 
 _KCENTER_METRICS = ("l2", "cosine")
 # k-center: at most this many near-maximum candidates are re-checked exactly in float64 per pick.
 _REFINE_MAX = 256
-# k-means: rows per assignment block are chosen so one block's (rows, k) distance matrix has at
-# most this many entries (2**22 entries = 32 MiB in float64, 16 MiB in float32).
+# k-means, float64 rows: rows per assignment block are chosen so one block's (rows, k) matrix of
+# BLAS dot products has at most this many entries (2**22 entries = 32 MiB).
 _BLOCK_ENTRIES = 1 << 22
-# Float64 entries of one exact re-check batch in k-means assignment (rows x k x D).
-_EXACT_ENTRIES = 1 << 22
-# k-means centroid update: rows per weighted-bincount block.
-_UPDATE_ROWS = 8192
 
 
 def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
@@ -270,73 +268,46 @@ def _sqdist_rows(x: np.ndarray, sq: np.ndarray, cen: np.ndarray) -> np.ndarray:
 
 
 def _assign(x: np.ndarray, sq: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (N,) int64, squared distance to the assigned centroid (N,) float64), blockwise.
+    """(labels (N,) int64, squared distance to the assigned centroid (N,) float64).
 
-    Labels are the exact float64 nearest centroid (lowest index on exact ties): distances come
-    from one BLAS product per block (``|c|^2 - 2 x.c``, in the dtype of ``x``), and every row whose
-    best and second-best distances lie within a rigorous rounding bound of each other is decided
-    again with float64 differences against its near-best centroids. Without the re-check, float32
-    rows far from the origin (|x| ~ 1e4) were mislabelled by cancellation. The same rule as the
-    device path (``_kmeans_device._assign``), so both give the same labels.
+    Labels are the exact float64 nearest centroid (lowest index on exact ties): each row takes the
+    centroid minimising ``|c|^2 - 2 x.c`` over dot products in the dtype of ``x``, unless its
+    runner-up lies within a rigorous rounding bound of that minimum, in which case it is decided
+    again with float64 differences against its near-best centroids (without the re-check, float32
+    rows far from the origin, |x| ~ 1e4, were mislabelled by cancellation). The distance is
+    ``max(|x|^2 + |c|^2 - 2 x.c, 0)`` (``sq`` = ``|x|^2``), or the float64 difference for a
+    re-decided row. The same rule as the device path (``_kmeans_device._assign``), so both give
+    the same labels.
+
+    float32 rows: all in the C++ core (``_core.kmeans_assign_f32``: the kNN dot kernels in tiles
+    with the argmin fused into the tile consumer; no (N, k) matrix; ``curata.set_num_threads``
+    threads). float64 rows: BLAS products of row blocks whose (rows, k) float64 block holds at most
+    2**22 entries (32 MiB), each decided by ``_core.kmeans_assign_f64``.
     """
-    N, D = x.shape
+    c = np.ascontiguousarray(c, dtype=x.dtype)
+    x = np.ascontiguousarray(x)
+    sq = np.ascontiguousarray(sq, dtype=np.float64)
+    if x.dtype == np.float32:
+        return _core.kmeans_assign_f32(x, c, sq)
+    N = x.shape[0]
     k = c.shape[0]
-    c64 = c.astype(np.float64)
-    csq = np.einsum("ij,ij->i", c64, c64)
-    cmax = float(np.sqrt(csq.max()))
-    u = 2.0**-53 if x.dtype == np.float64 else 2.0**-24
-    gamma = (D + 2) * u / (1.0 - (D + 2) * u)
-    xnorm = np.sqrt(sq)
-    # |d_j - d_j'| rounding: two dot products of length D (gamma |x| |c| each, doubled by the
-    # factor 2) plus the float64 additions; doubled again for safety.
-    tol = 2.0 * (4.0 * gamma * xnorm * cmax + 8.0 * 2.0**-53 * (cmax * cmax + 2.0 * xnorm * cmax))
     labels = np.empty(N, dtype=np.int64)
     dist = np.empty(N, dtype=np.float64)
     rows = max(1, _BLOCK_ENTRIES // max(1, k))
-    # (rows, k) = xb @ c.T rather than (k, rows) = c @ xb.T: measured on 200k x 128 float32 (2
-    # OpenBLAS threads, medians of 9 interleaved runs) the transposed form was 1.3x faster at k = 8
-    # but 0.75x at k = 64 and 0.41x at k = 256 (numpy's argmin over axis 0 is a strided pass).
-    ct = np.ascontiguousarray(c.T.astype(x.dtype))
     for s in range(0, N, rows):
         xb = x[s : s + rows]
         m = xb.shape[0]
-        d = (xb @ ct).astype(np.float64)
-        d *= -2.0
-        d += csq[None, :]
-        lab = np.argmin(d, axis=1)
-        best = d[np.arange(m), lab]
-        dist[s : s + m] = np.maximum(best + sq[s : s + m], 0.0)
-        if k > 1:
-            near = d <= (best + tol[s : s + m])[:, None]
-            flagged = np.flatnonzero(np.count_nonzero(near, axis=1) > 1)
-            step = max(1, _EXACT_ENTRIES // (k * D))
-            for f in range(0, flagged.size, step):
-                sub = flagged[f : f + step]
-                lab[sub], dist[s + sub] = _exact_nearest(xb[sub], c64, near[sub])
-        labels[s : s + m] = lab
+        # (k, rows) = c @ xb.T: the core reads it centroid by centroid against 8 rows at a time.
+        labels[s : s + m], dist[s : s + m] = _core.kmeans_assign_f64(xb, c, sq[s : s + m], c @ xb.T)
     return labels, dist
 
 
-def _exact_nearest(xs: np.ndarray, c64: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 nearest centroid among each row's candidates (bool (m, k)): (labels, squared
-    distances), lowest index among exact minima."""
-    diff = xs.astype(np.float64)[:, None, :] - c64[None, :, :]
-    exact = np.einsum("ijk,ijk->ij", diff, diff)
-    exact[~cand] = np.inf
-    lab = np.argmin(exact, axis=1)
-    return lab, exact[np.arange(lab.size), lab]
-
-
 def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per-cluster float64 sums (k, D): one weighted bincount over (label, column) per row block
-    (_UPDATE_ROWS rows: 8 MiB of int64 bin indices and 8 MiB of float64 weights at D = 128)."""
-    D = x.shape[1]
-    sums = np.zeros(k * D, dtype=np.float64)
-    cols = np.arange(D, dtype=np.int64)
-    for s in range(0, x.shape[0], _UPDATE_ROWS):
-        bins = (labels[s : s + _UPDATE_ROWS, None] * D + cols).ravel()
-        sums += np.bincount(bins, weights=x[s : s + _UPDATE_ROWS].ravel(), minlength=k * D)
-    return sums.reshape(k, D)
+    """Per-cluster float64 sums (k, D) (``_core.cluster_sums``): row chunks whose number depends
+    on (N, k) only, summed in row order in parallel, then added in chunk order; the bits do not
+    depend on the thread count. Extra memory: at most 16 partial (k, D) float64 sums and never
+    more than 4 N D bytes."""
+    return _core.cluster_sums(np.ascontiguousarray(x), np.ascontiguousarray(labels, dtype=np.int64), k)
 
 
 def _check_k(x: np.ndarray, k: Any, name: str = "n_clusters") -> int:
@@ -436,9 +407,10 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         stays float64, float16 -> float32, integers -> float64. torch CUDA tensors and CuPy arrays
         (with torch installed) run on their GPU (``curata._kmeans_device``: the same seeding random
         numbers, assignment by GEMM tiles of at most 2**24 distances, float64 ``index_add_`` sums,
-        the same empty-cluster and stopping rules); the result's arrays stay on that device. Labels
-        can differ from the host path only where a point is within rounding of equidistant to two
-        centroids (the GPU path re-checks those in float64), picks only where a k-means++ draw is
+        the same empty-cluster and stopping rules); the result's arrays stay on that device. Both
+        paths decide close calls by float64 differences, so labels can differ from the host path
+        only where a point's two nearest centroids are equidistant to float64 rounding (the two
+        sum the squared differences in different orders), picks only where a k-means++ draw is
         within rounding of a boundary.
     n_clusters : int
         ``1 <= n_clusters <= N``.
@@ -454,20 +426,32 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
 
     Notes
     -----
-    Each iteration assigns every point to its nearest centroid (lowest index on ties) with
-    ``|x|^2 - 2 x.c + |c|^2`` by matrix product in row blocks whose (rows, k) distance block holds
-    at most 2**22 entries (32 MiB float64 / 16 MiB float32), then sets each centroid to the mean of
-    its points, summed in float64 (weighted ``bincount`` over blocks of 8192 rows). An empty
-    cluster is re-seeded deterministically with the point farthest from its assigned centroid
-    (lowest index on ties; a point that is the only member of its cluster is skipped, and each
-    point re-seeds at most one cluster per iteration), which is moved to that cluster. Labels and
-    inertia are those of the final centroids.
+    Each iteration assigns every point to its nearest centroid and then sets each centroid to
+    the mean of its points. Assignment (C++ core): ``|c|^2 - 2 x.c`` from float32 dot products
+    (float32 data: curata's kNN dot kernels on tiles of 64 rows x chunks of at most 1008
+    centroids, the minimum, runner-up and rounding-bound test fused into the tile pass, on
+    ``curata.set_num_threads`` threads) or BLAS float64 products in row blocks of at most 2**22
+    entries (float64 data); a point whose two nearest centroids are within the rigorous rounding
+    bound of the products is decided again with float64 differences, so labels are the float64
+    nearest centroid, lowest index on exact ties, and do not depend on the thread count. The
+    means are float64 sums (row chunks summed in parallel and added in a fixed order: the bits do
+    not depend on the thread count either). An empty cluster is re-seeded deterministically with
+    the point farthest from its assigned centroid (lowest index on ties; a point that is the only
+    member of its cluster is skipped, and each point re-seeds at most one cluster per
+    iteration), which is moved to that cluster. Labels and inertia are those of the final
+    centroids; the inertia sums ``max(|x|^2 + |c|^2 - 2 x.c, 0)``
+    (float64 differences for the re-decided points), so it carries the products' rounding.
 
-    Complexity O(n_iter * N * k * D) time; extra memory O(N) plus one distance block plus the
-    update's block (8192 rows: 16 * 8192 * D bytes), besides the compute-dtype copy of ``x`` when
-    the input is not already a C-contiguous float32/float64 array. On a GPU: the data (plus a
-    compute-dtype copy for float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment
-    workspace (float32 data; 128 MiB for float64).
+    Complexity O(n_iter * N * k * D) time (measured about 22 ms per iteration at 100k x 128,
+    k = 100 on one AMD EPYC core with AVX-512), plus the seeding's O(k log k * N * D). Extra
+    memory: O(N) (labels, distances, norms), a packed and a transposed copy of the centroids
+    (8 k D bytes; 16 k D for float64 data) and a float32 tile of at most 64 x 1008 entries
+    (258 KiB) per thread for float32 data (a (k, rows) float64 block of at most 32 MiB for float64
+    data), at most 16 (k, D) float64 partial sums
+    (never more than 4 N D bytes), besides the compute-dtype copy of ``x`` when the input is not
+    already a C-contiguous float32/float64 array. On a GPU: the data (plus a compute-dtype copy for
+    float16/bfloat16/integer input), O(N), O(k D) and a 192 MiB assignment workspace (float32
+    data; 128 MiB for float64).
     """
     if _array.torch_device_path(x):
         from . import _kmeans_device  # noqa: PLC0415
@@ -477,9 +461,26 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
     k = _check_k(a, n_clusters)
     n_iter = _count(n_iter, "n_iter")
     seed = _check_seed(seed)
-    N, D = a.shape
     sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
-    c = a[_init_pp(a, sq, k, seed)].copy()
+    c, labels, dist, run = _lloyd(a, sq, a[_init_pp(a, sq, k, seed)].copy(), n_iter)
+    inertia = float(dist.sum())
+    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
+        c = (c.astype(np.float64) / scale).astype(c.dtype)
+        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
+    return KMeansResult(
+        centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
+    )
+
+
+def _lloyd(
+    a: np.ndarray, sq: np.ndarray, c: np.ndarray, n_iter: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Lloyd iterations of :func:`kmeans` from the centroids ``c`` (k, D) in the dtype of ``a``
+    (C-contiguous float32/float64 rows, ``sq`` their float64 squared norms): (centroids, labels,
+    squared distances to the assigned centroids, updates run). The benchmarks time it from a given
+    initialisation."""
+    N = a.shape[0]
+    k = c.shape[0]
     labels, dist = _assign(a, sq, c)
     run = 0
     for _ in range(n_iter):
@@ -504,10 +505,4 @@ def kmeans(x: Any, n_clusters: int, n_iter: int = 25, seed: int = 0) -> KMeansRe
         labels = new_labels
         if not changed:
             break
-    inertia = float(dist.sum())
-    if scale != 1.0:  # back to the caller's scale (exact: powers of two)
-        c = (c.astype(np.float64) / scale).astype(c.dtype)
-        inertia = inertia / scale / scale  # may overflow to inf: the true value does too
-    return KMeansResult(
-        centroids=_array.like_float(c, x), labels=_array.like(labels, x), inertia=inertia, n_iter=run
-    )
+    return c, labels, dist, run

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _array
-from ._cluster import KMeansResult, _check_k, _matrix, kmeans
+from ._cluster import KMeansResult, _check_k, _cluster_sums, _matrix, kmeans
 
 __all__ = ["representativeness"]
 
@@ -114,14 +114,14 @@ def representativeness(
 
     Complexity: the clustering, O(n_iter * N * n_clusters * D) (skipped with ``result``), then
     O(N * D). Peak extra memory at most 24 * N * D bytes + O(N + n_clusters * D): a float64 copy
-    of ``x`` (none for float64 ``"l2"`` input), one (N, D) float64 work array (the row-sorted copy
-    for the per-cluster sums, then the differences to the means) and, for ``"cosine"`` without
-    ``result``, the normalised rows in the compute dtype for k-means. Each score is at least
-    ``w_c / (1 + n_c)`` (since ``d_i^2 <= n_c s_c^2``), so it never underflows to 0. Scale-free
-    for any finite data: ``"l2"`` data whose largest ``|value|`` is outside ``[2^-40, 2^40]`` is
-    multiplied by a power of two first (exact, in a float64 copy), and ``"cosine"`` rows each by
-    their own power of two before normalising, so huge or tiny values neither overflow nor
-    underflow.
+    of ``x`` (none for float64 ``"l2"`` input), one (N, D) float64 work array (the differences to
+    the means; the per-cluster sums take at most 16 (n_clusters, D) float64 partials, never more
+    than 4 * N * D bytes) and, for ``"cosine"`` without ``result``, the normalised rows in the
+    compute dtype for k-means. Each score is at least ``w_c / (1 + n_c)`` (since
+    ``d_i^2 <= n_c s_c^2``), so it never underflows to 0. Scale-free for any finite data: ``"l2"``
+    data whose largest ``|value|`` is outside ``[2^-40, 2^40]`` is multiplied by a power of two
+    first (exact, in a float64 copy), and ``"cosine"`` rows each by their own power of two before
+    normalising, so huge or tiny values neither overflow nor underflow.
 
     Raises
     ------
@@ -155,8 +155,7 @@ def representativeness(
         labels = _result_labels(result, N, D, k)
 
     counts = np.bincount(labels, minlength=k)
-    sums = np.zeros((k, D), dtype=np.float64)
-    _cluster_sums(sums, x64, labels)
+    sums = _cluster_sums(x64, labels, k)  # C++ core, no sorted copy of the rows
     mu = sums / np.maximum(counts, 1)[:, None]
     diff = mu[labels]
     np.subtract(x64, diff, out=diff)  # x64 may be the caller's float64 array: never written
@@ -169,11 +168,3 @@ def representativeness(
     w = counts / counts.max()
     scores = w[labels] * t
     return _array.like(scores, x)
-
-
-def _cluster_sums(sums: np.ndarray, x64: np.ndarray, labels: np.ndarray) -> None:
-    """Per-cluster sums by sorting rows by label (stable) and reducing contiguous runs."""
-    order = np.argsort(labels, kind="stable")
-    sl = labels[order]
-    starts = np.flatnonzero(np.r_[True, sl[1:] != sl[:-1]])
-    sums[sl[starts]] = np.add.reduceat(x64[order], starts, axis=0)
