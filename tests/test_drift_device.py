@@ -330,6 +330,25 @@ def test_mmd_statistics_float32_precision(rng):
         _drift_device.mmd_statistics(t(x), t(y), labels, 4.0, precision="half")
 
 
+def test_mmd_statistics_float64_far_from_the_origin(rng):
+    # float64 blocks centre the data like the core: at an offset of 1e8 the uncentred expansion
+    # |x|^2 + |y|^2 - 2 x.y leaves no correct digit of a unit-scale distance.
+    x = rng.normal(size=(90, 3)) + 1e8
+    y = rng.normal(size=(70, 3)) + 0.5 + 1e8
+    labels = drift.permutation_labels(90, 70, 10, seed=1)
+    z = np.vstack([x, y])
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    K = np.exp(-d2 / (2 * 1.5**2))
+    expect = []
+    for p in range(labels.shape[1]):
+        a = labels[:, p].astype(bool)
+        kxx, kyy, kxy = K[np.ix_(a, a)], K[np.ix_(~a, ~a)], K[np.ix_(a, ~a)]
+        expect.append((kxx.sum() - 90) / (90 * 89) + (kyy.sum() - 70) / (70 * 69) - 2 * kxy.mean())
+    got = _drift_device.mmd_statistics(t(x), t(y), labels, 1.5, tile=64)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(_core.drift_mmd(x, y, labels, 1.5)), expect, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("n,m", [(40, 37), (1100, 60)])  # 1100 > 1000: seeded median subsample
 def test_mmd_end_to_end_through_device_path(rng, device_path, n, m):
     x = rng.normal(size=(n, 3))

@@ -138,6 +138,26 @@ def test_mmd_median_bandwidth_subsample():
     close(drift.median_bandwidth(small), reference_median_sigma(small, 0))
 
 
+@pytest.mark.parametrize("offset", [1e6, 1e8])
+def test_mmd_and_median_bandwidth_far_from_the_origin(offset):
+    # Distances are translation invariant; the |x|^2 + |y|^2 - 2 x.y expansion is not: unless the
+    # data are centred first it cancels away the distances of data far from the origin (before the
+    # fix: bandwidth 2.83 instead of 1.93 and MMD^2 off by 8 % at offset 1e8).
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(60, 4)) + offset
+    y = rng.normal(size=(45, 4)) + 0.5 + offset
+    sigma = reference_median_sigma(x, 0)
+    close(drift.median_bandwidth(x), sigma, "median bandwidth")
+    r = drift.mmd(x, y, n_permutations=15, seed=2)
+    close(r.bandwidth, sigma, "bandwidth")
+    obs, null, p = reference_mmd(x, y, sigma, 15, 2)
+    close(r.statistic, obs, "statistic")
+    close(r.null_statistics, null, "null statistics")
+    assert r.pvalue == p
+    fixed = drift.mmd(x, y, bandwidth=1.5, n_permutations=5, seed=2)
+    close(fixed.statistic, reference_mmd(x, y, 1.5, 5, 2)[0], "statistic at a fixed bandwidth")
+
+
 def test_mmd_deterministic_and_thread_independent():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 8))

@@ -90,6 +90,9 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
     idx = median_subsample(n, seed)
     if idx is not None:
         a = a[idx]
+    # Centred: distances are unchanged, but |a_i|^2 + |a_j|^2 - 2 a_i.a_j cancels catastrophically
+    # for data far from the origin (an offset of 1e8 on unit-spread data leaves no correct digit).
+    a = a - a.mean(axis=0)
     sq = np.einsum("ij,ij->i", a, a)
     d2 = sq[:, None] + sq[None, :] - 2.0 * (a @ a.T)
     iu = np.triu_indices(a.shape[0], k=1)
