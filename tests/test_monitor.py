@@ -386,6 +386,26 @@ def test_arrow_embedding_column_clusters():
     assert len(mon.history_rows) == n_hist + 1
 
 
+def test_named_embedding_column_changing_type_is_not_assigned():
+    # Embedding columns named in a list: a window where one became a string column was cast to
+    # float64 for the cluster assignment, which parsed "0", "1", ... as numbers (a spurious cluster
+    # drift) and raised pyarrow's ArrowInvalid on other strings. It is a type change like a removed
+    # column: reported in the schema, the window is not assigned to clusters, the rest is tested.
+    rng = np.random.default_rng(31)
+    ref = pa.table({"a": rng.normal(size=200), "c": rng.normal(size=200)})
+    mon = DriftMonitor(ref, embeddings=["a", "c"], n_clusters=2)
+    c = rng.normal(size=50)
+    for strings in (np.arange(50).astype(str), np.full(50, "x")):
+        rep = mon.check(pa.table({"a": pa.array(strings), "c": c}))
+        assert rep.schema.type_changed == {"a": ("double", "string")}
+        assert rep.result("a").status == "missing"
+        assert rep.clusters.n_skipped == 50 and rep.clusters.cur_counts.sum() == 0
+        assert math.isnan(rep.clusters.pvalue) and not rep.cluster_drift
+        assert rep.result("c").pvalue == pytest.approx(curata.drift.ks(ref.column("c").to_numpy(), c).pvalue[0])
+    rep = mon.check(pa.table({"a": pa.array(rng.random(50) < 0.5), "c": c}))  # bool: categorical now
+    assert rep.clusters.n_skipped == 50 and not rep.cluster_drift
+
+
 # ------------------------------------------------------------------------------ skew
 def test_skew_distribution_and_join():
     rng = np.random.default_rng(11)

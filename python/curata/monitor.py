@@ -814,7 +814,10 @@ class DriftMonitor:
                     # cannot be assigned to the reference clusters, as if the column were gone.
                     emb = None
         elif self._emb_names is not None:
-            if all(c in present for c in self._emb_names):
+            # A named column that is gone or no longer numeric (a reported type change) leaves the
+            # window unassignable, as the numeric tests leave it untested: casting it would parse
+            # strings of digits as numbers, and fail with an Arrow error on any other string.
+            if all(c in present and _arrow_kind(t.schema.field(c).type) == "numeric" for c in self._emb_names):
                 emb = np.column_stack([_arrow_numeric(t.column(c))[0] for c in self._emb_names]) if n else np.zeros((0, len(self._emb_names)))
         elif self.numeric_columns:
             emb = num
