@@ -406,6 +406,27 @@ def test_named_embedding_column_changing_type_is_not_assigned():
     assert rep.clusters.n_skipped == 50 and not rep.cluster_drift
 
 
+def test_arrow_integers_beyond_two_to_the_53():
+    # int64/uint64 columns holding values above 2^53 (ids, hashes, nanosecond counts): the safe
+    # Arrow cast to float64 raised ArrowInvalid at construction; they are converted as numpy
+    # converts an int64 array (nearest float64), like an integer array reference.
+    rng = np.random.default_rng(32)
+    big = rng.integers(2**60, 2**61, size=300)
+    ubig = rng.integers(2**62, 2**63, size=300).astype(np.uint64) * np.uint64(2)
+    ref = pa.table({"i": pa.array(big[:200], pa.int64()), "u": pa.array(ubig[:200], pa.uint64())})
+    win = pa.table({"i": pa.array(big[200:], pa.int64()), "u": pa.array(ubig[200:], pa.uint64())})
+    mon = DriftMonitor(ref, tests=("ks", "wasserstein"), n_clusters=2)
+    rep = mon.check(win)
+    for c, v in (("i", big), ("u", ubig)):
+        expect = curata.drift.ks(v[:200].astype(np.float64), v[200:].astype(np.float64))
+        assert rep.result(c, "ks").pvalue == expect.pvalue[0]
+        assert rep.result(c, "ks").n_cur == 100
+    arr = DriftMonitor(np.column_stack([big[:200], ubig[:200].astype(np.float64)]), tests=("ks",), n_clusters=2)
+    arep = arr.check(np.column_stack([big[200:], ubig[200:].astype(np.float64)]))
+    assert [r.pvalue for r in arep.results] == [r.pvalue for r in rep.results if r.test == "ks"]
+    assert skew(ref, win).distribution.result("i").pvalue == rep.result("i").pvalue
+
+
 # ------------------------------------------------------------------------------ skew
 def test_skew_distribution_and_join():
     rng = np.random.default_rng(11)

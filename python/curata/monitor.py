@@ -388,7 +388,9 @@ def _arrow_numeric(col: Any) -> tuple[np.ndarray, np.ndarray]:
     pa = _pyarrow()
     col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
     nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    values = col.cast(pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
+    # safe=False: integers beyond 2^53 (ids, hashes, nanosecond counts) round to the nearest
+    # float64, as numpy converts an int64 array; the safe cast raised ArrowInvalid on them.
+    values = col.cast(pa.float64(), safe=False).fill_null(math.nan).to_numpy(zero_copy_only=False)
     return np.asarray(values, dtype=np.float64), nulls
 
 
