@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -301,6 +302,31 @@ def test_html_report(tmp_path):
     empty = tmp_path / "empty.html"
     DriftMonitor(rng.normal(size=(10, 2)), n_clusters=None).to_html(empty)
     assert "No check yet" in empty.read_text()
+
+
+def test_html_plot_orders_checks_by_timestamp(tmp_path):
+    # A backfilled window (checked after a later one) used to be drawn after it on the axis
+    # labelled "check (oldest to latest)".
+    rng = np.random.default_rng(33)
+    ref = rng.normal(size=(300, 2))
+    mon = DriftMonitor(ref, n_clusters=None)
+    mon.check(rng.normal(size=(200, 2)) + 2.0, timestamp="2024-01-03T00:00:00+00:00")  # drift
+    mon.check(rng.normal(size=(200, 2)), timestamp="2024-01-01T00:00:00+00:00")  # backfill
+    mon.check(rng.normal(size=(200, 2)), timestamp="2024-01-02T00:00:00+00:00")
+    mon.check(rng.normal(size=(200, 2)) + 2.0, timestamp="2024-01-02T00:00:00+00:00")  # same time
+    path = tmp_path / "r.html"
+    mon.to_html(path)
+    doc = path.read_text(encoding="utf-8")
+    circles = re.findall(r'<circle class="check" cx="([0-9.]+)"[^>]*><title>([^<]*)</title>', doc)
+    assert len(circles) == 4
+    xs = [float(x) for x, _ in circles]
+    assert xs == sorted(xs)
+    days = [tip[:10] for _, tip in sorted(circles, key=lambda c: float(c[0]))]
+    assert days == ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-03"]
+    order = [tip for _, tip in sorted(circles, key=lambda c: float(c[0]))]
+    rows = mon.history_rows
+    assert f"{rows[2]['min_adjusted_pvalue']:.3g}" in order[1] and f"{rows[3]['min_adjusted_pvalue']:.3g}" in order[2]
+    assert [r["timestamp"].day for r in rows] == [3, 1, 2, 2]  # the history keeps check order
 
 
 # ------------------------------------------------------------------------------ arrow
