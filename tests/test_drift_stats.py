@@ -652,6 +652,18 @@ def test_chi2_yates_correction_and_labels():
             fn(np.array(["a", None], dtype=object), np.array(["a", "b"], dtype=object))
     ok = drift.chi2(np.array(["a", "b", "a"], dtype=object), np.array(["b", "b"], dtype=object))
     assert ok.ref_counts.tolist() == [[2, 1]] and ok.cur_counts.tolist() == [[0, 2]]
+    # numeric labels against string labels: np.concatenate turned the numbers into strings, so 1
+    # and "1" became one category while 1.0 and "1" stayed two; and datetime against float labels
+    # raised numpy's DTypePromotionError. Both are refused as the object mix above is.
+    for r_, c_ in ((np.array([1, 2, 3]), np.array(["1", "2"])), (np.array(["a", "b"]), np.array([1.0, 2.0])),
+                   (np.array([True, False]), np.array([b"a"])), (np.arange(3).astype("datetime64[s]"), np.array([1, 2]))):
+        for fn in (drift.chi2, drift.psi, drift.jensen_shannon):
+            with pytest.raises(TypeError, match=r"^ref and cur labels must be of the same kind"):
+                fn(r_, c_, input="labels")
+    same = drift.chi2(np.array([True, False, True]), np.array([1, 0, 0]), input="labels")  # bool and int: numbers
+    assert same.ref_counts.tolist() == [[1, 2]] and same.cur_counts.tolist() == [[2, 1]]
+    mixed = drift.chi2(np.array(["a", "b"], dtype=object), np.array(["b", "b"]), input="labels")  # object + str
+    assert mixed.ref_counts.tolist() == [[1, 1]] and mixed.cur_counts.tolist() == [[0, 2]]
 
 
 def test_counts_input_and_psi_epsilon():

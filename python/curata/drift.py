@@ -670,8 +670,19 @@ def _histograms(ref: Any, cur: Any, input: str, n_bins: int, nan_policy: str):
     return _label_counts(a, b, nan)
 
 
+def _label_kind(dtype: np.dtype) -> str:
+    return "strings" if dtype.kind in "US" else "numbers" if dtype.kind in "biufc" else dtype.kind
+
+
 def _label_counts(a: np.ndarray, b: np.ndarray, nan: int):
     D = a.shape[1]
+    ka, kb = _label_kind(a.dtype), _label_kind(b.dtype)
+    if ka != kb and "O" not in (ka, kb):
+        # np.concatenate would turn the numbers into strings (1 and "1" one category, 1.0 and "1"
+        # two) or fail deep inside numpy; object labels mixing str and int are refused likewise.
+        raise TypeError(
+            f"ref and cur labels must be of the same kind (all numbers or all strings), got dtypes {a.dtype} and {b.dtype}"
+        )
     cats, rc, cc = [], [], []
     counts = {k: np.zeros(D, dtype=np.int64) for k in ("n_ref", "n_cur", "nan_ref", "nan_cur")}
     for j in range(D):
