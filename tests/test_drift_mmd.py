@@ -248,6 +248,31 @@ def test_mmd_bad_input():
         _core.drift_mmd(x, y, drift.permutation_labels(10, 12, 3, 0), 0.0)
 
 
+def test_mmd_bandwidth_whose_kernel_scale_overflows():
+    # sigma below ~1.05e-154: 1 / (2 sigma^2) overflows to inf and exp(-0 * inf) is NaN, so mmd
+    # returned statistic NaN with p = 1 / (1 + B) (a "significant" result from nothing) and
+    # mmd_linear raised ZeroDivisionError. Now a ValueError naming the bandwidth.
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(20, 2))
+    y = rng.normal(size=(15, 2))
+    for bw in (1e-160, 1e-200, 5e-324):
+        for fn in (drift.mmd, drift.mmd_linear):
+            with pytest.raises(ValueError, match=r"bandwidth must be >= 1\.05e-154"):
+                fn(x, y, bandwidth=bw)
+        with pytest.raises(ValueError, match="bandwidth must be a finite number > 0"):
+            _core.drift_mmd(x, y, drift.permutation_labels(20, 15, 3, 0), bw)
+    for fn in (drift.mmd, drift.mmd_linear):  # the median rule on data at the scale 1e-160
+        with pytest.raises(ValueError, match="bandwidth='median' gives sigma"):
+            fn(x * 1e-160, y * 1e-160)
+    # just above the limit every off-diagonal kernel value underflows to 0 (distinct rows), the
+    # exact diagonal is excluded: MMD^2 = 0, p = 1, as the brute-force reference says
+    r = drift.mmd(x, y, bandwidth=1.1e-154, n_permutations=5)
+    assert r.statistic == 0.0 and r.pvalue == 1.0
+    with np.errstate(over="ignore"):
+        assert mmd2_unbiased(x, y, 1.1e-154) == 0.0
+    assert drift.mmd_linear(x, y, bandwidth=1.1e-154).statistic == 0.0
+
+
 def test_exp_nonpositive_accuracy():
     xs = np.concatenate([-np.geomspace(1e-300, 708, 4000), [0.0, -0.0, -708.0, -708.5, -1e6, -np.inf]])
     ours = np.array([_core.drift_exp_nonpositive(v) for v in xs])

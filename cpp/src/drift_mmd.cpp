@@ -122,8 +122,10 @@ std::vector<double> mmd_permutation_statistics(const T* ref, int64_t n, const T*
   if (n < 2 || m < 2)
     throw std::invalid_argument("mmd needs at least 2 rows in ref and in cur, got " + std::to_string(n) + " and " +
                                 std::to_string(m));
-  if (!(sigma > 0.0) || !std::isfinite(sigma))
-    throw std::invalid_argument("bandwidth must be a finite number > 0, got " + std::to_string(sigma));
+  // 1 / (2 sigma^2) must be finite too: an infinite scale makes exp(-0 * inf) NaN.
+  if (!(sigma > 0.0) || !std::isfinite(sigma) || !std::isfinite(1.0 / (2.0 * sigma * sigma)))
+    throw std::invalid_argument("bandwidth must be a finite number > 0 with 1 / (2 sigma^2) finite, got " +
+                                std::to_string(sigma));
   if (B < 1 || d < 1) throw std::invalid_argument("mmd needs at least one labelling and one column");
   const int64_t N = n + m;
   const int64_t nb = (N + kTile - 1) / kTile, Np = nb * kTile;

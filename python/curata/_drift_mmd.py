@@ -109,6 +109,11 @@ def median_subsample(n: int, seed: int) -> np.ndarray | None:
     return np.random.default_rng([int(seed), 1]).choice(n, MEDIAN_SUBSAMPLE, replace=False)
 
 
+# Smallest sigma whose 1 / (2 sigma^2) is finite: below, the kernel's scale overflows and
+# exp(-0 * inf) makes every statistic NaN (mmd_linear divided by zero).
+MIN_BANDWIDTH = math.sqrt(np.finfo(np.float64).tiny / 2.0)  # ~1.05e-154
+
+
 def _bandwidth(bandwidth: Any, a: Any, seed: int) -> float:
     if isinstance(bandwidth, str):
         if bandwidth != "median":
@@ -116,13 +121,22 @@ def _bandwidth(bandwidth: Any, a: Any, seed: int) -> float:
         if not isinstance(a, np.ndarray):  # a device tensor: only the subsample comes to the host
             idx = median_subsample(a.shape[0], seed)
             rows = a if idx is None else a[_drift_device.as_tensor(idx, "idx", a.device)]
-            return median_bandwidth(rows.cpu().numpy(), seed)
-        return median_bandwidth(a, seed)
+            s = median_bandwidth(rows.cpu().numpy(), seed)
+        else:
+            s = median_bandwidth(a, seed)
+        if s < MIN_BANDWIDTH:
+            raise ValueError(
+                f"bandwidth='median' gives sigma = {s!r}, below {MIN_BANDWIDTH:.3g} where 1 / (2 sigma^2) "
+                "overflows; rescale the data"
+            )
+        return s
     if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
         raise TypeError(f"bandwidth must be 'median' or a number > 0, got {type(bandwidth).__name__}")
     s = float(bandwidth)
     if not (s > 0.0 and math.isfinite(s)):
         raise ValueError(f"bandwidth must be 'median' or a finite number > 0, got {bandwidth!r}")
+    if s < MIN_BANDWIDTH:
+        raise ValueError(f"bandwidth must be >= {MIN_BANDWIDTH:.3g} (1 / (2 sigma^2) overflows below), got {bandwidth!r}")
     return s
 
 
@@ -175,7 +189,8 @@ def mmd(
         Gaussian kernel ``k(x, y) = exp(-|x - y|^2 / (2 sigma^2))``.
     bandwidth : "median" or float > 0
         sigma. ``"median"``: ``sigma = sqrt(median(d2) / 2)`` over reference pairs (at most
-        1000 seeded reference rows; see :func:`median_bandwidth`).
+        1000 seeded reference rows; see :func:`median_bandwidth`). sigma below ~1.05e-154
+        (``MIN_BANDWIDTH``, where ``1 / (2 sigma^2)`` overflows) raises ``ValueError``.
     n_permutations : int >= 1
         B, the number of label permutations.
     seed : int
@@ -214,7 +229,7 @@ def mmd(
     ------
     ValueError
         NaN/inf in a sample, different D, fewer than 2 rows in a sample, n_permutations < 1,
-        bandwidth <= 0, unknown kernel.
+        bandwidth <= 0 or below ``MIN_BANDWIDTH``, unknown kernel.
     """
     _check_kernel(kernel)
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, numbers.Integral):
@@ -242,7 +257,8 @@ def mmd(
 
 def _rbf_rows(x: np.ndarray, y: np.ndarray, inv: float) -> np.ndarray:
     diff = x - y
-    return np.exp(-np.einsum("ij,ij->i", diff, diff) * inv)
+    with np.errstate(over="ignore"):  # a small sigma: d2 * inv -> inf, exp(-inf) = 0 as it should
+        return np.exp(-np.einsum("ij,ij->i", diff, diff) * inv)
 
 
 def mmd_linear(ref: Any, cur: Any, *, kernel: str = "rbf", bandwidth: Any = "median", seed: int = 0) -> MMDResult:
