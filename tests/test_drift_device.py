@@ -330,6 +330,21 @@ def test_mmd_statistics_float32_precision(rng):
         _drift_device.mmd_statistics(t(x), t(y), labels, 4.0, precision="half")
 
 
+@pytest.mark.parametrize("offset,scale", [(1e6, 1.0), (0.0, 1e-20), (0.0, 1e-30)])
+def test_mmd_statistics_float32_offset_and_tiny_scale(rng, offset, scale):
+    # precision="float32" cast float64 input to float32 before centring (an offset of 1e6 rounds
+    # unit noise to multiples of 0.06) and scaled the kernel by 1 / (2 sigma^2) in float32, which
+    # overflows for sigma below ~1e-19 (every statistic NaN). Now the blocks are centred from the
+    # inputs and measured in units of sigma.
+    x = rng.normal(size=(80, 3)) * scale + offset
+    y = (rng.normal(size=(60, 3)) + 0.3) * scale + offset
+    sigma = drift.median_bandwidth(x)
+    labels = drift.permutation_labels(80, 60, 10, seed=2)
+    expect = np.asarray(_core.drift_mmd(x, y, labels, sigma))
+    got = _drift_device.mmd_statistics(t(x), t(y), labels, sigma, precision="float32", tile=64)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=2e-6)
+
+
 def test_mmd_statistics_float64_far_from_the_origin(rng):
     # float64 blocks centre the data like the core: at an offset of 1e8 the uncentred expansion
     # |x|^2 + |y|^2 - 2 x.y leaves no correct digit of a unit-scale distance.

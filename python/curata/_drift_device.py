@@ -497,9 +497,9 @@ def mmd_statistics(
     sigma : float
         RBF bandwidth.
     precision : {"float64", "float32"}
-        "float64": everything in float64 (agrees with the core to rounding: ~1e-15 absolute
-        on the statistics, up to ~1e-13 for tiny samples). "float32": the data are centred
-        (pooled mean, float64) and cast to float32; the squared distances come from a split-precision GEMM (each operand is split
+        "float64": everything in float64, centred on the pooled mean as the core (agrees with
+        it to rounding: ~1e-15 absolute on the statistics, up to ~1e-13 for tiny samples). "float32": the data are centred
+        (pooled mean, float64), divided by sigma and cast to float32; the squared distances come from a split-precision GEMM (each operand is split
         into a TF32-exact high part and a remainder and the three leading products are summed,
         so TF32 tensor cores give about float32 accuracy) and the label GEMM runs in TF32 where
         available; block partial sums are accumulated in float64. Statistics agree with float64
@@ -541,15 +541,20 @@ def mmd_statistics(
         z = torch.cat([a.to(f64), b.to(f64)], dim=0)
         z -= z.mean(dim=0, keepdim=True)
     else:
-        # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y),
-        # one column block at a time so no float64 copy of the data exists at once.
+        # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y)
+        # and measure in units of sigma (the kernel's scale 1 / (2 sigma^2) is then 1/2: for a
+        # sigma below ~1e-19 it overflowed float32 and every statistic was NaN), one column block
+        # at a time so no float64 copy of the data exists at once.
         mean = torch.cat([a.to(f64).sum(dim=0, keepdim=True), b.to(f64).sum(dim=0, keepdim=True)]).sum(dim=0) / N
-        z = torch.cat([a, b], dim=0).to(torch.float32)
+        # Each block is formed from the inputs, not from a float32 copy of them: float64 data far
+        # from the origin (1e6 + unit noise) lose their spread in a float32 cast before centring.
+        z = torch.empty((N, a.shape[1]), dtype=torch.float32, device=device)
         for k0 in range(0, z.shape[1], 64):
             k1 = min(z.shape[1], k0 + 64)
-            z[:, k0:k1] = (z[:, k0:k1].to(f64) - mean[k0:k1]).to(torch.float32)
+            z[:n, k0:k1] = ((a[:, k0:k1].to(f64) - mean[k0:k1]) / sigma).to(torch.float32)
+            z[n:, k0:k1] = ((b[:, k0:k1].to(f64) - mean[k0:k1]) / sigma).to(torch.float32)
     norms = (z.to(f64) ** 2).sum(dim=1) if precision == "float32" else (z * z).sum(dim=1)  # of the values used
-    inv = 1.0 / (2.0 * sigma * sigma)
+    inv = 1.0 / (2.0 * sigma * sigma) if precision == "float64" else 0.5
 
     def operands(r0: int, r1: int):
         """Rows r0:r1 of left, right with left_i . right_j = -(|x_i|^2 + |x_j|^2 - 2 x_i.x_j) inv."""
