@@ -412,6 +412,26 @@ def test_arrow_embedding_column_clusters():
     assert len(mon.history_rows) == n_hist + 1
 
 
+def test_window_below_min_rows_has_no_null_rate_drift():
+    # A window below min_rows is "not tested, drift=False unless columns were added, removed or
+    # re-typed"; its null rates were still compared, so 2 rows with one null (a 50 % "jump")
+    # made an untested window a drift alert.
+    rng = np.random.default_rng(34)
+    ref = pa.table({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    mon = DriftMonitor(ref, n_clusters=None, min_rows=50)
+    alerts = []
+    mon.on_alert(alerts.append)
+    rep = mon.check(pa.table({"a": pa.array([None, 1.0], pa.float64()), "b": [0.1, 0.2]}))
+    assert rep.status == "insufficient data" and not rep.drift and not rep.schema_drift
+    assert rep.schema.null_rate == {} and not alerts
+    gone = mon.check(pa.table({"a": pa.array([None, 1.0], pa.float64())}))  # a removed column still counts
+    assert gone.status == "insufficient data" and gone.drift and gone.schema.removed == ["b"] and gone.schema.null_rate == {}
+    a = rng.normal(size=60)
+    a[:30] = np.nan
+    full = mon.check(pa.table({"a": pa.array(a, from_pandas=True), "b": rng.normal(size=60)}))  # >= min_rows
+    assert full.status == "ok" and full.schema.null_rate == {"a": (0.0, 0.5)} and full.drift
+
+
 def test_named_embedding_column_changing_type_is_not_assigned():
     # Embedding columns named in a list: a window where one became a string column was cast to
     # float64 for the cluster assignment, which parsed "0", "1", ... as numbers (a spurious cluster

@@ -208,7 +208,7 @@ class SchemaDrift:
         changed (numeric <-> categorical) is not (status ``"missing"``).
     null_rate : dict str -> (float, float)
         Columns whose null rate moved by more than ``null_rate_threshold``:
-        column -> (reference rate, window rate).
+        column -> (reference rate, window rate). Empty for a window below ``min_rows`` rows.
     """
 
     added: list
@@ -537,7 +537,8 @@ class DriftMonitor:
     n_bins : int, default 10
         Reference-quantile bins of the binned tests on numeric columns.
     null_rate_threshold : float, default 0.1
-        A Table column's null rate moving by more than this is schema drift.
+        A Table column's null rate moving by more than this is schema drift (windows of at
+        least ``min_rows`` rows).
     min_rows : int, default 1
         Windows with fewer rows are not tested: the report says ``"insufficient data"`` and
         ``drift=False``. Independently, a column left with fewer values than a test needs (1,
@@ -955,9 +956,11 @@ class DriftMonitor:
         cur = self._extract(window, "window")
         if predictions is not None and self._pred_kind is None:
             raise ValueError("predictions were given to check() but the monitor has no reference predictions")
-        schema = self._schema_drift(cur) if self._tabular else None
+        # A window below min_rows is not tested, and its null rates are not either (two rows, one
+        # null: a "jump" to 50 % that is noise); columns added, removed or re-typed still count.
+        schema = self._schema_drift(cur, null_rates=cur.n_rows >= self.min_rows) if self._tabular else None
         if cur.n_rows < self.min_rows:
-            # nothing is tested; a schema change is still a finding (null rates need rows)
+            # nothing is tested; a schema change is still a finding
             schema_drift = schema is not None and schema.changed
             report = DriftReport(
                 timestamp=ts, n_rows=cur.n_rows, n_reference=self._reference.n_rows, status=INSUFFICIENT,
@@ -1247,7 +1250,7 @@ class DriftMonitor:
             "bbsd": bbsd,
         }
 
-    def _schema_drift(self, cur: _Sample) -> SchemaDrift:
+    def _schema_drift(self, cur: _Sample, null_rates: bool = True) -> SchemaDrift:
         ref = self._reference.schema
         got = cur.schema
         monitored = self.numeric_columns + self.categorical_columns
@@ -1262,7 +1265,7 @@ class DriftMonitor:
                 continue
             if ref[c][0] != got[c][0]:
                 type_changed[c] = (ref[c][0], got[c][0])
-            if cur.n_rows and abs(got[c][2] - ref[c][2]) > self.null_rate_threshold:
+            if null_rates and cur.n_rows and abs(got[c][2] - ref[c][2]) > self.null_rate_threshold:
                 null_rate[c] = (ref[c][2], got[c][2])
         return SchemaDrift(added=added, removed=removed, type_changed=type_changed, null_rate=null_rate)
 
