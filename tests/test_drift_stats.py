@@ -681,6 +681,22 @@ def test_counts_input_and_psi_epsilon():
         assert_close(fn([1, 0], [0, 4], input="counts").statistic, [1.0], rtol=1e-15)
 
 
+def test_binned_options_accept_numpy_scalars():
+    # eps and base were checked with isinstance(v, (int, float)): numpy float32 / int64 scalars
+    # (a config read with numpy) were refused as "must be a number".
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=80), rng.normal(size=60) + 0.5
+    assert drift.psi(x, y, eps=np.float32(1e-3)).statistic[0] == drift.psi(x, y, eps=float(np.float32(1e-3))).statistic[0]
+    assert drift.jensen_shannon(x, y, base=np.int64(2)).statistic[0] == drift.jensen_shannon(x, y, base=2).statistic[0]
+    assert drift.jensen_shannon(x, y, base=np.float32(np.e)).statistic[0] == drift.jensen_shannon(x, y, base=float(np.float32(np.e))).statistic[0]
+    for bad in (True, np.bool_(True), "0.1", 0, 1.5, np.float64(np.nan)):
+        with pytest.raises(ValueError, match="eps must be a number in"):
+            drift.psi(x, y, eps=bad)
+    for bad in (True, 1, np.float32(1.0), -2.0, None):
+        with pytest.raises(ValueError, match="base must be a positive number"):
+            drift.jensen_shannon(x, y, base=bad)
+
+
 def test_binned_nan_policy():
     ref = np.array([1.0, 2.0, np.nan, 4.0])
     cur = np.array([1.0, 3.0])

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -860,7 +861,7 @@ def psi(
     -----
     O(D K) after the histograms (see :func:`chi2`).
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0 < float(eps) < 1):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < 1):
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     p, q = _proportions(rc, cc)
@@ -890,7 +891,7 @@ def jensen_shannon(
     BinnedResult
         No epsilon is needed: empty bins contribute 0 (0 log 0 = 0).
     """
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not (float(base) > 0 and float(base) != 1):
+    if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real) or not (float(base) > 0 and float(base) != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     p, q = _proportions(rc, cc)
@@ -901,7 +902,7 @@ def jensen_shannon(
             return np.where(x > 0, x * np.log(x / y), 0.0)
 
     js = np.sum(rel_entr(p, m), axis=1) + np.sum(rel_entr(q, m), axis=1)
-    js = js / np.log(base)
+    js = js / math.log(float(base))  # a float32 base would make np.log round to float32
     stat = np.sqrt(np.maximum(js, 0.0) / 2.0)
     return _binned_result(stat, ref, rc, cc, edges, cats, counts, "jensen_shannon")
 
