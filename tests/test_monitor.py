@@ -412,6 +412,22 @@ def test_arrow_embedding_column_clusters():
     assert len(mon.history_rows) == n_hist + 1
 
 
+def test_numpy_integer_thresholds_and_tolerances():
+    # thresholds values and skew's rtol/atol were checked with isinstance(v, (int, float,
+    # np.floating)): a numpy integer (np.int64(0)) was refused as "must be a finite number >= 0".
+    rng = np.random.default_rng(35)
+    ref, win = rng.normal(size=(200, 2)), rng.normal(size=(100, 2)) + 0.3
+    a = DriftMonitor(ref, tests=("ks", "psi"), thresholds={"psi": np.int64(0)}, n_clusters=None).check(win)
+    b = DriftMonitor(ref, tests=("ks", "psi"), thresholds={"psi": 0.0}, n_clusters=None).check(win)
+    assert [(r.threshold, r.drift) for r in a.results] == [(r.threshold, r.drift) for r in b.results]
+    assert skew(ref, win, rtol=np.int64(0), atol=np.int64(1)).distribution.n_rows == 100
+    for bad in (np.bool_(True), -1, np.float64(np.inf)):
+        with pytest.raises(ValueError, match=r"thresholds\['psi'\] must be a finite number >= 0"):
+            DriftMonitor(ref, tests=("psi",), thresholds={"psi": bad}, n_clusters=None)
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
+        skew(ref, win, rtol=np.bool_(False))
+
+
 def test_window_below_min_rows_has_no_null_rate_drift():
     # A window below min_rows is "not tested, drift=False unless columns were added, removed or
     # re-typed"; its null rates were still compared, so 2 rows with one null (a 50 % "jump")

@@ -33,6 +33,7 @@ import datetime as _dt
 import html
 import logging
 import math
+import numbers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -654,7 +655,7 @@ class DriftMonitor:
                 raise ValueError(
                     f"thresholds keys must be distances {sorted(t for t, s in _NUMERIC_TESTS.items() if not s[1])}, got {k!r}"
                 )
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v < 0:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"thresholds[{k!r}] must be a finite number >= 0, got {v!r}")
             if k not in self.tests and k not in self.categorical_tests:
                 # A threshold that no test uses would silently never decide anything.
@@ -1783,7 +1784,7 @@ def skew(
     """
     max_mismatch_rate = _array.check_probability(max_mismatch_rate, "max_mismatch_rate")
     for v, nm in ((rtol, "rtol"), (atol, "atol")):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (v >= 0 and math.isfinite(v)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not (v >= 0 and math.isfinite(v)):
             raise ValueError(f"{nm} must be a finite number >= 0, got {v!r}")
     if key is not None and not (_is_table(training) and _is_table(serving)):
         raise TypeError("key needs pyarrow Tables for training and serving")
