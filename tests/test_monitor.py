@@ -412,6 +412,20 @@ def test_arrow_embedding_column_clusters():
     assert len(mon.history_rows) == n_hist + 1
 
 
+def test_history_rows_are_copies():
+    # history_rows copied each dict but not the top_columns list inside it: appending to a
+    # returned list rewrote the monitor's history (and the Arrow history and the HTML report).
+    rng = np.random.default_rng(36)
+    mon = DriftMonitor(rng.normal(size=(100, 2)), n_clusters=None)
+    mon.check(rng.normal(size=(50, 2)) + 1.0)
+    before = mon.history.to_pylist()
+    rows = mon.history_rows
+    rows[0]["top_columns"].append("bogus")
+    rows[0]["top_columns"][0] = "x"
+    rows[0]["drift"] = False
+    assert mon.history.to_pylist() == before and mon.history_rows[0]["top_columns"] == before[0]["top_columns"]
+
+
 def test_numpy_integer_thresholds_and_tolerances():
     # thresholds values and skew's rtol/atol were checked with isinstance(v, (int, float,
     # np.floating)): a numpy integer (np.int64(0)) was refused as "must be a finite number >= 0".

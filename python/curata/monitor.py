@@ -1286,8 +1286,9 @@ class DriftMonitor:
     # ------------------------------------------------------------------ history
     @property
     def history_rows(self) -> list:
-        """The history as a list of dicts (no pyarrow needed); see :attr:`history`."""
-        return [dict(r) for r in self._history]
+        """The history as a list of dicts (no pyarrow needed); see :attr:`history`. Copies: changing
+        them (``top_columns`` lists included) does not change the monitor's history."""
+        return [{k: list(v) if isinstance(v, list) else v for k, v in r.items()} for r in self._history]
 
     @property
     def history(self) -> Any:
