@@ -412,6 +412,22 @@ def test_arrow_embedding_column_clusters():
     assert len(mon.history_rows) == n_hist + 1
 
 
+def test_reference_predictions_are_copied():
+    # The reference is copied at construction; the reference predictions were kept as a view of
+    # the caller's array (labels, float64 probabilities), so reusing that buffer changed the
+    # class test of every later check.
+    rng = np.random.default_rng(37)
+    ref = rng.normal(size=(100, 2))
+    labels, probs = rng.integers(0, 3, 100), rng.dirichlet([1, 1, 1], 100)
+    w, wl, wp = rng.normal(size=(50, 2)), rng.integers(0, 3, 50), rng.dirichlet([1, 1, 1], 50)
+    for given, window_pred in ((labels, wl), (probs, wp)):
+        mon = DriftMonitor(ref, n_clusters=None, predictions=given)
+        before = mon.check(w, predictions=window_pred).classes
+        given[:] = 0  # the caller reuses its buffer
+        after = mon.check(w, predictions=window_pred).classes
+        assert after.pvalue == before.pvalue and np.array_equal(after.ref_counts, before.ref_counts)
+
+
 def test_history_rows_are_copies():
     # history_rows copied each dict but not the top_columns list inside it: appending to a
     # returned list rewrote the monitor's history (and the Arrow history and the HTML report).

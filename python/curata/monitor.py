@@ -879,10 +879,11 @@ class DriftMonitor:
                     raise ValueError("predictions of shape (N,) must hold class labels (integers or strings), got non-integral floats")
                 p = p.astype(np.int64)
             self._pred_kind = "labels"
-            self._ref_pred = p
+            # copied, like the reference: the monitor must not change when the caller reuses its array
+            self._ref_pred = np.array(p, copy=True)
         elif p.ndim == 2:
             self._pred_kind = "probabilities"
-            self._ref_pred = self._probabilities(p, "predictions", None)
+            self._ref_pred = np.array(self._probabilities(p, "predictions", None), copy=True)
         else:
             raise ValueError(f"predictions must have shape (N,) or (N, C), got {tuple(p.shape)}")
         if p.shape[0] < 1:
