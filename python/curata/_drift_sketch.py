@@ -110,6 +110,8 @@ class Moments:
             # M2 about the exact mean: sum (x - mean)^2 - n lo^2
             m2 = np.einsum("ij,ij->j", dev, dev) - a.shape[0] * lo * lo
             lo = np.where(np.isfinite(lo), lo, 0.0)
+            mean, lo = _two_sum(mean, lo)  # mean correctly rounded, lo what remains
+            lo = np.where(np.isfinite(mean) & np.isfinite(lo), lo, 0.0)
         self._combine(a.shape[0], mean, lo, m2, a.min(axis=0), a.max(axis=0))
         return self
 
