@@ -428,6 +428,15 @@ def test_reference_predictions_are_copied():
         assert after.pvalue == before.pvalue and np.array_equal(after.ref_counts, before.ref_counts)
 
 
+def test_reference_without_columns_is_refused():
+    # A Table without a monitored column raises; an (N, 0) array built a monitor of nothing that
+    # answered "no drift" (0 tests) for every window.
+    with pytest.raises(ValueError, match=r"reference must have at least 1 column to monitor, got shape \(10, 0\)"):
+        DriftMonitor(np.zeros((10, 0)))
+    with pytest.raises(ValueError, match="no numeric or categorical column"):
+        DriftMonitor(pa.table({"e": pa.array([[1.0]] * 3, pa.list_(pa.float64(), 1))}))
+
+
 def test_history_rows_are_copies():
     # history_rows copied each dict but not the top_columns list inside it: appending to a
     # returned list rewrote the monitor's history (and the Arrow history and the HTML report).

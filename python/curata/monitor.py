@@ -669,6 +669,10 @@ class DriftMonitor:
     def _setup_array(self, reference: Any, columns: Any, embeddings: Any) -> None:
         a = self._array2d(reference, "reference")
         D = a.shape[1]
+        if D == 0:
+            # as for a Table without a monitored column: a monitor of nothing would report
+            # "no drift" for every window
+            raise ValueError(f"reference must have at least 1 column to monitor, got shape {tuple(a.shape)}")
         self._n_input_columns = D
         idx = self._indices(columns, D, "columns", allow_none=True)
         self._numeric_idx = idx
