@@ -337,6 +337,21 @@ def test_mmd_linear_bad_input():
         drift.mmd_linear(np.full((6, 2), np.nan), np.eye(6)[:, :2])
 
 
+def test_permutation_labels_checks_its_sizes():
+    # n = -1 returned a (2, 3) matrix whose observed column had one 1 (labels[:-1] = 1);
+    # n_permutations = -1 raised IndexError; floats raised int()'s unnamed TypeError.
+    for args, exc, match in (((-1, 3, 2), ValueError, "n must be >= 0, got -1"),
+                             ((3, -5, 2), ValueError, "m must be >= 0, got -5"),
+                             ((3, 3, -1), ValueError, "n_permutations must be >= 0, got -1"),
+                             ((2.5, 3, 2), TypeError, "n must be an int"),
+                             ((3, 3, 2.0), TypeError, "n_permutations must be an int"),
+                             ((True, 3, 2), TypeError, "n must be an int")):
+        with pytest.raises(exc, match=match):
+            drift.permutation_labels(*args)
+    lab = drift.permutation_labels(np.int64(3), 2, np.int32(4), seed=np.uint8(1))
+    assert lab.shape == (5, 5) and (lab.sum(axis=0) == 3).all()
+
+
 def test_seed_rules_are_the_same_everywhere():
     # Seeds go through one check (_array.check_seed). Before: seed=-1 leaked numpy's "expected
     # non-negative integer" (no argument named), None was a TypeError from int() in mmd and
@@ -351,6 +366,9 @@ def test_seed_rules_are_the_same_everywhere():
         "mmd": lambda s: drift.mmd(a, b, seed=s, n_permutations=5),
         "mmd_linear": lambda s: drift.mmd_linear(a, b, seed=s),
         "QuantileSketch": lambda s: drift.QuantileSketch(seed=s),
+        # public helpers of mmd: seed=-1 leaked numpy's message, 1.5 was truncated to 1
+        "median_bandwidth": lambda s: drift.median_bandwidth(rng.standard_normal((1100, 2)), seed=s),
+        "permutation_labels": lambda s: drift.permutation_labels(3, 4, 2, seed=s),
         "kmeans": lambda s: curate.kmeans(a, 2, seed=s),
         "DriftMonitor": lambda s: DriftMonitor(a, seed=s, n_clusters=2),
     }

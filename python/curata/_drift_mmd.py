@@ -82,6 +82,7 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
 
     Time O(s^2 D) with s = min(n, 1000); memory O(s^2).
     """
+    seed = _array.check_seed(seed)
     a = columns(ref, "ref")
     a = np.asarray(_array.float_array(a, "ref"), dtype=np.float64)
     n = a.shape[0]
@@ -147,6 +148,10 @@ def permutation_labels(n: int, m: int, n_permutations: int, seed: int = 0) -> np
     1 on ``perm[:n]`` where ``perm`` is the ``p``-th draw of
     ``np.random.default_rng(seed).permutation(n + m)``. Memory O((n + m) B).
     """
+    n = _array.check_count(n, "n", allow_none=False, minimum=0)
+    m = _array.check_count(m, "m", allow_none=False, minimum=0)
+    n_permutations = _array.check_count(n_permutations, "n_permutations", allow_none=False, minimum=0)
+    seed = _array.check_seed(seed)
     N = n + m
     labels = np.zeros((N, 1 + n_permutations), dtype=np.uint8)
     labels[:n, 0] = 1
