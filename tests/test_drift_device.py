@@ -345,6 +345,25 @@ def test_mmd_statistics_float32_offset_and_tiny_scale(rng, offset, scale):
     np.testing.assert_allclose(got, expect, rtol=0, atol=2e-6)
 
 
+def test_mmd_statistics_float32_makes_no_float64_copy_of_the_data(rng):
+    # precision="float32" promises "one column block at a time so no float64 copy of the data
+    # exists at once", but the column means came from a.to(float64).sum() and the norms from
+    # z.to(float64) ** 2: whole float64 copies (8 GB each at 1M + 1M x 512). The largest single
+    # allocation is now the float32 pooled data itself (torch profiler, CPU tensors).
+    from torch.profiler import ProfilerActivity, profile
+
+    n, m, d = 600, 400, 256
+    x = t(rng.normal(size=(n, d)).astype(np.float32))
+    y = t(rng.normal(size=(m, d)).astype(np.float32))
+    labels = drift.permutation_labels(n, m, 3, seed=0)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        got = _drift_device.mmd_statistics(x, y, labels, 20.0, precision="float32", tile=128)
+    largest = max(e.cpu_memory_usage for e in prof.events())
+    assert largest <= (n + m) * d * 4, largest
+    expect = np.asarray(_core.drift_mmd(x.numpy(), y.numpy(), labels, 20.0))
+    np.testing.assert_allclose(got, expect, rtol=0, atol=2e-6)
+
+
 def test_mmd_statistics_float64_far_from_the_origin(rng):
     # float64 blocks centre the data like the core: at an offset of 1e8 the uncentred expansion
     # |x|^2 + |y|^2 - 2 x.y leaves no correct digit of a unit-scale distance.

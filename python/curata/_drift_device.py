@@ -544,16 +544,22 @@ def mmd_statistics(
         # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y)
         # and measure in units of sigma (the kernel's scale 1 / (2 sigma^2) is then 1/2: for a
         # sigma below ~1e-19 it overflowed float32 and every statistic was NaN), one column block
-        # at a time so no float64 copy of the data exists at once.
-        mean = torch.cat([a.to(f64).sum(dim=0, keepdim=True), b.to(f64).sum(dim=0, keepdim=True)]).sum(dim=0) / N
+        # at a time so no float64 copy of the data exists at once (the column means and the norms
+        # too: a.to(f64).sum() and z.to(f64) ** 2 made whole float64 copies, 8 GB at 1M + 1M x 512).
         # Each block is formed from the inputs, not from a float32 copy of them: float64 data far
         # from the origin (1e6 + unit noise) lose their spread in a float32 cast before centring.
         z = torch.empty((N, a.shape[1]), dtype=torch.float32, device=device)
+        norms = torch.zeros(N, dtype=f64, device=device)
         for k0 in range(0, z.shape[1], 64):
             k1 = min(z.shape[1], k0 + 64)
-            z[:n, k0:k1] = ((a[:, k0:k1].to(f64) - mean[k0:k1]) / sigma).to(torch.float32)
-            z[n:, k0:k1] = ((b[:, k0:k1].to(f64) - mean[k0:k1]) / sigma).to(torch.float32)
-    norms = (z.to(f64) ** 2).sum(dim=1) if precision == "float32" else (z * z).sum(dim=1)  # of the values used
+            za, zb = a[:, k0:k1].to(f64), b[:, k0:k1].to(f64)
+            mean = (za.sum(dim=0) + zb.sum(dim=0)) / N
+            z[:n, k0:k1] = ((za - mean) / sigma).to(torch.float32)
+            z[n:, k0:k1] = ((zb - mean) / sigma).to(torch.float32)
+            del za, zb
+            norms += (z[:, k0:k1].to(f64) ** 2).sum(dim=1)  # of the values used
+    if precision == "float64":
+        norms = (z * z).sum(dim=1)
     inv = 1.0 / (2.0 * sigma * sigma) if precision == "float64" else 0.5
 
     def operands(r0: int, r1: int):
