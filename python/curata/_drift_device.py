@@ -538,7 +538,10 @@ def mmd_statistics(
     if precision == "float64":
         # Centred on the pooled mean like the core: distances unchanged, no cancellation in
         # |x|^2 + |y|^2 - 2 x.y for data far from the origin.
-        z = torch.cat([a.to(f64), b.to(f64)], dim=0)
+        # Filled in place (torch.cat of a.to(f64) and b.to(f64) held up to 1.5 copies at once).
+        z = torch.empty((N, a.shape[1]), dtype=f64, device=device)
+        z[:n] = a
+        z[n:] = b
         z -= z.mean(dim=0, keepdim=True)
     else:
         # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y)
@@ -559,7 +562,7 @@ def mmd_statistics(
             del za, zb
             norms += (z[:, k0:k1].to(f64) ** 2).sum(dim=1)  # of the values used
     if precision == "float64":
-        norms = (z * z).sum(dim=1)
+        norms = torch.einsum("ij,ij->i", z, z)  # a batched dot: no (N, D) temporary like (z * z)
     inv = 1.0 / (2.0 * sigma * sigma) if precision == "float64" else 0.5
 
     def operands(r0: int, r1: int):
