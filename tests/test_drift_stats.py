@@ -681,6 +681,34 @@ def test_counts_input_and_psi_epsilon():
         assert_close(fn([1, 0], [0, 4], input="counts").statistic, [1.0], rtol=1e-15)
 
 
+def test_masked_arrays_with_masked_values_are_refused():
+    # np.ma arrays went through np.asarray, which drops the mask: the values under it (often a
+    # fill value such as 1e20) were tested as data (ks 0.25 where scipy, which omits masked
+    # values, gives 0.333). Now a TypeError naming the argument; an all-visible mask is fine.
+    from curata import DriftMonitor
+
+    x = np.ma.masked_array([1.0, 2.0, 1e20, 3.0], mask=[0, 0, 1, 0])
+    y = np.array([1.5, 2.5, 3.5])
+    calls = {
+        "ref": [lambda: drift.ks(x, y), lambda: drift.cramervonmises(x, np.r_[y, 4.0]),
+                lambda: drift.column_tests(x, y), lambda: drift.chi2(x, y), lambda: drift.mmd(x, y),
+                lambda: drift.chi2(x, np.ones(4), input="counts")],
+        "cur": [lambda: drift.mannwhitneyu(y, x), lambda: drift.wasserstein(y, x), lambda: drift.psi(y, x)],
+        "batch": [lambda: drift.Moments().update(x), lambda: drift.Histogram([0.0, 1.0]).update(x),
+                  lambda: drift.QuantileSketch().update(x)],
+        "pvalues": [lambda: drift.correct(np.ma.masked_array([0.1, 0.2], mask=[1, 0]))],
+        "reference": [lambda: DriftMonitor(x, n_clusters=None)],
+        "predictions": [lambda: DriftMonitor(y, n_clusters=None, predictions=np.ma.masked_array([0, 1, 2], mask=[0, 0, 1]))],
+    }
+    for name, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(TypeError, match=rf"^{name} is a masked array with 1 masked value"):
+                fn()
+    assert drift.ks(x.compressed(), y).statistic[0] == pytest.approx(stats.ks_2samp(x, y).statistic)
+    visible = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 0, 0])
+    assert drift.ks(visible, y).statistic[0] == drift.ks(visible.data, y).statistic[0]
+
+
 def test_binned_options_accept_numpy_scalars():
     # eps and base were checked with isinstance(v, (int, float)): numpy float32 / int64 scalars
     # (a config read with numpy) were refused as "must be a number".

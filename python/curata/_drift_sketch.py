@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from . import _array
+from ._drift_input import check_unmasked
 
 
 def _batch(x: Any, name: str, columns: int | None) -> np.ndarray:
+    check_unmasked(x, name)
     a = _array._to_numpy_view(x, name)
     if a.ndim == 1:
         a = a.reshape(-1, 1)
@@ -276,6 +278,7 @@ class QuantileSketch:
             h += 1
 
     def update(self, batch: Any) -> QuantileSketch:
+        check_unmasked(batch, "batch")
         a = _array._to_numpy_view(batch, "batch")
         if a.ndim != 1:
             raise ValueError(f"batch must have shape (n,), got {tuple(a.shape)}")

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from . import _array, _core, _drift_device
-from ._drift_input import column_pair, sample_pair
+from ._drift_input import check_unmasked, column_pair, sample_pair
 from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 from ._drift_c2st import C2STResult, c2st
@@ -717,6 +717,7 @@ def _label_counts(a: np.ndarray, b: np.ndarray, nan: int):
 def _given_counts(ref: Any, cur: Any):
     out = []
     for x, name in ((ref, "ref"), (cur, "cur")):
+        check_unmasked(x, name)
         c = _array._to_numpy_view(x, name)
         if c.dtype == np.bool_ or c.dtype.kind not in "fiu":
             raise TypeError(f"{name} counts must be a real numeric array, got dtype {c.dtype}")
@@ -972,6 +973,7 @@ def correct(pvalues: Any, method: str = "bonferroni", alpha: float = 0.05) -> Co
         pvalues = pvalues.pvalue
         if pvalues is None:
             raise ValueError("the result has no p-values (pvalue is None)")
+    check_unmasked(pvalues, "pvalues")
     p = _array._to_numpy_view(pvalues, "pvalues")
     if p.ndim != 1:
         raise ValueError(f"pvalues must have shape (D,), got {tuple(p.shape)}")

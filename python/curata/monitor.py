@@ -876,6 +876,7 @@ class DriftMonitor:
         self._pred_kind = None
         if predictions is None:
             return
+        _drift_input.check_unmasked(predictions, "predictions")
         p = _array._to_numpy_view(predictions, "predictions")
         if p.ndim == 1:
             if p.dtype.kind == "f":
@@ -1206,6 +1207,7 @@ class DriftMonitor:
     def _class_test(self, predictions: Any) -> dict | None:
         if self._pred_kind is None or predictions is None:
             return None
+        _drift_input.check_unmasked(predictions, "predictions")
         p = _array._to_numpy_view(predictions, "predictions")
         bbsd = []
         if self._pred_kind == "labels":
