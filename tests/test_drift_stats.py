@@ -681,6 +681,18 @@ def test_counts_input_and_psi_epsilon():
         assert_close(fn([1, 0], [0, 4], input="counts").statistic, [1.0], rtol=1e-15)
 
 
+def test_correct_names_what_it_got_instead_of_pvalues():
+    # A DistanceResult or the dict of column_tests became a 0-d object array: "pvalues must have
+    # shape (D,), got ()", which hides what was passed.
+    x = np.random.default_rng(4).normal(size=(30, 3))
+    for bad, kind in ((drift.wasserstein(x, x), "DistanceResult"), (drift.column_tests(x, x), "dict"), (object(), "object")):
+        with pytest.raises(TypeError, match=rf"^pvalues must be an array \(D,\) of p-values or a result with a pvalue attribute, got {kind}$"):
+            drift.correct(bad)
+    with pytest.raises(ValueError, match=r"pvalues must have shape \(D,\), got \(\)"):
+        drift.correct(np.float64(0.5))
+    assert drift.correct(drift.column_tests(x, x)["ks"]).n_tests == 3
+
+
 def test_masked_arrays_with_masked_values_are_refused():
     # np.ma arrays went through np.asarray, which drops the mask: the values under it (often a
     # fill value such as 1e20) were tested as data (ks 0.25 where scipy, which omits masked

@@ -975,6 +975,11 @@ def correct(pvalues: Any, method: str = "bonferroni", alpha: float = 0.05) -> Co
             raise ValueError("the result has no p-values (pvalue is None)")
     check_unmasked(pvalues, "pvalues")
     p = _array._to_numpy_view(pvalues, "pvalues")
+    if p.ndim == 0 and p.dtype == object:
+        # a DistanceResult, the dict of column_tests, ...: numpy wraps it in a 0-d object array
+        raise TypeError(
+            f"pvalues must be an array (D,) of p-values or a result with a pvalue attribute, got {type(pvalues).__name__}"
+        )
     if p.ndim != 1:
         raise ValueError(f"pvalues must have shape (D,), got {tuple(p.shape)}")
     if p.dtype == np.bool_ or p.dtype.kind not in "fiu":
