@@ -76,6 +76,28 @@ def test_decision_function_model():
     assert r.auc > 0.7 and r.pvalue < 1e-6
 
 
+def test_model_returning_nan_scores_is_a_value_error():
+    # NaN scores have no rank: the permutation path ranked them above every score and returned an
+    # AUC and a p-value, the auc-normal path failed with "ref contains NaN (column 0); pass
+    # nan_policy='omit'" about an argument the caller never passed.
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class NaNScores(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def decision_function(self, X):
+            d = X[:, 0].copy()
+            d[::3] = np.nan
+            return d
+
+    ref, cur = samples(9, n=60, m=60, shift=1.0)
+    for pvalue in ("permutation", "auc-normal"):
+        with pytest.raises(ValueError, match="model scores must not be NaN"):
+            drift.c2st(ref, cur, model=NaNScores(), pvalue=pvalue, n_permutations=5)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_same_distribution_pvalue_not_tiny(seed):
     ref, cur = samples(100 + seed)

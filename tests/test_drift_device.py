@@ -330,6 +330,63 @@ def test_mmd_statistics_float32_precision(rng):
         _drift_device.mmd_statistics(t(x), t(y), labels, 4.0, precision="half")
 
 
+@pytest.mark.parametrize("offset,scale", [(1e6, 1.0), (0.0, 1e-20), (0.0, 1e-30)])
+def test_mmd_statistics_float32_offset_and_tiny_scale(rng, offset, scale):
+    # precision="float32" cast float64 input to float32 before centring (an offset of 1e6 rounds
+    # unit noise to multiples of 0.06) and scaled the kernel by 1 / (2 sigma^2) in float32, which
+    # overflows for sigma below ~1e-19 (every statistic NaN). Now the blocks are centred from the
+    # inputs and measured in units of sigma.
+    x = rng.normal(size=(80, 3)) * scale + offset
+    y = (rng.normal(size=(60, 3)) + 0.3) * scale + offset
+    sigma = drift.median_bandwidth(x)
+    labels = drift.permutation_labels(80, 60, 10, seed=2)
+    expect = np.asarray(_core.drift_mmd(x, y, labels, sigma))
+    got = _drift_device.mmd_statistics(t(x), t(y), labels, sigma, precision="float32", tile=64)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=2e-6)
+
+
+def test_mmd_statistics_float32_makes_no_float64_copy_of_the_data(rng):
+    # precision="float32" promises "one column block at a time so no float64 copy of the data
+    # exists at once", but the column means came from a.to(float64).sum() and the norms from
+    # z.to(float64) ** 2: whole float64 copies (8 GB each at 1M + 1M x 512). The largest single
+    # allocation is now the float32 pooled data itself (torch profiler, CPU tensors).
+    from torch.profiler import ProfilerActivity, profile
+
+    # precision="float64" holds the pooled float64 data by design, but it was built by torch.cat of
+    # two float64 copies and its norms from z * z: no allocation may exceed that one copy.
+    n, m, d = 600, 400, 256
+    x = t(rng.normal(size=(n, d)).astype(np.float32))
+    y = t(rng.normal(size=(m, d)).astype(np.float32))
+    labels = drift.permutation_labels(n, m, 3, seed=0)
+    expect = np.asarray(_core.drift_mmd(x.numpy(), y.numpy(), labels, 20.0))
+    for precision, itemsize, atol in (("float32", 4, 2e-6), ("float64", 8, 1e-12)):
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            got = _drift_device.mmd_statistics(x, y, labels, 20.0, precision=precision, tile=128)
+        events = sorted((e.cpu_memory_usage for e in prof.events()), reverse=True)
+        assert events[0] <= (n + m) * d * itemsize, (precision, events[:3])
+        assert events[1] < (n + m) * d * itemsize, (precision, events[:3])  # only one such block
+        np.testing.assert_allclose(got, expect, rtol=0, atol=atol)
+
+
+def test_mmd_statistics_float64_far_from_the_origin(rng):
+    # float64 blocks centre the data like the core: at an offset of 1e8 the uncentred expansion
+    # |x|^2 + |y|^2 - 2 x.y leaves no correct digit of a unit-scale distance.
+    x = rng.normal(size=(90, 3)) + 1e8
+    y = rng.normal(size=(70, 3)) + 0.5 + 1e8
+    labels = drift.permutation_labels(90, 70, 10, seed=1)
+    z = np.vstack([x, y])
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    K = np.exp(-d2 / (2 * 1.5**2))
+    expect = []
+    for p in range(labels.shape[1]):
+        a = labels[:, p].astype(bool)
+        kxx, kyy, kxy = K[np.ix_(a, a)], K[np.ix_(~a, ~a)], K[np.ix_(a, ~a)]
+        expect.append((kxx.sum() - 90) / (90 * 89) + (kyy.sum() - 70) / (70 * 69) - 2 * kxy.mean())
+    got = _drift_device.mmd_statistics(t(x), t(y), labels, 1.5, tile=64)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(_core.drift_mmd(x, y, labels, 1.5)), expect, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("n,m", [(40, 37), (1100, 60)])  # 1100 > 1000: seeded median subsample
 def test_mmd_end_to_end_through_device_path(rng, device_path, n, m):
     x = rng.normal(size=(n, 3))

@@ -138,6 +138,26 @@ def test_mmd_median_bandwidth_subsample():
     close(drift.median_bandwidth(small), reference_median_sigma(small, 0))
 
 
+@pytest.mark.parametrize("offset", [1e6, 1e8])
+def test_mmd_and_median_bandwidth_far_from_the_origin(offset):
+    # Distances are translation invariant; the |x|^2 + |y|^2 - 2 x.y expansion is not: unless the
+    # data are centred first it cancels away the distances of data far from the origin (before the
+    # fix: bandwidth 2.83 instead of 1.93 and MMD^2 off by 8 % at offset 1e8).
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(60, 4)) + offset
+    y = rng.normal(size=(45, 4)) + 0.5 + offset
+    sigma = reference_median_sigma(x, 0)
+    close(drift.median_bandwidth(x), sigma, "median bandwidth")
+    r = drift.mmd(x, y, n_permutations=15, seed=2)
+    close(r.bandwidth, sigma, "bandwidth")
+    obs, null, p = reference_mmd(x, y, sigma, 15, 2)
+    close(r.statistic, obs, "statistic")
+    close(r.null_statistics, null, "null statistics")
+    assert r.pvalue == p
+    fixed = drift.mmd(x, y, bandwidth=1.5, n_permutations=5, seed=2)
+    close(fixed.statistic, reference_mmd(x, y, 1.5, 5, 2)[0], "statistic at a fixed bandwidth")
+
+
 def test_mmd_deterministic_and_thread_independent():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 8))
@@ -228,6 +248,31 @@ def test_mmd_bad_input():
         _core.drift_mmd(x, y, drift.permutation_labels(10, 12, 3, 0), 0.0)
 
 
+def test_mmd_bandwidth_whose_kernel_scale_overflows():
+    # sigma below ~1.05e-154: 1 / (2 sigma^2) overflows to inf and exp(-0 * inf) is NaN, so mmd
+    # returned statistic NaN with p = 1 / (1 + B) (a "significant" result from nothing) and
+    # mmd_linear raised ZeroDivisionError. Now a ValueError naming the bandwidth.
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(20, 2))
+    y = rng.normal(size=(15, 2))
+    for bw in (1e-160, 1e-200, 5e-324):
+        for fn in (drift.mmd, drift.mmd_linear):
+            with pytest.raises(ValueError, match=r"bandwidth must be >= 1\.05e-154"):
+                fn(x, y, bandwidth=bw)
+        with pytest.raises(ValueError, match="bandwidth must be a finite number > 0"):
+            _core.drift_mmd(x, y, drift.permutation_labels(20, 15, 3, 0), bw)
+    for fn in (drift.mmd, drift.mmd_linear):  # the median rule on data at the scale 1e-160
+        with pytest.raises(ValueError, match="bandwidth='median' gives sigma"):
+            fn(x * 1e-160, y * 1e-160)
+    # just above the limit every off-diagonal kernel value underflows to 0 (distinct rows), the
+    # exact diagonal is excluded: MMD^2 = 0, p = 1, as the brute-force reference says
+    r = drift.mmd(x, y, bandwidth=1.1e-154, n_permutations=5)
+    assert r.statistic == 0.0 and r.pvalue == 1.0
+    with np.errstate(over="ignore"):
+        assert mmd2_unbiased(x, y, 1.1e-154) == 0.0
+    assert drift.mmd_linear(x, y, bandwidth=1.1e-154).statistic == 0.0
+
+
 def test_exp_nonpositive_accuracy():
     xs = np.concatenate([-np.geomspace(1e-300, 708, 4000), [0.0, -0.0, -708.0, -708.5, -1e6, -np.inf]])
     ours = np.array([_core.drift_exp_nonpositive(v) for v in xs])
@@ -292,6 +337,21 @@ def test_mmd_linear_bad_input():
         drift.mmd_linear(np.full((6, 2), np.nan), np.eye(6)[:, :2])
 
 
+def test_permutation_labels_checks_its_sizes():
+    # n = -1 returned a (2, 3) matrix whose observed column had one 1 (labels[:-1] = 1);
+    # n_permutations = -1 raised IndexError; floats raised int()'s unnamed TypeError.
+    for args, exc, match in (((-1, 3, 2), ValueError, "n must be >= 0, got -1"),
+                             ((3, -5, 2), ValueError, "m must be >= 0, got -5"),
+                             ((3, 3, -1), ValueError, "n_permutations must be >= 0, got -1"),
+                             ((2.5, 3, 2), TypeError, "n must be an int"),
+                             ((3, 3, 2.0), TypeError, "n_permutations must be an int"),
+                             ((True, 3, 2), TypeError, "n must be an int")):
+        with pytest.raises(exc, match=match):
+            drift.permutation_labels(*args)
+    lab = drift.permutation_labels(np.int64(3), 2, np.int32(4), seed=np.uint8(1))
+    assert lab.shape == (5, 5) and (lab.sum(axis=0) == 3).all()
+
+
 def test_seed_rules_are_the_same_everywhere():
     # Seeds go through one check (_array.check_seed). Before: seed=-1 leaked numpy's "expected
     # non-negative integer" (no argument named), None was a TypeError from int() in mmd and
@@ -306,6 +366,9 @@ def test_seed_rules_are_the_same_everywhere():
         "mmd": lambda s: drift.mmd(a, b, seed=s, n_permutations=5),
         "mmd_linear": lambda s: drift.mmd_linear(a, b, seed=s),
         "QuantileSketch": lambda s: drift.QuantileSketch(seed=s),
+        # public helpers of mmd: seed=-1 leaked numpy's message, 1.5 was truncated to 1
+        "median_bandwidth": lambda s: drift.median_bandwidth(rng.standard_normal((1100, 2)), seed=s),
+        "permutation_labels": lambda s: drift.permutation_labels(3, 4, 2, seed=s),
         "kmeans": lambda s: curate.kmeans(a, 2, seed=s),
         "DriftMonitor": lambda s: DriftMonitor(a, seed=s, n_clusters=2),
     }

@@ -82,6 +82,41 @@ def test_moments_values_and_errors():
         drift.Moments().variance()
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6, 1.7e9])
+def test_moments_merge_far_from_the_origin(offset):
+    # 1000 merged batches of unit-spread data at an offset (1.7e9: POSIX seconds): Chan's
+    # delta = mean_b - mean_a carried the means' rounding (eps |mean|) into M2, 1.9e-9 relative
+    # at 1e9 and 6e-12 at 1e6, against the documented ~1e-15. Reference: exact rational arithmetic.
+    from fractions import Fraction
+
+    rng = np.random.default_rng(40)
+    x = rng.normal(size=3000) + offset
+    exact_mean = sum(Fraction(float(v)) for v in x) / len(x)
+    exact_m2 = sum((Fraction(float(v)) - exact_mean) ** 2 for v in x)
+    merged = drift.Moments()
+    for part in np.array_split(x, 1000):
+        merged = merged.merge(drift.Moments().update(part))
+    streamed = drift.Moments()
+    for part in np.array_split(x, 300):
+        streamed.update(part)
+    for s in (merged, streamed, drift.Moments().update(x)):
+        assert abs(Fraction(float(s.m2[0])) - exact_m2) <= Fraction(1e-13) * exact_m2  # summation: ~1e-14
+        assert abs(Fraction(float(s.mean[0])) - exact_mean) <= Fraction(2.0**-52) * abs(exact_mean) + Fraction(1e-15)
+
+
+def test_moments_mean_is_rounded_once():
+    # A single update kept numpy's pairwise mean (3-6 ulps off at 1e8 to 1e15) although the
+    # residual mean it computes next is the correction: the mean is now renormalised with it.
+    from fractions import Fraction
+
+    rng = np.random.default_rng(41)
+    for offset, sd in ((1e3, 1.0), (1e8, 1e-3), (1e15, 1e4), (-1e12, 1.0)):
+        x = np.round(rng.normal(size=(150, 1)) * sd + offset, 3)
+        exact = sum(Fraction(float(v)) for v in x[:, 0]) / len(x)
+        got = Fraction(float(drift.Moments().update(x).mean[0]))
+        assert abs(got - exact) <= abs(Fraction(np.spacing(float(exact)))) / 2 * Fraction(1.01)
+
+
 # ------------------------------------------------------------------ Histogram
 EDGES = np.array([-3.0, -1.0, -0.25, 0.0, 0.5, 2.0])
 

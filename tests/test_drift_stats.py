@@ -652,6 +652,18 @@ def test_chi2_yates_correction_and_labels():
             fn(np.array(["a", None], dtype=object), np.array(["a", "b"], dtype=object))
     ok = drift.chi2(np.array(["a", "b", "a"], dtype=object), np.array(["b", "b"], dtype=object))
     assert ok.ref_counts.tolist() == [[2, 1]] and ok.cur_counts.tolist() == [[0, 2]]
+    # numeric labels against string labels: np.concatenate turned the numbers into strings, so 1
+    # and "1" became one category while 1.0 and "1" stayed two; and datetime against float labels
+    # raised numpy's DTypePromotionError. Both are refused as the object mix above is.
+    for r_, c_ in ((np.array([1, 2, 3]), np.array(["1", "2"])), (np.array(["a", "b"]), np.array([1.0, 2.0])),
+                   (np.array([True, False]), np.array([b"a"])), (np.arange(3).astype("datetime64[s]"), np.array([1, 2]))):
+        for fn in (drift.chi2, drift.psi, drift.jensen_shannon):
+            with pytest.raises(TypeError, match=r"^ref and cur labels must be of the same kind"):
+                fn(r_, c_, input="labels")
+    same = drift.chi2(np.array([True, False, True]), np.array([1, 0, 0]), input="labels")  # bool and int: numbers
+    assert same.ref_counts.tolist() == [[1, 2]] and same.cur_counts.tolist() == [[2, 1]]
+    mixed = drift.chi2(np.array(["a", "b"], dtype=object), np.array(["b", "b"]), input="labels")  # object + str
+    assert mixed.ref_counts.tolist() == [[1, 1]] and mixed.cur_counts.tolist() == [[0, 2]]
 
 
 def test_counts_input_and_psi_epsilon():
@@ -667,6 +679,62 @@ def test_counts_input_and_psi_epsilon():
     # disjoint histograms: tvd, hellinger and JS (base 2) reach 1
     for fn in (drift.jensen_shannon, drift.hellinger, drift.tvd):
         assert_close(fn([1, 0], [0, 4], input="counts").statistic, [1.0], rtol=1e-15)
+
+
+def test_correct_names_what_it_got_instead_of_pvalues():
+    # A DistanceResult or the dict of column_tests became a 0-d object array: "pvalues must have
+    # shape (D,), got ()", which hides what was passed.
+    x = np.random.default_rng(4).normal(size=(30, 3))
+    for bad, kind in ((drift.wasserstein(x, x), "DistanceResult"), (drift.column_tests(x, x), "dict"), (object(), "object")):
+        with pytest.raises(TypeError, match=rf"^pvalues must be an array \(D,\) of p-values or a result with a pvalue attribute, got {kind}$"):
+            drift.correct(bad)
+    with pytest.raises(ValueError, match=r"pvalues must have shape \(D,\), got \(\)"):
+        drift.correct(np.float64(0.5))
+    assert drift.correct(drift.column_tests(x, x)["ks"]).n_tests == 3
+
+
+def test_masked_arrays_with_masked_values_are_refused():
+    # np.ma arrays went through np.asarray, which drops the mask: the values under it (often a
+    # fill value such as 1e20) were tested as data (ks 0.25 where scipy, which omits masked
+    # values, gives 0.333). Now a TypeError naming the argument; an all-visible mask is fine.
+    from curata import DriftMonitor
+
+    x = np.ma.masked_array([1.0, 2.0, 1e20, 3.0], mask=[0, 0, 1, 0])
+    y = np.array([1.5, 2.5, 3.5])
+    calls = {
+        "ref": [lambda: drift.ks(x, y), lambda: drift.cramervonmises(x, np.r_[y, 4.0]),
+                lambda: drift.column_tests(x, y), lambda: drift.chi2(x, y), lambda: drift.mmd(x, y),
+                lambda: drift.chi2(x, np.ones(4), input="counts")],
+        "cur": [lambda: drift.mannwhitneyu(y, x), lambda: drift.wasserstein(y, x), lambda: drift.psi(y, x)],
+        "batch": [lambda: drift.Moments().update(x), lambda: drift.Histogram([0.0, 1.0]).update(x),
+                  lambda: drift.QuantileSketch().update(x)],
+        "pvalues": [lambda: drift.correct(np.ma.masked_array([0.1, 0.2], mask=[1, 0]))],
+        "reference": [lambda: DriftMonitor(x, n_clusters=None)],
+        "predictions": [lambda: DriftMonitor(y, n_clusters=None, predictions=np.ma.masked_array([0, 1, 2], mask=[0, 0, 1]))],
+    }
+    for name, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(TypeError, match=rf"^{name} is a masked array with 1 masked value"):
+                fn()
+    assert drift.ks(x.compressed(), y).statistic[0] == pytest.approx(stats.ks_2samp(x, y).statistic)
+    visible = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 0, 0])
+    assert drift.ks(visible, y).statistic[0] == drift.ks(visible.data, y).statistic[0]
+
+
+def test_binned_options_accept_numpy_scalars():
+    # eps and base were checked with isinstance(v, (int, float)): numpy float32 / int64 scalars
+    # (a config read with numpy) were refused as "must be a number".
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=80), rng.normal(size=60) + 0.5
+    assert drift.psi(x, y, eps=np.float32(1e-3)).statistic[0] == drift.psi(x, y, eps=float(np.float32(1e-3))).statistic[0]
+    assert drift.jensen_shannon(x, y, base=np.int64(2)).statistic[0] == drift.jensen_shannon(x, y, base=2).statistic[0]
+    assert drift.jensen_shannon(x, y, base=np.float32(np.e)).statistic[0] == drift.jensen_shannon(x, y, base=float(np.float32(np.e))).statistic[0]
+    for bad in (True, np.bool_(True), "0.1", 0, 1.5, np.float64(np.nan)):
+        with pytest.raises(ValueError, match="eps must be a number in"):
+            drift.psi(x, y, eps=bad)
+    for bad in (True, 1, np.float32(1.0), -2.0, None):
+        with pytest.raises(ValueError, match="base must be a positive number"):
+            drift.jensen_shannon(x, y, base=bad)
 
 
 def test_binned_nan_policy():

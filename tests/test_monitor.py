@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -303,6 +304,31 @@ def test_html_report(tmp_path):
     assert "No check yet" in empty.read_text()
 
 
+def test_html_plot_orders_checks_by_timestamp(tmp_path):
+    # A backfilled window (checked after a later one) used to be drawn after it on the axis
+    # labelled "check (oldest to latest)".
+    rng = np.random.default_rng(33)
+    ref = rng.normal(size=(300, 2))
+    mon = DriftMonitor(ref, n_clusters=None)
+    mon.check(rng.normal(size=(200, 2)) + 2.0, timestamp="2024-01-03T00:00:00+00:00")  # drift
+    mon.check(rng.normal(size=(200, 2)), timestamp="2024-01-01T00:00:00+00:00")  # backfill
+    mon.check(rng.normal(size=(200, 2)), timestamp="2024-01-02T00:00:00+00:00")
+    mon.check(rng.normal(size=(200, 2)) + 2.0, timestamp="2024-01-02T00:00:00+00:00")  # same time
+    path = tmp_path / "r.html"
+    mon.to_html(path)
+    doc = path.read_text(encoding="utf-8")
+    circles = re.findall(r'<circle class="check" cx="([0-9.]+)"[^>]*><title>([^<]*)</title>', doc)
+    assert len(circles) == 4
+    xs = [float(x) for x, _ in circles]
+    assert xs == sorted(xs)
+    days = [tip[:10] for _, tip in sorted(circles, key=lambda c: float(c[0]))]
+    assert days == ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-03"]
+    order = [tip for _, tip in sorted(circles, key=lambda c: float(c[0]))]
+    rows = mon.history_rows
+    assert f"{rows[2]['min_adjusted_pvalue']:.3g}" in order[1] and f"{rows[3]['min_adjusted_pvalue']:.3g}" in order[2]
+    assert [r["timestamp"].day for r in rows] == [3, 1, 2, 2]  # the history keeps check order
+
+
 # ------------------------------------------------------------------------------ arrow
 def test_arrow_schema_drift_and_categorical_tests():
     rng = np.random.default_rng(9)
@@ -384,6 +410,122 @@ def test_arrow_embedding_column_clusters():
     assert bad.schema_drift and bad.drift
     assert bad.result("x").pvalue == pytest.approx(curata.drift.ks(ref.column("x").to_numpy(), x3).pvalue[0])
     assert len(mon.history_rows) == n_hist + 1
+
+
+def test_reference_predictions_are_copied():
+    # The reference is copied at construction; the reference predictions were kept as a view of
+    # the caller's array (labels, float64 probabilities), so reusing that buffer changed the
+    # class test of every later check.
+    rng = np.random.default_rng(37)
+    ref = rng.normal(size=(100, 2))
+    labels, probs = rng.integers(0, 3, 100), rng.dirichlet([1, 1, 1], 100)
+    w, wl, wp = rng.normal(size=(50, 2)), rng.integers(0, 3, 50), rng.dirichlet([1, 1, 1], 50)
+    for given, window_pred in ((labels, wl), (probs, wp)):
+        mon = DriftMonitor(ref, n_clusters=None, predictions=given)
+        before = mon.check(w, predictions=window_pred).classes
+        given[:] = 0  # the caller reuses its buffer
+        after = mon.check(w, predictions=window_pred).classes
+        assert after.pvalue == before.pvalue and np.array_equal(after.ref_counts, before.ref_counts)
+
+
+def test_reference_without_columns_is_refused():
+    # A Table without a monitored column raises; an (N, 0) array built a monitor of nothing that
+    # answered "no drift" (0 tests) for every window.
+    with pytest.raises(ValueError, match=r"reference must have at least 1 column to monitor, got shape \(10, 0\)"):
+        DriftMonitor(np.zeros((10, 0)))
+    with pytest.raises(ValueError, match="no numeric or categorical column"):
+        DriftMonitor(pa.table({"e": pa.array([[1.0]] * 3, pa.list_(pa.float64(), 1))}))
+
+
+def test_history_rows_are_copies():
+    # history_rows copied each dict but not the top_columns list inside it: appending to a
+    # returned list rewrote the monitor's history (and the Arrow history and the HTML report).
+    rng = np.random.default_rng(36)
+    mon = DriftMonitor(rng.normal(size=(100, 2)), n_clusters=None)
+    mon.check(rng.normal(size=(50, 2)) + 1.0)
+    before = mon.history.to_pylist()
+    rows = mon.history_rows
+    rows[0]["top_columns"].append("bogus")
+    rows[0]["top_columns"][0] = "x"
+    rows[0]["drift"] = False
+    assert mon.history.to_pylist() == before and mon.history_rows[0]["top_columns"] == before[0]["top_columns"]
+
+
+def test_numpy_integer_thresholds_and_tolerances():
+    # thresholds values and skew's rtol/atol were checked with isinstance(v, (int, float,
+    # np.floating)): a numpy integer (np.int64(0)) was refused as "must be a finite number >= 0".
+    rng = np.random.default_rng(35)
+    ref, win = rng.normal(size=(200, 2)), rng.normal(size=(100, 2)) + 0.3
+    a = DriftMonitor(ref, tests=("ks", "psi"), thresholds={"psi": np.int64(0)}, n_clusters=None).check(win)
+    b = DriftMonitor(ref, tests=("ks", "psi"), thresholds={"psi": 0.0}, n_clusters=None).check(win)
+    assert [(r.threshold, r.drift) for r in a.results] == [(r.threshold, r.drift) for r in b.results]
+    assert skew(ref, win, rtol=np.int64(0), atol=np.int64(1)).distribution.n_rows == 100
+    for bad in (np.bool_(True), -1, np.float64(np.inf)):
+        with pytest.raises(ValueError, match=r"thresholds\['psi'\] must be a finite number >= 0"):
+            DriftMonitor(ref, tests=("psi",), thresholds={"psi": bad}, n_clusters=None)
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
+        skew(ref, win, rtol=np.bool_(False))
+
+
+def test_window_below_min_rows_has_no_null_rate_drift():
+    # A window below min_rows is "not tested, drift=False unless columns were added, removed or
+    # re-typed"; its null rates were still compared, so 2 rows with one null (a 50 % "jump")
+    # made an untested window a drift alert.
+    rng = np.random.default_rng(34)
+    ref = pa.table({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    mon = DriftMonitor(ref, n_clusters=None, min_rows=50)
+    alerts = []
+    mon.on_alert(alerts.append)
+    rep = mon.check(pa.table({"a": pa.array([None, 1.0], pa.float64()), "b": [0.1, 0.2]}))
+    assert rep.status == "insufficient data" and not rep.drift and not rep.schema_drift
+    assert rep.schema.null_rate == {} and not alerts
+    gone = mon.check(pa.table({"a": pa.array([None, 1.0], pa.float64())}))  # a removed column still counts
+    assert gone.status == "insufficient data" and gone.drift and gone.schema.removed == ["b"] and gone.schema.null_rate == {}
+    a = rng.normal(size=60)
+    a[:30] = np.nan
+    full = mon.check(pa.table({"a": pa.array(a, from_pandas=True), "b": rng.normal(size=60)}))  # >= min_rows
+    assert full.status == "ok" and full.schema.null_rate == {"a": (0.0, 0.5)} and full.drift
+
+
+def test_named_embedding_column_changing_type_is_not_assigned():
+    # Embedding columns named in a list: a window where one became a string column was cast to
+    # float64 for the cluster assignment, which parsed "0", "1", ... as numbers (a spurious cluster
+    # drift) and raised pyarrow's ArrowInvalid on other strings. It is a type change like a removed
+    # column: reported in the schema, the window is not assigned to clusters, the rest is tested.
+    rng = np.random.default_rng(31)
+    ref = pa.table({"a": rng.normal(size=200), "c": rng.normal(size=200)})
+    mon = DriftMonitor(ref, embeddings=["a", "c"], n_clusters=2)
+    c = rng.normal(size=50)
+    for strings in (np.arange(50).astype(str), np.full(50, "x")):
+        rep = mon.check(pa.table({"a": pa.array(strings), "c": c}))
+        assert rep.schema.type_changed == {"a": ("double", "string")}
+        assert rep.result("a").status == "missing"
+        assert rep.clusters.n_skipped == 50 and rep.clusters.cur_counts.sum() == 0
+        assert math.isnan(rep.clusters.pvalue) and not rep.cluster_drift
+        assert rep.result("c").pvalue == pytest.approx(curata.drift.ks(ref.column("c").to_numpy(), c).pvalue[0])
+    rep = mon.check(pa.table({"a": pa.array(rng.random(50) < 0.5), "c": c}))  # bool: categorical now
+    assert rep.clusters.n_skipped == 50 and not rep.cluster_drift
+
+
+def test_arrow_integers_beyond_two_to_the_53():
+    # int64/uint64 columns holding values above 2^53 (ids, hashes, nanosecond counts): the safe
+    # Arrow cast to float64 raised ArrowInvalid at construction; they are converted as numpy
+    # converts an int64 array (nearest float64), like an integer array reference.
+    rng = np.random.default_rng(32)
+    big = rng.integers(2**60, 2**61, size=300)
+    ubig = rng.integers(2**62, 2**63, size=300).astype(np.uint64) * np.uint64(2)
+    ref = pa.table({"i": pa.array(big[:200], pa.int64()), "u": pa.array(ubig[:200], pa.uint64())})
+    win = pa.table({"i": pa.array(big[200:], pa.int64()), "u": pa.array(ubig[200:], pa.uint64())})
+    mon = DriftMonitor(ref, tests=("ks", "wasserstein"), n_clusters=2)
+    rep = mon.check(win)
+    for c, v in (("i", big), ("u", ubig)):
+        expect = curata.drift.ks(v[:200].astype(np.float64), v[200:].astype(np.float64))
+        assert rep.result(c, "ks").pvalue == expect.pvalue[0]
+        assert rep.result(c, "ks").n_cur == 100
+    arr = DriftMonitor(np.column_stack([big[:200], ubig[:200].astype(np.float64)]), tests=("ks",), n_clusters=2)
+    arep = arr.check(np.column_stack([big[200:], ubig[200:].astype(np.float64)]))
+    assert [r.pvalue for r in arep.results] == [r.pvalue for r in rep.results if r.test == "ks"]
+    assert skew(ref, win).distribution.result("i").pvalue == rep.result("i").pvalue
 
 
 # ------------------------------------------------------------------------------ skew

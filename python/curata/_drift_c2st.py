@@ -109,6 +109,9 @@ def _cross_val_scores(x, y, make_model, skf, clone):
         s = _scores_of(est, x[test])
         if s.shape != (test.size,):
             raise ValueError(f"model scores must have shape ({test.size},), got {s.shape}")
+        if np.isnan(s).any():
+            # NaN has no rank: the AUC would silently count it above every score
+            raise ValueError(f"model scores must not be NaN, got {int(np.isnan(s).sum())} NaN of {s.size} in a fold")
         scores[test] = s
         fold_aucs.append(_auc(s, y[test]))
     return scores, np.asarray(fold_aucs, dtype=np.float64)
@@ -168,7 +171,7 @@ def c2st(
     ------
     ValueError
         NaN/inf in ``ref`` or ``cur``, different D, fewer than ``n_folds`` rows in a sample,
-        ``n_folds < 2``, unknown ``pvalue``, ``n_permutations < 1``.
+        ``n_folds < 2``, unknown ``pvalue``, ``n_permutations < 1``, a model returning NaN scores.
     TypeError
         ``model`` without ``predict_proba``/``decision_function``; non-integer ``n_folds``.
     ImportError

@@ -497,9 +497,9 @@ def mmd_statistics(
     sigma : float
         RBF bandwidth.
     precision : {"float64", "float32"}
-        "float64": everything in float64 (agrees with the core to rounding: ~1e-15 absolute
-        on the statistics, up to ~1e-13 for tiny samples). "float32": the data are centred
-        (pooled mean, float64) and cast to float32; the squared distances come from a split-precision GEMM (each operand is split
+        "float64": everything in float64, centred on the pooled mean as the core (agrees with
+        it to rounding: ~1e-15 absolute on the statistics, up to ~1e-13 for tiny samples). "float32": the data are centred
+        (pooled mean, float64), divided by sigma and cast to float32; the squared distances come from a split-precision GEMM (each operand is split
         into a TF32-exact high part and a remainder and the three leading products are summed,
         so TF32 tensor cores give about float32 accuracy) and the label GEMM runs in TF32 where
         available; block partial sums are accumulated in float64. Statistics agree with float64
@@ -536,17 +536,34 @@ def mmd_statistics(
     f64 = torch.float64
     dtype = f64 if precision == "float64" else torch.float32
     if precision == "float64":
-        z = torch.cat([a.to(f64), b.to(f64)], dim=0)
+        # Centred on the pooled mean like the core: distances unchanged, no cancellation in
+        # |x|^2 + |y|^2 - 2 x.y for data far from the origin.
+        # Filled in place (torch.cat of a.to(f64) and b.to(f64) held up to 1.5 copies at once).
+        z = torch.empty((N, a.shape[1]), dtype=f64, device=device)
+        z[:n] = a
+        z[n:] = b
+        z -= z.mean(dim=0, keepdim=True)
     else:
-        # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y),
-        # one column block at a time so no float64 copy of the data exists at once.
-        mean = torch.cat([a.to(f64).sum(dim=0, keepdim=True), b.to(f64).sum(dim=0, keepdim=True)]).sum(dim=0) / N
-        z = torch.cat([a, b], dim=0).to(torch.float32)
+        # Centre (distances unchanged, smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y)
+        # and measure in units of sigma (the kernel's scale 1 / (2 sigma^2) is then 1/2: for a
+        # sigma below ~1e-19 it overflowed float32 and every statistic was NaN), one column block
+        # at a time so no float64 copy of the data exists at once (the column means and the norms
+        # too: a.to(f64).sum() and z.to(f64) ** 2 made whole float64 copies, 8 GB at 1M + 1M x 512).
+        # Each block is formed from the inputs, not from a float32 copy of them: float64 data far
+        # from the origin (1e6 + unit noise) lose their spread in a float32 cast before centring.
+        z = torch.empty((N, a.shape[1]), dtype=torch.float32, device=device)
+        norms = torch.zeros(N, dtype=f64, device=device)
         for k0 in range(0, z.shape[1], 64):
             k1 = min(z.shape[1], k0 + 64)
-            z[:, k0:k1] = (z[:, k0:k1].to(f64) - mean[k0:k1]).to(torch.float32)
-    norms = (z.to(f64) ** 2).sum(dim=1) if precision == "float32" else (z * z).sum(dim=1)  # of the values used
-    inv = 1.0 / (2.0 * sigma * sigma)
+            za, zb = a[:, k0:k1].to(f64), b[:, k0:k1].to(f64)
+            mean = (za.sum(dim=0) + zb.sum(dim=0)) / N
+            z[:n, k0:k1] = ((za - mean) / sigma).to(torch.float32)
+            z[n:, k0:k1] = ((zb - mean) / sigma).to(torch.float32)
+            del za, zb
+            norms += (z[:, k0:k1].to(f64) ** 2).sum(dim=1)  # of the values used
+    if precision == "float64":
+        norms = torch.einsum("ij,ij->i", z, z)  # a batched dot: no (N, D) temporary like (z * z)
+    inv = 1.0 / (2.0 * sigma * sigma) if precision == "float64" else 0.5
 
     def operands(r0: int, r1: int):
         """Rows r0:r1 of left, right with left_i . right_j = -(|x_i|^2 + |x_j|^2 - 2 x_i.x_j) inv."""

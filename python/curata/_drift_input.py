@@ -9,7 +9,19 @@ import numpy as np
 from . import _array
 
 
+def check_unmasked(a: Any, name: str) -> None:
+    """TypeError for a numpy masked array with masked entries: its mask would be ignored (the
+    values under it, often fill values such as 1e20, would be tested as data; scipy omits them)."""
+    if isinstance(a, np.ma.MaskedArray) and np.ma.getmask(a) is not np.ma.nomask and a.mask.any():
+        raise TypeError(
+            f"{name} is a masked array with {int(np.count_nonzero(a.mask))} masked value(s), and masks are not "
+            f"applied; drop the masked values (e.g. {name}.filled(np.nan) with nan_policy='omit' where the "
+            "function has one)"
+        )
+
+
 def columns(x: Any, name: str) -> np.ndarray:
+    check_unmasked(x, name)
     a = _array._to_numpy_view(x, name)
     if a.ndim == 1:
         a = a.reshape(-1, 1)

@@ -82,6 +82,7 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
 
     Time O(s^2 D) with s = min(n, 1000); memory O(s^2).
     """
+    seed = _array.check_seed(seed)
     a = columns(ref, "ref")
     a = np.asarray(_array.float_array(a, "ref"), dtype=np.float64)
     n = a.shape[0]
@@ -90,6 +91,9 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
     idx = median_subsample(n, seed)
     if idx is not None:
         a = a[idx]
+    # Centred: distances are unchanged, but |a_i|^2 + |a_j|^2 - 2 a_i.a_j cancels catastrophically
+    # for data far from the origin (an offset of 1e8 on unit-spread data leaves no correct digit).
+    a = a - a.mean(axis=0)
     sq = np.einsum("ij,ij->i", a, a)
     d2 = sq[:, None] + sq[None, :] - 2.0 * (a @ a.T)
     iu = np.triu_indices(a.shape[0], k=1)
@@ -106,6 +110,11 @@ def median_subsample(n: int, seed: int) -> np.ndarray | None:
     return np.random.default_rng([int(seed), 1]).choice(n, MEDIAN_SUBSAMPLE, replace=False)
 
 
+# Smallest sigma whose 1 / (2 sigma^2) is finite: below, the kernel's scale overflows and
+# exp(-0 * inf) makes every statistic NaN (mmd_linear divided by zero).
+MIN_BANDWIDTH = math.sqrt(np.finfo(np.float64).tiny / 2.0)  # ~1.05e-154
+
+
 def _bandwidth(bandwidth: Any, a: Any, seed: int) -> float:
     if isinstance(bandwidth, str):
         if bandwidth != "median":
@@ -113,13 +122,22 @@ def _bandwidth(bandwidth: Any, a: Any, seed: int) -> float:
         if not isinstance(a, np.ndarray):  # a device tensor: only the subsample comes to the host
             idx = median_subsample(a.shape[0], seed)
             rows = a if idx is None else a[_drift_device.as_tensor(idx, "idx", a.device)]
-            return median_bandwidth(rows.cpu().numpy(), seed)
-        return median_bandwidth(a, seed)
+            s = median_bandwidth(rows.cpu().numpy(), seed)
+        else:
+            s = median_bandwidth(a, seed)
+        if s < MIN_BANDWIDTH:
+            raise ValueError(
+                f"bandwidth='median' gives sigma = {s!r}, below {MIN_BANDWIDTH:.3g} where 1 / (2 sigma^2) "
+                "overflows; rescale the data"
+            )
+        return s
     if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
         raise TypeError(f"bandwidth must be 'median' or a number > 0, got {type(bandwidth).__name__}")
     s = float(bandwidth)
     if not (s > 0.0 and math.isfinite(s)):
         raise ValueError(f"bandwidth must be 'median' or a finite number > 0, got {bandwidth!r}")
+    if s < MIN_BANDWIDTH:
+        raise ValueError(f"bandwidth must be >= {MIN_BANDWIDTH:.3g} (1 / (2 sigma^2) overflows below), got {bandwidth!r}")
     return s
 
 
@@ -130,6 +148,10 @@ def permutation_labels(n: int, m: int, n_permutations: int, seed: int = 0) -> np
     1 on ``perm[:n]`` where ``perm`` is the ``p``-th draw of
     ``np.random.default_rng(seed).permutation(n + m)``. Memory O((n + m) B).
     """
+    n = _array.check_count(n, "n", allow_none=False, minimum=0)
+    m = _array.check_count(m, "m", allow_none=False, minimum=0)
+    n_permutations = _array.check_count(n_permutations, "n_permutations", allow_none=False, minimum=0)
+    seed = _array.check_seed(seed)
     N = n + m
     labels = np.zeros((N, 1 + n_permutations), dtype=np.uint8)
     labels[:n, 0] = 1
@@ -172,7 +194,8 @@ def mmd(
         Gaussian kernel ``k(x, y) = exp(-|x - y|^2 / (2 sigma^2))``.
     bandwidth : "median" or float > 0
         sigma. ``"median"``: ``sigma = sqrt(median(d2) / 2)`` over reference pairs (at most
-        1000 seeded reference rows; see :func:`median_bandwidth`).
+        1000 seeded reference rows; see :func:`median_bandwidth`). sigma below ~1.05e-154
+        (``MIN_BANDWIDTH``, where ``1 / (2 sigma^2)`` overflows) raises ``ValueError``.
     n_permutations : int >= 1
         B, the number of label permutations.
     seed : int
@@ -211,7 +234,7 @@ def mmd(
     ------
     ValueError
         NaN/inf in a sample, different D, fewer than 2 rows in a sample, n_permutations < 1,
-        bandwidth <= 0, unknown kernel.
+        bandwidth <= 0 or below ``MIN_BANDWIDTH``, unknown kernel.
     """
     _check_kernel(kernel)
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, numbers.Integral):
@@ -239,7 +262,8 @@ def mmd(
 
 def _rbf_rows(x: np.ndarray, y: np.ndarray, inv: float) -> np.ndarray:
     diff = x - y
-    return np.exp(-np.einsum("ij,ij->i", diff, diff) * inv)
+    with np.errstate(over="ignore"):  # a small sigma: d2 * inv -> inf, exp(-inf) = 0 as it should
+        return np.exp(-np.einsum("ij,ij->i", diff, diff) * inv)
 
 
 def mmd_linear(ref: Any, cur: Any, *, kernel: str = "rbf", bandwidth: Any = "median", seed: int = 0) -> MMDResult:

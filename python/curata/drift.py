@@ -51,13 +51,14 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _array, _core, _drift_device
-from ._drift_input import column_pair, sample_pair
+from ._drift_input import check_unmasked, column_pair, sample_pair
 from ._drift_sketch import Histogram, Moments, QuantileSketch, SketchKSResult, ks_from_sketches
 from ._drift_mmd import MMDResult, median_bandwidth, mmd, mmd_linear, permutation_labels
 from ._drift_c2st import C2STResult, c2st
@@ -670,8 +671,19 @@ def _histograms(ref: Any, cur: Any, input: str, n_bins: int, nan_policy: str):
     return _label_counts(a, b, nan)
 
 
+def _label_kind(dtype: np.dtype) -> str:
+    return "strings" if dtype.kind in "US" else "numbers" if dtype.kind in "biufc" else dtype.kind
+
+
 def _label_counts(a: np.ndarray, b: np.ndarray, nan: int):
     D = a.shape[1]
+    ka, kb = _label_kind(a.dtype), _label_kind(b.dtype)
+    if ka != kb and "O" not in (ka, kb):
+        # np.concatenate would turn the numbers into strings (1 and "1" one category, 1.0 and "1"
+        # two) or fail deep inside numpy; object labels mixing str and int are refused likewise.
+        raise TypeError(
+            f"ref and cur labels must be of the same kind (all numbers or all strings), got dtypes {a.dtype} and {b.dtype}"
+        )
     cats, rc, cc = [], [], []
     counts = {k: np.zeros(D, dtype=np.int64) for k in ("n_ref", "n_cur", "nan_ref", "nan_cur")}
     for j in range(D):
@@ -705,6 +717,7 @@ def _label_counts(a: np.ndarray, b: np.ndarray, nan: int):
 def _given_counts(ref: Any, cur: Any):
     out = []
     for x, name in ((ref, "ref"), (cur, "cur")):
+        check_unmasked(x, name)
         c = _array._to_numpy_view(x, name)
         if c.dtype == np.bool_ or c.dtype.kind not in "fiu":
             raise TypeError(f"{name} counts must be a real numeric array, got dtype {c.dtype}")
@@ -849,7 +862,7 @@ def psi(
     -----
     O(D K) after the histograms (see :func:`chi2`).
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0 < float(eps) < 1):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < 1):
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     p, q = _proportions(rc, cc)
@@ -879,7 +892,7 @@ def jensen_shannon(
     BinnedResult
         No epsilon is needed: empty bins contribute 0 (0 log 0 = 0).
     """
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not (float(base) > 0 and float(base) != 1):
+    if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real) or not (float(base) > 0 and float(base) != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     p, q = _proportions(rc, cc)
@@ -890,7 +903,7 @@ def jensen_shannon(
             return np.where(x > 0, x * np.log(x / y), 0.0)
 
     js = np.sum(rel_entr(p, m), axis=1) + np.sum(rel_entr(q, m), axis=1)
-    js = js / np.log(base)
+    js = js / math.log(float(base))  # a float32 base would make np.log round to float32
     stat = np.sqrt(np.maximum(js, 0.0) / 2.0)
     return _binned_result(stat, ref, rc, cc, edges, cats, counts, "jensen_shannon")
 
@@ -960,7 +973,13 @@ def correct(pvalues: Any, method: str = "bonferroni", alpha: float = 0.05) -> Co
         pvalues = pvalues.pvalue
         if pvalues is None:
             raise ValueError("the result has no p-values (pvalue is None)")
+    check_unmasked(pvalues, "pvalues")
     p = _array._to_numpy_view(pvalues, "pvalues")
+    if p.ndim == 0 and p.dtype == object:
+        # a DistanceResult, the dict of column_tests, ...: numpy wraps it in a 0-d object array
+        raise TypeError(
+            f"pvalues must be an array (D,) of p-values or a result with a pvalue attribute, got {type(pvalues).__name__}"
+        )
     if p.ndim != 1:
         raise ValueError(f"pvalues must have shape (D,), got {tuple(p.shape)}")
     if p.dtype == np.bool_ or p.dtype.kind not in "fiu":

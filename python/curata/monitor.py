@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import numbers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -207,7 +208,7 @@ class SchemaDrift:
         changed (numeric <-> categorical) is not (status ``"missing"``).
     null_rate : dict str -> (float, float)
         Columns whose null rate moved by more than ``null_rate_threshold``:
-        column -> (reference rate, window rate).
+        column -> (reference rate, window rate). Empty for a window below ``min_rows`` rows.
     """
 
     added: list
@@ -387,7 +388,9 @@ def _arrow_numeric(col: Any) -> tuple[np.ndarray, np.ndarray]:
     pa = _pyarrow()
     col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
     nulls = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    values = col.cast(pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
+    # safe=False: integers beyond 2^53 (ids, hashes, nanosecond counts) round to the nearest
+    # float64, as numpy converts an int64 array; the safe cast raised ArrowInvalid on them.
+    values = col.cast(pa.float64(), safe=False).fill_null(math.nan).to_numpy(zero_copy_only=False)
     return np.asarray(values, dtype=np.float64), nulls
 
 
@@ -534,7 +537,8 @@ class DriftMonitor:
     n_bins : int, default 10
         Reference-quantile bins of the binned tests on numeric columns.
     null_rate_threshold : float, default 0.1
-        A Table column's null rate moving by more than this is schema drift.
+        A Table column's null rate moving by more than this is schema drift (windows of at
+        least ``min_rows`` rows).
     min_rows : int, default 1
         Windows with fewer rows are not tested: the report says ``"insufficient data"`` and
         ``drift=False``. Independently, a column left with fewer values than a test needs (1,
@@ -650,7 +654,7 @@ class DriftMonitor:
                 raise ValueError(
                     f"thresholds keys must be distances {sorted(t for t, s in _NUMERIC_TESTS.items() if not s[1])}, got {k!r}"
                 )
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v < 0:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"thresholds[{k!r}] must be a finite number >= 0, got {v!r}")
             if k not in self.tests and k not in self.categorical_tests:
                 # A threshold that no test uses would silently never decide anything.
@@ -664,6 +668,10 @@ class DriftMonitor:
     def _setup_array(self, reference: Any, columns: Any, embeddings: Any) -> None:
         a = self._array2d(reference, "reference")
         D = a.shape[1]
+        if D == 0:
+            # as for a Table without a monitored column: a monitor of nothing would report
+            # "no drift" for every window
+            raise ValueError(f"reference must have at least 1 column to monitor, got shape {tuple(a.shape)}")
         self._n_input_columns = D
         idx = self._indices(columns, D, "columns", allow_none=True)
         self._numeric_idx = idx
@@ -813,7 +821,10 @@ class DriftMonitor:
                     # cannot be assigned to the reference clusters, as if the column were gone.
                     emb = None
         elif self._emb_names is not None:
-            if all(c in present for c in self._emb_names):
+            # A named column that is gone or no longer numeric (a reported type change) leaves the
+            # window unassignable, as the numeric tests leave it untested: casting it would parse
+            # strings of digits as numbers, and fail with an Arrow error on any other string.
+            if all(c in present and _arrow_kind(t.schema.field(c).type) == "numeric" for c in self._emb_names):
                 emb = np.column_stack([_arrow_numeric(t.column(c))[0] for c in self._emb_names]) if n else np.zeros((0, len(self._emb_names)))
         elif self.numeric_columns:
             emb = num
@@ -864,6 +875,7 @@ class DriftMonitor:
         self._pred_kind = None
         if predictions is None:
             return
+        _drift_input.check_unmasked(predictions, "predictions")
         p = _array._to_numpy_view(predictions, "predictions")
         if p.ndim == 1:
             if p.dtype.kind == "f":
@@ -871,10 +883,11 @@ class DriftMonitor:
                     raise ValueError("predictions of shape (N,) must hold class labels (integers or strings), got non-integral floats")
                 p = p.astype(np.int64)
             self._pred_kind = "labels"
-            self._ref_pred = p
+            # copied, like the reference: the monitor must not change when the caller reuses its array
+            self._ref_pred = np.array(p, copy=True)
         elif p.ndim == 2:
             self._pred_kind = "probabilities"
-            self._ref_pred = self._probabilities(p, "predictions", None)
+            self._ref_pred = np.array(self._probabilities(p, "predictions", None), copy=True)
         else:
             raise ValueError(f"predictions must have shape (N,) or (N, C), got {tuple(p.shape)}")
         if p.shape[0] < 1:
@@ -949,9 +962,11 @@ class DriftMonitor:
         cur = self._extract(window, "window")
         if predictions is not None and self._pred_kind is None:
             raise ValueError("predictions were given to check() but the monitor has no reference predictions")
-        schema = self._schema_drift(cur) if self._tabular else None
+        # A window below min_rows is not tested, and its null rates are not either (two rows, one
+        # null: a "jump" to 50 % that is noise); columns added, removed or re-typed still count.
+        schema = self._schema_drift(cur, null_rates=cur.n_rows >= self.min_rows) if self._tabular else None
         if cur.n_rows < self.min_rows:
-            # nothing is tested; a schema change is still a finding (null rates need rows)
+            # nothing is tested; a schema change is still a finding
             schema_drift = schema is not None and schema.changed
             report = DriftReport(
                 timestamp=ts, n_rows=cur.n_rows, n_reference=self._reference.n_rows, status=INSUFFICIENT,
@@ -1191,6 +1206,7 @@ class DriftMonitor:
     def _class_test(self, predictions: Any) -> dict | None:
         if self._pred_kind is None or predictions is None:
             return None
+        _drift_input.check_unmasked(predictions, "predictions")
         p = _array._to_numpy_view(predictions, "predictions")
         bbsd = []
         if self._pred_kind == "labels":
@@ -1241,7 +1257,7 @@ class DriftMonitor:
             "bbsd": bbsd,
         }
 
-    def _schema_drift(self, cur: _Sample) -> SchemaDrift:
+    def _schema_drift(self, cur: _Sample, null_rates: bool = True) -> SchemaDrift:
         ref = self._reference.schema
         got = cur.schema
         monitored = self.numeric_columns + self.categorical_columns
@@ -1256,7 +1272,7 @@ class DriftMonitor:
                 continue
             if ref[c][0] != got[c][0]:
                 type_changed[c] = (ref[c][0], got[c][0])
-            if cur.n_rows and abs(got[c][2] - ref[c][2]) > self.null_rate_threshold:
+            if null_rates and cur.n_rows and abs(got[c][2] - ref[c][2]) > self.null_rate_threshold:
                 null_rate[c] = (ref[c][2], got[c][2])
         return SchemaDrift(added=added, removed=removed, type_changed=type_changed, null_rate=null_rate)
 
@@ -1276,8 +1292,9 @@ class DriftMonitor:
     # ------------------------------------------------------------------ history
     @property
     def history_rows(self) -> list:
-        """The history as a list of dicts (no pyarrow needed); see :attr:`history`."""
-        return [dict(r) for r in self._history]
+        """The history as a list of dicts (no pyarrow needed); see :attr:`history`. Copies: changing
+        them (``top_columns`` lists included) does not change the monitor's history."""
+        return [{k: list(v) if isinstance(v, list) else v for k, v in r.items()} for r in self._history]
 
     @property
     def history(self) -> Any:
@@ -1534,7 +1551,7 @@ def skew(
     """
     max_mismatch_rate = _array.check_probability(max_mismatch_rate, "max_mismatch_rate")
     for v, nm in ((rtol, "rtol"), (atol, "atol")):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (v >= 0 and math.isfinite(v)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not (v >= 0 and math.isfinite(v)):
             raise ValueError(f"{nm} must be a finite number >= 0, got {v!r}")
     if key is not None and not (_is_table(training) and _is_table(serving)):
         raise TypeError("key needs pyarrow Tables for training and serving")

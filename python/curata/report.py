@@ -41,7 +41,10 @@ def _svg_open(label: str, height: int = _SVG_H) -> list:
 
 
 def _svg_pvalue_plot(rows: list, alpha: float) -> str:
-    """-log10(min adjusted p) per check, with the -log10(alpha) line."""
+    """-log10(min adjusted p) per check in timestamp order, with the -log10(alpha) line."""
+    # Windows may be checked out of time order (a backfill): the x axis is time, so the checks are
+    # placed by timestamp (stable: equal timestamps keep their check order), not by arrival.
+    rows = sorted(rows, key=lambda r: r["timestamp"])
     out = _svg_open("drift over time: -log10 of the smallest adjusted p-value per check")
     pw, ph = _SVG_W - _PAD_L - _PAD_R, _SVG_H - _PAD_T - _PAD_B
     floor = 1e-300
