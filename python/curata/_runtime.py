@@ -15,12 +15,21 @@ _MAX_THREADS = 2**31 - 1  # the core library stores the count in a C int
 def build_info() -> dict[str, Any]:
     """What this installation of curata was compiled with.
 
+    Parameters
+    ----------
+    None.
+
     Returns
     -------
     dict
-        ``version``, ``compiler``, ``openmp`` (bool), ``blas`` (name or None), ``cuda``
+        ``version`` (str), ``compiler`` (str), ``openmp`` (bool), ``blas`` (name or None; None:
+        no BLAS is linked), ``cuda_built`` (bool: the core was configured with CUDA), ``cuda``
         (toolkit version string or None), ``cuda_archs`` (e.g. ``"80-real;90"`` or None),
         ``cuda_module`` (bool: ``curata._cuda`` imported).
+
+    Notes
+    -----
+    O(1) time and memory; never touches a device.
     """
     info = dict(_core.build_info())
     cuda = _backend._cuda
@@ -33,8 +42,22 @@ def build_info() -> dict[str, Any]:
 def devices() -> list[dict[str, Any]]:
     """Devices usable now: always the CPU, plus each visible CUDA device.
 
-    Each entry has ``type`` (``"cpu"`` or ``"cuda"``), ``index`` and ``name``; the CPU entry also
-    has ``threads``. When no GPU is usable, the reason is in ``curata.cuda_unavailable_reason()``.
+    Parameters
+    ----------
+    None.
+
+    Returns
+    -------
+    list of dict
+        One entry per device, the CPU first: ``type`` (str, ``"cpu"`` or ``"cuda"``), ``index``
+        (int) and ``name`` (str); the CPU entry also has ``threads`` (int, as
+        :func:`get_num_threads`). When no GPU is usable, the reason is in
+        ``curata.cuda_unavailable_reason()``.
+
+    Notes
+    -----
+    O(number of devices) time and memory; the device count is read once at import. No driver or
+    no device gives the CPU entry alone, never an exception.
     """
     found: list[dict[str, Any]] = [
         {"type": "cpu", "index": 0, "name": "cpu", "threads": get_num_threads()}
@@ -46,15 +69,41 @@ def devices() -> list[dict[str, Any]]:
 
 
 def cuda_unavailable_reason() -> str:
-    """Why no CUDA device is usable ('' when one is)."""
+    """Why no CUDA device is usable.
+
+    Returns
+    -------
+    str
+        ``""`` when a CUDA device is usable, else the reason (no CUDA build, no driver, no
+        device), e.g. ``"curata was built without CUDA (no nvcc at build time, or
+        CURATA_CUDA=OFF)"``. O(1).
+    """
     return "" if _backend.HAS_CUDA else _backend.CUDA_REASON
 
 
 def set_num_threads(n: int) -> None:
     """Set the threads curata's CPU kernels use (process-wide, all calling threads).
 
-    ``n >= 1`` sets the count; ``n == 0`` restores the default (``CURATA_NUM_THREADS`` from the
-    environment at import, else all cores).
+    Parameters
+    ----------
+    n : int
+        ``n >= 1`` sets the count; ``n == 0`` restores the default (``CURATA_NUM_THREADS`` from
+        the environment at import, else all cores). numpy integers are accepted.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an int (bools included): ``"n must be an int, got float"``.
+    ValueError
+        ``n < 0`` or ``n > 2**31 - 1``.
+
+    Notes
+    -----
+    O(1); takes effect for the next call of any curata kernel.
     """
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
@@ -67,7 +116,14 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads curata's CPU kernels use."""
+    """Threads curata's CPU kernels use.
+
+    Returns
+    -------
+    int
+        The current count (>= 1): the value of :func:`set_num_threads`, else the default.
+        O(1).
+    """
     return int(_core.num_threads())
 
 
