@@ -73,17 +73,23 @@ def iou(a: Any, b: Any, *, device: str | None = None) -> Any:
     Parameters
     ----------
     a : array (N, 4)
+        xyxy boxes, finite with ``x1 <= x2`` and ``y1 <= y2`` (else ``ValueError`` naming the
+        first bad row); any real dtype.
     b : array (M, 4)
+        As ``a``. Mixed dtypes are computed in the wider one.
     device : {None, "auto", "cpu", "cuda"}
         None follows the data.
 
     Returns
     -------
-    array (N, M), float32 (float32/16 input) or float64. Two empty boxes have IoU 0.
+    array (N, M)
+        float32 for float16/bfloat16/float32 input, float64 for float64 or integer input; the
+        array kind and device of ``a``. Two empty boxes have IoU 0.
 
     Notes
     -----
-    O(N·M) time; the output is the only N×M allocation. Computed as
+    O(N·M) time; peak memory is the output (N·M values, the only N×M allocation) plus a
+    converted copy of an input that is not float32/float64 or not contiguous. Computed as
     ``inter / (area_a + area_b - inter)`` in the input precision, as torchvision's ``box_iou``.
     On the GPU (CUDA input or ``device="cuda"``) the matrix is bit-identical to the CPU's; the
     call waits once for the device to check the boxes.
@@ -97,8 +103,28 @@ def iou(a: Any, b: Any, *, device: str | None = None) -> Any:
 def giou(a: Any, b: Any, *, device: str | None = None) -> Any:
     """Pairwise generalised IoU (Rezatofighi et al., 2019) of xyxy boxes, in [-1, 1].
 
-    Same shapes, dtypes and cost as :func:`iou`. ``giou = iou - (hull - union) / hull`` where
-    ``hull`` is the area of the smallest box enclosing both; two identical points give 0.
+    ``giou = iou - (hull - union) / hull`` where ``hull`` is the area of the smallest box
+    enclosing both; a zero-area hull (e.g. two identical points) gives 0.
+
+    Parameters
+    ----------
+    a : array (N, 4)
+        xyxy boxes, finite with ``x1 <= x2`` and ``y1 <= y2``; any real dtype.
+    b : array (M, 4)
+        As ``a``.
+    device : {None, "auto", "cpu", "cuda"}
+        None follows the data.
+
+    Returns
+    -------
+    array (N, M)
+        float32 for float16/bfloat16/float32 input, float64 for float64 or integer input; the
+        array kind and device of ``a``.
+
+    Notes
+    -----
+    O(N·M) time; peak memory as :func:`iou` (the N×M output plus converted copies of the
+    inputs). Also runs on the GPU for CUDA input, bit-identical to the CPU.
     """
     if use_cuda(a, device, "curata.boxes.giou"):
         return _cuda_ops().pairwise_iou(a, b, generalized=True)
