@@ -98,6 +98,19 @@ class Moments:
         return np.zeros_like(self.mean) if self._mean_lo is None else self._mean_lo
 
     def update(self, batch: Any) -> Moments:
+        """Fold ``batch`` into the state, in place.
+
+        Parameters
+        ----------
+        batch : array (n, D) or (n,)
+            Any real dtype (computed in float64); D must match earlier batches. NaN raises
+            ``ValueError``; +-inf make that column's mean and M2 non-finite.
+
+        Returns
+        -------
+        Moments
+            ``self``. O(n D) time; memory: one float64 copy of the batch plus O(D).
+        """
         a = _batch(batch, "batch", self.columns)
         if a.shape[0] == 0:
             if self.mean is None:
@@ -118,6 +131,18 @@ class Moments:
         return self
 
     def merge(self, other: Moments) -> Moments:
+        """A new state equal (up to rounding) to the state of both inputs' rows together.
+
+        Parameters
+        ----------
+        other : Moments
+            Same number of columns (``ValueError`` otherwise; ``TypeError`` for another type).
+
+        Returns
+        -------
+        Moments
+            A new state; ``self`` and ``other`` are unchanged. O(D) time and memory.
+        """
         if not isinstance(other, Moments):
             raise TypeError(f"other must be a Moments, got {type(other).__name__}")
         if self.columns is not None and other.columns is not None and self.columns != other.columns:
@@ -173,6 +198,19 @@ class Histogram:
         return None if self.counts is None else self.counts.shape[0]
 
     def update(self, batch: Any) -> Histogram:
+        """Count ``batch`` on the edges, in place.
+
+        Parameters
+        ----------
+        batch : array (n, D) or (n,)
+            Any real dtype (compared in float64); D must match earlier batches. NaN raises
+            ``ValueError``.
+
+        Returns
+        -------
+        Histogram
+            ``self``. O(n D log K) time; memory O(n) per column on top of the (D, K) counts.
+        """
         a = _batch(batch, "batch", self.columns)
         d, k = a.shape[1], self.edges.shape[0] - 1
         if self.counts is None:
@@ -191,6 +229,19 @@ class Histogram:
         return self
 
     def merge(self, other: Histogram) -> Histogram:
+        """A new histogram whose counts are the sums of both.
+
+        Parameters
+        ----------
+        other : Histogram
+            Same edges (equal values) and number of columns, else ``ValueError``; another type
+            ``TypeError``.
+
+        Returns
+        -------
+        Histogram
+            A new state; the inputs are unchanged. O(D K) time and memory.
+        """
         if not isinstance(other, Histogram):
             raise TypeError(f"other must be a Histogram, got {type(other).__name__}")
         if self.edges.shape != other.edges.shape or not np.array_equal(self.edges, other.edges):
@@ -278,6 +329,21 @@ class QuantileSketch:
             h += 1
 
     def update(self, batch: Any) -> QuantileSketch:
+        """Add the values of ``batch`` to the sketch, in place.
+
+        Parameters
+        ----------
+        batch : array (n,)
+            One column, any real dtype (kept as float64). NaN raises ``ValueError``; 2-D input
+            ``ValueError``.
+
+        Returns
+        -------
+        QuantileSketch
+            ``self``. O((r + n) log(r + n)) time for r retained values (the levels that reach
+            ``k`` are sorted and compacted); memory O(r + n) during the call, O(k log2(n / k))
+            retained.
+        """
         check_unmasked(batch, "batch")
         a = _array._to_numpy_view(batch, "batch")
         if a.ndim != 1:
@@ -295,6 +361,20 @@ class QuantileSketch:
         return self
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
+        """A new sketch of both inputs' values (levels concatenated, then compacted).
+
+        Parameters
+        ----------
+        other : QuantileSketch
+            Same ``k`` (``ValueError`` otherwise; ``TypeError`` for another type).
+
+        Returns
+        -------
+        QuantileSketch
+            A new sketch using ``self``'s random stream; the inputs are unchanged. Its
+            ``rank_error_bound`` is the sum of both plus its own compactions. O(r log r) time
+            and O(r) memory for r retained values.
+        """
         if not isinstance(other, QuantileSketch):
             raise TypeError(f"other must be a QuantileSketch, got {type(other).__name__}")
         if other.k != self.k:
@@ -317,8 +397,19 @@ class QuantileSketch:
         return vals[order], w[order]
 
     def rank(self, x: Any) -> np.ndarray:
-        """Estimated number of values <= x (int64, same shape as x), within ``rank_error_bound``.
-        NaN in ``x`` raises ``ValueError`` (no value is <= NaN, yet a sorted search puts it last)."""
+        """Estimated number of values <= x, within ``rank_error_bound``.
+
+        Parameters
+        ----------
+        x : float or array
+            Any shape. NaN raises ``ValueError`` (no value is <= NaN, yet a sorted search puts
+            it last).
+
+        Returns
+        -------
+        int64 array of the shape of ``x``. O(r log r + len(x) log r) time, O(r + len(x)) memory
+        for r retained values.
+        """
         vals, w = self._weighted()
         cw = np.concatenate([[0], np.cumsum(w)])
         xs = np.asarray(x, dtype=np.float64)
@@ -327,13 +418,21 @@ class QuantileSketch:
         return cw[np.searchsorted(vals, xs, side="right")]
 
     def cdf(self, x: Any) -> np.ndarray:
-        """Estimated fraction of values <= x, within ``normalized_rank_error``."""
+        """Estimated fraction of values <= x, within ``normalized_rank_error``.
+
+        ``x`` as in :meth:`rank`; returns a float64 array of its shape. An empty sketch raises
+        ``ValueError``. Cost as :meth:`rank`.
+        """
         if self.count == 0:
             raise ValueError("cdf of an empty QuantileSketch")
         return self.rank(x) / self.count
 
     def quantile(self, q: Any) -> np.ndarray:
-        """Smallest retained value whose estimated rank is >= q * count (q in [0, 1])."""
+        """Smallest retained value whose estimated rank is >= q * count.
+
+        ``q``: float or array in [0, 1] (outside or NaN: ``ValueError``; an empty sketch raises
+        ``ValueError``). Returns a float64 array of the shape of ``q``. Cost as :meth:`rank`.
+        """
         if self.count == 0:
             raise ValueError("quantile of an empty QuantileSketch")
         q = np.asarray(q, dtype=np.float64)
