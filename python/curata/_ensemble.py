@@ -145,8 +145,10 @@ def wbf(
         Fused xyxy boxes in [0, 1].
     scores : array (K,)
         Fused scores. ``boxes`` and ``scores`` have the common dtype of the inputs (float32 when
-        every input is float16/32, else float64) and the array kind of the first entry of
-        ``boxes_list`` that is an array (not a list such as ``[]``).
+        every input is float16/32, else float64; a Python list, ``[]`` included, counts as
+        float64: give a model without boxes as ``np.empty((0, 4), np.float32)`` to keep float32)
+        and the array kind of the first entry of ``boxes_list`` that is an array (not a list
+        such as ``[]``).
     labels : int64 array (K,)
     image_ids : int64 array (K,)
         Only with ``image_ids``: the image of each fused box.
