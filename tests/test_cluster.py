@@ -810,3 +810,41 @@ def test_assign_fuzz_labels_equal_reference(n, k, d, grid, offset, f64, seed):
     c = c.astype(dtype)
     _check_assign(x, c)
     np.testing.assert_array_equal(_check_assign(x, c)[0], _old_assign(x, _sq(x), c)[0])
+
+
+@pytest.mark.parametrize("metric, scale", [("cosine", 1.0), ("l2", 2.0**60)])
+def test_k_center_greedy_peak_memory_is_12_bytes_per_value(metric, scale):
+    # Documented peak beyond the input: one float64 copy (8 N D) + the centred float32 scan
+    # (4 N D). The float64 conversion of float32 input is curata's own and is normalised / scaled
+    # in place; before the fix, the conversion came back as a reshape view (owndata False), was
+    # taken for the caller's array, and cosine normalisation or power-of-two scaling made a second
+    # float64 copy: 16 N D.
+    import tracemalloc
+
+    n, d = 20_000, 128  # D large enough that the O(N) float64 vectors stay below 1 byte per value
+    x = (np.random.default_rng(0).standard_normal((n, d)) * scale).astype(np.float32)
+    tracemalloc.start()
+    try:
+        curate.k_center_greedy(x, 5, metric=metric)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 13.5 * n * d, peak / (n * d)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_k_center_greedy_never_modifies_the_callers_array(metric):
+    # The in-place normalisation / scaling may only touch curata's own conversion: float64
+    # arrays, views of a larger array (whose base owns the buffer), huge values (scaled) and
+    # torch tensors sharing memory with their numpy view must come back unchanged.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((600, 16))
+    inputs = [big[:300, :8].copy(), big[:300], big[:, ::2], big[:300] * 2.0**70, torch.tensor(big[:300])]
+    for x in inputs:
+        before = x.clone() if isinstance(x, torch.Tensor) else x.copy()
+        curate.k_center_greedy(x, 5, metric=metric)
+        assert (x == before).all()
+    before = big.copy()
+    curate.k_center_greedy(big[:300], 5, metric=metric)
+    assert np.array_equal(big, before)

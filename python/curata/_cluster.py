@@ -34,6 +34,23 @@ def _matrix(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
     return a
 
 
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _owns_buffer(a: np.ndarray, x: Any) -> bool:
+    """Whether ``a`` (from :func:`_matrix`) is a conversion made by curata, free to modify in place.
+
+    The conversion comes back as a reshape view (``owndata`` False), so look at the array that
+    owns the buffer: it must own its data (a torch tensor's numpy view does not) and not be the
+    caller's array or the base of it.
+    """
+    root = _root(a)
+    return bool(root.flags.owndata) and not (isinstance(x, np.ndarray) and root is _root(x))
+
+
 def _unit_scaled(a: np.ndarray) -> tuple[np.ndarray, float]:
     """``(a * scale, scale)`` with ``scale`` the power of two of :func:`_array.power_of_two_scale`
     (``a`` itself when it is 1): k-means and its seeding are scale-equivariant, but their float32
@@ -128,7 +145,7 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
     a = _matrix(x, "x", dtype=np.dtype(np.float64))
     # A conversion made just now (float32/int/list input) is ours to centre in place; the caller's
     # own float64 array (or a view of a float64 tensor) never is.
-    fresh = a is not x and a.flags.owndata
+    fresh = a is not x and _owns_buffer(a, x)
     N, D = a.shape
     # Farthest-first is scale-invariant, but squares of values beyond ~1e19 overflow float32 (and
     # beyond ~1e154 float64), below ~1e-19 they underflow: NaN or all-zero distances, picks by
