@@ -49,8 +49,10 @@ def convert(boxes: Any, src: str, dst: str) -> Any:
 
     Notes
     -----
-    O(N) time, one output array of memory. No validation of coordinates: any finite or
-    non-finite values are converted arithmetically.
+    O(N) time, one output array of memory (plus a converted copy of non-float32/float64 or
+    non-contiguous input). No validation of coordinates: any finite or non-finite values are
+    converted arithmetically. There is no GPU kernel: CUDA tensors and CuPy arrays are copied
+    to the host and the result back to their device.
     """
     src_code, dst_code = _format_code(src, "src"), _format_code(dst, "dst")
     a = _array.float_array(boxes, "boxes", shape=(None, 4))
