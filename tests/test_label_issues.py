@@ -330,3 +330,10 @@ def test_sparse_label_ids_without_pred_probs_are_refused_clearly():
     # sparse but small is still fine: 4 rows, ids up to 999 (32 KB of probabilities)
     res = curate.label_issues(np.array([0, 999, 0, 999]), features=x, k=2)
     assert res.probs.shape == (4, 1000)
+
+
+def test_pred_probs_sum_message_shows_the_plain_number():
+    # The message printed numpy's repr of the row sum ("got np.float64(1.1) in row 0").
+    p = np.array([[0.55, 0.55], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"^pred_probs rows must sum to 1 \(within 0\.001\), got 1\.1 in row 0$"):
+        curate.label_issues(np.array([0, 1]), pred_probs=p)

@@ -85,7 +85,7 @@ def _check_pred_probs(pred_probs: Any, n: int) -> np.ndarray:
     off = np.abs(s - 1.0) > _SUM_ATOL
     if off.any():
         row = int(np.argmax(off))
-        raise ValueError(f"pred_probs rows must sum to 1 (within {_SUM_ATOL}), got {s[row]!r} in row {row}")
+        raise ValueError(f"pred_probs rows must sum to 1 (within {_SUM_ATOL}), got {float(s[row])!r} in row {row}")
     return p
 
 
