@@ -24,8 +24,8 @@ def build_info() -> dict[str, Any]:
     dict
         ``version`` (str), ``compiler`` (str), ``openmp`` (bool), ``blas`` (name or None; None:
         no BLAS is linked), ``cuda_built`` (bool: the core was configured with CUDA), ``cuda``
-        (toolkit version string or None), ``cuda_archs`` (comma-separated, e.g. ``"80-real,90"``, or None),
-        ``cuda_module`` (bool: ``curata._cuda`` imported).
+        (toolkit version string or None), ``cuda_archs`` (comma-separated, e.g.
+        ``"80-real,90"``, or None), ``cuda_module`` (bool: ``curata._cuda`` imported).
 
     Notes
     -----
