@@ -629,8 +629,23 @@ class Index:
         log.debug("curata.search.Index: compacted %d removed rows, %d left", r, n - r)
 
     def reconstruct(self, ids: Any) -> np.ndarray:
-        """The stored vectors of ``ids`` as float32, shape (R, D) (normalised for ``"cosine"``,
-        rounded for float16). Raises ``KeyError`` naming the first id not in the index."""
+        """The stored vectors of ``ids``.
+
+        Parameters
+        ----------
+        ids : int array-like (R,)
+            Live ids of the index (any order, repeats allowed).
+
+        Returns
+        -------
+        float32 numpy array (R, D)
+            Normalised for ``"cosine"``, rounded for float16 storage (on the device index:
+            copied to the host). Raises ``KeyError`` naming the first id not in the index.
+
+        Notes
+        -----
+        O(R log N) id lookups plus O(R D) copying; memory: the (R, D) output.
+        """
         keys = _array.int_array(ids, "ids")
         pos = self._positions(keys)
         if np.any(pos < 0):

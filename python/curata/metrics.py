@@ -83,14 +83,22 @@ class CocoEvalResult:
     _lines: tuple[str, ...] = field(repr=False, default=())
 
     def summary(self) -> str:
-        """The 12-line table that pycocotools' ``COCOeval.summarize()`` prints (same text)."""
+        """The 12-line table that pycocotools' ``COCOeval.summarize()`` prints (same text).
+
+        Returns a str of 12 lines joined by newlines (no trailing newline); O(1).
+        """
         return "\n".join(self._lines)
 
     def __str__(self) -> str:
         return self.summary()
 
     def as_dict(self) -> dict[str, float]:
-        """The 12 stats by name: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl."""
+        """The 12 stats by name: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl.
+
+        The three AR names carry ``max_dets[0..2]`` (``AR1``, ``AR10``, ``AR100`` for the
+        default ``(1, 10, 100)``; e.g. ``AR5`` with ``max_dets=(5, 10, 100)``). Returns a
+        dict of 12 Python floats; O(1).
+        """
         names = [n.format(*self.max_dets) for n in _STAT_NAMES]
         return {n: float(v) for n, v in zip(names, self.stats)}
 

@@ -281,8 +281,20 @@ class DriftReport:
     nan_counts: dict = field(default_factory=dict)
 
     def result(self, column: Any, test: str | None = None) -> ColumnTest:
-        """The :class:`ColumnTest` of ``column`` (name or array index) for ``test`` (default: the
-        first test run on that column)."""
+        """The :class:`ColumnTest` of ``column`` (name or array index) for ``test``.
+
+        Parameters
+        ----------
+        column : str or int
+            Column name (Tables) or array index (compared as ``str(column)``).
+        test : str, optional
+            Test name; default the first test run on that column.
+
+        Returns
+        -------
+        ColumnTest
+            Raises ``KeyError`` when there is no such result. O(number of results).
+        """
         name = str(column)
         for r in self.results:
             if r.column == name and (test is None or r.test == test):
@@ -318,7 +330,9 @@ class DriftReport:
         return [getattr(s, attr) for s in (self.clusters, self.classes) if s is not None]
 
     def summary(self) -> str:
-        """One line for logs."""
+        """One line for logs (a str without newline): timestamp, rows, then the status when the
+        window was not tested, else the drift decision, the first 5 top columns, the adjusted
+        cluster / class p-values when computed and "schema changed". O(1)."""
         if self.status != "ok":
             return f"{self.timestamp.isoformat()}: {self.n_rows} rows, {self.status}"
         parts = [f"{self.timestamp.isoformat()}: {self.n_rows} rows, drift={self.drift}"]
