@@ -377,11 +377,12 @@ def aggregate(
     Raises
     ------
     ValueError
-        ``values`` not 1-D; ``groups`` of another length; NaN in ``values``; a group id outside
-        ``[0, n_groups)``; unknown ``how``; negative ``n_groups``.
+        ``values`` not 1-D; ``groups`` of another length; NaN in ``values``; float ``groups``
+        that are not whole numbers; a group id outside ``[0, n_groups)``; unknown ``how``;
+        negative ``n_groups``.
     TypeError
-        bool/complex ``values``; non-integer ``groups``; non-int ``n_groups``; non-numeric
-        ``fill_value``.
+        bool/complex ``values``; ``groups`` of a non-numeric, bool or complex dtype; non-int
+        ``n_groups``; non-numeric ``fill_value``.
 
     Notes
     -----
