@@ -80,17 +80,20 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
     count is the mean of the two middle values (``np.median``). The kernel is then
     ``exp(-d2 / median(d2))``.
 
-    Time O(s^2 D) with s = min(n, 1000); memory O(s^2).
+    Time O(s^2 D) with s = min(n, 1000); memory O(s D + s^2) (only the subsampled rows are
+    converted to float64).
     """
     seed = _array.check_seed(seed)
     a = columns(ref, "ref")
-    a = np.asarray(_array.float_array(a, "ref"), dtype=np.float64)
     n = a.shape[0]
-    if n < 2:
-        raise ValueError(f"ref must have at least 2 rows for the median heuristic, got shape {tuple(a.shape)}")
-    idx = median_subsample(n, seed)
+    # Subsample before converting: only s = min(n, 1000) rows are used, so only they are copied
+    # to float64 (memory O(s D + s^2), not a float64 copy of the whole reference).
+    idx = median_subsample(n, seed) if n >= 2 else None
     if idx is not None:
         a = a[idx]
+    a = np.asarray(_array.float_array(a, "ref"), dtype=np.float64)
+    if n < 2:
+        raise ValueError(f"ref must have at least 2 rows for the median heuristic, got shape {tuple(a.shape)}")
     # Centred: distances are unchanged, but |a_i|^2 + |a_j|^2 - 2 a_i.a_j cancels catastrophically
     # for data far from the origin (an offset of 1e8 on unit-spread data leaves no correct digit).
     a = a - a.mean(axis=0)
