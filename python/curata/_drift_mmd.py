@@ -80,6 +80,20 @@ def median_bandwidth(ref: Any, seed: int = 0) -> float:
     count is the mean of the two middle values (``np.median``). The kernel is then
     ``exp(-d2 / median(d2))``.
 
+    Parameters
+    ----------
+    ref : array (n, D) or (n,)
+        At least 2 rows; any real dtype (the used rows are converted to float64).
+    seed : int >= 0
+        Seeds the subsample (only used when n > 1000).
+
+    Returns
+    -------
+    float
+        sigma > 0. ``ValueError`` when the median squared distance is 0 (all used rows equal).
+
+    Notes
+    -----
     Time O(s^2 D) with s = min(n, 1000); memory O(s D + s^2) (only the subsampled rows are
     converted to float64).
     """
@@ -145,11 +159,28 @@ def _bandwidth(bandwidth: Any, a: Any, seed: int) -> float:
 
 
 def permutation_labels(n: int, m: int, n_permutations: int, seed: int = 0) -> np.ndarray:
-    """Labellings used by :func:`mmd`: uint8 array ``(n + m, 1 + B)``.
+    """Labellings used by :func:`mmd`.
 
     Column 0 is the observed labelling (rows ``0..n-1`` of ``[ref; cur]``). Column ``p >= 1`` is
     1 on ``perm[:n]`` where ``perm`` is the ``p``-th draw of
-    ``np.random.default_rng(seed).permutation(n + m)``. Memory O((n + m) B).
+    ``np.random.default_rng(seed).permutation(n + m)``.
+
+    Parameters
+    ----------
+    n, m : int >= 0
+        Rows of ``ref`` and ``cur``.
+    n_permutations : int >= 0
+        B.
+    seed : int >= 0
+
+    Returns
+    -------
+    numpy uint8 array (n + m, 1 + B) of 0/1.
+
+    Notes
+    -----
+    Time O((n + m) B) (one permutation per column); memory O((n + m) B) bytes plus one
+    permutation of n + m int64 at a time.
     """
     n = _array.check_count(n, "n", allow_none=False, minimum=0)
     m = _array.check_count(m, "m", allow_none=False, minimum=0)
@@ -280,9 +311,25 @@ def mmd_linear(ref: Any, cur: Any, *, kernel: str = "rbf", bandwidth: Any = "med
     are not used; shuffle beforehand if the row order is not random. Computed with numpy in
     float64 (O(k D) vectorised row differences; no pairwise matrix).
 
-    Parameters as :func:`mmd` (``seed`` only seeds the median subsample). Needs at least 4 rows
-    per sample. Time O((n + m) D) plus O(min(n, 1000)^2 D) for the median heuristic; memory
-    O((n + m) D).
+    Parameters
+    ----------
+    ref : array (n, D) or (n,)
+    cur : array (m, D) or (m,)
+        At least 4 rows each, finite, any real dtype (computed in float64); numpy or torch.
+    kernel, bandwidth : as :func:`mmd`
+    seed : int
+        Seeds only the median-heuristic subsample.
+
+    Returns
+    -------
+    MMDResult
+        ``statistic`` (float), ``std`` (its standard error), ``pvalue`` (float),
+        ``bandwidth``; ``n_ref = n_cur = 2k`` (rows used); ``null_statistics`` is None.
+
+    Notes
+    -----
+    Time O((n + m) D) plus O(min(n, 1000)^2 D) for the median heuristic; memory O((n + m) D)
+    (float64 copies of the samples and the row differences).
     """
     _check_kernel(kernel)
     seed = _array.check_seed(seed)

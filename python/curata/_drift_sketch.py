@@ -66,7 +66,19 @@ class Moments:
         return None if self.mean is None else self.mean.shape[0]
 
     def variance(self, ddof: int = 0) -> np.ndarray:
-        """``m2 / (count - ddof)`` per column (NaN when ``count <= ddof``)."""
+        """``m2 / (count - ddof)`` per column.
+
+        Parameters
+        ----------
+        ddof : int
+            Delta degrees of freedom (0: population variance, 1: sample variance).
+
+        Returns
+        -------
+        float64 numpy array (D,)
+            NaN when ``count <= ddof``; ``ValueError`` for a state that has seen no batch.
+            O(D).
+        """
         if self.mean is None:
             raise ValueError("variance of an empty Moments state")
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -464,7 +476,20 @@ def ks_from_sketches(a: QuantileSketch, b: QuantileSketch) -> SketchKSResult:
     ``|statistic - D| <= a.normalized_rank_error + b.normalized_rank_error = error_bound``;
     with no compaction yet (fewer than k values) both are 0 and ``statistic`` is exact.
 
-    Time O(r log r) with r the retained values; memory O(r).
+    Parameters
+    ----------
+    a, b : QuantileSketch
+        Non-empty sketches (``ValueError`` for an empty one, ``TypeError`` for another type);
+        ``a`` plays the reference.
+
+    Returns
+    -------
+    SketchKSResult
+        ``statistic`` and ``error_bound`` (floats), ``n_ref = a.count``, ``n_cur = b.count``.
+
+    Notes
+    -----
+    Time O(r log r) with r the retained values of both; memory O(r).
     """
     for s, name in ((a, "a"), (b, "b")):
         if not isinstance(s, QuantileSketch):
