@@ -927,8 +927,18 @@ class DriftMonitor:
         Callbacks run in registration order, synchronously inside :meth:`check`, after the report
         is recorded in the history. An exception raised by a callback is logged (logger
         ``curata.monitor``, with traceback) and does not stop the other callbacks nor lose the
-        report: :meth:`check` still returns it. Returns ``callback``, so this works as a
-        decorator.
+        report: :meth:`check` still returns it.
+
+        Parameters
+        ----------
+        callback : callable
+            ``callback(report: DriftReport)``; its return value is ignored.
+
+        Returns
+        -------
+        callable
+            ``callback`` itself, so this works as a decorator. O(1); the monitor keeps a
+            reference to it.
         """
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
@@ -971,6 +981,15 @@ class DriftMonitor:
         A window with fewer than ``min_rows`` rows (e.g. empty) is not an error: the report has
         status ``"insufficient data"``, no test results, ``drift=False`` (unless a Table window's
         schema changed: columns added, removed or re-typed), and is recorded in the history.
+
+        Cost: each monitored column of the window is sorted once for all sort-based tests and
+        walked against the presorted reference, O(M log M + N + M) per column (binned tests
+        bin the column on their own), plus O(M k E) for the cluster assignment and a NaN count
+        of the window. Memory beyond the window: a float64 copy of its monitored columns when
+        they are not float64 already (8 M D bytes), per-thread sort keys, and the cluster
+        distances in blocks of at most 2**22 (k, rows) float64 entries (32 MiB, plus numpy's
+        transposed copy of the block for the argmin); nothing N x M. Statistics and p-values
+        are float64 (see :class:`DriftReport`).
         """
         ts = _timestamp(timestamp)
         cur = self._extract(window, "window")
