@@ -444,8 +444,9 @@ def mannwhitneyu(
     Notes
     -----
     The exact distribution is the Gaussian binomial coefficient sequence, built in exact 128-bit
-    integers once per distinct (n, m) up to the largest U needed: O(min(n, m) * n * m) time.
-    Everything else as :func:`ks`.
+    integers once per distinct (n, m) up to the largest U needed: O(min(n, m) * n * m) time,
+    O(n m) 128-bit counts of memory. Everything else (sort time, per-thread sort-key memory) as
+    :func:`ks`.
     """
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
     meth = _choice(method, "method", _METHODS)
@@ -822,7 +823,8 @@ def chi2(
     Notes
     -----
     The p-value ``chi2.sf(statistic, dof)`` needs scipy (``scipy.special.chdtrc``). Histograms
-    of numeric columns in O((n + m) log(n + m) * D) in C++; the table arithmetic is O(D K).
+    of numeric columns in O((n + m) log(n + m) * D) in C++ with per-thread sort keys for 8
+    columns (memory as :func:`ks`); the table arithmetic is O(D K) time and memory.
     """
     if not isinstance(correction, (bool, np.bool_)):
         raise TypeError(f"correction must be a bool, got {correction!r}")
@@ -878,7 +880,7 @@ def psi(
 
     Notes
     -----
-    O(D K) after the histograms (see :func:`chi2`).
+    O(D K) time and memory after the histograms (see :func:`chi2` for their cost).
     """
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < 1):
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")

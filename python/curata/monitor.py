@@ -1587,8 +1587,11 @@ def skew(
 
     Notes
     -----
-    Cost of one :meth:`DriftMonitor.check` plus, with ``key``, an O((N + M) log(N + M)) sort of
-    the keys and O(n_joined) per feature (categorical features are compared as Python objects).
+    Cost of building a :class:`DriftMonitor` on ``training`` (no clustering) and one
+    :meth:`DriftMonitor.check` of ``serving`` (time and memory as documented there: float64
+    copies of the monitored columns and their sort keys), plus, with ``key``, an
+    O((N + M) log(N + M)) sort of the keys and O(n_joined) per feature (categorical features are
+    compared as Python objects), holding the joined columns of one feature at a time.
     """
     max_mismatch_rate = _array.check_probability(max_mismatch_rate, "max_mismatch_rate")
     for v, nm in ((rtol, "rtol"), (atol, "atol")):
