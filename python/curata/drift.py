@@ -444,8 +444,9 @@ def mannwhitneyu(
     Notes
     -----
     The exact distribution is the Gaussian binomial coefficient sequence, built in exact 128-bit
-    integers once per distinct (n, m) up to the largest U needed: O(min(n, m) * n * m) time,
-    O(n m) 128-bit counts of memory. Everything else (sort time, per-thread sort-key memory) as
+    integers once per distinct (n, m) up to the largest U needed (in long double when
+    ``C(n + m, n) >= 2^126``, which only a forced ``method="exact"`` on large samples reaches):
+    O(min(n, m) * n * m) time, O(n m) entries of memory. Everything else (sort time, per-thread sort-key memory) as
     :func:`ks`.
     """
     alt = _choice(alternative, "alternative", _ALTERNATIVES)
