@@ -36,3 +36,51 @@ def test_markdown_marks_every_case_whose_results_were_not_compared(status):
 def test_markdown_checked_case_has_no_mark():
     table = h.markdown_table([_record("ok", "fine")])
     assert "†" not in table and "**2.00×** (1.90–2.10)" in table
+
+
+@pytest.fixture
+def search_bench(monkeypatch):
+    pytest.importorskip("faiss")
+    bench = pytest.importorskip("benchmarks.search")
+    monkeypatch.setattr(bench, "_cache", {})
+    return bench
+
+
+def _patch_index_method(monkeypatch, name, how):
+    orig = getattr(curata.search.Index, name)
+    monkeypatch.setattr(curata.search.Index, name, lambda self, *a, **k: how(orig(self, *a, **k)))
+
+
+def test_range_search_check_can_fail(search_bench, monkeypatch):
+    # It answered "note: id sets differ only at the radius?" for any difference, so wrong ids or
+    # no hits at all were timed as if correct.
+    case = search_bench._index_case(4000, "range_search")
+    assert case.check().status == "ok"
+    _patch_index_method(monkeypatch, "range_search", lambda r: (r[0], r[1], r[2] + 1))
+    assert case.check().status == "mismatch"
+    monkeypatch.undo()
+    case = search_bench._index_case(4000, "range_search")
+    _patch_index_method(monkeypatch, "range_search", lambda r: (np.zeros_like(r[0]), r[1][:0], r[2][:0]))
+    assert case.check().status == "mismatch"
+
+
+def test_range_search_check_accepts_differences_at_the_radius(search_bench, monkeypatch):
+    # A hit whose inner product is within float32 rounding of the radius may fall on either side.
+    case = search_bench._index_case(4000, "range_search")
+    base, queries, _ = search_bench._prepared(4000)
+    ids = search_bench._index_ids(4000)
+    ip = queries[: search_bench.INDEX_QUERIES].astype(np.float64) @ base.astype(np.float64).T
+    j, row = np.unravel_index(np.argmax(ip), ip.shape)
+    monkeypatch.setattr(search_bench, "INDEX_RADIUS", float(ip[j, row]) - 1e-3)
+    case = search_bench._index_case(4000, "range_search")
+    assert case.check().status in ("ok", "note")
+
+    def drop_boundary_hit(r):
+        lims, d, i = r
+        keep = i != ids[row]
+        counts = np.diff(lims)
+        counts[j] -= int((~keep[lims[j] : lims[j + 1]]).sum())
+        return np.concatenate([[0], np.cumsum(counts)]).astype(lims.dtype), d[keep], i[keep]
+
+    _patch_index_method(monkeypatch, "range_search", drop_boundary_hit)
+    assert case.check().status == "note"
