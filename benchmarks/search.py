@@ -84,11 +84,9 @@ def _prepared(n: int):
 
 
 def _faiss_index(n: int, metric: str):
-    import faiss  # noqa: PLC0415
-
+    faiss = _faiss()
     base, _, indexes = _prepared(n)
     if metric not in indexes:
-        faiss.omp_set_num_threads(curata.get_num_threads())
         index = faiss.IndexFlatIP(DIM) if metric == "ip" else faiss.IndexFlatL2(DIM)
         index.add(base)
         indexes[metric] = index
@@ -151,12 +149,10 @@ def _curata_index(n: int, dtype: str):
 
 
 def _faiss_idmap(n: int, dtype: str):
-    import faiss  # noqa: PLC0415
-
+    faiss = _faiss()
     base, _, cache = _prepared(n)
     key = ("faiss", dtype)
     if key not in cache:
-        faiss.omp_set_num_threads(curata.get_num_threads())
         if dtype == "float32":
             inner = faiss.IndexFlatIP(DIM)
         else:
@@ -223,6 +219,15 @@ def _range_search_check(ours, theirs, base: np.ndarray, ids: np.ndarray, q: np.n
     return Check("ok", f"same id sets ({hits} hits), inner products equal float64 to {tol:.3g}")
 
 
+def _faiss():
+    """faiss on curata's thread count: set in every faiss contender, so a case run alone
+    (``--only``) does not time faiss on all cores against curata on CURATA_NUM_THREADS."""
+    import faiss  # noqa: PLC0415
+
+    faiss.omp_set_num_threads(curata.get_num_threads())
+    return faiss
+
+
 def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
     import tempfile  # noqa: PLC0415
 
@@ -239,7 +244,7 @@ def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
             return index
 
         def make_faiss():
-            import faiss  # noqa: PLC0415
+            faiss = _faiss()
 
             def run():
                 inner = (faiss.IndexFlatIP(DIM) if dtype == "float32" else
@@ -309,8 +314,7 @@ def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
                 return curata.search.Index.load(ours)
 
         def make_faiss():
-            import faiss  # noqa: PLC0415
-
+            faiss = _faiss()
             f = _faiss_idmap(n, dtype)
             faiss.write_index(f, theirs)
             if op == "save":
@@ -321,8 +325,7 @@ def _index_case(n: int, op: str, dtype: str = "float32") -> Case:
             # faiss writes in place and never fsyncs; curata's save fsyncs (that is what makes it
             # crash-safe), which on most disks is most of its time. This contender adds the one
             # fsync that puts faiss's data on disk (still not atomic: no temporary file + rename).
-            import faiss  # noqa: PLC0415
-
+            faiss = _faiss()
             f = _faiss_idmap(n, dtype)
 
             def run():

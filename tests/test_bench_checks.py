@@ -84,3 +84,23 @@ def test_range_search_check_accepts_differences_at_the_radius(search_bench, monk
 
     _patch_index_method(monkeypatch, "range_search", drop_boundary_hit)
     assert case.check().status == "note"
+
+
+def test_faiss_runs_on_curatas_threads_in_every_case(search_bench, restore_threads):
+    # Only the cases that built a shared faiss index set faiss's threads; `--only "index.*add"`
+    # timed faiss on all cores against curata on CURATA_NUM_THREADS.
+    import faiss  # noqa: PLC0415
+
+    curata.set_num_threads(1)
+    for op in ("add", "save", "load"):
+        faiss.omp_set_num_threads(2)
+        search_bench._cache.clear()
+        search_bench._index_case(2000, op)
+        assert faiss.omp_get_max_threads() == 1, op
+
+
+@pytest.fixture
+def restore_threads():
+    before = curata.get_num_threads()
+    yield
+    curata.set_num_threads(before)
