@@ -104,3 +104,35 @@ def restore_threads():
     before = curata.get_num_threads()
     yield
     curata.set_num_threads(before)
+
+
+def test_curation_check_can_fail(monkeypatch):
+    # The check always answered "note" (quality numbers of both sides, never compared), so curata
+    # results of any quality were timed.
+    pytest.importorskip("cleanlab")
+    bench = pytest.importorskip("benchmarks.curation")
+    from benchmarks.curation_data import make_curation_data  # noqa: PLC0415
+
+    data = make_curation_data(n=1500, d=32, n_dup_sources=15, n_outliers=15, separation=0.7)
+    lab = bench._make_cleanlab(data)
+    assert bench._check(data, lab).status == "note"
+    honest = bench.run_curata
+
+    def shuffled_outliers(d, steps=None):
+        out = honest(d, steps)
+        out["outlier"] = np.random.default_rng(0).permutation(np.asarray(out["outlier"]))
+        return out
+
+    monkeypatch.setattr(bench, "run_curata", shuffled_outliers)
+    check = bench._check(data, lab)
+    assert check.status == "mismatch" and "outlier AUROC" in check.detail
+
+    def no_duplicates(d, steps=None):
+        out = honest(d, steps)
+        out["groups"] = np.arange(len(d.labels))
+        return out
+
+    monkeypatch.setattr(bench, "run_curata", no_duplicates)
+    check = bench._check(data, lab)
+    assert check.status == "mismatch" and "near-duplicate flags" in check.detail
+    assert bench._check(data, None).status == "unchecked"
