@@ -426,6 +426,21 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
+def match_torch_threads() -> int | None:
+    """Give torch (torchvision, the torch baselines and device paths on the CPU, alibi-detect's
+    torch backend) curata's thread count, as faiss gets it in the search suite: torch defaults to
+    the physical cores, curata to every available logical CPU, so on an SMT machine the peers ran
+    on half of curata's threads. Returns the count, or None without torch."""
+    import curata  # noqa: PLC0415
+
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return None
+    torch.set_num_threads(curata.get_num_threads())
+    return torch.get_num_threads()
+
+
 def machine_facts(device: str, peers: Iterable[str] = ()) -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, threads, library versions, curata build, GPU.
 
@@ -696,6 +711,7 @@ __all__ = [
     "contender",
     "importable",
     "machine_facts",
+    "match_torch_threads",
     "machine_tag",
     "machine_line",
     "markdown_table",

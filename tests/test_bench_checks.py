@@ -136,3 +136,19 @@ def test_curation_check_can_fail(monkeypatch):
     check = bench._check(data, lab)
     assert check.status == "mismatch" and "near-duplicate flags" in check.detail
     assert bench._check(data, None).status == "unchecked"
+
+
+def test_run_gives_torch_curatas_threads(restore_threads, capsys):
+    # torch defaults to the physical cores and curata to every logical CPU: on an SMT machine
+    # torchvision and the torch baselines ran on half of curata's threads.
+    torch = pytest.importorskip("torch")
+    from benchmarks import run  # noqa: PLC0415
+
+    before = torch.get_num_threads()
+    try:
+        curata.set_num_threads(1)
+        torch.set_num_threads(2)
+        assert run.main(["ensemble", "--quick", "--no-write", "--only", "^no case matches this$"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
