@@ -152,3 +152,13 @@ def test_run_gives_torch_curatas_threads(restore_threads, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("op,n", [("add", 3000), ("save", 3000), ("load", 3000), ("remove+add", 20000)])
+def test_index_checks_compare_contents(search_bench, monkeypatch, op, n):
+    # add, save and load had no check, and remove+add compared only the two removal counts.
+    case = search_bench._index_case(n, op)
+    assert case.check().status in ("ok", "note")
+    case = search_bench._index_case(n, op)
+    _patch_index_method(monkeypatch, "search", lambda r: (r[0], r[1] + 1))
+    assert case.check().status == "mismatch"
