@@ -162,3 +162,16 @@ def test_index_checks_compare_contents(search_bench, monkeypatch, op, n):
     case = search_bench._index_case(n, op)
     _patch_index_method(monkeypatch, "search", lambda r: (r[0], r[1] + 1))
     assert case.check().status == "mismatch"
+
+
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_soft_nms_check_compares_the_decayed_scores(monkeypatch, method):
+    # The check compared the kept boxes and their *input* scores only (what ensemble-boxes returns),
+    # so wrong decayed scores, curata's main output, were timed as correct.
+    pytest.importorskip("ensemble_boxes")
+    bench = pytest.importorskip("benchmarks.ensemble")
+    case = bench._soft_nms_case(method, True, 7)
+    assert case.check().status == "ok"
+    honest = curata.boxes.soft_nms
+    monkeypatch.setattr(curata.boxes, "soft_nms", lambda *a, **k: (lambda r: (r[0], r[1] * 0.99))(honest(*a, **k)))
+    assert case.check().status == "mismatch"
