@@ -3,7 +3,9 @@
 # (30 minutes of device time per session: about five calls with start-up). Run on the GPU machine,
 # from the repository root, through the device tool:
 #
-#   tools/gpu_session.sh check     # facts, `make gpu-check` (build sm_90, GPU tests, sanitizer)
+#   tools/gpu_session.sh check     # facts, `make gpu-check` (build sm_90, GPU tests, memcheck, boxes bench)
+#   tools/gpu_session.sh sanitize  # `make gpu-sanitize`: racecheck, synccheck, initcheck (a warm
+#                                  # machine reuses build/gpu from check)
 #   tools/gpu_session.sh boxes     # benchmarks.run boxes --device cuda (batched_nms, postprocess)
 #   tools/gpu_session.sh search    # kNN, k-center, k-means, Index on the GPU
 #   tools/gpu_session.sh drift     # per-column tests and MMD on the GPU
@@ -14,7 +16,7 @@
 # scikit-build-core, pybind11). faiss-gpu is not there and cannot be carried (its wheels need the
 # CUDA 12 cuBLAS wheels, hundreds of MB): the kNN cases then compare with a plain torch baseline.
 set -uo pipefail
-stage=${1:?usage: tools/gpu_session.sh check|boxes|search|drift}
+stage=${1:?usage: tools/gpu_session.sh check|sanitize|boxes|search|drift}
 out=${OUT:-/tmp/curata-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -30,6 +32,9 @@ case "$stage" in
       nproc
       time make gpu-check
     } 2>&1 | tee "$log"
+    ;;
+  sanitize)
+    { time make gpu-sanitize; } 2>&1 | tee "$log"
     ;;
   boxes|search|drift)
     python3 -m benchmarks.run "$stage" --device cuda ${QUICK:+--quick} 2>&1 | tee "$log"
