@@ -30,6 +30,12 @@ case "$stage" in
       python3 -c "import faiss; print('faiss', faiss.__version__, 'gpu', hasattr(faiss, 'StandardGpuResources'))" || true
       ls /usr/local/cuda*/lib64/libcublas.so.* 2>&1 | head  # a cuBLAS 12 here would let faiss-gpu-cu12 run
       nproc
+      # What the build needs (a missing piece fails make gpu-check at its first step): nvcc,
+      # cmake, ninja, the Python headers, the build backends; and the sanitizer for memcheck.
+      nvcc --version | tail -2; cmake --version | head -1; ninja --version
+      python3 -c "import sysconfig, os; h = os.path.join(sysconfig.get_paths()['include'], 'Python.h'); print(h, os.path.exists(h))"
+      python3 -c "import scikit_build_core, pybind11, pytest, hypothesis; print('skbuild', scikit_build_core.__version__, 'pybind11', pybind11.__version__, 'pytest', pytest.__version__, 'hypothesis', hypothesis.__version__)"
+      compute-sanitizer --version | tail -1
       time make gpu-check
     } 2>&1 | tee "$log"
     ;;
