@@ -110,6 +110,7 @@ gpu-sanitize: gpu-build
 cuda-sim: build
 	tools/cuda_sim/build.sh && build/cuda_sim/driver 60
 	PYMODULE=1 tools/cuda_sim/build.sh && $(PY) tools/cuda_sim/run_gpu_tests.py
+	$(PY) tools/cuda_sim/run_torch_gpu_tests.py
 
 clean:
 	rm -rf build $(VENV) $(BENCH_VENV) *.egg-info
