@@ -11,6 +11,8 @@
 #   tools/gpu_session.sh drift     # per-column tests and MMD on the GPU
 #   QUICK=1 tools/gpu_session.sh search   # the --quick shapes
 #
+# Read tools/gpu_checklist.md first (what to verify, in order).
+#
 # Logs and result files land in $OUT (the device tool brings them back). The machine has no package
 # index: everything runs on its system python3 (CUDA torch, CuPy, torchvision, pytest, scipy,
 # scikit-build-core, pybind11). faiss-gpu is not there and cannot be carried (its wheels need the
