@@ -94,15 +94,18 @@ gpu-check: gpu-build
 	echo "== boxes benchmarks"; $(GPU_PY) -m benchmarks.run boxes --device cuda --quick || status=1; \
 	if [ $$status -ne 0 ]; then echo "gpu-check: a step failed (see above)"; fi; exit $$status
 
-# The other compute-sanitizer tools over the same tests, torch inputs only (each tool is slow):
+# The other compute-sanitizer tools, each slow, over a subset of the box tests with torch inputs
+# (33 cases: every kernel, tile edges, one large group, capped / empty / invalid images, errors):
 # racecheck (shared-memory hazards of nms_mask / nms_reduce / pp_nms / iou_matrix), synccheck
 # (barriers), initcheck (reads of device memory never written: the caller's workspace comes
 # uninitialised from torch's caching allocator). tools/gpu_session.sh sanitize runs this.
+GPU_SANITIZE_SUBSET := torch and not cupy and (iou_bit_identical or one_large_group or at_threshold or \
+	batched_3d_with_valid or padded_caps or postprocess_edge or postprocess_bad_input or nms_bad_input)
 gpu-sanitize: gpu-build
 	@status=0; for tool in racecheck synccheck initcheck; do \
 		echo "== compute-sanitizer $$tool"; \
 		compute-sanitizer --tool $$tool --error-exitcode 1 $(GPU_PY) -m pytest -q -p no:cacheprovider \
-			tests/gpu/test_boxes_gpu.py -k "torch and not cupy" || status=1; \
+			tests/gpu/test_boxes_gpu.py -k "$(GPU_SANITIZE_SUBSET)" || status=1; \
 	done; exit $$status
 
 # No GPU needed: the CUDA kernels' source run on a host simulation against the CPU library and
