@@ -1,7 +1,7 @@
 # curata — two commands on a fresh machine:
 #   make demo   create .venv, build, run the data-loop demo (post-processing, curation, drift, next batch to label) on generated data
 #   make test   create .venv, build, run the whole test suite
-# Other targets: build, bench SUITE=boxes|ensemble|coco|drift|search|curation [BENCH_ARGS=--quick], bench-venv, gpu-check, cuda-sim, clean.
+# Other targets: build, bench SUITE=boxes|ensemble|coco|drift|search|curation [BENCH_ARGS=--quick], bench-venv, gpu-check, gpu-sanitize, cuda-sim, clean.
 
 PYTHON ?= python3
 VENV := .venv
@@ -26,7 +26,7 @@ BENCH_BUILD_STAMP := $(BENCH_VENV)/.build-stamp
 # import with pandas 3 (benchmarks/drift.py, docs/benchmarks.md): both left out.
 BENCH_DEPS := torch==2.14.1 torchvision==0.29.1 faiss-cpu==1.15.1 ensemble-boxes==1.0.9 pycocotools==2.0.11 faster-coco-eval==1.8.0 scipy scikit-learn==1.9.1 'cleanlab[datalab]==2.9.0' ultralytics==8.4.190 nannyml==0.13.1 statsmodels==0.15.0
 
-.PHONY: demo test build bench bench-venv gpu-check cuda-sim clean venv
+.PHONY: demo test build bench bench-venv gpu-build gpu-check gpu-sanitize cuda-sim clean venv
 
 venv: $(STAMP)
 
@@ -74,19 +74,46 @@ bench: bench-venv
 GPU_PY ?= python3
 GPU_ARCHS ?= 90
 GPU_TESTS := tests/gpu tests/test_cuda_module.py
-gpu-check:
+# compute-sanitizer watches curata's own kernels: the tests that launch them (boxes). The torch
+# paths (search, k-means, k-center, drift) launch only torch / cuBLAS kernels, which memcheck
+# would slow down tens of times for nothing of ours (a GPU session has 10 minutes a command).
+GPU_SANITIZE_TESTS := tests/gpu/test_boxes_gpu.py tests/test_cuda_module.py
+# Every step after the build runs even when an earlier one fails (a GPU session is too scarce to
+# lose the sanitizer and the benchmarks to one failing test); the target fails at the end if any
+# step did. compute-sanitizer refuses the device on gVisor machines ("Device not supported"):
+# that step then fails on its own, the others still report.
+gpu-build:
 	$(GPU_PY) -m pip install -q --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
 		-Ccmake.define.CURATA_CUDA=ON -Ccmake.define.CURATA_CUDA_ARCHS=$(GPU_ARCHS)
-	CURATA_REQUIRE_GPU=1 $(GPU_PY) -m pytest -q -p no:cacheprovider $(GPU_TESTS)
-	CURATA_REQUIRE_GPU=1 $(GPU_PY) -m pytest -q -p no:cacheprovider -m gpu tests/test_scores.py
-	compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PY) -m pytest -q -p no:cacheprovider -x tests/gpu
-	$(GPU_PY) -m benchmarks.run boxes --device cuda --quick
+
+gpu-check: gpu-build
+	@status=0; \
+	echo "== GPU tests"; CURATA_REQUIRE_GPU=1 $(GPU_PY) -m pytest -q -p no:cacheprovider $(GPU_TESTS) || status=1; \
+	echo "== GPU scores tests"; CURATA_REQUIRE_GPU=1 $(GPU_PY) -m pytest -q -p no:cacheprovider -m gpu tests/test_scores.py || status=1; \
+	echo "== compute-sanitizer memcheck"; compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PY) -m pytest -q -p no:cacheprovider $(GPU_SANITIZE_TESTS) || status=1; \
+	echo "== boxes benchmarks"; $(GPU_PY) -m benchmarks.run boxes --device cuda --quick || status=1; \
+	if [ $$status -ne 0 ]; then echo "gpu-check: a step failed (see above)"; fi; exit $$status
+
+# The other compute-sanitizer tools, each slow, over a subset of the box tests with torch inputs
+# (33 cases: every kernel, tile edges, one large group, capped / empty / invalid images, errors):
+# racecheck (shared-memory hazards of nms_mask / nms_reduce / pp_nms / iou_matrix), synccheck
+# (barriers), initcheck (reads of device memory never written: the caller's workspace comes
+# uninitialised from torch's caching allocator). tools/gpu_session.sh sanitize runs this.
+GPU_SANITIZE_SUBSET := torch and not cupy and (iou_bit_identical or one_large_group or at_threshold or \
+	batched_3d_with_valid or padded_caps or postprocess_edge or postprocess_bad_input or nms_bad_input)
+gpu-sanitize: gpu-build
+	@status=0; for tool in racecheck synccheck initcheck; do \
+		echo "== compute-sanitizer $$tool"; \
+		compute-sanitizer --tool $$tool --error-exitcode 1 $(GPU_PY) -m pytest -q -p no:cacheprovider \
+			tests/gpu/test_boxes_gpu.py -k "$(GPU_SANITIZE_SUBSET)" || status=1; \
+	done; exit $$status
 
 # No GPU needed: the CUDA kernels' source run on a host simulation against the CPU library and
 # through the GPU tests (tools/cuda_sim/README.md says what this can and cannot show).
 cuda-sim: build
 	tools/cuda_sim/build.sh && build/cuda_sim/driver 60
 	PYMODULE=1 tools/cuda_sim/build.sh && $(PY) tools/cuda_sim/run_gpu_tests.py
+	$(PY) tools/cuda_sim/run_torch_gpu_tests.py
 
 clean:
 	rm -rf build $(VENV) $(BENCH_VENV) *.egg-info

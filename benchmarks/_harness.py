@@ -426,6 +426,21 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
+def match_torch_threads() -> int | None:
+    """Give torch (torchvision, the torch baselines and device paths on the CPU, alibi-detect's
+    torch backend) curata's thread count, as faiss gets it in the search suite: torch defaults to
+    the physical cores, curata to every available logical CPU, so on an SMT machine the peers ran
+    on half of curata's threads. Returns the count, or None without torch."""
+    import curata  # noqa: PLC0415
+
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return None
+    torch.set_num_threads(curata.get_num_threads())
+    return torch.get_num_threads()
+
+
 def machine_facts(device: str, peers: Iterable[str] = ()) -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, threads, library versions, curata build, GPU.
 
@@ -549,6 +564,9 @@ def _fmt_timing(t: dict[str, Any] | None) -> str:
 
 
 BUSY_MARK = 0.2  # cores used by other processes above which a case is flagged in the table
+# Check statuses marked † with their detail: results equal only up to a stated difference ("note"),
+# or not compared at all ("unchecked": the peer or curata missing; "none": the case has no check).
+UNCOMPARED = ("note", "unchecked", "none")
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
@@ -567,7 +585,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         if status in ("mismatch", "error"):
             lines.append(f"| {case} | **not timed: check {status}** ({_md(rec['check']['detail'])}) | | |")
             continue
-        if status in ("note", "unchecked"):
+        if status in UNCOMPARED:
             case += " †"
         if (rec.get("other_processes_cores") or 0) > BUSY_MARK:
             case += " ‡"
@@ -584,7 +602,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                 r = rec.get("ratios", {}).get(name)
                 ratio_cell = f"**{r['ratio']:.2f}×** ({r['paired_q1']:.2f}–{r['paired_q3']:.2f})" if r else "—"
             lines.append(f"| {case} | {base_cell} | {peer_cell} | {ratio_cell} |")
-    notes = [(r["case"], r["check"]["detail"]) for r in results if r["check"]["status"] in ("note", "unchecked")]
+    notes = [(r["case"], r["check"]["detail"]) for r in results if r["check"]["status"] in UNCOMPARED]
     busy = [(r["case"], r["other_processes_cores"]) for r in results if (r.get("other_processes_cores") or 0) > BUSY_MARK]
     if notes or busy:
         lines.append("")
@@ -693,6 +711,7 @@ __all__ = [
     "contender",
     "importable",
     "machine_facts",
+    "match_torch_threads",
     "machine_tag",
     "machine_line",
     "markdown_table",

@@ -20,7 +20,10 @@ get the same float32 features, labels and pred_probs; neither timing includes da
 Before timing, the check runs each side once and scores it against the injected ground truth:
 row-level F1 for near-duplicates (a row is positive when it belongs to an injected set), AUROC
 and precision at the number of outliers for the outlier scores, F1 of the label-issue flags over
-the non-outlier rows. It also times curata's steps separately. cleanlab takes minutes per call
+the non-outlier rows. It also times curata's steps separately. It is a mismatch (not timed) when
+curata's near-duplicate flags differ from cleanlab's on more than 0.1 % of the rows (same rule,
+same graph), its outlier AUROC is more than 0.005 from cleanlab's, or its label F1 is more than
+0.05 below cleanlab's; without cleanlab the case is "unchecked". cleanlab takes minutes per call
 here, so the case is not calibrated: one call per sample, two interleaved rounds.
 """
 
@@ -108,20 +111,52 @@ def quality(data: CurationData, dup_flag, outlier_score, label_flag) -> dict[str
     }
 
 
-def curata_quality(data: CurationData, out: dict[str, Any]) -> dict[str, float]:
+def curata_flags(out: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(near-duplicate flag, outlier score (higher = more unusual), label-issue flag) per row."""
     groups = np.asarray(out["groups"])
     dup = np.bincount(groups, minlength=groups.size)[groups] > 1
-    return quality(data, dup, np.asarray(out["outlier"]), np.asarray(out["labels"].is_issue))
+    return dup, np.asarray(out["outlier"]), np.asarray(out["labels"].is_issue)
+
+
+def cleanlab_flags(lab: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nd, out, lb = (lab.get_issues(t) for t in ("near_duplicate", "outlier", "label"))
+    return (nd["is_near_duplicate_issue"].to_numpy(),
+            -out["outlier_score"].to_numpy(),  # cleanlab: lower score = more of an issue
+            lb["is_label_issue"].to_numpy())
+
+
+def curata_quality(data: CurationData, out: dict[str, Any]) -> dict[str, float]:
+    return quality(data, *curata_flags(out))
 
 
 def cleanlab_quality(data: CurationData, lab: Any) -> dict[str, float]:
-    nd, out, lb = (lab.get_issues(t) for t in ("near_duplicate", "outlier", "label"))
-    return quality(
-        data,
-        nd["is_near_duplicate_issue"].to_numpy(),
-        -out["outlier_score"].to_numpy(),  # cleanlab: lower score = more of an issue
-        lb["is_label_issue"].to_numpy(),
-    )
+    return quality(data, *cleanlab_flags(lab))
+
+
+# How far curata may be from cleanlab before the check calls it a mismatch. Near-duplicates: the
+# same rule on the same k = 10 cosine graph, so the flags may differ only where float32 rounding
+# moves a distance across the threshold. Outliers: both score the mean distance to the k
+# neighbours (measured: equal AUROC and precision at n). Labels: different methods (curata adds a
+# kNN vote to the pred_probs), so curata's F1 against the injected errors must merely not be
+# clearly worse.
+DUP_FLAG_DISAGREEMENT = 1e-3
+OUTLIER_AUROC_ATOL = 5e-3
+LABEL_F1_SLACK = 0.05
+
+
+def compare_with_cleanlab(n: int, ours: dict[str, float], theirs: dict[str, float], ours_dup: np.ndarray,
+                          theirs_dup: np.ndarray) -> list[str]:
+    """The ways curata's results are further from cleanlab's than the limits above allow."""
+    problems = []
+    disagree = int(np.count_nonzero(np.asarray(ours_dup, bool) != np.asarray(theirs_dup, bool)))
+    if disagree > max(1, DUP_FLAG_DISAGREEMENT * n):
+        problems.append(f"near-duplicate flags differ from cleanlab's on {disagree} of {n} rows")
+    gap = abs(ours["outliers_auroc"] - theirs["outliers_auroc"])
+    if not gap <= OUTLIER_AUROC_ATOL:
+        problems.append(f"outlier AUROC {ours['outliers_auroc']:.4f} vs cleanlab's {theirs['outliers_auroc']:.4f}")
+    if not ours["label_f1"] >= theirs["label_f1"] - LABEL_F1_SLACK:
+        problems.append(f"label F1 {ours['label_f1']:.3f} vs cleanlab's {theirs['label_f1']:.3f}")
+    return problems
 
 
 def _fmt(q: dict[str, float]) -> str:
@@ -154,15 +189,20 @@ def _check(data: CurationData, cleanlab_fn: Callable[[], Any] | None) -> Check:
     }
     detail = (f"curata: {_fmt(ours)} (label F1 on pred_probs alone {ours_pp:.3f}), "
               f"check run {curata_s:.1f} s wall / {curata_cpu:.1f} s CPU")
-    if cleanlab_fn is not None:
-        c0, t0 = _cpu_s(), time.perf_counter()
-        lab = cleanlab_fn()
-        metrics["cleanlab_check_run_s"] = time.perf_counter() - t0
-        metrics["cleanlab_check_cpu_s"] = _cpu_s() - c0
-        theirs = cleanlab_quality(data, lab)
-        metrics["cleanlab"] = theirs
-        detail += (f"; cleanlab: {_fmt(theirs)}, check run {metrics['cleanlab_check_run_s']:.1f} s wall / "
-                   f"{metrics['cleanlab_check_cpu_s']:.1f} s CPU")
+    if cleanlab_fn is None:
+        return Check("unchecked", detail + "; cleanlab missing: not compared", metrics)
+    c0, t0 = _cpu_s(), time.perf_counter()
+    lab = cleanlab_fn()
+    metrics["cleanlab_check_run_s"] = time.perf_counter() - t0
+    metrics["cleanlab_check_cpu_s"] = _cpu_s() - c0
+    theirs_flags = cleanlab_flags(lab)
+    theirs = quality(data, *theirs_flags)
+    metrics["cleanlab"] = theirs
+    detail += (f"; cleanlab: {_fmt(theirs)}, check run {metrics['cleanlab_check_run_s']:.1f} s wall / "
+               f"{metrics['cleanlab_check_cpu_s']:.1f} s CPU")
+    problems = compare_with_cleanlab(len(data.labels), ours, theirs, curata_flags(out)[0], theirs_flags[0])
+    if problems:
+        return Check("mismatch", "; ".join(problems) + "; " + detail, metrics)
     return Check("note", detail, metrics)
 
 

@@ -2,7 +2,8 @@
 
 Run with ``python -m benchmarks.run ensemble [--quick]``. Every case generates its data from its
 own seed, hands the very same arrays to both contenders, compares their results (boxes, scores
-and labels to 1e-6 absolute) and only then times them.
+and labels to 1e-6 absolute; soft_nms also its decayed scores against the ones ensemble-boxes'
+``cpu_soft_nms_float`` computes, which its ``soft_nms`` does not return) and only then times them.
 
 Cases:
 
@@ -176,8 +177,29 @@ def _soft_nms_case(method: str, clustered: bool, seed: int) -> Case:
         return peer
 
     contenders = [Contender("curata", ours), contender(PEER, make_peer)]
-    return Case(f"soft_nms {method}, 1000 {kind} boxes", "soft_nms", params, contenders,
-                check=_checked(contenders, lambda r: list(r), ("boxes", "scores")))
+    kept = _checked(contenders, lambda r: list(r), ("boxes", "scores"))
+
+    def check() -> Check:
+        # The timed peer returns the kept boxes with their input scores; the decayed scores,
+        # curata's main output, are compared with the ones ensemble-boxes computes internally.
+        result = kept()
+        if result.status != "ok":
+            return result
+        from ensemble_boxes.ensemble_boxes_nms import cpu_soft_nms_float  # noqa: PLC0415
+
+        idx, decayed = cb.soft_nms(boxes, scores, SOFT_NMS["iou"], SOFT_NMS["sigma"], method, SOFT_NMS["threshold"])
+        working = scores.astype(np.float64).copy()  # decayed in place, in ensemble-boxes' working order
+        keep = cpu_soft_nms_float(boxes.astype(np.float64).copy(), working, Nt=SOFT_NMS["iou"],
+                                  sigma=SOFT_NMS["sigma"], thresh=SOFT_NMS["threshold"], method=code)
+        theirs = working[working > SOFT_NMS["threshold"]]
+        if not np.array_equal(np.asarray(idx), keep):
+            return Check("mismatch", f"kept indices differ from ensemble-boxes' cpu_soft_nms_float ({len(idx)} vs {len(keep)})")
+        diff = float(np.max(np.abs(np.asarray(decayed, dtype=np.float64) - theirs), initial=0.0))
+        if not diff <= 1e-6:
+            return Check("mismatch", f"decayed scores differ from ensemble-boxes' by up to {diff:.3g}")
+        return Check("ok", f"{result.detail}; decayed scores equal ensemble-boxes' (max |diff| {diff:.3g})")
+
+    return Case(f"soft_nms {method}, 1000 {kind} boxes", "soft_nms", params, contenders, check=check)
 
 
 def cases(device: str = "cpu", quick: bool = False) -> list[tuple[str, Callable[[], Case]]]:

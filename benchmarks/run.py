@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.min_repeats = min(cfg.min_repeats, args.repeats)
 
     suite = importlib.import_module(f"benchmarks.{args.suite}")
+    h.match_torch_threads()  # before the facts, which record torch's thread count
     facts = h.machine_facts(args.device, getattr(suite, "PEER_DISTRIBUTIONS", ()))
     machine = args.machine or h.machine_tag(facts, args.device)
     print(f"suite {args.suite} on {machine}: {h.machine_line(facts)}", file=sys.stderr)

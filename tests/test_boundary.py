@@ -128,7 +128,8 @@ def _run_python(code: str, **env) -> subprocess.CompletedProcess:
 def test_thread_env_and_lazy_imports():
     code = (
         "import sys, curata\n"
-        "assert 'torch' not in sys.modules and 'cupy' not in sys.modules, 'import curata imported torch/cupy'\n"
+        "heavy = [m for m in ('torch', 'cupy', 'scipy', 'sklearn', 'pyarrow', 'pandas', 'faiss') if m in sys.modules]\n"
+        "assert not heavy, f'import curata imported {heavy}'\n"
         "print(curata.get_num_threads())\n"
     )
     done = _run_python(code, CURATA_NUM_THREADS="3")
@@ -136,7 +137,7 @@ def test_thread_env_and_lazy_imports():
     assert done.stdout.strip() == "3"
     done = _run_python(code, CURATA_NUM_THREADS="zero")
     assert done.returncode == 0, done.stderr
-    assert "CURATA_NUM_THREADS" in done.stderr and "not a positive integer" in done.stderr
+    assert "CURATA_NUM_THREADS" in done.stderr and "not an integer in [1, 1024]" in done.stderr
     assert int(done.stdout.strip()) >= 1
 
 
@@ -459,3 +460,61 @@ def test_concurrent_mixed_ops_while_the_thread_count_changes(restore_threads):
         flipper.join()
     for a, b in zip(before, (boxes, score, label, image, pred, probs)):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ thread count: env and limits
+_THREADS_CODE = "import curata\nprint(curata.get_num_threads())\n"
+
+
+def _threads_with_env(value: str | None) -> tuple[int, str]:
+    env = {} if value is None else {"CURATA_NUM_THREADS": value}
+    done = _run_python(_THREADS_CODE, **env)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip()), done.stderr
+
+
+@pytest.mark.parametrize(
+    "value", ["3abc", "2.5", "4.5", "1e3", "0x3", "99999999999", "4294967297", "2147483648", "1025", "\u0663", "3 3"]
+)
+def test_thread_env_is_used_exactly_when_no_warning_says_otherwise(value):
+    # The warning at import and the C++ core used to parse CURATA_NUM_THREADS differently: atoi
+    # took "3abc" as 3 and "1e3" as 1 while the warning said "using all cores", and values beyond
+    # the int range wrapped around silently (99999999999 -> 1215752191 threads, 4294967297 -> 1).
+    default, _ = _threads_with_env(None)
+    threads, err = _threads_with_env(value)
+    assert "CURATA_NUM_THREADS" in err and "using all cores" in err, (value, err)
+    assert threads == default, (value, threads, default)
+
+
+@pytest.mark.parametrize("value", ["3", " 3 ", "+3", "1", "1024"])
+def test_thread_env_valid_values(value):
+    threads, err = _threads_with_env(value)
+    assert threads == int(value.strip()) and "CURATA_NUM_THREADS" not in err, (value, threads, err)
+
+
+def test_set_num_threads_caps_at_max(restore_threads):
+    # Far more threads than any machine has made every parallel region ask OpenMP for that many
+    # (e.g. 274 for a 3000 x 3000 iou, tens of thousands for a large knn): libgomp's "Thread
+    # creation failed" then exits the process. The count is capped at 1024.
+    from curata import _runtime  # noqa: PLC0415
+
+    assert _runtime.MAX_THREADS == 1024
+    curata.set_num_threads(1024)
+    assert curata.get_num_threads() == 1024
+    for bad in (1025, 2**31 - 1):
+        with pytest.raises(ValueError, match=r"^n must be <= 1024, got"):
+            curata.set_num_threads(bad)
+    assert curata.get_num_threads() == 1024
+
+
+def test_set_num_threads_zero_restores_the_import_time_default():
+    code = (
+        "import os, curata\n"
+        "os.environ['CURATA_NUM_THREADS'] = '1'\n"
+        "curata.set_num_threads(1)\n"
+        "curata.set_num_threads(0)\n"
+        "print(curata.get_num_threads())\n"
+    )
+    done = _run_python(code, CURATA_NUM_THREADS="3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3"

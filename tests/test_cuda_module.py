@@ -108,3 +108,64 @@ def test_cuda_ops_import_leaves_torch_and_cupy_alone():
         "assert 'torch' not in sys.modules and 'cupy' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batched_nms_retries_once_after_freeing_the_frameworks_cache(monkeypatch):
+    """batched_nms's workspace comes from CUDA's stream-ordered pool, which cannot use memory that
+    torch's caching allocator keeps reserved: an allocation failure frees that cache and launches
+    once more (only for allocation failures, only once). Runs the real _cuda_ops plumbing with
+    torch CPU tensors posing as device arrays and a stand-in for the launcher."""
+    torch = pytest.importorskip("torch")
+    from curata import _array, _cuda_ops
+
+    def device_array(x, name, *, dtypes=_array.FLOAT_DTYPES):
+        t = x.contiguous()
+        return _array.DeviceArray(t, "torch", t.data_ptr(), tuple(t.shape), np.dtype(str(t.dtype)[6:]), 0, 0)
+
+    def device_empty(ref, shape, dtype):
+        t = torch.full(tuple(shape), -7, dtype=getattr(torch, np.dtype(dtype).name))
+        return _array.DeviceArray(t, "torch", t.data_ptr(), tuple(shape), np.dtype(dtype), 0, 0)
+
+    class Launcher:
+        def __init__(self, failures, message):
+            self.failures, self.message, self.calls = failures, message, 0
+
+        def batched_nms(self, boxes, scores, n, *args):
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError(self.message)
+            written[0][:2] = torch.tensor([1, 0])  # the output buffer of this call
+            return 2, [0], [2]
+
+    emptied = []
+    monkeypatch.setattr(_array, "device_array", device_array)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [5.0, 5.0, 6.0, 6.0]])
+    scores = torch.tensor([0.5, 0.9])
+    frame = _cuda_ops._Frame("torch", 0, False)
+    oom = "curata: could not allocate 2500000000 bytes of GPU memory for the NMS suppression mask: out of memory"
+    written = [None]
+
+    def empty_and_remember(ref, shape, dtype):
+        d = device_empty(ref, shape, dtype)
+        written[0] = d.obj
+        return d
+
+    monkeypatch.setattr(_array, "device_empty", empty_and_remember)
+    launcher = Launcher(1, oom)
+    monkeypatch.setattr(_backend, "_cuda", launcher)
+    keep, n_keep, ids, counts = _cuda_ops._run_nms(frame, boxes, scores, None, None, None, 0, (0.5, None, None), False)
+    assert launcher.calls == 2 and emptied == [1] and n_keep == 2
+    assert keep[:2].tolist() == [1, 0]
+    # a second allocation failure is the caller's error
+    launcher = Launcher(2, oom)
+    monkeypatch.setattr(_backend, "_cuda", launcher)
+    with pytest.raises(RuntimeError, match="could not allocate"):
+        _cuda_ops._run_nms(frame, boxes, scores, None, None, None, 0, (0.5, None, None), False)
+    assert launcher.calls == 2
+    # any other failure is not retried
+    launcher = Launcher(1, "CUDA error cudaErrorIllegalAddress: an illegal memory access was encountered")
+    monkeypatch.setattr(_backend, "_cuda", launcher)
+    with pytest.raises(RuntimeError, match="illegal"):
+        _cuda_ops._run_nms(frame, boxes, scores, None, None, None, 0, (0.5, None, None), False)
+    assert launcher.calls == 1

@@ -231,6 +231,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("build_info", &build_info);
   m.def("num_threads", &curata::num_threads);
   m.def("set_num_threads", &curata::set_num_threads, py::arg("n"));
+  m.attr("max_threads") = curata::kMaxThreads;
+  curata::num_threads();  // read CURATA_NUM_THREADS now: set_num_threads(0) restores the import-time value
+  m.def("parse_thread_count", [](const std::string& text) { return curata::parse_thread_count(text.c_str()); },
+        py::arg("text"));
   // Testing hook: run the portable twins of the hand-written AVX-512 loops (returns the previous
   // setting).
   m.def("_set_hand_kernels", &curata::simd::set_hand_kernels, py::arg("enabled"));

@@ -109,25 +109,19 @@ typedef double v8d __attribute__((vector_size(64)));
 typedef int64_t v8l __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 
-template <class V> CURATA_ALWAYS_INLINE V load_vec(const void* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
 template <class TT>
 CURATA_ALWAYS_INLINE void consume_impl(const TT* tile, int64_t kc, int64_t nb, int64_t ldt, const double* csq,
                                        int64_t j0, double* best, double* second, int64_t* idx) {
   const int64_t full = nb / 8 * 8;
   for (int64_t i0 = 0; i0 < full; i0 += 8) {
-    v8d b = load_vec<v8d>(best + i0), s = load_vec<v8d>(second + i0);
-    v8l id = load_vec<v8l>(idx + i0);
+    v8d b = simd::load_unaligned<v8d>(best + i0), s = simd::load_unaligned<v8d>(second + i0);
+    v8l id = simd::load_unaligned<v8l>(idx + i0);
     for (int64_t jj = 0; jj < kc; ++jj) {
       v8d g;
       if constexpr (sizeof(TT) == 4)
-        g = __builtin_convertvector(load_vec<v8f>(tile + jj * ldt + i0), v8d);
+        g = __builtin_convertvector(simd::load_unaligned<v8f>(tile + jj * ldt + i0), v8d);
       else
-        g = load_vec<v8d>(tile + jj * ldt + i0);
+        g = simd::load_unaligned<v8d>(tile + jj * ldt + i0);
       const v8d v = (v8d{} + csq[jj]) - 2.0 * g;
       const v8l lt = v < b;
       const v8d s2 = v < s ? v : s;
@@ -182,9 +176,9 @@ template <class T> Transposed<T> transpose_centroids(const T* C, int64_t k, int6
 
 template <class T> CURATA_ALWAYS_INLINE v8d load8(const T* p) {
   if constexpr (sizeof(T) == 4)
-    return __builtin_convertvector(load_vec<v8f>(p), v8d);
+    return __builtin_convertvector(simd::load_unaligned<v8f>(p), v8d);
   else
-    return load_vec<v8d>(p);
+    return simd::load_unaligned<v8d>(p);
 }
 
 // out[g * 8 + l] = sum_t (x_t - CT[t][j0s[g] + l])^2 in float64, for NG groups at once (independent

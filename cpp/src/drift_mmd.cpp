@@ -39,11 +39,7 @@ static_assert(kTile % kPanel == 0 && kPanel % kRows == 0 && kPanel % kCols == 0,
 // depend on the block shape (every clone gives the same bits).
 #if defined(__GNUC__) || defined(__clang__)
 typedef double v8d __attribute__((vector_size(64), aligned(8)));
-CURATA_ALWAYS_INLINE v8d load8(const double* p) {
-  v8d v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+CURATA_ALWAYS_INLINE v8d load8(const double* p) { return simd::load_unaligned<v8d>(p); }
 CURATA_SIMD_CLONES
 void block_multiply(int64_t rows, int64_t cols, int64_t depth, const double* L, int64_t lrs, int64_t lks,
                     int64_t lblock, const double* R, int64_t ldr, int64_t rblock, double* C, int64_t ldc,

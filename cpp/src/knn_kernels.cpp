@@ -28,12 +28,6 @@ namespace {
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v16f __attribute__((vector_size(64)));
 
-template <class V> CURATA_ALWAYS_INLINE V loadv(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
 CURATA_ALWAYS_INLINE float reduce(v8f v) {
   return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
@@ -56,13 +50,13 @@ CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b
   for (int64_t t = 0; t < full; t += W) {
     V bv[C];
     V mv = V{} * 0.0f;
-    if (Shift) mv = loadv<V>(mu + t);
+    if (Shift) mv = simd::load_unaligned<V>(mu + t);
     for (int c = 0; c < C; ++c) {
-      bv[c] = loadv<V>(b[c] + t);
+      bv[c] = simd::load_unaligned<V>(b[c] + t);
       if (Shift) bv[c] -= mv;
     }
     for (int r = 0; r < R; ++r) {
-      V qv = loadv<V>(q[r] + t);
+      V qv = simd::load_unaligned<V>(q[r] + t);
       if (Shift == 2) qv -= mv;
       for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
     }
@@ -74,18 +68,18 @@ CURATA_ALWAYS_INLINE void dot_block(const float* const* q, const float* const* b
     if (Shift) {
       float tmp[W] = {};
       std::memcpy(tmp, mu + full, static_cast<size_t>(rest) * sizeof(float));
-      mv = loadv<V>(tmp);
+      mv = simd::load_unaligned<V>(tmp);
     }
     for (int c = 0; c < C; ++c) {
       float tmp[W] = {};
       std::memcpy(tmp, b[c] + full, static_cast<size_t>(rest) * sizeof(float));
-      bv[c] = loadv<V>(tmp);
+      bv[c] = simd::load_unaligned<V>(tmp);
       if (Shift) bv[c] -= mv;
     }
     for (int r = 0; r < R; ++r) {
       float tmp[W] = {};
       std::memcpy(tmp, q[r] + full, static_cast<size_t>(rest) * sizeof(float));
-      V qv = loadv<V>(tmp);
+      V qv = simd::load_unaligned<V>(tmp);
       if (Shift == 2) qv -= mv;
       for (int c = 0; c < C; ++c) acc[r][c] += qv * bv[c];
     }
@@ -235,7 +229,7 @@ CURATA_ALWAYS_INLINE void packed_micro(const float* qp, int64_t stride, int64_t 
     for (int64_t s = 0; s < n; ++s) {
       V qv[MV];
 #pragma GCC unroll 4
-      for (int v = 0; v < MV; ++v) qv[v] = loadv<V>(q + s * stride + v * W);
+      for (int v = 0; v < MV; ++v) qv[v] = simd::load_unaligned<V>(q + s * stride + v * W);
 #pragma GCC unroll 24
       for (int j = 0; j < NR; ++j) {
         const float bj = bl[j][s * W];

@@ -228,11 +228,37 @@ def _run_nms(frame, b, s, c, im, v, per_image, options, local_indices):
     dv = None if v is None else _array.device_array(v, "valid", dtypes=_UINT8)
     n = db.shape[0]
     out = _array.device_empty(db, (n,), np.int64)
-    n_keep, image_ids, image_counts = _cuda().batched_nms(
-        db.ptr, ds.ptr, n, _ptr(dc), _ptr(dim), per_image, _ptr(dv), iou_threshold, score_threshold,
-        -1 if max_det is None else max_det, local_indices, out.ptr, db.dtype == np.float64, db.device, db.stream,
-    )
+
+    def launch():
+        return _cuda().batched_nms(
+            db.ptr, ds.ptr, n, _ptr(dc), _ptr(dim), per_image, _ptr(dv), iou_threshold, score_threshold,
+            -1 if max_det is None else max_det, local_indices, out.ptr, db.dtype == np.float64, db.device, db.stream,
+        )
+
+    n_keep, image_ids, image_counts = _retry_after_freeing_cache(frame, launch)
     return out.obj, int(n_keep), image_ids, image_counts
+
+
+def _retry_after_freeing_cache(frame: _Frame, launch):
+    """``launch()``, run once more after the framework's cached device memory is handed back when
+    it fails to allocate its workspace.
+
+    batched_nms takes its workspace (the suppression mask: gigabytes for one class of 200k boxes)
+    from CUDA's stream-ordered pool, which can only grow into memory the driver has free. torch's
+    caching allocator (CuPy's pool) keeps what it freed reserved, so after a large torch job the
+    driver may have little free although torch holds plenty unused. ``torch.cuda.empty_cache()``
+    (``free_all_blocks``) returns those blocks; the launch is repeated once, from scratch (its
+    inputs are unchanged, its output is fully rewritten)."""
+    try:
+        return launch()
+    except RuntimeError as exc:
+        if "could not allocate" not in str(exc):
+            raise
+    if frame.kind == "torch":
+        frame.xp.cuda.empty_cache()
+    else:
+        frame.xp.get_default_memory_pool().free_all_blocks()
+    return launch()
 
 
 def batched_nms(

@@ -42,6 +42,9 @@ On CUDA ``index_add_`` accumulates with atomics (contended when k is small: N / 
 address), so the float64 sums' last bits depend on the order;
 the float32 centroids are bitwise reproducible unless a sum lies within float64 rounding of a
 float32 rounding boundary; ``torch.use_deterministic_algorithms(True)`` makes them reproducible.
+On CUDA that mode also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (or ``:16:8``) in the environment
+before the process starts: without it torch refuses every cuBLAS GEMM (the assignment's
+``torch.mm``) with a RuntimeError.
 
 Peak device memory: the data (plus a float32/float64 copy when ``x`` is float16/bfloat16/integer),
 O(N) vectors (about 8 float64/int64 values per row: norms, labels, distances, the sort for empty

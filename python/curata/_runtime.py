@@ -9,7 +9,10 @@ import numpy as np
 
 from . import _backend, _core
 
-_MAX_THREADS = 2**31 - 1  # the core library stores the count in a C int
+# Upper bound of set_num_threads / CURATA_NUM_THREADS (the core's kMaxThreads): every parallel
+# region asks OpenMP for up to that many threads, and libgomp exits the process when it cannot
+# create them.
+MAX_THREADS = int(_core.max_threads)
 
 
 def build_info() -> dict[str, Any]:
@@ -23,7 +26,7 @@ def build_info() -> dict[str, Any]:
     -------
     dict
         ``version`` (str), ``compiler`` (str), ``openmp`` (bool), ``blas`` (name or None; None:
-        no BLAS is linked), ``cuda_built`` (bool: the core was configured with CUDA), ``cuda``
+        no BLAS is linked), ``cuda_built`` (bool: the build compiled the CUDA module), ``cuda``
         (toolkit version string or None), ``cuda_archs`` (comma-separated, e.g.
         ``"80-real,90"``, or None), ``cuda_module`` (bool: ``curata._cuda`` imported).
 
@@ -87,8 +90,9 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        ``n >= 1`` sets the count; ``n == 0`` restores the default (``CURATA_NUM_THREADS`` from
-        the environment at import, else all cores). numpy integers are accepted.
+        ``1 <= n <= 1024`` sets the count; ``n == 0`` restores the default
+        (``CURATA_NUM_THREADS`` from the environment at import, else all cores, at most 1024).
+        numpy integers are accepted.
 
     Returns
     -------
@@ -99,7 +103,7 @@ def set_num_threads(n: int) -> None:
     TypeError
         ``n`` is not an int (bools included): ``"n must be an int, got float"``.
     ValueError
-        ``n < 0`` or ``n > 2**31 - 1``.
+        ``n < 0`` or ``n > 1024`` (``"n must be <= 1024, got 5000"``).
 
     Notes
     -----
@@ -110,8 +114,8 @@ def set_num_threads(n: int) -> None:
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if n > _MAX_THREADS:
-        raise ValueError(f"n must be <= {_MAX_THREADS}, got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(f"n must be <= {MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 
@@ -128,13 +132,15 @@ def get_num_threads() -> int:
 
 
 def warn_on_bad_thread_env() -> None:
-    """CURATA_NUM_THREADS that is not a positive integer is ignored; say so once at import."""
+    """CURATA_NUM_THREADS that is not an integer in [1, 1024] is ignored; say so once at import.
+
+    The value is judged by the core's own parser (the one that picks the thread count), so the
+    warning appears exactly when the value is not used ("3abc", "2.5", "0", "99999999999")."""
     value = os.environ.get("CURATA_NUM_THREADS")
     if value is None:
         return
-    try:
-        ok = int(value) >= 1
-    except ValueError:
-        ok = False
-    if not ok:
-        _backend.log.warning("CURATA_NUM_THREADS=%r is not a positive integer; using all cores", value)
+    if _core.parse_thread_count(value) < 1:
+        _backend.log.warning(
+            "CURATA_NUM_THREADS=%r is not an integer in [1, %d]; using all cores (%d threads)",
+            value, MAX_THREADS, get_num_threads(),
+        )

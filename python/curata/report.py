@@ -155,6 +155,19 @@ _CSS = (
 )
 
 
+def _share_section(heading: str, shift: Any, names: list, what: str) -> list:
+    """Heading, chi-square line, share plot and share table of a ClusterShift or ClassShift."""
+    rows = [[n, float(a), float(b), float(d)] for n, a, b, d in zip(names, shift.ref_share, shift.cur_share,
+                                                                    shift.share_diff)]
+    summary = f"chi-square {_fmt(shift.statistic)}, adjusted p {_fmt(shift.adjusted_pvalue)}, drift {shift.drift}"
+    return [
+        f"<h2>{_esc(heading)}</h2>",
+        f"<p>{_esc(summary)}</p>",
+        _svg_shares(shift.ref_share, shift.cur_share, names, f"{what} shares: reference vs latest window"),
+        _table([what, "reference share", "window share", "difference"], rows),
+    ]
+
+
 def drift_html(mon: Any, top_n: int, title: str) -> str:
     rows = mon._history
     last = mon.last_report
@@ -221,20 +234,11 @@ def drift_html(mon: Any, top_n: int, title: str) -> str:
             )
         if last.clusters is not None:
             c = last.clusters
-            body.append(f"<h2>Cluster share shift (k = {len(c.ref_share)})</h2>")
-            body.append(f"<p>{_esc(f'chi-square {_fmt(c.statistic)}, adjusted p {_fmt(c.adjusted_pvalue)}, drift {c.drift}')}</p>")
             names = [f"c{i}" for i in range(len(c.ref_share))]
-            body.append(_svg_shares(c.ref_share, c.cur_share, names, "cluster shares: reference vs latest window"))
-            body.append(_table(["cluster", "reference share", "window share", "difference"],
-                               [[n, float(a), float(b), float(d)] for n, a, b, d in zip(names, c.ref_share, c.cur_share, c.share_diff)]))
+            body += _share_section(f"Cluster share shift (k = {len(names)})", c, names, "cluster")
         if last.classes is not None:
             c = last.classes
-            body.append("<h2>Predicted class shift</h2>")
-            body.append(f"<p>{_esc(f'chi-square {_fmt(c.statistic)}, adjusted p {_fmt(c.adjusted_pvalue)}, drift {c.drift}')}</p>")
-            names = [str(x) for x in c.classes]
-            body.append(_svg_shares(c.ref_share, c.cur_share, names, "class shares: reference vs latest window"))
-            body.append(_table(["class", "reference share", "window share", "difference"],
-                               [[n, float(a), float(b), float(d)] for n, a, b, d in zip(names, c.ref_share, c.cur_share, c.share_diff)]))
+            body += _share_section("Predicted class shift", c, [str(x) for x in c.classes], "class")
         if schema_report.schema is not None:
             s = schema_report.schema
             body.append("<h2>Schema</h2>")

@@ -219,6 +219,57 @@ template <class T> void check_postprocess(std::mt19937& g, int trial) {
   EXPECT(gpu_error == ref.error, "pp trial %d: GPU error '%s', CPU error '%s'", trial, gpu_error.c_str(), ref.error.c_str());
 }
 
+// More than 2048 classes with a class filter: the allowed classes travel as a device byte mask
+// (uploaded from a pageable host vector) instead of the by-value bitmask the random trials use.
+// Allowed classes on both sides of every 64-class word and past 2048; scores that make the
+// disallowed classes the best ones of many anchors; single- and multi-label, per class and
+// agnostic, capped and not.
+template <class T> void check_postprocess_many_classes(std::mt19937& g) {
+  const int batch = 2, anchors = 48, C = 2100, ch = 4 + C;
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<T> pred(size_t(batch) * ch * anchors, T(0));
+  const std::vector<int64_t> allowed = {0, 63, 64, 2047, 2048, 2099, 5000, -3};
+  for (int b = 0; b < batch; ++b)
+    for (int a = 0; a < anchors; ++a) {
+      T* p = pred.data() + size_t(b) * ch * anchors + a;
+      p[0] = T(std::floor(u(g) * 30)); p[anchors] = T(std::floor(u(g) * 30));
+      p[2 * anchors] = T(1 + std::floor(u(g) * 10)); p[3 * anchors] = T(1 + std::floor(u(g) * 10));
+      for (int k = 0; k < 6; ++k) p[(4 + allowed[k]) * anchors] = T(std::floor(u(g) * 8) / 8);
+      if (a % 2 == 0) p[(4 + 1000 + a) * anchors] = T(0.95);  // a disallowed best class (single-label: no row)
+    }
+  for (int variant = 0; variant < 4; ++variant) {
+    PostprocessOptions o;
+    o.conf_threshold = 0.2;
+    o.multi_label = variant & 1;
+    o.agnostic = variant & 2;
+    o.max_nms = variant == 3 ? 20 : 30000;
+    o.classes = allowed.data();
+    o.n_allowed_classes = int64_t(allowed.size());
+    const PaddedRef<T> ref = cpu_padded(pred, batch, ch, anchors, o);
+    cuda::DevicePostprocessOptions d;
+    d.conf_threshold = o.conf_threshold; d.iou_threshold = o.iou_threshold; d.agnostic = o.agnostic;
+    d.multi_label = o.multi_label; d.max_det = o.max_det; d.max_nms = o.max_nms;
+    d.filter_classes = true; d.allowed_classes = allowed;
+    const bool dbl = sizeof(T) == 8;
+    const int64_t bytes = cuda::postprocess_workspace_bytes(dbl, batch, ch, anchors, d, 0);
+    std::vector<unsigned char> ws(size_t(bytes), 0xA5);
+    std::vector<T> dets(size_t(batch) * o.max_det * 6, T(-99));
+    std::vector<int32_t> counts(batch, -77);
+    std::vector<int64_t> status(cuda::postprocess_status_size(batch), 12345);
+    cuda::postprocess_padded(dbl, (uintptr_t)pred.data(), batch, ch, anchors, d, (uintptr_t)ws.data(), bytes,
+                             (uintptr_t)dets.data(), (uintptr_t)counts.data(), (uintptr_t)status.data(), 0, 0);
+    int rows = 0;
+    for (int b = 0; b < batch; ++b) {
+      EXPECT(counts[b] == ref.counts[b], "many classes variant %d image %d: count %d vs CPU %d", variant, b, counts[b],
+             ref.counts[b]);
+      rows += ref.counts[b];
+    }
+    EXPECT(rows > 0, "many classes variant %d: no detections (the case tests nothing)", variant);
+    EXPECT(std::memcmp(dets.data(), ref.dets.data(), ref.dets.size() * sizeof(T)) == 0,
+           "many classes variant %d: padded rows differ", variant);
+  }
+}
+
 // select_digit / select_at_most against the composite key built with 128-bit integers.
 void check_select_digits(std::mt19937_64& g) {
   for (int t = 0; t < 20000; ++t) {
@@ -256,23 +307,39 @@ int main(int argc, char** argv) {
   for (int t = 0; t < trials; ++t) { check_postprocess<float>(g, t); check_postprocess<double>(g, t); }
   std::printf("postprocess done, failures=%d (images with rows %ld, capped multi-label %ld, flagged %ld; trials raising %ld)\n",
               failures, pp_with_rows, pp_capped, pp_flagged, pp_errors);
+  check_postprocess_many_classes<float>(g);
+  check_postprocess_many_classes<double>(g);
+  std::printf("postprocess with > 2048 classes done, failures=%d\n", failures);
   // errors: the first invalid box wins over later ones and over NaN scores, as on the CPU
   {
     std::vector<float> b = {0, 0, 1, 1, 0, 0, NAN, 1, 2, 2, 1, 3};
     std::vector<float> s = {0.5f, 0.6f, NAN};
     std::vector<int64_t> out(3);
-    auto expect_error = [&](const char* want) {
+    // The wanted message is the CPU library's own (curata::nms on the same input), so the two can
+    // never drift apart again; the literal checks below pin the format the user sees.
+    auto cpu_error = [&]() -> std::string {
+      try {
+        NmsOptions o;
+        o.iou_threshold = 0.5;
+        nms(b.data(), s.data(), 3, NmsGroups{}, o);
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+      return "";
+    };
+    auto expect_error = [&](const std::string& want) {
+      EXPECT(cpu_error() == want, "CPU error '%s', wanted '%s'", cpu_error().c_str(), want.c_str());
       try {
         cuda::batched_nms(false, (uintptr_t)b.data(), (uintptr_t)s.data(), 3, 0, 0, 0, 0, 0.5, false, 0, -1, false,
                           (uintptr_t)out.data(), 0, 0);
-        EXPECT(false, "no error, wanted '%s'", want);
+        EXPECT(false, "no error, wanted '%s'", want.c_str());
       } catch (const std::invalid_argument& e) {
-        EXPECT(std::string(e.what()) == want, "got '%s', wanted '%s'", e.what(), want);
+        EXPECT(std::string(e.what()) == want, "got '%s', wanted '%s'", e.what(), want.c_str());
       }
     };
-    expect_error("boxes must be finite, got boxes[1] = [0.000000, 0.000000, nan, 1.000000]");
+    expect_error("boxes must be finite, got boxes[1] = [0, 0, nan, 1]");
     b[6] = 1;
-    expect_error("boxes must satisfy x1 <= x2 and y1 <= y2 (xyxy), got boxes[2] = [2.000000, 2.000000, 1.000000, 3.000000]");
+    expect_error("boxes must satisfy x1 <= x2 and y1 <= y2 (xyxy), got boxes[2] = [2, 2, 1, 3]");
     b[10] = 3;
     expect_error("scores must not be NaN, got scores[2] = nan");
     b[10] = 1;

@@ -20,8 +20,17 @@
 #endif
 
 #include <cstdint>
+#include <cstring>
 
 namespace curata::simd {
+
+// Loads a GNU vector type V from any address: memcpy carries no alignment or aliasing assumption
+// and compiles to one unaligned vector move.
+template <class V> CURATA_ALWAYS_INLINE V load_unaligned(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 // Largest of v[0..m) (m >= 1, no NaN), from 8 independent lanes so the loop vectorises; for use
 // inside CURATA_SIMD_CLONES functions (inlined into every clone).
