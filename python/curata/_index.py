@@ -815,6 +815,18 @@ class Index:
         crash or an error ``path`` holds either the old file or the complete new one, and the
         temporary file is removed when an error is raised.
 
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+            A directory raises ``IsADirectoryError``, a missing parent directory
+            ``FileNotFoundError`` (before anything is written).
+
+        Returns
+        -------
+        None
+            The file holds 72 header bytes, then ``len(self) * dim * itemsize`` bytes of
+            vectors (4 for float32, 2 for float16 storage) and ``8 * len(self)`` bytes of ids.
+
         Raises
         ------
         OSError
@@ -862,6 +874,18 @@ class Index:
         file does not record where it was saved from).
 
         Reads format versions 1 (zlib CRC-32 checksums) and 2 (CRC-32C).
+
+        Parameters
+        ----------
+        path : str, bytes or os.PathLike
+        device : {"auto", "cpu", "cuda"}
+            Where the loaded index lives, chosen as in the constructor.
+
+        Returns
+        -------
+        Index
+            Same dim, metric, storage dtype (float32 or float16), ids (int64, insertion order)
+            and ``next_id`` as the saved index.
 
         Raises
         ------
