@@ -54,3 +54,24 @@ def test_guide_code_blocks_run(guide, tmp_path, monkeypatch):
             exec(compile(code, f"{guide.name}:{line}", "exec"), namespace)  # noqa: S102 - the guide's own code
         except Exception as exc:
             raise AssertionError(f"{guide.name}, block starting at line {line} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def test_readme_snippet_names_exist():
+    # README's ```python block uses placeholder data, so it cannot run as is; every curata name
+    # it calls must exist (an API rename that forgets the README fails here).
+    import curata
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = python_blocks(readme)
+    assert blocks, "README has no ```python block"
+    code = "\n".join(c for _, c in blocks)
+    compile(code, "README.md", "exec")  # at least valid Python
+    code = re.sub(r"\"[^\"\n]*\"|'[^'\n]*'|#[^\n]*", "", code)  # names in strings and comments are not calls
+    names = re.findall(r"\b(curata|boxes|scores|metrics|drift|search|curate)\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?", code)
+    assert names
+    for module, attr, sub in names:
+        owner = curata if module == "curata" else getattr(curata, module)
+        assert hasattr(owner, attr), f"README uses {module}.{attr}, which does not exist"
+        obj = getattr(owner, attr)
+        if sub and isinstance(obj, type):
+            assert hasattr(obj, sub), f"README uses {module}.{attr}.{sub}, which does not exist"
