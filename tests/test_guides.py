@@ -4,7 +4,8 @@ Blocks of one guide run in order in one namespace (a later block may use an earl
 names), with the working directory set to a temporary folder. Only fences whose info string is
 exactly ``python`` run; write ```python-norun (or any other info string) for code that must
 not, e.g. code that needs a GPU or a server. A guide's blocks are skipped when a module they
-import is not installed (scikit-learn, scipy, torch are optional for curata).
+import is not installed (scikit-learn, scipy, torch are optional for curata). README.md's python
+block (placeholder data) is only compiled and its curata names looked up.
 """
 
 from __future__ import annotations
