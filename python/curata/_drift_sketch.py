@@ -186,8 +186,8 @@ class Histogram:
         convention); values below ``edges[0]`` count in ``under``, above ``edges[K]`` in ``over``.
 
     ``update(batch)``: batch (n, D) or (n,), NaN rejected. ``merge(other)``: counts add; raises
-    ValueError when the edges differ (bit for bit) or D differs. Time O(n D log K) per update;
-    memory O(D K).
+    ValueError when the edges differ in value (-0.0 equals 0.0) or D differs. Time O(n D log K)
+    per update; memory O(D K).
 
     Attributes
     ----------
