@@ -265,3 +265,15 @@ def test_ks_from_sketches_within_bound(shift):
     d = exact_ks(a, b)
     assert abs(r.statistic - d) <= r.error_bound
     assert r.error_bound < 0.05 and (r.n_ref, r.n_cur) == (len(a), len(b))
+
+
+def test_sketch_k_of_the_wrong_type_is_a_type_error():
+    # api.md: bad input raises ValueError for a wrong value, TypeError for a wrong type. A float,
+    # bool or string k was a ValueError ("k must be an even int >= 8, got 8.0").
+    for bad in (8.0, True, "8", None):
+        with pytest.raises(TypeError, match=r"^k must be an int, got "):
+            drift.QuantileSketch(k=bad)
+    assert drift.QuantileSketch(k=np.int64(8)).k == 8
+    for bad in (7, 6 - 8, 0, 9):
+        with pytest.raises(ValueError, match=r"^k must be an even int >= 8, got "):
+            drift.QuantileSketch(k=bad)

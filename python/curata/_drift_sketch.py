@@ -292,7 +292,8 @@ class QuantileSketch:
     Parameters
     ----------
     k : int, even, >= 8
-        Level capacity (memory ~ k log2(n / k) values).
+        Level capacity (memory ~ k log2(n / k) values). ``TypeError`` for a non-int (bools
+        included), ``ValueError`` for an odd value or one below 8.
     seed : int
         Seeds the coin flips: the same updates and merges give the same sketch.
 
@@ -306,8 +307,10 @@ class QuantileSketch:
     """
 
     def __init__(self, k: int = 1024, seed: int = 0) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 8 or k % 2:
-            raise ValueError(f"k must be an even int >= 8, got {k!r}")
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__}")
+        if k < 8 or k % 2:
+            raise ValueError(f"k must be an even int >= 8, got {int(k)}")
         self.k = int(k)
         self.count = 0
         self.rank_error_bound = 0
