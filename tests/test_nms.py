@@ -734,3 +734,27 @@ def test_ragged_box_lists_name_the_argument(fn):
     with pytest.raises(TypeError, match=r"^boxes must be array-like, got list"):
         call(ragged, [0.5, 0.4])
     np.testing.assert_array_equal(call([[0, 0, 1, 1], [0, 0, 1, 1]], [0.4, 0.5]), [1])
+
+
+def test_batched_3d_errors_name_the_image_and_box():
+    # api.md: invalid boxes raise ValueError naming the argument and the first bad row. For a
+    # padded (B, N, 4) batch the message named the flattened row ("boxes[5]" for image 1, box 2
+    # of N = 3), an index the caller's array does not have.
+    boxes = np.zeros((2, 3, 4))
+    boxes[..., 2:] = 1.0
+    scores = np.ones((2, 3))
+    bad = boxes.copy()
+    bad[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^boxes must be finite, got boxes\[1, 2\] = \[nan, 0, 1, 1\]$"):
+        cb.batched_nms(bad, scores, None)
+    bad = boxes.copy()
+    bad[1, 2, 0] = 2.0
+    with pytest.raises(ValueError, match=r"^boxes must satisfy x1 <= x2 and y1 <= y2 \(xyxy\), got boxes\[1, 2\] = "):
+        cb.batched_nms(bad, scores, np.zeros((2, 3), np.int64))
+    bad_scores = scores.copy()
+    bad_scores[1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^scores must not be NaN, got scores\[1, 1\] = nan$"):
+        cb.batched_nms(boxes, bad_scores, None)
+    # flat input keeps its flat index
+    with pytest.raises(ValueError, match=r"got boxes\[5\] = "):
+        cb.batched_nms(bad.reshape(-1, 4), scores.reshape(-1), None)

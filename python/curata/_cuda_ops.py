@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _array, _backend
-from .boxes import _nms_options
+from .boxes import _FLAT_ROW, _batched_error, _nms_options
 
 _SMALL_FLOATS = ("float16", "bfloat16")
 _FLOATS = ("float32", "float64")
@@ -306,9 +306,14 @@ def _batched_3d(frame, boxes, scores, classes, valid, iou_threshold, score_thres
             c2 = np.where(valid_host, _array._to_numpy_view(c2, "classes"), 0)
         c = frame.int_(c2.reshape(-1), "classes")
     options = _nms_options(iou_threshold, score_threshold, max_det)
-    keep, n_keep, image_ids, image_counts = _run_nms(
-        frame, b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), options, True
-    )
+    try:
+        keep, n_keep, image_ids, image_counts = _run_nms(
+            frame, b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), options, True
+        )
+    except ValueError as exc:  # the CPU's message names the flattened row: name (image, box)
+        if per_image == 0 or not _FLAT_ROW.search(str(exc)):
+            raise
+        raise _batched_error(exc, per_image) from None
     counts = [0] * n_images
     for image, count in zip(image_ids, image_counts):
         counts[int(image)] = int(count)

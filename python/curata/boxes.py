@@ -8,6 +8,7 @@ float16/bfloat16 in float32 and integers in float64. Coordinates must be finite 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -280,6 +281,16 @@ def batched_nms(
     return _array.like(keep, boxes)
 
 
+_FLAT_ROW = re.compile(r"\b(boxes|scores)\[(\d+)\]")
+
+
+def _batched_error(exc: ValueError, per_image: int) -> ValueError:
+    """The core's message for a flattened (B * N) row, with the caller's (image, box) index:
+    ``boxes[5]`` of a (2, 3, 4) batch is ``boxes[1, 2]``."""
+    text = _FLAT_ROW.sub(lambda m: f"{m.group(1)}[{int(m.group(2)) // per_image}, {int(m.group(2)) % per_image}]", str(exc))
+    return ValueError(text)
+
+
 def _batched_3d(boxes, scores, classes, valid, iou_threshold, score_threshold, max_det):
     b = _array.float_array(boxes, "boxes", shape=(None, None, 4))
     n_images, per_image = b.shape[0], b.shape[1]
@@ -299,9 +310,14 @@ def _batched_3d(boxes, scores, classes, valid, iou_threshold, score_threshold, m
         if v2 is not None and c2.dtype.kind == "f":
             c2 = np.where(v2, c2, 0)  # padding may hold NaN like its boxes and scores
         c = _array.int_array(c2.reshape(-1), "classes")
-    keep, _, counts = _nms_call(
-        b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), iou_threshold, score_threshold, max_det
-    )
+    try:
+        keep, _, counts = _nms_call(
+            b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), iou_threshold, score_threshold, max_det
+        )
+    except ValueError as exc:
+        if per_image == 0 or not _FLAT_ROW.search(str(exc)):
+            raise
+        raise _batched_error(exc, per_image) from None
     if per_image == 0:
         counts = np.zeros(n_images, dtype=np.int64)
     local = keep - np.repeat(np.arange(n_images, dtype=np.int64) * per_image, counts)
