@@ -916,10 +916,7 @@ def jensen_shannon(
 
     Notes
     -----
-    Numeric input: one sort of each reference column and a binary search per value, O((n log n
-    + (n + m) log n_bins) * D) in C++, with per-thread sort keys for 8 columns (memory as
-    :func:`ks`); labels are counted with numpy (O((n + m) log(n + m)) per column). The
-    statistic itself is O(D K) on the (D, K) count tables.
+    {binned_cost}
     """
     if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real) or not (float(base) > 0 and float(base) != 1):
         raise ValueError(f"base must be a positive number other than 1, got {base!r}")
@@ -948,10 +945,7 @@ def hellinger(ref: Any, cur: Any, *, input: str = "auto", n_bins: int = 10, nan_
 
     Notes
     -----
-    Numeric input: one sort of each reference column and a binary search per value, O((n log n
-    + (n + m) log n_bins) * D) in C++, with per-thread sort keys for 8 columns (memory as
-    :func:`ks`); labels are counted with numpy (O((n + m) log(n + m)) per column). The
-    statistic itself is O(D K) on the (D, K) count tables.
+    {binned_cost}
     """
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     p, q = _proportions(rc, cc)
@@ -970,10 +964,7 @@ def tvd(ref: Any, cur: Any, *, input: str = "auto", n_bins: int = 10, nan_policy
 
     Notes
     -----
-    Numeric input: one sort of each reference column and a binary search per value, O((n log n
-    + (n + m) log n_bins) * D) in C++, with per-thread sort keys for 8 columns (memory as
-    :func:`ks`); labels are counted with numpy (O((n + m) log(n + m)) per column). The
-    statistic itself is O(D K) on the (D, K) count tables.
+    {binned_cost}
     """
     rc, cc, edges, cats, counts = _histograms(ref, cur, input, n_bins, nan_policy)
     p, q = _proportions(rc, cc)
@@ -981,8 +972,13 @@ def tvd(ref: Any, cur: Any, *, input: str = "auto", n_bins: int = 10, nan_policy
     return _binned_result(stat, ref, rc, cc, edges, cats, counts, "tvd")
 
 
+_BINNED_COST = """Numeric input: one sort of each reference column and a binary search per value, O((n log n
+    + (n + m) log n_bins) * D) in C++, with per-thread sort keys for 8 columns (memory as
+    :func:`ks`); labels are counted with numpy (O((n + m) log(n + m)) per column). The
+    statistic itself is O(D K) on the (D, K) count tables."""
+
 for _f in (chi2, psi, jensen_shannon, hellinger, tvd):
-    _f.__doc__ = _f.__doc__.replace("{binned}", _BINNED_DOC)
+    _f.__doc__ = _f.__doc__.replace("{binned}", _BINNED_DOC).replace("{binned_cost}", _BINNED_COST)
 del _f
 
 
