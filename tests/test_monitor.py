@@ -876,3 +876,24 @@ def test_grouped_numeric_tests_equal_per_test_calls(seed, n, m, d, nan_rate, tes
     rep = mon.check(win)
     if rep.status == "ok":
         _assert_report_matches_per_test(rep, ref, win, tests)
+
+
+def _run_without_scipy(code: str) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a fresh interpreter where ``import scipy`` fails, as on an install of
+    curata without its optional dependencies."""
+    prelude = "import sys\nsys.modules['scipy'] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120)
+
+
+def test_monitor_needing_scipy_fails_at_construction_without_it():
+    # The default monitor clusters the reference, and its cluster share test is a chi-square.
+    base = "import numpy as np, curata\nx = np.random.default_rng(0).normal(size=(200, 3))\n"
+    r = _run_without_scipy(base + "curata.DriftMonitor(x)\n")
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "cluster share test" in r.stderr and "curata[drift]" in r.stderr
+    r = _run_without_scipy(base + "curata.DriftMonitor(x, tests=('ks', 'cramervonmises'), n_clusters=None)\n")
+    assert r.returncode != 0 and "cramervonmises" in r.stderr
+    # KS alone with no clustering needs nothing beyond numpy, construction and checks included.
+    r = _run_without_scipy(base + "m = curata.DriftMonitor(x, n_clusters=None)\nprint(m.check(x + 1.0).drift)\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"

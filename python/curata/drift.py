@@ -235,7 +235,7 @@ def _scipy_special(what: str):
     try:
         from scipy import special  # noqa: PLC0415  (optional dependency)
     except ImportError as exc:  # pragma: no cover - scipy is installed in the test environment
-        raise ImportError(f"{what} needs scipy (pip install scipy)") from exc
+        raise ImportError(f'{what} needs scipy: pip install "curata[drift]" (or scipy)') from exc
     return special
 
 
