@@ -60,6 +60,25 @@ def _unit_scaled(a: np.ndarray) -> tuple[np.ndarray, float]:
     return (a if scale == 1.0 else a * a.dtype.type(scale)), scale
 
 
+def unit_rows(a: np.ndarray, in_place: bool) -> np.ndarray:
+    """L2-normalised rows of the float64 array ``a`` (overwriting ``a`` when ``in_place``); an
+    all-zero row raises ValueError naming it.
+
+    Each row is first multiplied by the power of two that puts its largest |value| in [0.5, 1):
+    exact (the same unit vector), so a row far smaller or larger than the others neither
+    underflows to a false zero norm (|v| < ~1e-154) nor overflows (|v| > ~1e154). O(N D) time;
+    one (N, D) float64 array of memory unless ``in_place``.
+    """
+    e = np.frexp(np.maximum(a.max(axis=1, initial=0.0), -a.min(axis=1, initial=0.0)))[1]
+    a = np.ldexp(a, -e[:, None], out=a if in_place else None)
+    norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+    zero = norms == 0
+    if zero.any():
+        raise ValueError(f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}")
+    a /= norms[:, None]
+    return a
+
+
 def _cosine_tie_tol(d: int) -> float:
     """Squared-distance differences below which two cosine k-center candidates tie.
 
@@ -173,23 +192,8 @@ def k_center_greedy(x: Any, n: int, already_selected: Any = None, metric: str = 
         return _array.like(out, x)
 
     if metric == "cosine":
-        # Each row times its own power of two first (largest |value| into [0.5, 1)): exact, the
-        # same unit vector, and a row far smaller or larger than the others (which the global
-        # scale above leaves at 1e-200 or 1e200) neither underflows to a false zero norm nor
-        # overflows.
-        e = np.frexp(np.maximum(a.max(axis=1, initial=0.0), -a.min(axis=1, initial=0.0)))[1]
-        a = np.ldexp(a, -e[:, None], out=a if fresh else None)
+        a = unit_rows(a, in_place=fresh)
         fresh = True
-        norms = np.sqrt(np.einsum("ij,ij->i", a, a))
-        zero = norms == 0
-        if zero.any():
-            raise ValueError(
-                f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
-            )
-        if fresh:
-            a /= norms[:, None]
-        else:
-            a = a / norms[:, None]
     # The float32 scan works on centred rows (distances are translation invariant; centring limits
     # cancellation); the exact float64 re-check uses the uncentred rows ``a``, because centring
     # rounds and could split an exact tie of the original data. Centred block by block: no float64

@@ -7,29 +7,11 @@ from typing import Any
 import numpy as np
 
 from . import _array
-from ._cluster import KMeansResult, _check_k, _cluster_sums, _matrix, kmeans
+from ._cluster import KMeansResult, _check_k, _cluster_sums, _matrix, kmeans, unit_rows
 
 __all__ = ["representativeness"]
 
 _METRICS = ("cosine", "l2")
-
-
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    """float64 L2-normalised copy of ``a``; an all-zero row raises ValueError."""
-    x64 = np.array(a, dtype=np.float64)
-    # Each row times the power of two that puts its largest |value| in [0.5, 1) first: exact (the
-    # same unit vector), and its squares can then neither overflow (|v| > ~1e154) nor underflow
-    # (|v| < ~1e-154, which made a non-zero row look all-zero).
-    top = np.maximum(x64.max(axis=1, initial=0.0), -x64.min(axis=1, initial=0.0))
-    np.ldexp(x64, -np.frexp(top)[1][:, None], out=x64)
-    norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
-    zero = norms == 0
-    if zero.any():
-        raise ValueError(
-            f"x must have non-zero rows for metric 'cosine', got an all-zero row {int(np.argmax(zero))}"
-        )
-    x64 /= norms[:, None]
-    return x64
 
 
 def _result_labels(result: Any, n_rows: int, n_cols: int, n_clusters: int) -> np.ndarray:
@@ -138,7 +120,8 @@ def representativeness(
     N, D = a.shape
     k = _check_k(a, n_clusters)
     if metric == "cosine":
-        x64 = _unit_rows(a)  # normalised in float64; k-means runs on it in the compute dtype
+        # Normalised in float64 (a copy); k-means runs on it in the compute dtype.
+        x64 = unit_rows(np.array(a, dtype=np.float64), in_place=True)
         if result is None:
             a = x64.astype(a.dtype, copy=False)
     else:
