@@ -59,7 +59,7 @@ class Moments:
     def __init__(self) -> None:
         self.count = 0
         self.mean = self.m2 = self.min = self.max = None
-        self._mean_lo = None  # the mean is mean + _mean_lo (|_mean_lo| <= half an ulp of mean)
+        self._mean_lo = None  # set with mean: the mean is mean + _mean_lo (|_mean_lo| <= half an ulp)
 
     @property
     def columns(self) -> int | None:
@@ -92,7 +92,7 @@ class Moments:
             self.min, self.max = min_b.copy(), max_b.copy()
             return
         n_a, n = self.count, self.count + n_b
-        lo_a = self._lo()
+        lo_a = self._mean_lo
         with np.errstate(invalid="ignore", over="ignore"):  # +-inf: documented non-finite results
             # mean_b - mean_a is exact for close means (Sterbenz): the low parts carry the rest
             delta = (mean_b - self.mean) + (lo_b - lo_a)
@@ -105,9 +105,6 @@ class Moments:
         self.min = np.minimum(self.min, min_b)
         self.max = np.maximum(self.max, max_b)
         self.count = n
-
-    def _lo(self) -> np.ndarray:
-        return np.zeros_like(self.mean) if self._mean_lo is None else self._mean_lo
 
     def update(self, batch: Any) -> Moments:
         """Fold ``batch`` into the state, in place.
@@ -163,7 +160,7 @@ class Moments:
         if other.mean is not None:
             if out.mean is None:
                 return copy.deepcopy(other)
-            out._combine(other.count, other.mean, other._lo(), other.m2, other.min, other.max)
+            out._combine(other.count, other.mean, other._mean_lo, other.m2, other.min, other.max)
         return out
 
 
