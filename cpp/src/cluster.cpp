@@ -90,7 +90,7 @@ template <class T> std::vector<double> centroid_sq(const T* C, int64_t k, int64_
   return csq;
 }
 
-template <class T> Bound make_bound(const std::vector<double>& csq, int64_t d, double rel, double abs) {
+Bound make_bound(const std::vector<double>& csq, int64_t d, double rel, double abs) {
   Bound b;
   b.rel = rel;
   b.abs = abs;
@@ -261,7 +261,7 @@ void nearest_centroids_f32(const float* X, int64_t n, int64_t d, const float* C,
   if (n <= 0 || k <= 0 || d <= 0) return;
   const std::vector<double> csq = centroid_sq(C, k, d);
   const int64_t h = (d + 7) / 8 + 5;
-  const Bound bound = make_bound<float>(csq, d, gamma(static_cast<double>(h), 0x1p-24),
+  const Bound bound = make_bound(csq, d, gamma(static_cast<double>(h), 0x1p-24),
                                         static_cast<double>(d + 16) * 0x1p-148);
   // Centroid chunks of at most ~256 KiB of packed floats (they stay in L2 while a row block
   // streams past). The outer-product kernel works on micro-tiles of 48 packed rows (16 lanes; 16
@@ -357,7 +357,7 @@ void nearest_centroids_f64(const double* X, int64_t n, int64_t d, const double* 
                            const double* GT, int64_t* labels, double* dist) {
   if (n <= 0 || k <= 0 || d <= 0) return;
   const std::vector<double> csq = centroid_sq(C, k, d);
-  const Bound bound = make_bound<double>(csq, d, gamma(static_cast<double>(d + 2), kU),
+  const Bound bound = make_bound(csq, d, gamma(static_cast<double>(d + 2), kU),
                                          static_cast<double>(d + 16) * 0x1p-1072);
   const Transposed<double> ct = transpose_centroids(C, k, d);
   RecheckScratch scratch;
@@ -404,22 +404,14 @@ CURATA_ALWAYS_INLINE void sum_columns(const T* X, int64_t n, int64_t d, const in
 }
 
 CURATA_SIMD_CLONES
-void sum_columns_f32(const float* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, int64_t t0, int64_t t1,
+void sum_columns_any(const float* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, int64_t t0, int64_t t1,
                      double* sums) {
   sum_columns(X, n, d, labels, k, t0, t1, sums);
 }
 CURATA_SIMD_CLONES
-void sum_columns_f64(const double* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, int64_t t0, int64_t t1,
-                     double* sums) {
-  sum_columns(X, n, d, labels, k, t0, t1, sums);
-}
-void sum_columns_any(const float* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, int64_t t0, int64_t t1,
-                     double* sums) {
-  sum_columns_f32(X, n, d, labels, k, t0, t1, sums);
-}
 void sum_columns_any(const double* X, int64_t n, int64_t d, const int64_t* labels, int64_t k, int64_t t0, int64_t t1,
                      double* sums) {
-  sum_columns_f64(X, n, d, labels, k, t0, t1, sums);
+  sum_columns(X, n, d, labels, k, t0, t1, sums);
 }
 
 template <class T>
