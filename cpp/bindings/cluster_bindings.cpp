@@ -28,12 +28,12 @@ template <class T> void check_rows_centroids(const carray<T>& x, const carray<T>
                                 shape_str(c));
   if (sq.ndim() != 1 || sq.shape(0) != x.shape(0))
     throw std::invalid_argument("sq must have shape (" + std::to_string(x.shape(0)) + ",), got " + shape_str(sq));
+  if (c.shape(0) < 1) throw std::invalid_argument("centroids must have at least one row, got " + shape_str(c));
 }
 
 py::tuple assign_f32(const carray<float>& x, const carray<float>& c, const carray<double>& sq) {
   check_rows_centroids(x, c, sq);
   const int64_t n = x.shape(0), d = x.shape(1), k = c.shape(0);
-  if (k < 1) throw std::invalid_argument("centroids must have at least one row, got " + shape_str(c));
   py::array_t<int64_t> labels(static_cast<py::ssize_t>(n));
   py::array_t<double> dist(static_cast<py::ssize_t>(n));
   const float *px = x.data(), *pc = c.data();
@@ -51,7 +51,6 @@ py::tuple assign_f64(const carray<double>& x, const carray<double>& c, const car
                      const carray<double>& dots) {
   check_rows_centroids(x, c, sq);
   const int64_t n = x.shape(0), d = x.shape(1), k = c.shape(0);
-  if (k < 1) throw std::invalid_argument("centroids must have at least one row, got " + shape_str(c));
   if (dots.ndim() != 2 || dots.shape(0) != k || dots.shape(1) != n)
     throw std::invalid_argument("dots must have shape (" + std::to_string(k) + ", " + std::to_string(n) + "), got " +
                                 shape_str(dots));
