@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _array, _backend
-from .boxes import _FLAT_ROW, _batched_error, _nms_options
+from .boxes import _batched_error, _nms_options
 
 _SMALL_FLOATS = ("float16", "bfloat16")
 _FLOATS = ("float32", "float64")
@@ -311,8 +311,6 @@ def _batched_3d(frame, boxes, scores, classes, valid, iou_threshold, score_thres
             frame, b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), options, True
         )
     except ValueError as exc:  # the CPU's message names the flattened row: name (image, box)
-        if per_image == 0 or not _FLAT_ROW.search(str(exc)):
-            raise
         raise _batched_error(exc, per_image) from None
     counts = [0] * n_images
     for image, count in zip(image_ids, image_counts):

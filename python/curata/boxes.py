@@ -286,7 +286,9 @@ _FLAT_ROW = re.compile(r"\b(boxes|scores)\[(\d+)\]")
 
 def _batched_error(exc: ValueError, per_image: int) -> ValueError:
     """The core's message for a flattened (B * N) row, with the caller's (image, box) index:
-    ``boxes[5]`` of a (2, 3, 4) batch is ``boxes[1, 2]``."""
+    ``boxes[5]`` of a (2, 3, 4) batch is ``boxes[1, 2]``; ``exc`` itself when it names no row."""
+    if per_image == 0 or not _FLAT_ROW.search(str(exc)):
+        return exc
     text = _FLAT_ROW.sub(lambda m: f"{m.group(1)}[{int(m.group(2)) // per_image}, {int(m.group(2)) % per_image}]", str(exc))
     return ValueError(text)
 
@@ -314,9 +316,7 @@ def _batched_3d(boxes, scores, classes, valid, iou_threshold, score_threshold, m
         keep, _, counts = _nms_call(
             b.reshape(-1, 4), s.reshape(-1), c, None, v, max(per_image, 1), iou_threshold, score_threshold, max_det
         )
-    except ValueError as exc:
-        if per_image == 0 or not _FLAT_ROW.search(str(exc)):
-            raise
+    except ValueError as exc:  # the core names the flattened row: name (image, box)
         raise _batched_error(exc, per_image) from None
     if per_image == 0:
         counts = np.zeros(n_images, dtype=np.int64)
