@@ -250,6 +250,17 @@ def check_probability(value: Any, name: str, *, allow_none: bool = False) -> flo
     return v
 
 
+def real_number(value: Any, name: str, what: str = "a real number") -> float:
+    """``value`` as a float: ``TypeError`` unless it is a real number (bools refused); a Python int
+    beyond the float range becomes +-inf instead of raising OverflowError. NaN passes through."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
 def check_count(value: Any, name: str, *, allow_none: bool = True, minimum: int = 0) -> int | None:
     """A non-negative integer option such as max_det (None = no limit)."""
     if value is None and allow_none:

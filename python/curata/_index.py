@@ -792,14 +792,9 @@ class Index:
         also in insertion order), memory the workspace plus about twice 20 bytes per hit.
         """
         q = self._queries(queries)
-        if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
-            raise TypeError(f"radius must be a real number, got {type(radius).__name__}")
-        if radius != radius:
+        r = _array.real_number(radius, "radius")  # a Python int beyond the float range: +-inf
+        if r != r:
             raise ValueError("radius must not be NaN")
-        try:
-            r = float(radius)
-        except OverflowError:  # a Python int beyond the float range: as far as infinity
-            r = float("inf") if radius > 0 else float("-inf")
         lims, distances, positions, bad_query = self._run("range", q, r)
         if bad_query >= 0:
             raise ValueError(f"queries must be finite, got NaN or infinity in row {bad_query}")

@@ -247,12 +247,7 @@ def near_duplicates(x: Any, threshold: float, metric: str = "cosine", k: int = 1
         values do not match, unknown metric.
     """
     metric = _metric(metric)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
-        raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-    try:
-        limit = float(threshold)
-    except OverflowError:  # a Python int beyond the float range (np.isfinite raised TypeError)
-        limit = float("inf")
+    limit = _array.real_number(threshold, "threshold", "a number")  # a huge Python int: inf
     if not np.isfinite(limit) or limit < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
     kk = _k(k)
